@@ -1,0 +1,1 @@
+"""chargebrain benchmarks: `python -m bench [--quick]` (or `make bench`)."""

@@ -1,0 +1,71 @@
+"""Readings and commands exchanged between device drivers and the charging manager.
+
+Plain immutable values in chargebrain's internal units (mA, W, Wh, V, seconds). Drivers
+produce readings and consume commands; the core never does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from chargebrain.core.phases import ZERO, Phases
+
+
+class EvseState(IntEnum):
+    """Charging-manager EVSE state as get_dev_info reports it (1..6)."""
+
+    WAITING = 1  # A: no vehicle
+    EV_PRESENT = 2  # B: vehicle detected, not charging
+    CHARGING = 3  # C
+    CHARGING_VENT = 4  # D
+    ERROR = 5  # E/F
+    OFFLINE = 6  # no communication
+
+    @property
+    def plugged(self) -> bool:
+        return self in (EvseState.EV_PRESENT, EvseState.CHARGING, EvseState.CHARGING_VENT)
+
+    @property
+    def charging(self) -> bool:
+        return self in (EvseState.CHARGING, EvseState.CHARGING_VENT)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    """One reading of a meter. Currents are signed (negative = export) in mA."""
+
+    power_w: float = 0.0
+    currents: Phases = ZERO
+    voltages: tuple[float, float, float] = (230.0, 230.0, 230.0)
+    import_wh: float = 0.0
+    export_wh: float = 0.0
+    model: str = ""
+    is_va: bool = False
+    soc: float | None = None
+    # Extra named values a meter definition may provide (user variables, inputs).
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EvseReading:
+    """One reading of an EVSE (charge point)."""
+
+    state: EvseState = EvseState.WAITING
+    currents: Phases = ZERO  # measured at the EVSE, EVSE phase order, mA
+    power_w: float = 0.0
+    total_energy_wh: float = 0.0
+    has_meter: bool = False
+    # The current the EVSE reports it is signalling / may deliver (mA), if known.
+    max_current_ma: int | None = None
+    rfid: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EvseCommand:
+    """What the charging manager wants an EVSE to do."""
+
+    enabled: bool
+    current_ma: int  # 0 when not enabled
+    phases: int = 0  # 1 or 3 to request a phase switch, 0 = leave as is
