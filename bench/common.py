@@ -26,7 +26,9 @@ class Figure:
         return json.dumps({k: d[k] for k in ("name", "value", "unit", "baseline", "ratio")})
 
 
-def per_call_seconds(fn: Callable[[], object], min_time: float = 0.2, max_calls: int = 1_000_000) -> float:
+def per_call_seconds(
+    fn: Callable[[], object], min_time: float = 0.2, max_calls: int = 1_000_000
+) -> float:
     """Mean wall seconds per call of `fn`, repeated until `min_time` has passed."""
     fn()
     calls = 0

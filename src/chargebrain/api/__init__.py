@@ -1,1 +1,3 @@
-"""api package."""
+"""HTTP API: importing this package registers every `/cnf` command."""
+
+from chargebrain.api import cmd_modbus  # noqa: F401

@@ -1,0 +1,134 @@
+"""`cmd=modbus`: the controller's registers over HTTP, exactly as the documentation shows.
+
+A thin view of the register banks: `read=ADDR[d|q|s]`, `count=N`, `read=all`,
+`write=ADDR[d|q|s]` with `value=V` or `values=[…]`. Answers: a bare JSON number, a JSON
+string, a JSON array, an object keyed by address plus suffix, or "ok".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chargebrain.api.commands import Permission, Request, command
+from chargebrain.api.errors import ApiError
+from chargebrain.api.params import clean, parse_int, parse_list
+from chargebrain.powerbrain.bank import RegisterBank, RegisterError
+from chargebrain.powerbrain.registers import (
+    SUFFIX_WORDS,
+    Kind,
+    int_to_words,
+    str_to_words,
+    words_to_signed,
+    words_to_str,
+)
+
+BAD_SIZE = "bad modbus register size"
+DEVICES = ("evse", "meter1", "meter2")
+
+
+def _bank(req: Request) -> RegisterBank:
+    device = clean(req.params.get("device", ""))
+    if device not in DEVICES:
+        raise ApiError(400, f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    return req.app.powerbrain.banks[device]
+
+
+def _split_address(text: str) -> tuple[int, str]:
+    s = clean(text).lower()
+    suffix = s[-1] if s and s[-1] in "dqs" else ""
+    digits = s[:-1] if suffix else s
+    try:
+        address = int(digits, 0) if digits.startswith("0x") else int(digits)
+    except ValueError:
+        raise ApiError(400, f"{text!r} is not a register address") from None
+    if not 0 <= address <= 0xFFFF:
+        raise ApiError(400, f"register address {address} out of range")
+    return address, suffix
+
+
+def _modbus_error(exc: RegisterError) -> ApiError:
+    return ApiError(400, exc.message)
+
+
+def read_all(bank: RegisterBank) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for reg in bank.registers:
+        words = bank.read_words(reg.address, reg.words)
+        key = f"{reg.address}{reg.suffix}"
+        if reg.kind is Kind.STR:
+            out[key] = words_to_str(words)
+        elif reg.words == 1:
+            out[key] = words[0]
+        else:
+            out[key] = words_to_signed(words)
+    return out
+
+
+def _read(bank: RegisterBank, req: Request) -> Any:
+    target = req.params["read"]
+    if clean(target).lower() == "all":
+        return read_all(bank)
+    address, suffix = _split_address(target)
+    count_text = req.params.get("count")
+    count = parse_int(count_text, "count") if count_text is not None else None
+    if count is not None and not 1 <= count <= 125:
+        raise ApiError(400, f"count {count} out of 1..125")
+    if suffix == "s":
+        if count is None:
+            reg = bank.owner(address)
+            count = reg.end - address if reg is not None and reg.kind is Kind.STR else 1
+        return words_to_str(bank.read_words(address, count))
+    width = SUFFIX_WORDS[suffix]
+    if count is None:
+        words = bank.read_words(address, width)
+        return words[0] if width == 1 else words_to_signed(words)
+    words = bank.read_words(address, width * count)
+    if width == 1:
+        return words
+    return [words_to_signed(words[i : i + width]) for i in range(0, len(words), width)]
+
+
+def _write(bank: RegisterBank, req: Request) -> str:
+    address, suffix = _split_address(req.params["write"])
+    if "values" in req.params:
+        raw_values = parse_list(req.params["values"])
+    elif "value" in req.params:
+        raw_values = [req.params["value"]]
+    else:
+        raise ApiError(400, "write needs value= or values=")
+    if not raw_values:
+        raise ApiError(400, "values is empty")
+    words: list[int] = []
+    if suffix == "s":
+        reg = bank.owner(address)
+        if reg is None or reg.kind is not Kind.STR or reg.address != address:
+            raise ApiError(400, BAD_SIZE, body=BAD_SIZE)
+        words = str_to_words(",".join(clean(str(v)) for v in raw_values), reg.words)
+    else:
+        width = SUFFIX_WORDS[suffix]
+        lo, hi = -(1 << (16 * width - 1)), (1 << (16 * width)) - 1
+        a = address
+        for raw in raw_values:
+            value = parse_int(raw, "value")
+            if not lo <= value <= hi:
+                raise ApiError(400, f"value {value} does not fit {16 * width} bits")
+            reg = bank.owner(a)
+            if reg is not None and (reg.address != a or reg.words != width):
+                raise ApiError(400, BAD_SIZE, body=BAD_SIZE)
+            words.extend(int_to_words(value, width))
+            a += width
+    bank.write_words(address, words)
+    return "ok"
+
+
+@command("modbus", Permission.ADMIN, "Read or write the controller's Modbus registers")
+async def modbus(req: Request) -> Any:
+    bank = _bank(req)
+    try:
+        if "write" in req.params:
+            return _write(bank, req)
+        if "read" in req.params:
+            return _read(bank, req)
+    except RegisterError as exc:
+        raise _modbus_error(exc) from None
+    raise ApiError(400, "modbus needs read= or write=")

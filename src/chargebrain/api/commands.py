@@ -1,0 +1,65 @@
+"""The command table of `/cnf?cmd=…`: every command with its handler and permission.
+
+Handler modules register themselves with `@command(name, Permission.X)`; the table is
+the one place that says who may call what (see docs/api.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chargebrain.app import App
+
+
+class Permission(IntEnum):
+    PUBLIC = 0  # anyone
+    USER = 1  # a valid user id, PIN/RFID or the admin
+    ADMIN = 2  # the admin password
+
+
+@dataclass
+class Caller:
+    """Who sent a request."""
+
+    is_admin: bool = False
+    remote: str = ""
+    # Set when the request carried credentials that did not match.
+    bad_credentials: bool = False
+
+
+@dataclass
+class Request:
+    app: App
+    method: str
+    params: dict[str, str]
+    body: Any
+    raw_body: bytes
+    caller: Caller = field(default_factory=Caller)
+
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    handler: Handler
+    permission: Permission
+    summary: str
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, permission: Permission, summary: str = "") -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        if name in COMMANDS:
+            raise ValueError(f"command {name!r} registered twice")
+        COMMANDS[name] = Command(name, handler, permission, summary or (handler.__doc__ or ""))
+        return handler
+
+    return register

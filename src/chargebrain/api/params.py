@@ -1,0 +1,96 @@
+"""Lenient parsing of request parameters, as the real controller accepts them.
+
+Clients send numbers as `6000.0`, with surrounding quotes or spaces (`value=1"`), arrays
+as `[7,230,230,230 ]` or `230,231,229`. Every parser here either returns a clean value
+or raises ApiError (a 4xx JSON answer); none of them changes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from chargebrain.api.errors import ApiError
+
+_STRIP = " \t\r\n\"'"
+
+
+def clean(text: str) -> str:
+    return text.strip(_STRIP)
+
+
+def parse_number(text: Any, name: str = "value") -> float:
+    """A finite number from a JSON value or a lenient string."""
+    if isinstance(text, bool):
+        return 1.0 if text else 0.0
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        s = clean(str(text))
+        if not s:
+            raise ApiError(400, f"{name}: a number is required")
+        try:
+            value = float(int(s, 16)) if s.lower().startswith(("0x", "-0x")) else float(s)
+        except ValueError:
+            raise ApiError(400, f"{name}: {s!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ApiError(400, f"{name}: {text!r} is not a finite number")
+    return value
+
+
+def parse_int(text: Any, name: str = "value") -> int:
+    """An integer; `6000.0` is accepted, `6000.5` is not."""
+    value = parse_number(text, name)
+    if value != int(value):
+        raise ApiError(400, f"{name}: {text!r} is not a whole number")
+    return int(value)
+
+
+def parse_bool(text: Any, name: str = "value") -> bool:
+    if isinstance(text, bool):
+        return text
+    if isinstance(text, int | float):
+        return text != 0
+    s = clean(str(text)).lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    raise ApiError(400, f"{name}: {text!r} is not a boolean")
+
+
+def parse_list(text: Any, name: str = "values") -> list[Any]:
+    """A list from a JSON array, `[1,2, 3 ]` or `1,2,3`."""
+    if isinstance(text, list):
+        return text
+    s = clean(str(text))
+    if s.startswith("[") and s.endswith("]"):
+        s = s[1:-1]
+    if not s.strip():
+        return []
+    return [clean(part) for part in s.split(",")]
+
+
+def parse_int_list(text: Any, name: str = "values") -> list[int]:
+    return [parse_int(v, name) for v in parse_list(text, name)]
+
+
+def parse_number_list(text: Any, name: str = "values") -> list[float]:
+    return [parse_number(v, name) for v in parse_list(text, name)]
+
+
+def require(params: Mapping[str, Any], name: str) -> Any:
+    if name not in params:
+        raise ApiError(400, f"parameter {name!r} is required")
+    return params[name]
+
+
+def json_body(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None

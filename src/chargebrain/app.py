@@ -1,0 +1,126 @@
+"""Composition root: builds every part of chargebrain, starts and stops them in order.
+
+Owns the long-lived objects (store, controller, charging manager, servers) and the
+background tasks. Policy lives elsewhere; this module only wires things together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from chargebrain import api as _api  # noqa: F401 - registers the commands
+from chargebrain.api.auth import FailureTracker
+from chargebrain.api.server import HttpApi
+from chargebrain.clock import Clock, RealClock
+from chargebrain.powerbrain.controller import PowerBrain
+from chargebrain.powerbrain.hardware import SimEvseHardware, SimS0Input
+from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
+from chargebrain.store.db import Store
+
+log = logging.getLogger("chargebrain")
+
+CONTROLLER_TICK_S = 0.25
+
+
+@dataclass
+class Config:
+    data_dir: Path = Path("chargebrain-data")
+    http_host: str = "127.0.0.1"
+    http_port: int = 4712
+    modbus_port: int = 4701  # 0 = Modbus TCP off
+    demo: bool = False
+
+
+@dataclass
+class App:
+    config: Config
+    clock: Clock = field(default_factory=RealClock)
+    store: Store = field(init=False)
+    powerbrain: PowerBrain = field(init=False)
+    hardware: SimEvseHardware = field(init=False)
+    s0_inputs: tuple[SimS0Input, SimS0Input] = field(init=False)
+    auth_failures: FailureTracker = field(default_factory=FailureTracker)
+    http: HttpApi = field(init=False)
+    modbus: ModbusTcpServers | None = None
+    _runner: web.AppRunner | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    http_bound_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.store = Store(self.config.data_dir / "chargebrain.sqlite")
+        self.hardware = SimEvseHardware()
+        self.s0_inputs = (SimS0Input(), SimS0Input())
+        self.powerbrain = PowerBrain(self.store, self.hardware, self.s0_inputs)
+        self.http = HttpApi(self)
+
+    def spawn(self, coro_fn: Callable[[], Awaitable[None]], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro_fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s failed", name)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def start(self) -> None:
+        self.powerbrain.start()
+        self._runner = web.AppRunner(self.http.web, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http_host, self.config.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(self.config.http_host, self.config.http_port) from None
+            raise
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_bound_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
+        if self.config.modbus_port:
+            banks = [self.powerbrain.banks[n] for n in ("evse", "meter1", "meter2")]
+            self.modbus = ModbusTcpServers(banks, self.config.http_host, self.config.modbus_port)
+            try:
+                await self.modbus.start()
+            except BaseException:
+                await self._runner.cleanup()
+                raise
+        self.spawn(self._controller_loop, "controller")
+        if self.config.demo:
+            from chargebrain.demo import run_demo
+
+            self.spawn(lambda: run_demo(self), "demo")
+
+    async def _controller_loop(self) -> None:
+        last = self.clock.monotonic()
+        while True:
+            await self.clock.sleep(CONTROLLER_TICK_S)
+            now = self.clock.monotonic()
+            self.powerbrain.tick(now - last, now)
+            last = now
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.modbus is not None:
+            await self.modbus.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.powerbrain.save_counters()
+        self.store.close()
+        self._stopped.set()
