@@ -20,6 +20,11 @@ from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.auth import FailureTracker
 from chargebrain.api.server import HttpApi
 from chargebrain.clock import Clock, RealClock
+from chargebrain.devices.meterdef import MeterDefinition
+from chargebrain.devices.meterdef import builtin_definitions_dir, load_definitions
+from chargebrain.devices.registry import DeviceTypes
+from chargebrain.manager.persistence import ManagerStore
+from chargebrain.manager.runtime import ChargingManager
 from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.powerbrain.hardware import SimEvseHardware, SimS0Input
 from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
@@ -49,6 +54,9 @@ class App:
     s0_inputs: tuple[SimS0Input, SimS0Input] = field(init=False)
     auth_failures: FailureTracker = field(default_factory=FailureTracker)
     http: HttpApi = field(init=False)
+    manager: ChargingManager = field(init=False)
+    manager_store: ManagerStore = field(init=False)
+    types: DeviceTypes = field(init=False)
     modbus: ModbusTcpServers | None = None
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -60,7 +68,21 @@ class App:
         self.hardware = SimEvseHardware()
         self.s0_inputs = (SimS0Input(), SimS0Input())
         self.powerbrain = PowerBrain(self.store, self.hardware, self.s0_inputs)
+        self.types = DeviceTypes(self._load_definitions())
+        self.manager_store = ManagerStore(self.store)
+        self.manager = ChargingManager(
+            self.clock, self.powerbrain, self.types, self.manager_store,
+            site=self.manager_store.load_site(),
+            overdraft_cur=self.manager_store.load_overdraft(),
+        )
         self.http = HttpApi(self)
+
+    @property
+    def meterdef_dir(self) -> Path:
+        return self.config.data_dir / "meterdefs"
+
+    def _load_definitions(self) -> dict[str, MeterDefinition]:
+        return load_definitions(builtin_definitions_dir(), self.meterdef_dir)
 
     def spawn(self, coro_fn: Callable[[], Awaitable[None]], name: str) -> None:
         async def guarded() -> None:
@@ -75,6 +97,8 @@ class App:
 
     async def start(self) -> None:
         self.powerbrain.start()
+        self.manager.load_devices(self.manager_store.load_devices())
+        self.manager.ensure_internal_devices()
         self._runner = web.AppRunner(self.http.web, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http_host, self.config.http_port)
@@ -97,6 +121,7 @@ class App:
                 await self._runner.cleanup()
                 raise
         self.spawn(self._controller_loop, "controller")
+        self.spawn(self.manager.run, "charging manager")
         if self.config.demo:
             from chargebrain.demo import run_demo
 
@@ -117,6 +142,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.manager.close()
         if self.modbus is not None:
             await self.modbus.stop()
         if self._runner is not None:

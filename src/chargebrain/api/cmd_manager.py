@@ -1,0 +1,253 @@
+"""Charging-manager commands: state, parameters, devices and HTTP-input devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chargebrain.api import views
+from chargebrain.api.commands import Permission, Request, command
+from chargebrain.api.errors import ApiError
+from chargebrain.api.params import (
+    clean,
+    parse_bool,
+    parse_number,
+    parse_number_list,
+)
+from chargebrain.core.model import EvseReading, EvseState, MeterReading
+from chargebrain.core.phases import Phases
+from chargebrain.devices.registry import Kind
+from chargebrain.manager.config import DeviceConfig
+from chargebrain.manager.runtime import ChargingManager, ConfigError
+
+
+def _mgr(req: Request) -> ChargingManager:
+    return req.app.manager
+
+
+def _object_body(req: Request) -> dict[str, Any]:
+    if not isinstance(req.body, dict):
+        raise ApiError(400, "a JSON object is required in the request body")
+    return req.body
+
+
+def _dev_id(req: Request) -> str:
+    dev_id = clean(req.params.get("dev_id", "")).upper()
+    if not dev_id:
+        raise ApiError(400, "dev_id is required")
+    if dev_id not in _mgr(req).devices:
+        raise ApiError(404, f"no device {dev_id}")
+    return dev_id
+
+
+@command("get_dev_info", Permission.PUBLIC, "State of all devices and the global parameters")
+async def get_dev_info(req: Request) -> Any:
+    app = req.app
+    return views.dev_info_json(app.manager, app.clock.now(), app.clock.monotonic())
+
+
+@command("get_params", Permission.PUBLIC, "Global parameters and the device type names")
+async def get_params(req: Request) -> Any:
+    mgr = _mgr(req)
+    out = views.params_json(mgr, req.app.clock.now())
+    out["dev_meta"] = views.dev_meta(mgr)
+    return out
+
+
+@command("get_dev_types", Permission.PUBLIC, "Device types and their display names")
+async def get_dev_types(req: Request) -> Any:
+    return views.dev_meta(_mgr(req))
+
+
+def _kind_of(mgr: ChargingManager, dev_type: str) -> str:
+    try:
+        dtype = mgr.dtype_of(dev_type)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    if dtype.kind is Kind.EVSE:
+        return "evse"
+    if dtype.kind is Kind.GROUP:
+        return "group"
+    return "meter"
+
+
+def apply_device(mgr: ChargingManager, doc: dict[str, Any]) -> dict[str, Any]:
+    """Create or update one device from its JSON settings; returns the stored settings."""
+    dev_id = clean(str(doc.get("dev_id", ""))).upper()
+    existing = mgr.devices.get(dev_id) if dev_id else None
+    if existing is not None:
+        dev_type = str(doc.get("dev_type", existing.config.dev_type))
+        if dev_type != existing.config.dev_type:
+            raise ApiError(400, f"{dev_id} is a {existing.config.dev_type}; delete it to change "
+                           "its type")
+        base = existing.config
+    else:
+        dev_type = str(doc.get("dev_type", ""))
+        if not dev_type:
+            raise ApiError(400, "dev_type is required for a new device")
+        kind = _kind_of(mgr, dev_type)
+        if not dev_id:
+            dev_id = mgr.next_dev_id(kind != "meter")
+        base = DeviceConfig(dev_id, dev_type, name=dev_id)
+    kind = _kind_of(mgr, dev_type)
+    cfg = views.parse_device_changes(doc, base, kind)
+    try:
+        mgr.upsert_device(cfg)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    return views.device_config_json(cfg, kind)
+
+
+@command("set_params", Permission.ADMIN, "Set global parameters, or one device's settings")
+async def set_params(req: Request) -> Any:
+    body = _object_body(req)
+    mgr = _mgr(req)
+    if "devices" in body:
+        devices = body["devices"]
+        if not isinstance(devices, list) or len(devices) != 1 or not isinstance(devices[0], dict):
+            raise ApiError(400, "devices must be a list with exactly one device object")
+        apply_device(mgr, devices[0])
+        return "ok"
+    site, overdraft = views.parse_site_changes(body, mgr.site)
+    persist = any(k in views.SITE_FIELDS and views.SITE_FIELDS[k].persist for k in body) or any(
+        k in views.WATT_ALIASES for k in body)
+    try:
+        mgr.set_site(site, persist=persist)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    if overdraft is not None:
+        mgr.reset_overdraft()
+    return "ok"
+
+
+@command("get_devices", Permission.ADMIN, "The configuration of every device")
+async def get_devices(req: Request) -> Any:
+    mgr = _mgr(req)
+    return [views.device_config_json(rt.config, rt.kind_name) for rt in mgr.devices_in_order()]
+
+
+@command("set_device", Permission.ADMIN, "Create or update one device ({devices:[dev]})")
+async def set_device(req: Request) -> Any:
+    body = _object_body(req)
+    devices = body.get("devices", [body] if "dev_id" in body or "dev_type" in body else None)
+    if not isinstance(devices, list) or len(devices) != 1 or not isinstance(devices[0], dict):
+        raise ApiError(400, "devices must be a list with exactly one device object")
+    return apply_device(_mgr(req), devices[0])
+
+
+@command("del_device", Permission.ADMIN, "Delete a device")
+async def del_device(req: Request) -> Any:
+    try:
+        _mgr(req).delete_device(_dev_id(req))
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    return "ok"
+
+
+@command("reset_device", Permission.ADMIN, "Delete and recreate a device")
+async def reset_device(req: Request) -> Any:
+    try:
+        _mgr(req).reset_device(_dev_id(req))
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    return "ok"
+
+
+def _fields(req: Request) -> dict[str, Any]:
+    """Pushed values: the JSON body, or the query parameters for GET."""
+    if req.body is not None:
+        return _object_body(req)
+    return {k: v for k, v in req.params.items() if k not in ("cmd", "dev_id")}
+
+
+def _triple(value: Any, name: str) -> tuple[float, float, float]:
+    values = parse_number_list(value, name)
+    if len(values) != 3:
+        raise ApiError(400, f"{name}: three values are required")
+    return values[0], values[1], values[2]
+
+
+def meter_reading_from(fields: dict[str, Any]) -> MeterReading:
+    currents = Phases(0, 0, 0)
+    if "current" in fields:
+        a, b, c = _triple(fields["current"], "current")
+        currents = Phases(round(a), round(b), round(c))
+    voltages = (230.0, 230.0, 230.0)
+    if "voltage" in fields:
+        voltages = _triple(fields["voltage"], "voltage")
+    is_va = parse_bool(fields["is_va"], "is_va") if "is_va" in fields else False
+    if "power_w" in fields:
+        power = parse_number(fields["power_w"], "power_w")
+    elif "power_va" in fields:
+        power = parse_number(fields["power_va"], "power_va")
+        is_va = is_va or "power_w" not in fields
+    else:
+        power = sum(c / 1000.0 * v for c, v in zip(currents, voltages, strict=True))
+    imp = 0.0
+    for key in ("import_wh", "import_vah"):
+        if key in fields:
+            imp = parse_number(fields[key], key)
+    exp = parse_number(fields["export_wh"], "export_wh") if "export_wh" in fields else 0.0
+    soc = parse_number(fields["soc"], "soc") if "soc" in fields else None
+    if imp < 0 or exp < 0:
+        raise ApiError(400, "energy counters cannot be negative")
+    model = str(fields.get("model", ""))[:100]
+    return MeterReading(power_w=power, currents=currents, voltages=voltages, import_wh=imp,
+                        export_wh=exp, model=model, is_va=is_va, soc=soc)
+
+
+@command("set_ajax_meter", Permission.ADMIN, "Push the values of an HTTP-input meter")
+async def set_ajax_meter(req: Request) -> Any:
+    dev_id = _dev_id(req)
+    reading = meter_reading_from(_fields(req))
+    try:
+        _mgr(req).push_meter(dev_id, reading)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    return "ok"
+
+
+def evse_reading_from(fields: dict[str, Any]) -> EvseReading:
+    state = EvseState.WAITING
+    if "state" in fields:
+        number = parse_number(fields["state"], "state")
+        if number not in (1, 2, 3, 4, 5):
+            raise ApiError(400, "state must be 1..5")
+        state = EvseState(int(number))
+    currents = Phases(0, 0, 0)
+    if "current" in fields:
+        a, b, c = _triple(fields["current"], "current")
+        currents = Phases(round(a), round(b), round(c))
+    max_ma = None
+    if "max_charging_current" in fields:
+        max_ma = round(parse_number(fields["max_charging_current"], "max_charging_current"))
+        if max_ma < 0:
+            raise ApiError(400, "max_charging_current cannot be negative")
+    energy = parse_number(fields["total_energy"], "total_energy") if "total_energy" in fields else 0
+    if energy < 0:
+        raise ApiError(400, "total_energy cannot be negative")
+    power = parse_number(fields["power_w"], "power_w") if "power_w" in fields else sum(
+        c / 1000.0 * 230.0 for c in currents)
+    return EvseReading(
+        state=state, currents=currents, power_w=power, total_energy_wh=energy,
+        has_meter="total_energy" in fields, max_current_ma=max_ma,
+        rfid=clean(str(fields.get("rfid", "")))[:64], model=str(fields.get("model", ""))[:100])
+
+
+@command("set_ajax_evse", Permission.ADMIN, "Push an HTTP-input EVSE's values; answers its orders")
+async def set_ajax_evse(req: Request) -> Any:
+    dev_id = _dev_id(req)
+    reading = evse_reading_from(_fields(req))
+    mgr = _mgr(req)
+    try:
+        rt = mgr.push_evse(dev_id, reading)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    # Answer with a decision that has seen this push.
+    await mgr.wait_cycle(fast=True)
+    decision = rt.evse.decision if rt.evse else None
+    return {
+        "device_enabled": rt.config.device_enabled,
+        "charging_enabled": bool(decision and decision.charging_enabled),
+        "paused": bool(decision and decision.paused),
+        "charging_current": decision.current_ma if decision and decision.charging_enabled else 0,
+    }

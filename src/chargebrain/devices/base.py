@@ -1,0 +1,30 @@
+"""Small capability protocols that device drivers implement.
+
+A meter can be read; an EVSE can be read and commanded. The charging manager asks only
+these questions, whatever the device family; each driver implements what it can do.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from chargebrain.core.model import EvseCommand, EvseReading, MeterReading
+
+
+@runtime_checkable
+class MeterDriver(Protocol):
+    async def read(self) -> MeterReading:
+        """The current reading; raises DeviceError when the meter cannot be read."""
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class EvseDriver(Protocol):
+    async def read(self) -> EvseReading:
+        """The current state; raises DeviceError when the EVSE cannot be read."""
+
+    async def apply(self, command: EvseCommand) -> None:
+        """Make the EVSE offer `command`; raises DeviceError on failure."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,63 @@
+"""Device types: each `dev_type` with its display name, its kind and how to build it.
+
+This table feeds `dev_meta` in get_params and `get_dev_types`; meter definitions add
+`meter_<dev_type>` entries at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from chargebrain.devices.meterdef import MeterDefinition
+
+
+class Kind(Enum):
+    EVSE = "evse"
+    METER = "meter"
+    GROUP = "group"  # an EVSE group: no device behind it
+    VIRTUAL = "virtual"  # a meter the manager computes
+
+
+@dataclass(frozen=True)
+class DeviceType:
+    dev_type: str
+    name: str
+    kind: Kind
+    pushed: bool = False  # values are pushed to us (HTTP input)
+
+
+STATIC_TYPES: tuple[DeviceType, ...] = (
+    DeviceType("evse_powerbrain", "cFos Power Brain", Kind.EVSE),
+    DeviceType("evse_ajax", "HTTP Input", Kind.EVSE, pushed=True),
+    DeviceType("evse_group", "EVSE group", Kind.GROUP),
+    DeviceType("meter_powerbrain", "cFos Power Brain S0", Kind.METER),
+    DeviceType("meter_ajax", "HTTP Input", Kind.METER, pushed=True),
+    DeviceType("meter_expression", "Expression", Kind.VIRTUAL),
+    DeviceType("meter_virtual_consumed_power", "Consumed non-EVSE power", Kind.VIRTUAL),
+    DeviceType("meter_virtual_produced_power", "Produced power", Kind.VIRTUAL),
+    DeviceType("meter_virtual_available_evse_power", "Power available for EVSEs", Kind.VIRTUAL),
+    DeviceType("meter_virtual_remaining_evse_power", "Power remaining for EVSEs", Kind.VIRTUAL),
+    DeviceType("meter_virtual_evse_power", "Consumed EVSE power", Kind.VIRTUAL),
+    DeviceType("meter_virtual_surplus", "Surplus", Kind.VIRTUAL),
+    DeviceType("meter_virtual_grid_demand", "Grid demand", Kind.VIRTUAL),
+)
+
+
+class DeviceTypes:
+    """The static types plus those of the loaded meter definitions."""
+
+    def __init__(self, definitions: dict[str, MeterDefinition] | None = None) -> None:
+        self.definitions: dict[str, MeterDefinition] = dict(definitions or {})
+
+    def all(self) -> dict[str, DeviceType]:
+        out = {t.dev_type: t for t in STATIC_TYPES}
+        for dev_type, definition in sorted(self.definitions.items()):
+            out.setdefault(dev_type, DeviceType(dev_type, definition.name, Kind.METER))
+        return out
+
+    def get(self, dev_type: str) -> DeviceType | None:
+        return self.all().get(dev_type)
+
+    def names(self) -> dict[str, str]:
+        return {k: t.name for k, t in self.all().items()}

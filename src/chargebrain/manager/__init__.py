@@ -1,0 +1,1 @@
+"""The charging manager's shell: configuration, device instances, the control loop."""

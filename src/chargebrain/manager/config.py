@@ -1,0 +1,101 @@
+"""Typed configuration of the charging manager: site parameters and device settings.
+
+Plain frozen values; validation and the JSON names of the API live in api/views.py.
+A limit that may be a formula is kept as `Limit`: either a number (mA) or formula text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+Limit = int | str  # mA, or a formula giving mA
+
+
+@dataclass(frozen=True)
+class SiteParams:
+    title: str = "chargebrain"
+    desc: str = ""
+    max_total_current: Limit = 32_000
+    reserve_current: int = 0
+    max_total_evse_current: Limit = 0
+    lb_enabled: bool = True
+    disable_policy: int = 1
+    max_imbalance_cur: int = 20_000
+    imbalance_add: bool = False
+    min_pause_time: int = 300
+    phase_switch_delay: int = 180
+    reduce_on_com_err: bool = True
+    surplus_expr: str = ""
+    price_model: int = 0
+    fixed_price: float = 0.0
+    max_total_cur_prc: int = 100  # not persisted
+    cycle_ms: int = 1000  # control period
+
+    def with_changes(self, **changes: Any) -> SiteParams:
+        return replace(self, **changes)
+
+
+# Meter roles as the API numbers them.
+ROLE_DISPLAY = 0
+ROLE_CONSUMPTION = 1
+ROLE_PRODUCTION = 2
+ROLE_GRID = 3
+ROLE_VEHICLE = 4
+ROLE_STORAGE_HOME = 5
+ROLE_STORAGE_ALL = 6
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Settings of one device (EVSE, meter or EVSE group)."""
+
+    dev_id: str
+    dev_type: str
+    name: str = ""
+    desc: str = ""
+    address: str = ""
+    id: int = 1  # Modbus slave id / connector id
+    number: int = 0
+    device_enabled: bool = True
+    label: str = ""
+    group: int = 0  # the group this device belongs to, 0 = main
+    # EVSE settings
+    min_charging_cur: int = 6000
+    max_charging_cur: Limit = 16_000
+    prio: int = 1
+    phase_rotation: int = 0
+    used_phases: int = 0  # 0 = determine
+    attach: str = ""
+    fixed_rfid: str = ""
+    enable_snooze: bool = False
+    enable_wakeup: bool = False
+    battery_save_threshold: int = 0
+    users: tuple[str, ...] = ()
+    charging_rules: tuple[dict[str, Any], ...] = ()
+    crule_set: dict[str, Any] | None = None
+    ocpp_gateway_client_id: str = ""
+    # Meter settings
+    role: int = ROLE_DISPLAY
+    invert: bool = False
+    factor: float = 1.0
+    phases: int = 7
+    is_va: bool = False
+    expr: str = ""  # expression meters
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_evse(self) -> bool:
+        return self.dev_id.startswith("E")
+
+    @property
+    def is_group(self) -> bool:
+        return self.dev_type == "evse_group"
+
+    @property
+    def group_number(self) -> int:
+        """A group's own number, from its id (E5 is group 5)."""
+        return int(self.dev_id[1:])
+
+    def with_changes(self, **changes: Any) -> DeviceConfig:
+        return replace(self, **changes)

@@ -1,0 +1,102 @@
+"""Mutable runtime state the manager keeps per device (readings, decisions, sessions).
+
+Owned by the shell; the core never sees these objects, only immutable values built
+from them each cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chargebrain.core.balancer import EvseDecision
+from chargebrain.core.model import EvseCommand, EvseReading, MeterReading
+from chargebrain.core.phases import ZERO, Phases
+from chargebrain.devices.base import EvseDriver, MeterDriver
+from chargebrain.devices.registry import DeviceType, Kind
+from chargebrain.manager.config import DeviceConfig
+
+# Override bits as get_dev_info reports them.
+OVERRIDE_DISABLE_CHARGING = 1  # C
+OVERRIDE_NO_EVSE_RULES = 2  # E
+OVERRIDE_NO_USER_RULES = 4  # U
+
+
+@dataclass
+class ComStatus:
+    com_err: bool = False
+    com_errors: int = 0
+    last_error: str = ""
+    com_state_since: float = 0.0  # monotonic time the com state last changed
+    last_ok: float | None = None  # monotonic time of the last good reading
+    error_since: float | None = None  # monotonic start of the current error spell
+
+
+@dataclass
+class EvseRuntime:
+    reading: EvseReading | None = None
+    decision: EvseDecision | None = None
+    building_currents: Phases = ZERO
+    last_set_ma: int = -1
+    last_command: EvseCommand | None = None
+    last_write: float | None = None  # monotonic
+    last_read: float | None = None  # monotonic time of the last good reading
+    total_energy_wh: float = 0.0
+    soft_meter_wh: float = 0.0  # integrated energy for EVSEs without a meter
+    plugged: bool = False
+    plugged_at: float | None = None  # wall time
+    plug_energy_wh: float = 0.0
+    charging_secs: float = 0.0
+    needs_auth: bool = False
+    authorised: bool = False
+    user_id: str = ""
+    rfid: str = ""
+    overrides: int = 0
+    ov_cur: int | None = None
+    rule_wish: int | None = None
+    rule_source: str = ""
+    transaction_id: int | None = None
+    max_power_w: float = 0.0
+
+    @property
+    def transaction_energy_wh(self) -> float:
+        if not self.plugged:
+            return 0.0
+        return max(0.0, self.total_energy_wh - self.plug_energy_wh)
+
+    def end_session(self) -> None:
+        self.plugged = False
+        self.plugged_at = None
+        self.charging_secs = 0.0
+        self.authorised = False
+        self.user_id = ""
+        self.rfid = ""
+        self.overrides = 0
+        self.ov_cur = None
+        self.transaction_id = None
+        self.max_power_w = 0.0
+
+
+@dataclass
+class DeviceRuntime:
+    config: DeviceConfig
+    dtype: DeviceType
+    driver: MeterDriver | EvseDriver | None = None
+    status: ComStatus = field(default_factory=ComStatus)
+    meter: MeterReading | None = None
+    evse: EvseRuntime | None = None
+    group_state: Phases | None = None
+    model: str = ""
+    manager_min_pause: int = 300
+    expr_at: float | None = None  # monotonic time an expression meter was last evaluated
+
+    @property
+    def kind_name(self) -> str:
+        if self.dtype.kind is Kind.EVSE:
+            return "evse"
+        if self.dtype.kind is Kind.GROUP:
+            return "group"
+        return "meter"
+
+    @property
+    def dev_id(self) -> str:
+        return self.config.dev_id
