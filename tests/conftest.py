@@ -64,6 +64,15 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         await app.stop()
 
 
+async def observe_only(running: Running) -> None:
+    """The charging manager stops writing to the controller (observe mode), as when an
+    outside Modbus master (evcc, say) controls the wallbox."""
+    mgr = running.app.manager
+    mgr.set_site(mgr.site.with_changes(lb_enabled=False), persist=False)
+    await mgr.wait_cycle()
+    await mgr.wait_cycle()
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:

@@ -1,50 +1,170 @@
-"""The demo site behind `make run`: a simulated car and household on the controller.
+"""The demo site behind `make run`: load management at work on a simulated house.
 
-A car plugs into the internal EVSE, charges until it has what it needs, leaves, and comes
-back; S0 meter 1 counts a household load. The log tells what happens.
+A 3 × 32 A connection with a grid meter, a PV system and a household load; the internal
+EVSE (E1) and two HTTP-input EVSEs (`Sim-Garage` E2, `Sim-Carport` E3); cars arrive,
+charge and leave. The simulated devices reach the charging manager through the same
+interfaces as real ones: the controller's hardware interface and the HTTP-input drivers.
+The log tells what happens.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chargebrain.core.model import EvseReading, EvseState, MeterReading
+from chargebrain.core.phases import Phases, rotate
+from chargebrain.manager.config import ROLE_DISPLAY, ROLE_GRID, ROLE_PRODUCTION, DeviceConfig
 from chargebrain.powerbrain.hardware import SimCar
 
 if TYPE_CHECKING:
     from chargebrain.app import App
 
 log = logging.getLogger("chargebrain.demo")
+VOLTAGE = 230.0
+STEP_S = 1.0
 
 
-def household_w(t: float) -> float:
-    """A base load with a slow wave and a cooker every 10 minutes."""
-    base = 450 + 150 * math.sin(t / 90.0)
-    cooker = 2500 if (t % 600) < 120 else 0
-    return base + cooker
+def household_ma(t: float, rng: random.Random) -> Phases:
+    """Base load per phase with a slow wave, noise and a cooker now and then."""
+    base = [1800 + 700 * math.sin(t / 300.0 + k) for k in range(3)]
+    cooker = 9000 if (t % 900) < 240 else 0
+    kettle = 8000 if (t % 420) < 60 else 0
+    return Phases(round(base[0] + cooker + kettle + rng.gauss(0, 150)),
+                  round(base[1] + cooker + rng.gauss(0, 150)),
+                  round(base[2] + cooker + rng.gauss(0, 150)))
+
+
+def pv_w(t: float) -> float:
+    """A sunny hour that comes and goes over a 20-minute cycle, with a passing cloud."""
+    phase = (t % 1200) / 1200.0
+    sun = max(0.0, math.sin(math.pi * phase))
+    cloud = 0.4 if 0.45 < phase < 0.55 else 1.0
+    return 6000.0 * sun * cloud
+
+
+@dataclass
+class SimPoint:
+    """An HTTP-input EVSE and the car behind it."""
+
+    dev_id: str
+    name: str
+    car: SimCar | None = None
+    offered_ma: int = 0
+    energy_wh: float = 0.0
+
+    def draw(self) -> Phases:
+        car = self.car
+        if car is None or not car.wants_energy or self.offered_ma < 6000:
+            return Phases()
+        amps = min(self.offered_ma, car.max_ma)
+        return Phases.on_mask(amps, 1 if car.phases == 1 else 7)
+
+
+DEMO_DEVICES = (
+    DeviceConfig("M3", "meter_ajax", name="Sim-Grid", desc="grid connection", role=ROLE_GRID,
+                 number=3),
+    DeviceConfig("M4", "meter_ajax", name="Sim-PV", desc="PV inverter", role=ROLE_PRODUCTION,
+                 number=4),
+    DeviceConfig("E2", "evse_ajax", name="Sim-Garage", desc="simulated wallbox 22 kW",
+                 max_charging_cur=32000, number=2, prio=1),
+    DeviceConfig("E3", "evse_ajax", name="Sim-Carport", desc="simulated wallbox 11 kW",
+                 max_charging_cur=16000, number=3, phase_rotation=120, prio=1),
+)
+
+CARS = (
+    ("e-Golf (1-phase 32 A)", 32_000, 1, 2500),
+    ("Model 3 (3-phase 16 A)", 16_000, 3, 4000),
+    ("Zoe (3-phase 32 A)", 32_000, 3, 3000),
+    ("Leaf (1-phase 16 A)", 16_000, 1, 1500),
+)
+
+
+def setup_site(app: App) -> None:
+    mgr = app.manager
+    if "E2" not in mgr.devices:
+        mgr.set_site(mgr.site.with_changes(title="chargebrain demo", max_total_current=32000,
+                                           reserve_current=1000))
+        for cfg in DEMO_DEVICES:
+            mgr.upsert_device(cfg)
+        m1 = mgr.devices["M1"].config
+        mgr.upsert_device(m1.with_changes(role=ROLE_DISPLAY, name="Sim-Heatpump S0"))
 
 
 async def run_demo(app: App) -> None:
     clock = app.clock
-    app.s0_inputs[0].load_w = household_w
-    cars = [
-        SimCar(max_ma=16_000, phases=3, need_wh=1500, name="demo car (3-phase, 16 A)"),
-        SimCar(max_ma=32_000, phases=1, need_wh=800, name="demo car (1-phase, 32 A)"),
-    ]
-    visit = 0
+    rng = random.Random(42)
+    setup_site(app)
+    mgr = app.manager
+    points = [SimPoint("E2", "Sim-Garage"), SimPoint("E3", "Sim-Carport")]
+    app.s0_inputs[0].load_w = lambda t: 1200.0 + 800.0 * math.sin(t / 200.0)
+    hw = app.hardware
+    e1_car_until = 0.0
+    t = 0.0
+    next_event = {"E1": 10.0, "E2": 25.0, "E3": 60.0}
+    log.info("demo: site 3 x 32 A with grid meter M3, PV M4, EVSEs E1 (built in), "
+             "E2 Sim-Garage, E3 Sim-Carport")
     while True:
-        await clock.sleep(5)
-        car = cars[visit % len(cars)]
-        car.charged_wh = 0.0
-        app.hardware.plug(car)
-        log.info("demo: %s plugged in at the internal EVSE (E1), needs %.1f kWh",
-                 car.name, (car.need_wh or 0) / 1000)
-        while car.wants_energy:
-            await clock.sleep(5)
-        log.info("demo: %s is full (%.2f kWh charged)", car.name, car.charged_wh / 1000)
-        await clock.sleep(30)
-        app.hardware.unplug()
-        log.info("demo: %s left", car.name)
-        visit += 1
-        await clock.sleep(20)
+        await clock.sleep(STEP_S)
+        t += STEP_S
+        # Arrivals and departures.
+        if t >= next_event["E1"]:
+            if hw.car is None:
+                name, max_ma, phases, need = rng.choice(CARS)
+                hw.plug(SimCar(max_ma=max_ma, phases=phases, need_wh=need, name=name))
+                log.info("demo: %s arrives at E1 (needs %.1f kWh)", name, need / 1000)
+                e1_car_until = t + rng.uniform(900, 1800)
+                next_event["E1"] = e1_car_until
+            else:
+                car = hw.unplug()
+                log.info("demo: %s leaves E1 with %.2f kWh", car.name if car else "car",
+                         (car.charged_wh if car else 0) / 1000)
+                next_event["E1"] = t + rng.uniform(60, 240)
+        for p in points:
+            if t < next_event[p.dev_id]:
+                continue
+            if p.car is None:
+                name, max_ma, phases, need = rng.choice(CARS)
+                p.car = SimCar(max_ma=max_ma, phases=phases, need_wh=need, name=name)
+                log.info("demo: %s arrives at %s %s (needs %.1f kWh)", name, p.dev_id, p.name,
+                         need / 1000)
+                next_event[p.dev_id] = t + rng.uniform(900, 2400)
+            else:
+                log.info("demo: %s leaves %s with %.2f kWh", p.car.name, p.dev_id,
+                         p.car.charged_wh / 1000)
+                p.car = None
+                next_event[p.dev_id] = t + rng.uniform(120, 600)
+        # Physics of this second.
+        house = household_ma(t, rng)
+        pv = pv_w(t)
+        evse_building = Phases()
+        for p in points:
+            rt = mgr.devices.get(p.dev_id)
+            d = rt.evse.decision if rt and rt.evse else None
+            p.offered_ma = d.current_ma if d and d.charging_enabled else 0
+            draw = p.draw()
+            if p.car is not None:
+                p.car.charged_wh += draw.total() / 1000.0 * VOLTAGE * STEP_S / 3600.0
+            p.energy_wh += draw.total() / 1000.0 * VOLTAGE * STEP_S / 3600.0
+            rotation = rt.config.phase_rotation if rt else 0
+            evse_building = evse_building + rotate(draw, rotation)
+            state = EvseState.WAITING
+            if p.car is not None:
+                state = EvseState.CHARGING if draw.total() else EvseState.EV_PRESENT
+            if rt is not None:
+                mgr.push_evse(p.dev_id, EvseReading(
+                    state=state, currents=draw, power_w=draw.total() * VOLTAGE / 1000.0,
+                    total_energy_wh=p.energy_wh, has_meter=True, model="Sim wallbox"))
+        e1 = app.powerbrain.banks["evse"]
+        e1_draw = Phases(*(e1.get(f"current_l{i}") * 100 for i in (1, 2, 3)))
+        pv_phase = round(pv / 3 / VOLTAGE * 1000)
+        grid = house + evse_building + e1_draw - Phases.uniform(pv_phase)
+        if "M3" in mgr.devices:
+            mgr.push_meter("M3", MeterReading(
+                power_w=grid.total() * VOLTAGE / 1000.0, currents=grid, model="Sim grid meter"))
+        if "M4" in mgr.devices:
+            mgr.push_meter("M4", MeterReading(power_w=pv, currents=Phases.uniform(pv_phase),
+                                              model="Sim PV inverter"))

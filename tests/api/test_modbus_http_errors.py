@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.conftest import Running
+from tests.conftest import Running, observe_only
 
 BAD = [
     ("cmd=modbus&device=charger&read=8002", 400),
@@ -34,6 +34,7 @@ BAD = [
 async def test_bad_request_changes_nothing(
     running: Running, http: aiohttp.ClientSession, query: str, status: int
 ) -> None:
+    await observe_only(running)
     before = {name: bank.snapshot() for name, bank in running.app.powerbrain.banks.items()}
     async with http.get(running.url(query)) as resp:
         assert resp.status == status
@@ -47,6 +48,7 @@ async def test_bad_request_changes_nothing(
 
 
 async def test_multi_write_is_all_or_nothing(running: Running, http) -> None:  # type: ignore[no-untyped-def]
+    await observe_only(running)
     bank = running.app.powerbrain.banks["meter1"]
     async with http.get(running.url("cmd=modbus&device=meter1&write=8044&values=[3,240,50]")) as r:
         assert r.status == 400

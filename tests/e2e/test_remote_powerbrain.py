@@ -19,7 +19,14 @@ async def test_remote_controller(running: Running, http: aiohttp.ClientSession,
                                  process: Process) -> None:
     process.start()
     serial = remote_read(process, "evse", "8008s")
-    assert remote_read(process, "evse", "8094") == 1  # enabled after start (default)
+    # A controlled controller leaves load management to the master: observe mode.
+    req = urllib.request.Request(process.url("cmd=set_params"), data=b'{"lb_enabled": false}',
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert json.loads(r.read()) == "ok"
+    assert remote_read(process, "evse", "8094") is not None
+    with urllib.request.urlopen(process.url("cmd=modbus&device=evse&write=8094&value=1")) as r:
+        assert json.loads(r.read()) == "ok"
     devices = [
         {"dev_type": "evse_powerbrain", "dev_id": "E2", "name": "Garage 2",
          "address": f"127.0.0.1:{process.modbus_port}", "id": 1},

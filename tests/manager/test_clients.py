@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from powerbrain import Powerbrain
 
+from powerbrain import Powerbrain
 from tests.conftest import ROOT, Running
 
 DUMPS = ROOT.parent / "shared" / "fixtures" / "device-dumps"

@@ -46,13 +46,12 @@ async def test_internal_devices_exist(running: Running, http: aiohttp.ClientSess
 
 async def test_two_http_evses_share_a_16a_site(running: Running, http) -> None:  # type: ignore[no-untyped-def]
     await call(http, running, "cmd=set_params", {"max_total_current": 16000,
-                                                 "max_imbalance_cur": 0})
+                                                 "max_imbalance_cur": 0, "disable_policy": 0})
     await add(http, running, {"dev_type": "evse_ajax", "dev_id": "E2", "name": "Sim-A",
                               "max_charging_cur": 32000})
     await add(http, running, {"dev_type": "evse_ajax", "dev_id": "E3", "name": "Sim-B",
                               "max_charging_cur": 32000, "phase_rotation": 120})
     await add(http, running, {"dev_id": "E1", "device_enabled": 0})
-    running.app.manager.site = running.app.manager.site.with_changes(disable_policy=0)
     # Two single-phase cars on different building phases can each have 16 A.
     for _ in range(3):
         s2, a = await call(http, running,
@@ -70,7 +69,8 @@ async def test_two_http_evses_share_a_16a_site(running: Running, http) -> None: 
 
 
 async def test_grid_meter_overload_reduces_at_once(running: Running, http) -> None:  # type: ignore[no-untyped-def]
-    await call(http, running, "cmd=set_params", {"max_total_current": 32000})
+    await call(http, running, "cmd=set_params", {"max_total_current": 32000,
+                                                 "disable_policy": 0})
     await add(http, running, {"dev_id": "E1", "device_enabled": 0})
     await add(http, running, {"dev_type": "meter_ajax", "dev_id": "M3", "name": "grid",
                               "role": 3})
@@ -178,8 +178,8 @@ async def test_get_devices_and_set_device(running: Running, http) -> None:  # ty
 
 
 async def test_formula_limit(running: Running, http) -> None:  # type: ignore[no-untyped-def]
+    await call(http, running, "cmd=set_params", {"disable_policy": 0})
     await add(http, running, {"dev_id": "E1", "device_enabled": 0})
-    running.app.manager.site = running.app.manager.site.with_changes(disable_policy=0)
     await add(http, running, {"dev_type": "meter_ajax", "dev_id": "M3", "name": "tenant"})
     await add(http, running, {"dev_type": "evse_ajax", "dev_id": "E2", "name": "Sim-T",
                               "max_charging_cur": "min(16000, 29000 - M3.current)"})

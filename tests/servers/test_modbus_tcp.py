@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from tests.conftest import Running, wait_for
+from tests.conftest import Running, observe_only, wait_for
 
 
 @pytest.fixture
 async def clients(running: Running) -> AsyncIterator[list[AsyncModbusTcpClient]]:
+    await observe_only(running)
     out = []
     for i in range(3):
         c = AsyncModbusTcpClient("127.0.0.1", port=running.modbus_port + i, timeout=2, retries=0)

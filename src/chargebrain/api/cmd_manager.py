@@ -243,7 +243,7 @@ async def set_ajax_evse(req: Request) -> Any:
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
     # Answer with a decision that has seen this push.
-    await mgr.wait_cycle(fast=True)
+    await mgr.wait_cycle()
     decision = rt.evse.decision if rt.evse else None
     return {
         "device_enabled": rt.config.device_enabled,

@@ -183,7 +183,9 @@ WATT_ALIASES = {
 SITE_STATE_FIELDS = ("overdraft_cur",)
 
 
-def parse_site_changes(body: Mapping[str, Any], current: SiteParams) -> tuple[SiteParams, int | None]:
+def parse_site_changes(
+    body: Mapping[str, Any], current: SiteParams
+) -> tuple[SiteParams, int | None]:
     """New site params from a set_params body, and an overdraft reset if one was asked."""
     changes: dict[str, Any] = {}
     for key, value in body.items():
@@ -272,9 +274,9 @@ def parse_device_changes(body: Mapping[str, Any], base: DeviceConfig, kind: str)
         if f is not None:
             changes[key] = f.parse(key, value)
     cfg = base.with_changes(**changes)
-    if kind == "evse":
-        if isinstance(cfg.max_charging_cur, int) and 0 < cfg.max_charging_cur < cfg.min_charging_cur:
-            raise ApiError(400, "max_charging_cur is below min_charging_cur")
+    limit = cfg.max_charging_cur
+    if kind == "evse" and isinstance(limit, int) and 0 < limit < cfg.min_charging_cur:
+        raise ApiError(400, "max_charging_cur is below min_charging_cur")
     return cfg
 
 

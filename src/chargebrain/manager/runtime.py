@@ -10,6 +10,7 @@ waiting for the period. Configuration changes take effect from the next cycle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -20,6 +21,7 @@ from chargebrain.clock import Clock
 from chargebrain.core.balancer import (
     Allocation,
     BalancerState,
+    EvseDecision,
     EvseInput,
     GroupConfig,
     Measurement,
@@ -106,6 +108,18 @@ def _meter_corrected(cfg: DeviceConfig, r: MeterReading) -> MeterReading:
     )
 
 
+def _log_change(rt: DeviceRuntime, old: EvseDecision | None, new: EvseDecision | None) -> None:
+    """Say in the log when an EVSE starts, pauses or stops, and why."""
+    if new is None:
+        return
+    was = bool(old and old.charging_enabled and old.current_ma)
+    now_on = bool(new.charging_enabled and new.current_ma)
+    if was != now_on or (old is not None and old.paused != new.paused):
+        what = f"{new.current_ma / 1000:.1f} A" if now_on else (
+            "paused" if new.paused else "off")
+        log.info("%s (%s): %s (%s)", rt.dev_id, rt.config.name, what, new.reason)
+
+
 class ChargingManager:
     """Owns the devices and runs the control loop."""
 
@@ -138,7 +152,6 @@ class ChargingManager:
         self.cm_values: dict[str, float] = {}
         self.wish_provider: Callable[[ChargingManager, DictEvalContext, float], None] | None = None
         self._wake = asyncio.Event()
-        self._fast = False
         self._cycle_waiters: list[asyncio.Future[None]] = []
         # EVSEs that some user's dev_ids name (kept current by the user directory).
         self.user_evses: frozenset[str] = frozenset()
@@ -237,9 +250,9 @@ class ChargingManager:
             raise ConfigError("the built-in EVSE has the address 'evse'")
         if cfg.dev_type == "meter_powerbrain" and addr and addr == "evse":
             raise ConfigError("the built-in S0 meters have the addresses 'meter1' and 'meter2'")
-        if dtype.kind in (Kind.EVSE, Kind.METER) and not dtype.pushed and not addr:
-            if not cfg.address.strip():
-                raise ConfigError("address is required")
+        needs_address = dtype.kind in (Kind.EVSE, Kind.METER) and not dtype.pushed
+        if needs_address and not addr and not cfg.address.strip():
+            raise ConfigError("address is required")
 
     def _group_cycle(self, cfg: DeviceConfig) -> bool:
         seen = {cfg.group_number}
@@ -319,7 +332,7 @@ class ChargingManager:
         async def close() -> None:
             try:
                 await driver.close()
-            except Exception:  # noqa: BLE001 - a failing close must not stop the manager
+            except Exception:
                 log.debug("closing a driver failed", exc_info=True)
 
         asyncio.get_running_loop().create_task(close())
@@ -342,7 +355,8 @@ class ChargingManager:
         if self.is_internal(rt.config):
             raise ConfigError(f"{dev_id} is built in: it can be disabled, not deleted")
         if rt.config.is_group:
-            members = [d for d, o in self.devices.items() if o.config.group == rt.config.group_number]
+            number = rt.config.group_number
+            members = [d for d, o in self.devices.items() if o.config.group == number]
             if members:
                 raise ConfigError(f"group {dev_id} still has members: {', '.join(members)}")
         users = [d for d, o in self.devices.items() if o.config.attach == dev_id]
@@ -399,13 +413,13 @@ class ChargingManager:
         rt = self._pushed(dev_id, AjaxMeter)
         assert isinstance(rt.driver, AjaxMeter)
         rt.driver.push(reading)
-        self.wake(fast=True)
+        self.wake()
 
     def push_evse(self, dev_id: str, reading: EvseReading) -> DeviceRuntime:
         rt = self._pushed(dev_id, AjaxEvse)
         assert isinstance(rt.driver, AjaxEvse)
         rt.driver.push(reading)
-        self.wake(fast=True)
+        self.wake()
         return rt
 
     def _pushed(self, dev_id: str, cls: type) -> DeviceRuntime:
@@ -418,32 +432,32 @@ class ChargingManager:
 
     # --- the loop ----------------------------------------------------------------------
 
-    def wake(self, fast: bool = False) -> None:
-        self._fast = self._fast or fast
+    def wake(self) -> None:
+        """Run a cycle now on the latest readings (pushed data, a changed setting)."""
         self._wake.set()
 
-    async def wait_cycle(self, fast: bool = True, timeout: float = 2.0) -> None:
+    async def wait_cycle(self, timeout: float = 2.0) -> None:
         """Wake the loop and wait until a cycle has run (shared by concurrent callers)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._cycle_waiters.append(fut)
-        self.wake(fast)
-        try:
+        self.wake()
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            pass
 
     async def run(self) -> None:
+        """Poll every period; in between, run a cycle at once when pushed data arrives."""
+        next_poll = self.clock.monotonic()
         while True:
-            period = self.site.cycle_ms / 1000.0
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=period)
-            except TimeoutError:
-                pass
-            fast = self._fast
+            wait = next_poll - self.clock.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            poll = self.clock.monotonic() >= next_poll
             self._wake.clear()
-            self._fast = False
+            if poll:
+                next_poll = max(next_poll + self.site.cycle_ms / 1000.0, self.clock.monotonic())
             try:
-                await self.cycle(poll=not fast)
+                await self.cycle(poll=poll)
             except Exception:
                 log.exception("control cycle failed")
 
@@ -503,7 +517,7 @@ class ChargingManager:
         except (DeviceError, TimeoutError, OSError) as exc:
             self._com_error(rt, str(exc) or type(exc).__name__)
             return
-        except Exception as exc:  # noqa: BLE001 - a driver bug must not stop the loop
+        except Exception as exc:
             log.exception("reading %s failed", rt.dev_id)
             self._com_error(rt, f"internal error: {exc}")
             return
@@ -737,7 +751,9 @@ class ChargingManager:
         by_id = alloc.by_id()
         for rt in self.devices.values():
             if rt.evse is not None:
-                rt.evse.decision = by_id.get(rt.dev_id)
+                new = by_id.get(rt.dev_id)
+                _log_change(rt, rt.evse.decision, new)
+                rt.evse.decision = new
         for node in alloc.nodes:
             if node.id:
                 g = self.devices.get(f"E{node.id}")
@@ -880,5 +896,5 @@ class ChargingManager:
             if rt.driver is not None:
                 try:
                     await rt.driver.close()
-                except Exception:  # noqa: BLE001 - closing anyway
+                except Exception:
                     log.debug("closing %s failed", rt.dev_id, exc_info=True)

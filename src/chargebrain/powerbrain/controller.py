@@ -96,7 +96,7 @@ class PowerBrain:
             "meter2": RegisterBank(Dev.METER),
         }
         self._meters = {name: _MeterState() for name in DEVICE_NAMES}
-        self._now = 0.0
+        self._now: float | None = None  # monotonic time of the last tick
         self._last_access: float | None = None
         self._disconnect_left = 0.0
         self._fail_safe = False
@@ -238,7 +238,7 @@ class PowerBrain:
 
     def tick(self, dt: float, now: float | None = None) -> None:
         """Advance the controller by `dt` seconds (monotonic `now`, if given)."""
-        self._now = now if now is not None else self._now + dt
+        self._now = now if now is not None else (self._now or 0.0) + dt
         if self._last_access is None:
             self._last_access = self._now
         evse = self.banks["evse"]
