@@ -1,0 +1,63 @@
+"""The formula language of the charging manager (C-like expressions over device values).
+
+Compile once with `compile_formula(text)`, evaluate many times with
+`Formula.evaluate(ctx)` against an `EvalContext` (usually a `DictEvalContext` filled by the
+manager each cycle). See docs/formulas.md for the language as implemented.
+This package must never do I/O, read a clock, or run Python eval/exec.
+"""
+
+from chargebrain.core.formula.compiler import (
+    FUNCTIONS,
+    MAX_DEPTH,
+    MAX_LENGTH,
+    RESULT_LIMIT,
+    Formula,
+    compile_formula,
+    parse_name,
+    unknown_devices,
+    validate_formula,
+)
+from chargebrain.core.formula.context import (
+    DATE_FIELDS,
+    NS_CM,
+    NS_DATE,
+    NS_DEVICE,
+    NS_GM,
+    NS_PB,
+    NS_SELF,
+    DictEvalContext,
+    EvalContext,
+    OverlayContext,
+    VarRef,
+    date_fields,
+)
+from chargebrain.core.formula.errors import FormulaError
+from chargebrain.core.formula.prices import PriceSchedule, PriceSlot, price_extreme
+
+__all__ = [
+    "DATE_FIELDS",
+    "FUNCTIONS",
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "NS_CM",
+    "NS_DATE",
+    "NS_DEVICE",
+    "NS_GM",
+    "NS_PB",
+    "NS_SELF",
+    "RESULT_LIMIT",
+    "DictEvalContext",
+    "EvalContext",
+    "Formula",
+    "FormulaError",
+    "OverlayContext",
+    "PriceSchedule",
+    "PriceSlot",
+    "VarRef",
+    "compile_formula",
+    "date_fields",
+    "parse_name",
+    "price_extreme",
+    "unknown_devices",
+    "validate_formula",
+]
