@@ -1,0 +1,36 @@
+"""The demo site: it configures itself and the simulated devices feed the manager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from chargebrain.app import App, Config
+from tests.conftest import free_ports, wait_for
+
+
+async def test_demo_site_runs(tmp_path: Path) -> None:
+    port = free_ports(1)
+    app = App(Config(tmp_path / "data", "127.0.0.1", port, 0, demo=True))
+    await app.start()
+    try:
+        async def fed() -> dict[str, dict[str, object]] | None:
+            async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{port}/cnf?cmd=get_dev_info"
+            ) as resp:
+                info = await resp.json()
+            by_id = {d["dev_id"]: d for d in info["devices"]}
+            wanted = ("E1", "E2", "E3", "M3", "M4")
+            if all(k in by_id and not by_id[k]["com_err"] for k in wanted) and (
+                by_id["M3"]["current_l1"] > 0
+            ):
+                return by_id
+            return None
+
+        by_id = await wait_for(fed, timeout=10)
+        assert by_id["E2"]["name"].startswith("Sim-")
+        assert by_id["M3"]["role"] == 3
+        assert app.manager.site.max_total_current == 32000
+    finally:
+        await app.stop()
