@@ -1,0 +1,323 @@
+"""Figures of merit for one simulated run: energy, overload, imbalance, PV, flapping, fairness.
+
+Overload is measured on the true currents for every limit (connection phases, EVSE supply
+line, each group) and split in two: excursions that start after a rise of the household
+load (a "load step") and are over within the reaction budget are the unavoidable reaction
+time of any controller that measures before it acts; everything else is misbehaviour.
+See docs/simulator.md for every definition. Needs numpy.
+
+This module must never change a run or re-simulate anything; it only reads a RunResult.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from chargebrain.sim.optimum import OptimumResult
+from chargebrain.sim.runner import RunResult
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+ACTIVE_MA = 500  # a car drawing at least this much per phase counts as charging
+
+
+@dataclass(frozen=True, slots=True)
+class CarMetrics:
+    car_id: str
+    evse_id: str
+    need_kwh: float  # as the scenario says
+    deliverable_kwh: float  # the most it could have taken alone during its stay (see below)
+    delivered_kwh: float
+    share: float | None  # delivered / deliverable, at most 1; None if nothing was deliverable
+    starts: int  # times it started drawing (≥ ACTIVE_MA after less)
+    stops: int  # times it stopped drawing while still plugged in
+    first_current_s: int | None  # from plug-in to the first second it drew; None = never
+    soc_end: float
+
+
+@dataclass(frozen=True, slots=True)
+class OverloadStats:
+    """Time above one limit on one phase; A·s = ∫ (current − limit) dt while above."""
+
+    limit: str  # "site", "evse-line" or "group <id>"
+    phase: int  # building phase 1..3
+    limit_ma: int
+    amp_seconds: float
+    excursions: int
+    max_excursion_a: float
+    longest_s: int
+    reaction_amp_seconds: float
+    reaction_excursions: int
+    misbehaviour_amp_seconds: float
+    misbehaviour_excursions: int
+    misbehaviour_max_a: float
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    scenario: str
+    policy: str
+    duration_s: int
+    cycles: int
+    cars: tuple[CarMetrics, ...]
+    need_kwh: float
+    deliverable_kwh: float
+    delivered_kwh: float
+    optimum_kwh: float | None  # the offline optimum's bound, when given
+    overload: tuple[OverloadStats, ...]  # every limit × phase
+    overload_amp_seconds: float
+    reaction_amp_seconds: float
+    misbehaviour_amp_seconds: float
+    reaction_budget_s: float
+    load_steps: int  # load steps found (summed over phases)
+    imbalance_amp_seconds: float  # EVSE load: (max − min phase) above max_imbalance
+    imbalance_max_a: float
+    site_imbalance_amp_seconds: float  # the same over everything at the connection
+    grid_import_kwh: float
+    grid_export_kwh: float
+    pv_kwh: float
+    pv_self_consumption: float | None  # share of PV used on site; None without PV
+    fairness: float | None  # Jain's index of the cars' shares; None without cars
+    starts: int
+    stops: int
+    refused_offers: int
+    capped_offers: int
+
+    @property
+    def misbehaviour_excursions(self) -> int:
+        return sum(o.misbehaviour_excursions for o in self.overload)
+
+
+def default_reaction_budget(run: RunResult) -> float:
+    """Two control cycles + the slowest car's lag + the meter delay + one second."""
+    sc = run.scenario
+    lag = max((c.lag_s for c in sc.cars), default=0.0)
+    delay = max(sc.meters.grid.delay_s, sc.meters.evse.delay_s)
+    return 2.0 * sc.cycle_s + lag + delay + 1.0
+
+
+def load_steps(base_ma: FloatArray, threshold_ma: float, window_s: int) -> BoolArray:
+    """Seconds at which the load has risen by ≥ threshold above its minimum of the last
+    `window_s` seconds, as a boolean array."""
+    n = base_ma.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    w = max(1, window_s) + 1  # now and the window_s seconds before
+    padded = np.concatenate([np.full(w - 1, base_ma[0]), base_ma])
+    trailing_min = np.lib.stride_tricks.sliding_window_view(padded, w).min(axis=1)
+    return np.asarray(base_ma - trailing_min >= threshold_ma)
+
+
+def _last_true_index(mask: BoolArray) -> npt.NDArray[np.int64]:
+    """For each index, the latest index ≤ it where mask is true (−10⁹ if none)."""
+    idx = np.where(mask, np.arange(mask.shape[0]), -(10**9))
+    return np.maximum.accumulate(idx) if idx.shape[0] else idx.astype(np.int64)
+
+
+def overload_stats(
+    name: str,
+    phase: int,
+    current_ma: FloatArray,
+    limit_ma: int,
+    steps: BoolArray | None,
+    budget_s: float,
+) -> OverloadStats:
+    """Excursions of `current_ma` (one value per second) above `limit_ma`."""
+    over = current_ma - limit_ma
+    above = over > 0
+    if not above.any():
+        return OverloadStats(name, phase, limit_ma, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0)
+    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)  # exclusive
+    pos = np.where(above, over, 0.0)
+    cum = np.concatenate([[0.0], np.cumsum(pos)])
+    area = (cum[ends] - cum[starts]) / 1000.0  # A·s
+    peak = np.maximum.reduceat(pos, starts) / 1000.0
+    length = ends - starts
+    if steps is not None and steps.any():
+        last_step = _last_true_index(steps)[starts]
+        reaction = last_step >= ends - budget_s
+    else:
+        reaction = np.zeros(starts.shape[0], dtype=bool)
+    mis = ~reaction
+    return OverloadStats(
+        limit=name,
+        phase=phase,
+        limit_ma=limit_ma,
+        amp_seconds=float(area.sum()),
+        excursions=int(starts.shape[0]),
+        max_excursion_a=float(peak.max()),
+        longest_s=int(length.max()),
+        reaction_amp_seconds=float(area[reaction].sum()),
+        reaction_excursions=int(reaction.sum()),
+        misbehaviour_amp_seconds=float(area[mis].sum()),
+        misbehaviour_excursions=int(mis.sum()),
+        misbehaviour_max_a=float(peak[mis].max()) if mis.any() else 0.0,
+    )
+
+
+def _imbalance(phases: FloatArray, limit_ma: int) -> tuple[float, float]:
+    """(A·s above the limit, largest amount above in A) of max − min over the phases."""
+    if limit_ma <= 0 or phases.shape[1] == 0:
+        return 0.0, 0.0
+    spread = phases.max(axis=0) - phases.min(axis=0) - limit_ma
+    pos = np.clip(spread, 0.0, None)
+    return float(pos.sum() / 1000.0), float(pos.max() / 1000.0)
+
+
+def per_phase_loads(run: RunResult) -> dict[str, FloatArray]:
+    """True EVSE load per limit: "evse-line" and "group <id>" → array (3, seconds) in mA."""
+    site = run.scenario.site
+    n = run.duration_s
+    groups = {g.id: np.zeros((3, n)) for g in site.groups}
+    chains = {e.id: site.group_chain(e.group) for e in site.evses}
+    for s in run.sessions:
+        chain = chains[s.evse_id]
+        if not chain or not len(s.drawn_ma):
+            continue
+        drawn = np.frombuffer(s.drawn_ma, dtype=np.float64)
+        lo, hi = s.arrive_s, s.arrive_s + drawn.shape[0]
+        for g in chain:
+            for p in range(3):
+                if s.building_mask >> p & 1:
+                    groups[g][p, lo:hi] += drawn
+    out = {"evse-line": np.vstack([np.frombuffer(a, dtype=np.float64) for a in run.evse_ma])}
+    out.update({f"group {g}": arr for g, arr in groups.items()})
+    return out
+
+
+def car_deliverable_kwh(run: RunResult, car_id: str) -> float:
+    """The most a car could have taken during its stay in this run at its maximum current,
+    up to its need and the room in its battery (site limits ignored; with an offline
+    optimum, compute_metrics uses its tighter per-car bound instead)."""
+    sc = run.scenario
+    spec = sc.car(car_id)
+    s = run.session(car_id)
+    evse = sc.site.evse(s.evse_id)
+    amps = min(spec.max_ma, evse.max_ma) / 1000.0
+    stay_h = max(0, s.leave_s - s.arrive_s) / 3600.0
+    room = min(spec.need_kwh, (1.0 - spec.soc) * spec.capacity_kwh)
+    return max(0.0, min(room, amps * sc.site.limits.voltage_v * s.phase_count * stay_h / 1000.0))
+
+
+def jain_index(values: list[float]) -> float | None:
+    """(Σx)² / (n·Σx²): 1 when all are equal, 1/n when one takes everything."""
+    if not values:
+        return None
+    sq = sum(v * v for v in values)
+    if sq == 0.0:
+        return 1.0
+    return sum(values) ** 2 / (len(values) * sq)
+
+
+def compute_metrics(
+    run: RunResult,
+    *,
+    reaction_budget_s: float | None = None,
+    step_threshold_ma: float = 2000.0,
+    step_window_s: int = 30,
+    optimum: OptimumResult | None = None,
+) -> Metrics:
+    """All figures for one run. `reaction_budget_s` defaults to default_reaction_budget(run)."""
+    sc = run.scenario
+    site = sc.site
+    lim = site.limits
+    volt = lim.voltage_v
+    budget = default_reaction_budget(run) if reaction_budget_s is None else reaction_budget_s
+    n = run.duration_s
+
+    grid = np.vstack([np.frombuffer(a, dtype=np.float64) for a in run.grid_ma])
+    base = np.vstack([np.asarray(b, dtype=np.float64) for b in run.profile.base_ma])
+    loads = per_phase_loads(run)
+
+    overload: list[OverloadStats] = []
+    n_steps = 0
+    for p in range(3):
+        steps = load_steps(base[p], step_threshold_ma, step_window_s)
+        n_steps += int(np.count_nonzero(np.diff(steps.astype(np.int8), prepend=0) == 1))
+        overload.append(overload_stats("site", p + 1, grid[p], lim.max_current_ma, steps, budget))
+    if lim.max_evse_current_ma:
+        line = loads["evse-line"]
+        for p in range(3):
+            overload.append(
+                overload_stats("evse-line", p + 1, line[p], lim.max_evse_current_ma, None, budget)
+            )
+    for g in site.groups:
+        arr = loads[f"group {g.id}"]
+        for p in range(3):
+            overload.append(
+                overload_stats(f"group {g.id}", p + 1, arr[p], g.max_current_ma, None, budget)
+            )
+
+    imb_as, imb_max = _imbalance(loads["evse-line"], lim.max_imbalance_ma)
+    site_imb_as, _ = _imbalance(grid, lim.max_imbalance_ma)
+
+    power_w = grid.sum(axis=0) * volt / 1000.0
+    grid_import = float(np.clip(power_w, 0.0, None).sum() / 3.6e6)
+    grid_export = float(np.clip(-power_w, 0.0, None).sum() / 3.6e6)
+    pv_kwh = float(np.sum(np.asarray(run.profile.pv_w)) / 3.6e6) if n else 0.0
+    self_use = None
+    if sc.pv is not None and pv_kwh > 0:
+        self_use = max(0.0, 1.0 - grid_export / pv_kwh)
+
+    cars: list[CarMetrics] = []
+    for s in run.sessions:
+        drawn = np.frombuffer(s.drawn_ma, dtype=np.float64)
+        on = drawn >= ACTIVE_MA
+        edges = np.diff(on.astype(np.int8), prepend=0)
+        first = np.flatnonzero(on)
+        if optimum is not None and s.car_id in optimum.alone_kwh:
+            deliverable = optimum.alone_kwh[s.car_id]
+        else:
+            deliverable = car_deliverable_kwh(run, s.car_id)
+        share = min(1.0, s.delivered_kwh / deliverable) if deliverable > 1e-3 else None
+        cars.append(
+            CarMetrics(
+                car_id=s.car_id,
+                evse_id=s.evse_id,
+                need_kwh=s.need_kwh,
+                deliverable_kwh=deliverable,
+                delivered_kwh=s.delivered_kwh,
+                share=share,
+                starts=int(np.count_nonzero(edges == 1)),
+                stops=int(np.count_nonzero(edges == -1)),
+                first_current_s=int(first[0]) if first.shape[0] else None,
+                soc_end=s.soc_end,
+            )
+        )
+    shares = [c.share for c in cars if c.share is not None]
+
+    return Metrics(
+        scenario=sc.name,
+        policy=run.policy_name,
+        duration_s=n,
+        cycles=run.cycles,
+        cars=tuple(cars),
+        need_kwh=sum(c.need_kwh for c in cars),
+        deliverable_kwh=sum(c.deliverable_kwh for c in cars),
+        delivered_kwh=sum(c.delivered_kwh for c in cars),
+        optimum_kwh=None if optimum is None else optimum.total_kwh,
+        overload=tuple(overload),
+        overload_amp_seconds=sum(o.amp_seconds for o in overload),
+        reaction_amp_seconds=sum(o.reaction_amp_seconds for o in overload),
+        misbehaviour_amp_seconds=sum(o.misbehaviour_amp_seconds for o in overload),
+        reaction_budget_s=budget,
+        load_steps=n_steps,
+        imbalance_amp_seconds=imb_as,
+        imbalance_max_a=imb_max,
+        site_imbalance_amp_seconds=site_imb_as,
+        grid_import_kwh=grid_import,
+        grid_export_kwh=grid_export,
+        pv_kwh=pv_kwh,
+        pv_self_consumption=self_use,
+        fairness=jain_index(shares),
+        starts=sum(c.starts for c in cars),
+        stops=sum(c.stops for c in cars),
+        refused_offers=run.refused_offers,
+        capped_offers=run.capped_offers,
+    )

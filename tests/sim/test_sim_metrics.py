@@ -1,0 +1,144 @@
+"""Metrics on a synthetic run whose overloads, imbalance and shares are known by hand."""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+import pytest
+
+from chargebrain.sim.metrics import compute_metrics, jain_index, load_steps
+from chargebrain.sim.policy import EqualSplitPolicy, FuseOnlyPolicy
+from chargebrain.sim.profile import SiteProfile
+from chargebrain.sim.runner import RunResult, SessionTrace, run_scenario
+from chargebrain.sim.scenario import load_scenario, scenario_from_dict
+
+N = 1000
+V = 230.0
+
+
+def synthetic() -> RunResult:
+    sc = scenario_from_dict(
+        {
+            "name": "synthetic",
+            "duration": N,
+            "cycle_s": 1,
+            "site": {"max_current_ma": 25000, "max_imbalance_ma": 10000},
+            "groups": [{"id": "G1", "max_current_ma": 10000}],
+            "evses": [{"id": "E1", "group": "G1"}, {"id": "E2"}],
+            "cars": [
+                {"id": "a", "evse": "E1", "arrive": 0, "leave": N, "need_kwh": 10,
+                 "phases": 1, "lag_s": 2},
+                {"id": "b", "evse": "E2", "arrive": 0, "leave": N, "need_kwh": 10},
+            ],
+            "pv": {"peak_kw": 5, "sunrise": "06:00", "sunset": "20:00"},
+        }
+    )
+    base1 = [10000.0] * N
+    for t in range(500, 600):
+        base1[t] = 20000.0  # a load step at 500
+    for t in range(800, N):
+        base1[t] = 20000.0  # and another at 800
+    grid1 = [20000.0] * N
+    for t in range(100, 110):
+        grid1[t] = 30000.0  # 10 s at 5 A over, no load step: misbehaviour, 50 A·s
+    for t in range(500, 504):
+        grid1[t] = 28000.0  # 4 s at 3 A over right after the step: reaction, 12 A·s
+    for t in range(700, 760):
+        grid1[t] = 26000.0  # 60 s at 1 A over: misbehaviour, 60 A·s
+    for t in range(800, 830):
+        grid1[t] = 27000.0  # after a step but longer than the budget: misbehaviour, 60 A·s
+    drawn_a = array("d", [16000.0] * 100 + [0.0] * (N - 100))
+    evse1 = [16000.0] * 100 + [0.0] * (N - 100)
+    zeros = [0.0] * N
+    flat = [20000.0] * N
+    profile = SiteProfile(N, (zeros, zeros, zeros), [2300.0] * N, zeros,
+                          (base1, [10000.0] * N, [10000.0] * N))
+    sessions = (
+        SessionTrace("a", "E1", 0, N, 1, 0b001, 10.0, 16 * 100 * V / 3.6e6, 0.3, 0.3,
+                     drawn_a, ((0, 16000),)),
+        SessionTrace("b", "E2", 0, N, 3, 0b111, 10.0, 0.0, 0.3, 0.3, array("d", zeros),
+                     ((0, 0),)),
+    )
+    return RunResult(
+        scenario=sc,
+        policy_name="synthetic",
+        duration_s=N,
+        grid_ma=(array("d", grid1), array("d", flat), array("d", flat)),
+        evse_ma=(array("d", evse1), array("d", zeros), array("d", zeros)),
+        profile=profile,
+        sessions=sessions,
+        cycles=N,
+        refused_offers=2,
+        capped_offers=0,
+        wall_s=0.0,
+        policy_wall_s=0.0,
+    )
+
+
+def test_overload_split_into_reaction_and_misbehaviour() -> None:
+    m = compute_metrics(synthetic(), reaction_budget_s=10)
+    site = {o.phase: o for o in m.overload if o.limit == "site"}
+    l1 = site[1]
+    assert l1.excursions == 4
+    assert l1.amp_seconds == pytest.approx(50 + 12 + 60 + 60)
+    assert l1.max_excursion_a == pytest.approx(5)
+    assert l1.longest_s == 60
+    assert l1.reaction_excursions == 1
+    assert l1.reaction_amp_seconds == pytest.approx(12)
+    assert l1.misbehaviour_excursions == 3
+    assert l1.misbehaviour_amp_seconds == pytest.approx(170)
+    assert l1.misbehaviour_max_a == pytest.approx(5)
+    assert site[2].amp_seconds == 0 and site[3].excursions == 0
+    assert m.load_steps == 2
+    # with a budget long enough, the 30 s excursion after the second step is reaction too
+    m2 = compute_metrics(synthetic(), reaction_budget_s=40)
+    l1b = next(o for o in m2.overload if o.limit == "site" and o.phase == 1)
+    assert l1b.reaction_amp_seconds == pytest.approx(12 + 60)
+
+
+def test_group_imbalance_energy_fairness_pv() -> None:
+    m = compute_metrics(synthetic(), reaction_budget_s=10)
+    g = {o.phase: o for o in m.overload if o.limit == "group G1"}
+    assert g[1].amp_seconds == pytest.approx(6 * 100)  # 16 A on a 10 A group for 100 s
+    assert g[1].misbehaviour_excursions == 1
+    assert g[2].amp_seconds == 0
+    # EVSE load 16/0/0 A for 100 s against a 10 A imbalance limit
+    assert m.imbalance_amp_seconds == pytest.approx(6 * 100)
+    assert m.imbalance_max_a == pytest.approx(6)
+    a, b = m.cars
+    assert a.delivered_kwh == pytest.approx(16 * 100 * V / 3.6e6)
+    assert a.deliverable_kwh == pytest.approx(16 * N * V / 3.6e6)
+    assert a.share == pytest.approx(0.1)
+    assert (a.starts, a.stops, a.first_current_s) == (1, 1, 0)
+    assert b.share == 0 and b.starts == 0 and b.first_current_s is None
+    assert m.fairness == pytest.approx(0.5)  # (0.1 + 0)² / (2 · 0.1²)
+    assert m.pv_kwh == pytest.approx(2300 * N / 3.6e6)
+    assert m.pv_self_consumption == pytest.approx(1.0)
+    assert m.grid_export_kwh == 0
+    assert m.grid_import_kwh == pytest.approx(
+        (sum(synthetic().grid_ma[0]) + 2 * 20000 * N) * V / 1000 / 3.6e6
+    )
+    assert m.refused_offers == 2
+
+
+def test_jain_and_load_steps() -> None:
+    assert jain_index([1.0, 1.0, 1.0]) == pytest.approx(1.0)
+    assert jain_index([1.0, 0.0, 0.0, 0.0]) == pytest.approx(0.25)
+    assert jain_index([]) is None
+    base = np.array([0.0] * 10 + [3000.0] * 10 + [3500.0] * 10)
+    steps = load_steps(base, 2000, 5)
+    assert list(np.flatnonzero(steps)) == [10, 11, 12, 13, 14]
+    slow = np.linspace(0, 10_000, 1000)  # 10 mA per second: never a step within 30 s
+    assert not load_steps(slow, 2000, 30).any()
+
+
+def test_metrics_of_real_runs() -> None:
+    sc = load_scenario("apartment-garage")
+    fuse = compute_metrics(run_scenario(sc, FuseOnlyPolicy(), shorten=7200))
+    equal = compute_metrics(run_scenario(sc, EqualSplitPolicy(), shorten=7200))
+    assert fuse.overload_amp_seconds > 1000
+    assert fuse.misbehaviour_amp_seconds > equal.misbehaviour_amp_seconds
+    assert fuse.delivered_kwh > equal.delivered_kwh > 0
+    assert equal.fairness is not None and 0 < equal.fairness <= 1
+    assert fuse.pv_self_consumption is None

@@ -1,0 +1,105 @@
+"""The offline optimum on cases small enough to compute by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chargebrain.sim.optimum import offline_optimum
+from chargebrain.sim.policy import EqualSplitPolicy
+from chargebrain.sim.runner import run_scenario
+from chargebrain.sim.scenario import load_scenario, scenario_from_dict
+
+V = 230.0
+
+
+def tiny(cars: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "tiny",
+        "duration": "1h",
+        "site": {"max_current_ma": 63000},
+        "evses": [
+            {"id": "E1", "max_ma": 32000},
+            {"id": "E2", "max_ma": 32000},
+            {"id": "E3", "max_ma": 32000, "phase_rotation": 120},
+        ],
+        "cars": cars,
+    }
+    data.update(over)
+    return data
+
+
+def car(cid: str, evse: str, **kw: Any) -> dict[str, Any]:
+    return {"id": cid, "evse": evse, "arrive": 0, "leave": 3600, "need_kwh": 100,
+            "soc": 0.0, "capacity_kwh": 100, **kw}
+
+
+def test_one_car_ten_amps_one_hour_three_phase() -> None:
+    sc = scenario_from_dict(tiny([car("a", "E1", max_ma=10000)]))
+    opt = offline_optimum(sc, step_s=60)
+    assert opt.total_kwh == pytest.approx(10 * V * 3 / 1000, rel=1e-6)  # 6.9 kWh
+    assert opt.per_car_kwh["a"] == pytest.approx(6.9, rel=1e-6)
+    assert opt.alone_kwh["a"] == pytest.approx(6.9, rel=1e-6)
+    assert opt.step_s == 60
+    # the bound does not depend on the step for a constant case
+    assert offline_optimum(sc, step_s=300).total_kwh == pytest.approx(6.9, rel=1e-6)
+    assert offline_optimum(sc, shorten=1800).total_kwh == pytest.approx(3.45, rel=1e-6)
+
+
+def test_need_and_battery_room_cap_the_energy() -> None:
+    sc = scenario_from_dict(tiny([car("a", "E1", need_kwh=2), car("b", "E2", soc=0.99)]))
+    opt = offline_optimum(sc)
+    assert opt.per_car_kwh["a"] == pytest.approx(2.0)
+    assert opt.per_car_kwh["b"] == pytest.approx(1.0)  # 1 % of 100 kWh
+    assert opt.need_kwh == {"a": 2.0, "b": pytest.approx(1.0)}
+
+
+def test_site_limit_reserve_and_household_load() -> None:
+    cars = [car("a", "E1", max_ma=16000), car("b", "E2", max_ma=16000)]
+    site = {"max_current_ma": 20000, "reserve_ma": 4000}
+    sc = scenario_from_dict(tiny(cars, site=site))
+    opt = offline_optimum(sc)
+    assert opt.total_kwh == pytest.approx(16 * V * 3 / 1000)
+    # either car alone could have had all of it
+    assert opt.alone_kwh == {"a": pytest.approx(11.04), "b": pytest.approx(11.04)}
+    assert offline_optimum(sc, use_reserve=False).total_kwh == pytest.approx(20 * V * 3 / 1000)
+    # 2070 W of household load spread evenly: 3 A per phase less
+    house = {"base_w": [["00:00", 2070]], "noise_pct": 0}
+    sc2 = scenario_from_dict(tiny(cars, site=site, household=house))
+    assert offline_optimum(sc2).total_kwh == pytest.approx(13 * V * 3 / 1000)
+
+
+def test_group_limit_and_presence() -> None:
+    cars = [car("a", "E1", max_ma=16000), car("b", "E2", max_ma=16000, arrive=1800)]
+    groups = [{"id": "G", "max_current_ma": 20000}]
+    evses = [{"id": "E1", "group": "G"}, {"id": "E2", "group": "G"}]
+    sc = scenario_from_dict(tiny(cars, groups=groups, evses=evses))
+    # first half hour car a alone at 16 A, second half both share 20 A
+    expected = (16 * 0.5 + 20 * 0.5) * V * 3 / 1000
+    assert offline_optimum(sc, step_s=60).total_kwh == pytest.approx(expected)
+
+
+def test_imbalance_limits_single_phase_cars_on_one_phase() -> None:
+    cars = [car("a", "E1", phases=1, max_ma=32000), car("b", "E2", phases=1, max_ma=32000)]
+    site = {"max_current_ma": 63000, "max_imbalance_ma": 20000}
+    sc = scenario_from_dict(tiny(cars, site=site))
+    opt = offline_optimum(sc)
+    assert opt.total_kwh == pytest.approx(20 * V / 1000)
+    assert opt.alone_kwh["a"] == pytest.approx(20 * V / 1000)
+    # without it only the 63 A connection limits the two 32 A cars on L1
+    assert offline_optimum(sc, imbalance=False).total_kwh == pytest.approx(63 * V / 1000)
+    # a third one-phase car on another building phase balances part of it
+    cars3 = [*cars, car("c", "E3", phases=1, max_ma=32000)]
+    sc3 = scenario_from_dict(tiny(cars3, site=site))
+    # L1 ≤ L2 + 20 A with L2 ≤ 32 A → L1 ≤ 52 A; L2 ≤ 0 + 20 (L3 empty) → L2 ≤ 20, L1 ≤ 20
+    assert offline_optimum(sc3).total_kwh == pytest.approx((20 + 20) * V / 1000)
+
+
+def test_bound_is_above_what_a_policy_delivers() -> None:
+    sc = load_scenario("apartment-garage")
+    run = run_scenario(sc, EqualSplitPolicy(), shorten=7200)
+    opt = offline_optimum(sc, shorten=7200)
+    delivered = sum(s.delivered_kwh for s in run.sessions)
+    assert 0 < delivered <= opt.total_kwh
+    assert opt.status.startswith("Optimization terminated successfully")
