@@ -1,0 +1,263 @@
+"""HTTP API throughput: chargebrain's `/cnf` against a bare aiohttp handler.
+
+The whole App runs in this process on loopback (with its controller and charging-manager
+loops). A bare aiohttp application in the same process answers `/cnf` with fixed bytes:
+the very body chargebrain gave for the same request. A separate client process (so its
+CPU time is not charged to the server) keeps a few keep-alive connections busy, one
+request at a time each, against one server and then the other, alternating for several
+rounds. Figures: `cmd=modbus&device=meter1&read=all` and `cmd=get_dev_info` with 12
+devices, each against the bare handler; plus the server's CPU time per request.
+
+chargebrain and aiohttp's server are imported inside functions, so that the client
+process, which runs this module with `--client`, starts quickly.
+
+Run alone: `python -m bench --only http`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.bench_modbus import HOST, free_port, run_child
+from bench.common import Figure
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from chargebrain.app import App
+
+CONNECTIONS = 4
+MAX_REQUESTS = 1_000_000  # per round, all connections together: a hard upper bound
+READ_ALL = "/cnf?cmd=modbus&device=meter1&read=all"
+DEV_INFO = "/cnf?cmd=get_dev_info"
+EXTRA_EVSES = 6  # with the 3 built-in devices and 3 meters: 12 devices
+EXTRA_METERS = 3
+GOAL_RATIO = 0.6
+
+
+# --- the client ------------------------------------------------------------------------
+
+
+async def _connection(port: int, path: str, stop_at: float, budget: list[int]
+                      ) -> tuple[int, int]:
+    """Sequential keep-alive GETs on one connection until `stop_at` or the budget is used."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+    done = errors = 0
+    try:
+        while budget[0] > 0 and time.perf_counter() < stop_at:
+            budget[0] -= 1
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            if head.startswith(b"HTTP/1.1 200") and length > 0:
+                done += 1
+            else:
+                errors += 1
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return done, errors
+
+
+async def load(port: int, path: str, connections: int, seconds: float, max_requests: int,
+               warmup: float = 0.2) -> dict[str, float]:
+    """Requests per second on `connections` keep-alive connections, after a warm-up."""
+    warm = [max(1, max_requests // 10)]
+    warm_results = await asyncio.gather(*(
+        _connection(port, path, time.perf_counter() + warmup, warm)
+        for _ in range(connections)))
+    budget = [max_requests]
+    start = time.perf_counter()
+    results = await asyncio.gather(*(
+        _connection(port, path, start + seconds, budget) for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    done = sum(r[0] for r in results)
+    errors = sum(r[1] for r in results)
+    return {"requests": done, "errors": errors, "seconds": elapsed, "rate": done / elapsed,
+            "total": done + errors + sum(r[0] + r[1] for r in warm_results)}
+
+
+# --- the servers -----------------------------------------------------------------------
+
+
+class Bare:
+    """An aiohttp server whose only handler answers `/cnf` with the bytes it is given."""
+
+    def __init__(self) -> None:
+        self.body = b"{}"
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def handle(self, _request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        return web.Response(body=self.body, content_type="application/json")
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_route("*", "/cnf", self.handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self.port = free_port()
+        await web.TCPSite(self._runner, HOST, self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def _add_devices(app: App) -> None:
+    from chargebrain.manager.config import DeviceConfig
+
+    mgr = app.manager
+    for i in range(EXTRA_EVSES):
+        mgr.upsert_device(DeviceConfig(f"E{i + 2}", "evse_ajax", name=f"Sim-{i + 2}"))
+    for i in range(EXTRA_METERS):
+        mgr.upsert_device(DeviceConfig(f"M{i + 3}", "meter_ajax", name=f"Meter-{i + 3}",
+                                       role=3 if i == 0 else 0))
+
+
+def _push_all(app: App) -> None:
+    from chargebrain.core.model import EvseReading, EvseState, MeterReading
+    from chargebrain.core.phases import Phases
+
+    mgr = app.manager
+    for i in range(EXTRA_EVSES):
+        mgr.push_evse(f"E{i + 2}", EvseReading(
+            state=EvseState.CHARGING, currents=Phases(6000, 6000, 6000), power_w=4140.0))
+    for i in range(EXTRA_METERS):
+        mgr.push_meter(f"M{i + 3}", MeterReading(
+            power_w=2300.0, currents=Phases(3000, 3000, 4000)))
+
+
+async def _keep_fresh(app: App) -> None:
+    while True:
+        _push_all(app)
+        await asyncio.sleep(5.0)
+
+
+async def _fetch(port: int, path: str) -> bytes:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        raw = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"{path}: {head.decode(errors='replace')}")
+    return body
+
+
+async def _round(port: int, path: str, seconds: float) -> tuple[float, float]:
+    cpu = time.process_time()
+    result = await run_child(
+        "bench.bench_http",
+        ["--client", str(port), path, str(CONNECTIONS), str(seconds), str(MAX_REQUESTS)],
+        timeout=seconds + 30)
+    cpu = time.process_time() - cpu
+    if result["errors"]:
+        raise RuntimeError(f"{path}: {result['errors']} bad answers")
+    return float(result["rate"]), cpu / max(1, int(result["total"])) * 1e6
+
+
+async def _measure(rounds: int, seconds: float) -> dict[str, list[float]]:
+    from chargebrain.app import App, Config
+
+    logging.getLogger("chargebrain").setLevel(logging.ERROR)
+    out: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="chargebrain-bench-") as tmp:
+        app = App(Config(Path(tmp) / "data", HOST, free_port(), 0))
+        bare = Bare()
+        await app.start()
+        fresh: asyncio.Task[None] | None = None
+        try:
+            await bare.start()
+            _add_devices(app)
+            fresh = asyncio.create_task(_keep_fresh(app))
+            await app.manager.wait_cycle()
+            ours_port = app.http_bound_port
+            for label, path in (("read_all", READ_ALL), ("dev_info", DEV_INFO)):
+                bare.body = await _fetch(ours_port, path)
+                for _ in range(rounds):
+                    for side, port in (("ours", ours_port), ("bare", bare.port)):
+                        rate, cpu_us = await _round(port, path, seconds)
+                        out.setdefault(f"{label}.{side}.rate", []).append(rate)
+                        out.setdefault(f"{label}.{side}.cpu_us", []).append(cpu_us)
+            out["dev_info.devices"] = [float(len(app.manager.devices))]
+        finally:
+            if fresh is not None:
+                fresh.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fresh
+            await bare.stop()
+            await app.stop()
+    return out
+
+
+def run(quick: bool) -> list[Figure]:
+    rounds, seconds = (2, 1.0) if quick else (4, 3.0)
+    m = asyncio.run(_measure(rounds, seconds))
+
+    def med(key: str) -> float:
+        return statistics.median(m[key])
+
+    devices = int(m["dev_info.devices"][0])
+    figures = []
+    for label, what, goal in (
+        ("read_all", "cmd=modbus&device=meter1&read=all", f"ratio >= {GOAL_RATIO}"),
+        ("dev_info", f"cmd=get_dev_info, {devices} devices", "report"),
+    ):
+        ours, bare = med(f"{label}.ours.rate"), med(f"{label}.bare.rate")
+        figures.append(Figure(
+            name=f"http: {what} requests/s, {CONNECTIONS} connections "
+                 "(baseline: bare aiohttp handler, same bytes)",
+            value=round(ours), unit="req/s", baseline=round(bare),
+            ratio=round(ours / bare, 3), goal=goal))
+        ours_cpu, bare_cpu = med(f"{label}.ours.cpu_us"), med(f"{label}.bare.cpu_us")
+        figures.append(Figure(
+            name=f"http: server CPU per {what} request (baseline: bare aiohttp handler)",
+            value=round(ours_cpu, 1), unit="us", baseline=round(bare_cpu, 1),
+            ratio=round(ours_cpu / bare_cpu, 3), goal="report"))
+    return figures
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_http")
+    parser.add_argument("--client", nargs=5, metavar=("PORT", "PATH", "CONNS", "SECONDS", "MAX"),
+                        help="only run the client against PORT and print its JSON result")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.client:
+        port, path, conns, seconds, max_requests = args.client
+        result = asyncio.run(load(int(port), path, int(conns), float(seconds),
+                                  int(max_requests)))
+        print(json.dumps(result))
+        return 0
+    for fig in run(args.quick):
+        print(fig.json_line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,154 @@
+"""Resident memory of a chargebrain process with 250 EVSEs against one with none added.
+
+Two real processes (`python -m chargebrain run`, temporary data dir, HTTP on a free
+loopback port, Modbus TCP off), one after the other. The baseline keeps only the built-in
+devices. The other gets 250 HTTP-input EVSEs through `set_params` (one device per POST,
+as the UI does), each then pushed a reading with `set_ajax_evse`. After a few control
+cycles the resident set size is read from /proc/<pid>/status (VmRSS).
+
+Run alone: `python -m bench --only memory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.bench_modbus import HOST, ROOT, child_env, free_port
+from bench.common import Figure
+
+EVSES = 250
+PUSH_CONCURRENCY = 8
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of `pid` in KiB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class Chargebrain:
+    """`python -m chargebrain run` on a free loopback port, stopped on exit."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data.parent / f"chargebrain-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/cnf"
+
+    async def __aenter__(self) -> Chargebrain:
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "chargebrain", "run", "--data", str(self.data),
+                 "--http", f"{HOST}:{self.port}", "--modbus-port", "0",
+                 "--log-level", "WARNING"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env())
+        try:
+            await self._wait_listening(30.0)
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def _wait_listening(self, timeout: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chargebrain exited: {self.log.read_text()[-2000:]}")
+            try:
+                _r, w = await asyncio.open_connection(HOST, self.port)
+                w.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"chargebrain did not start within {timeout:g} s")
+
+    async def __aexit__(self, *_exc: object) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+async def _call(http: aiohttp.ClientSession, url: str, body: object = None) -> None:
+    if body is None:
+        async with http.get(url) as resp:
+            text = await resp.text()
+    else:
+        async with http.post(url, json=body) as resp:
+            text = await resp.text()
+    if resp.status != 200:
+        raise RuntimeError(f"{url}: {resp.status} {text[:200]}")
+
+
+async def _add_evses(cb: Chargebrain, count: int) -> None:
+    async with aiohttp.ClientSession() as http:
+        for n in range(2, count + 2):
+            await _call(http, f"{cb.url}?cmd=set_params", {"devices": [
+                {"dev_type": "evse_ajax", "dev_id": f"E{n}", "name": f"Sim-{n}"}]})
+        queue = list(range(2, count + 2))
+
+        async def pusher() -> None:
+            while queue:
+                n = queue.pop()
+                state = 3 if n % 2 else 1
+                current = "16000,16000,16000" if state == 3 else "0,0,0"
+                await _call(http, f"{cb.url}?cmd=set_ajax_evse&dev_id=E{n}&state={state}"
+                                  f"&current={current}&total_energy={1000 * n}")
+
+        await asyncio.gather(*(pusher() for _ in range(PUSH_CONCURRENCY)))
+        await _call(http, f"{cb.url}?cmd=get_dev_info")
+
+
+async def _rss(evses: int, settle: float) -> int:
+    with tempfile.TemporaryDirectory(prefix="chargebrain-bench-") as tmp:
+        async with Chargebrain(Path(tmp) / "data") as cb:
+            if evses:
+                await _add_evses(cb, evses)
+            await asyncio.sleep(settle)
+            return rss_kib(cb.pid)
+
+
+def run(quick: bool) -> list[Figure]:
+    settle = 3.0 if quick else 10.0
+    base = asyncio.run(_rss(0, settle))
+    loaded = asyncio.run(_rss(EVSES, settle))
+    per_evse = (loaded - base) / EVSES
+    return [
+        Figure(
+            name=f"memory: RSS with {EVSES} HTTP-input EVSEs (baseline: built-in devices only)",
+            value=round(loaded / 1024, 1), unit="MiB", baseline=round(base / 1024, 1),
+            ratio=round(loaded / base, 3), goal="report"),
+        Figure(
+            name="memory: RSS growth per configured EVSE",
+            value=round(per_evse, 1), unit="KiB", goal="report"),
+    ]
+
+
+if __name__ == "__main__":
+    for fig in run(quick="--quick" in sys.argv[1:]):
+        print(fig.json_line())

@@ -1,0 +1,96 @@
+"""The benchmark runner: discovery, reporting, failure handling, and one tiny real figure.
+
+Nothing here looks at how fast anything is; the figures only have to exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import pytest
+
+from bench import __main__ as runner
+from bench.bench_modbus import Servers, load, percentile
+from bench.common import Figure
+
+EXPECTED = {"cycle", "http", "memory", "modbus", "reaction"}
+
+
+def test_discovers_the_bench_modules() -> None:
+    names = runner.discover()
+    assert set(names) >= EXPECTED
+    assert names == sorted(names)
+    for name in EXPECTED:
+        assert callable(runner.load(name))
+
+
+def test_report_has_a_table_and_one_json_line_per_figure() -> None:
+    def good(quick: bool) -> list[Figure]:
+        return [Figure("tiny", 1.5, "ms", baseline=3.0, ratio=0.5, goal="<= 3 ms"),
+                Figure("no baseline", 7.0, "KiB")]
+
+    out = io.StringIO()
+    assert runner.main(["--quick"], modules={"good": good}, out=out) == 0
+    text = out.getvalue()
+    assert "name" in text.splitlines()[0] and "ratio" in text.splitlines()[0]
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert lines == [
+        {"name": "tiny", "value": 1.5, "unit": "ms", "baseline": 3.0, "ratio": 0.5},
+        {"name": "no baseline", "value": 7.0, "unit": "KiB", "baseline": None, "ratio": None},
+    ]
+
+
+def test_a_failing_module_is_reported_and_the_others_still_run() -> None:
+    seen: list[bool] = []
+
+    def broken(quick: bool) -> list[Figure]:
+        raise RuntimeError("simulated failure")
+
+    def good(quick: bool) -> list[Figure]:
+        seen.append(quick)
+        return [Figure("still here", 1.0, "x")]
+
+    out = io.StringIO()
+    status = runner.main([], modules={"broken": broken, "good": good}, out=out)
+    assert status == 1
+    assert seen == [False]
+    assert "broken: FAILED (RuntimeError: simulated failure)" in out.getvalue()
+    assert '"still here"' in out.getvalue()
+
+
+def test_only_selects_modules_and_rejects_unknown_names() -> None:
+    ran: list[str] = []
+
+    def make(name: str) -> runner.RunFn:
+        def fn(quick: bool) -> list[Figure]:
+            ran.append(name)
+            return []
+        return fn
+
+    modules = {"a": make("a"), "b": make("b")}
+    assert runner.main(["--only", "bench_b"], modules=modules, out=io.StringIO()) == 0
+    assert ran == ["b"]
+    with pytest.raises(SystemExit):
+        runner.main(["--only", "nope"], modules=modules, out=io.StringIO())
+
+
+def test_percentile() -> None:
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([1.0, 2.0], 100) == 2.0
+    assert percentile([5.0], 99) == 5.0
+
+
+async def test_a_tiny_modbus_run_against_both_servers() -> None:
+    servers = Servers()
+    await servers.start()
+    try:
+        for port in (servers.ours_port, servers.bare_port):
+            result = await load(port, connections=2, seconds=5.0, max_requests=20,
+                                warmup=0.0)
+            assert result["requests"] == 20
+            assert result["errors"] == 0
+    finally:
+        await servers.stop()
+    await asyncio.sleep(0)
