@@ -229,7 +229,8 @@ def evse_reading_from(fields: dict[str, Any]) -> EvseReading:
         c / 1000.0 * 230.0 for c in currents)
     return EvseReading(
         state=state, currents=currents, power_w=power, total_energy_wh=energy,
-        has_meter="total_energy" in fields, max_current_ma=max_ma,
+        has_meter="current" in fields or "total_energy" in fields,
+        energy_known="total_energy" in fields, max_current_ma=max_ma,
         rfid=clean(str(fields.get("rfid", "")))[:64], model=str(fields.get("model", ""))[:100])
 
 

@@ -7,6 +7,7 @@ string, a JSON array, an object keyed by address plus suffix, or "ok".
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from chargebrain.api.commands import Permission, Request, command
@@ -14,8 +15,12 @@ from chargebrain.api.errors import ApiError
 from chargebrain.api.params import clean, parse_int, parse_list
 from chargebrain.powerbrain.bank import RegisterBank, RegisterError
 from chargebrain.powerbrain.registers import (
+    FIRST_ADDRESS,
+    LAST_ADDRESS,
     SUFFIX_WORDS,
+    Dev,
     Kind,
+    registers_for,
     int_to_words,
     str_to_words,
     words_to_signed,
@@ -51,17 +56,30 @@ def _modbus_error(exc: RegisterError) -> ApiError:
 
 
 def read_all(bank: RegisterBank) -> dict[str, Any]:
+    """Every register of the device at its natural width, in address order."""
+    words = bank.read_words(FIRST_ADDRESS, LAST_ADDRESS - FIRST_ADDRESS, check=False)
     out: dict[str, Any] = {}
-    for reg in bank.registers:
-        words = bank.read_words(reg.address, reg.words)
-        key = f"{reg.address}{reg.suffix}"
-        if reg.kind is Kind.STR:
-            out[key] = words_to_str(words)
-        elif reg.words == 1:
-            out[key] = words[0]
+    for key, offset, width, kind in _layout(bank):
+        part = words[offset : offset + width]
+        if kind is Kind.STR:
+            out[key] = words_to_str(part)
+        elif width == 1:
+            out[key] = part[0]
         else:
-            out[key] = words_to_signed(words)
+            out[key] = words_to_signed(part)
     return out
+
+
+@functools.cache
+def _layout_for(dev: Dev) -> tuple[tuple[str, int, int, Kind], ...]:
+    return tuple(
+        (f"{reg.address}{reg.suffix}", reg.address - FIRST_ADDRESS, reg.words, reg.kind)
+        for reg in registers_for(dev)
+    )
+
+
+def _layout(bank: RegisterBank) -> tuple[tuple[str, int, int, Kind], ...]:
+    return _layout_for(bank.dev)
 
 
 def _read(bank: RegisterBank, req: Request) -> Any:

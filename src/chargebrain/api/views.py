@@ -134,6 +134,9 @@ def _crule_set(name: str, value: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise ApiError(400, f"{name}: an object is required")
+    problems = validate_rules(value)
+    if problems:
+        raise ApiError(400, f"{name}: {'; '.join(problems)}")
     return dict(value)
 
 

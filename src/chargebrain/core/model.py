@@ -55,11 +55,12 @@ class EvseReading:
     currents: Phases = ZERO  # measured at the EVSE, EVSE phase order, mA
     power_w: float = 0.0
     total_energy_wh: float = 0.0
-    has_meter: bool = False
+    has_meter: bool = False  # currents (and power) are measured
     # The current the EVSE reports it is signalling / may deliver (mA), if known.
     max_current_ma: int | None = None
     rfid: str = ""
     model: str = ""
+    energy_known: bool = True  # total_energy_wh is a meter reading (else integrate)
 
 
 @dataclass(frozen=True, slots=True)

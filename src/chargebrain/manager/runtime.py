@@ -513,18 +513,21 @@ class ChargingManager:
         driver = rt.driver
         assert driver is not None
         try:
-            reading = await asyncio.wait_for(driver.read(), timeout=READ_TIMEOUT_S)
+            if isinstance(driver, AjaxMeter | AjaxEvse):
+                reading: MeterReading | EvseReading = await driver.read()  # never blocks
+            else:
+                reading = await asyncio.wait_for(driver.read(), timeout=READ_TIMEOUT_S)
         except (DeviceError, TimeoutError, OSError) as exc:
             self._com_error(rt, str(exc) or type(exc).__name__)
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a driver bug must not stop the loop
             log.exception("reading %s failed", rt.dev_id)
             self._com_error(rt, f"internal error: {exc}")
             return
         self._com_ok(rt)
         if isinstance(reading, EvseReading):
             self._evse_reading(rt, reading)
-        elif isinstance(reading, MeterReading):
+        else:
             rt.meter = _meter_corrected(rt.config, reading)
 
     def _com_error(self, rt: DeviceRuntime, message: str) -> None:
@@ -564,13 +567,17 @@ class ChargingManager:
         ev.building_currents = rotate(reading.currents, rt.config.phase_rotation)
         dt = (mono - ev.last_read) if ev.last_read is not None else 0.0
         ev.last_read = mono
-        if reading.has_meter or reading.total_energy_wh:
+        if reading.has_meter and reading.energy_known:
             ev.total_energy_wh = reading.total_energy_wh
         else:
-            # No meter: integrate the current we gave it (soft meter).
-            given = ev.decision.current_ma if ev.decision and reading.state.charging else 0
-            phases = bin(ev.decision.phases).count("1") if ev.decision else 1
-            ev.soft_meter_wh += given / 1000.0 * VOLTAGE * max(1, phases) * dt / 3600.0
+            # No energy counter: integrate what it draws, or else the current we gave it.
+            if reading.has_meter:
+                power = reading.power_w
+            else:
+                given = ev.decision.current_ma if ev.decision and reading.state.charging else 0
+                phases = bin(ev.decision.phases).count("1") if ev.decision else 1
+                power = given / 1000.0 * VOLTAGE * max(1, phases)
+            ev.soft_meter_wh += power * dt / 3600.0
             ev.total_energy_wh = ev.soft_meter_wh
         if reading.state.charging:
             ev.charging_secs += dt
@@ -765,6 +772,8 @@ class ChargingManager:
         surplus = (-figures["grid_w"] + evse_power) if any(
             rt.config.role == C.ROLE_GRID for rt in self.devices.values()
         ) else figures["produced_w"] - figures["consumed_w"]
+        # The surplus the rules use (a surplus formula may replace the built-in one).
+        surplus = self.cm_values.get("_surplus", surplus)
         self.last_site = SiteSnapshot(
             available=alloc.available, allocated=alloc.allocated, consumed=alloc.consumed,
             non_evse_load=load, overdraft_applied_ma=alloc.overdraft_applied.peak(),

@@ -106,11 +106,16 @@ class RegisterBank:
 
     # --- the external view (Modbus semantics) --------------------------------------------
 
-    def read_words(self, address: int, count: int) -> list[int]:
-        """Read `count` words; every word must belong to a register of this device."""
-        if not 1 <= count <= MAX_READ_WORDS:
-            raise RegisterError(ExceptionCode.ILLEGAL_VALUE, f"count {count} out of 1..125")
-        self._check_covered(address, count)
+    def read_words(self, address: int, count: int, *, check: bool = True) -> list[int]:
+        """Read `count` words; every word must belong to a register of this device.
+
+        `check=False` is for views that pick out only the registers of this device
+        themselves (read=all); gaps then read as 0.
+        """
+        if check:
+            if not 1 <= count <= MAX_READ_WORDS:
+                raise RegisterError(ExceptionCode.ILLEGAL_VALUE, f"count {count} out of 1..125")
+            self._check_covered(address, count)
         if self.on_access is not None:
             self.on_access()
         return self._slice(address, count)

@@ -1,0 +1,134 @@
+"""Charging Manager variables over HTTP: `set_cm_vars` and `get_cm_vars` (admin only).
+
+set_cm_vars
+    GET (or form POST) `name=<name>&val=<number or formula>`, or a JSON POST body
+    `{"vars": [{"name": "var1", "expr": 1.5}, {"name": "var2", "expr": "CM.var1 * 2"}]}`.
+    `clear=1` deletes every variable first (alone it only clears); `tmp=1` keeps the change
+    in memory only (what is stored comes back after a restart). Answers "ok".
+get_cm_vars
+    `{"vars": [{"name", "expr", "val", "tmp"}], "predefined": {name: value}}` — see
+    docs/formulas.md.
+
+Every request is checked completely before anything changes; bad input is a 400 JSON
+error. This module must never evaluate rules or touch devices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chargebrain.api.commands import Permission, Request, command
+from chargebrain.api.errors import ApiError
+from chargebrain.api.params import clean, parse_bool
+from chargebrain.manager.cm_vars import (
+    MAX_VARS,
+    PRC_VAR,
+    READ_ONLY_PREDEFINED,
+    CmVar,
+    CmVarError,
+    CmVars,
+    define,
+)
+
+
+def _vars(req: Request) -> CmVars:
+    return req.app.cm_vars
+
+
+def _flag(req: Request, name: str) -> bool:
+    return parse_bool(req.params.get(name, "0"), name)
+
+
+def _lenient(value: Any) -> Any:
+    """Query values may come quoted or padded (`val="5"`): numbers are cleaned, formulas
+    are kept as written."""
+    if not isinstance(value, str):
+        return value
+    text = clean(value)
+    try:
+        float(text)
+    except ValueError:
+        return value.strip()
+    return text
+
+
+def _from_body(body: Any, clear: bool) -> list[CmVar]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "a JSON object {\"vars\": [...]} is required in the request body")
+    items = body.get("vars")
+    if items is None:
+        if clear:
+            return []
+        raise ApiError(400, "vars is required: a list of {\"name\": ..., \"expr\": ...}")
+    if not isinstance(items, list):
+        raise ApiError(400, "vars must be a list of {\"name\": ..., \"expr\": ...}")
+    if len(items) > MAX_VARS:
+        raise ApiError(400, f"vars: no more than {MAX_VARS} variables")
+    out: list[CmVar] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ApiError(400, f"vars[{i}]: an object {{\"name\": ..., \"expr\": ...}} is "
+                           "required")
+        if "name" not in item:
+            raise ApiError(400, f"vars[{i}]: name is required")
+        expr = item["expr"] if "expr" in item else item.get("val")
+        try:
+            out.append(define(item["name"], _lenient(expr)))
+        except CmVarError as exc:
+            raise ApiError(400, f"vars[{i}]: {exc}") from None
+    return out
+
+
+def _from_query(params: dict[str, str], clear: bool) -> list[CmVar]:
+    if "name" not in params:
+        if clear:
+            return []
+        raise ApiError(400, "parameter 'name' is required")
+    value = params["val"] if "val" in params else params.get("expr")
+    if value is None:
+        raise ApiError(400, "parameter 'val' is required")
+    try:
+        return [define(params["name"], _lenient(value))]
+    except CmVarError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+@command("set_cm_vars", Permission.ADMIN, "Set Charging Manager variables (values or formulas)")
+async def set_cm_vars(req: Request) -> Any:
+    clear = _flag(req, "clear")
+    tmp = _flag(req, "tmp")
+    if req.body is not None:
+        definitions = _from_body(req.body, clear)
+    else:
+        definitions = _from_query(req.params, clear)
+    try:
+        _vars(req).apply(definitions, clear=clear, tmp=tmp)
+    except CmVarError as exc:
+        raise ApiError(400, str(exc)) from None
+    return "ok"
+
+
+def _number(value: float) -> int | float:
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+@command("get_cm_vars", Permission.ADMIN, "All Charging Manager variables and their values")
+async def get_cm_vars(req: Request) -> Any:
+    cm = _vars(req)
+    mgr = req.app.manager
+    out: list[dict[str, Any]] = []
+    for var in cm.all():
+        value = cm.value(var.name)
+        if value is None:
+            value = var.constant if var.constant is not None else var.formula.evaluate(mgr.ctx)
+        out.append({
+            "name": var.name,
+            "expr": _number(var.constant) if var.constant is not None else var.text,
+            "val": _number(value),
+            "tmp": not var.persisted,
+        })
+    predefined: dict[str, int | float] = {
+        k: _number(v) for k, v in sorted(mgr.cm_values.items()) if k in READ_ONLY_PREDEFINED
+    }
+    predefined[PRC_VAR] = mgr.site.max_total_cur_prc
+    return {"vars": out, "predefined": predefined}

@@ -1,0 +1,409 @@
+"""Feeds the charging rules every cycle: the manager's `wish_provider`.
+
+Called by `ChargingManager._decide` after the formula context is filled and before the
+balancer runs. It measures the site's solar production and surplus from the meter roles
+(or the admin's `surplus_expr`), resolves the energy price from `price_model`, publishes
+the predefined CM variables (`_surplus`, `_price`, `_num_charging`, …), evaluates the CM
+variables, and then — in load-management mode only — evaluates each EVSE's rules together
+with those of the user authorised at it, carrying the undercut memory from cycle to cycle.
+The outcome is written to each EVSE's `rule_wish` (mA, 0 = pause, None = no rules) and
+`rule_source`. Rules are compiled only when an EVSE's or user's rules change.
+
+This module must never do I/O in the cycle, never write to devices, and never decide
+currents itself: the rules engine in core/rules decides the wish, the balancer the current.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, tzinfo
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from chargebrain.core.formula import DictEvalContext, Formula, FormulaError, compile_formula
+from chargebrain.core.formula.prices import PriceSchedule
+from chargebrain.core.phases import mask_count
+from chargebrain.core.rules import (
+    LIST_USER,
+    NO_RULES,
+    PRICE_MODEL_CM,
+    PRICE_MODEL_FIXED,
+    CompiledRules,
+    LocalClock,
+    RuleContext,
+    RuleResult,
+    RuleState,
+    compile_rules,
+    evaluate_all,
+    power_to_phase_current_ma,
+    price_cm_vars,
+    resolve_price,
+    surplus_w_from_formula,
+)
+from chargebrain.devices.registry import Kind
+from chargebrain.manager import config as C
+from chargebrain.manager.cm_vars import CmVars, sync_cm_values
+from chargebrain.manager.state import (
+    OVERRIDE_NO_EVSE_RULES,
+    OVERRIDE_NO_USER_RULES,
+    DeviceRuntime,
+)
+
+if TYPE_CHECKING:
+    from chargebrain.manager.runtime import ChargingManager
+    from chargebrain.manager.users import UserDirectory
+
+log = logging.getLogger("chargebrain.rules")
+
+#: `price_model` codes of set_params (our numbering; see docs/rules.md).
+PRICE_MODEL_NONE_CODE = 0
+PRICE_MODEL_FIXED_CODE = 1
+PRICE_MODEL_CM_CODE = 2
+PRICE_MODELS = {PRICE_MODEL_FIXED_CODE: PRICE_MODEL_FIXED, PRICE_MODEL_CM_CODE: PRICE_MODEL_CM}
+
+OBSERVE_SOURCE = "observe mode (rules not evaluated)"
+
+#: user id -> that user's rules (a classic list, a rule-set object) or None.
+UserRules = Callable[[str], object]
+
+
+def local_zone() -> tzinfo:
+    """The wall-clock zone rules and `date.*` use: $TZ, else the system zone, else UTC."""
+    name = os.environ.get("TZ", "").strip().lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            log.warning("TZ=%s is not a known time zone", name)
+    try:
+        with open("/etc/localtime", "rb") as f:
+            return ZoneInfo.from_file(f, key="localtime")
+    except (OSError, ValueError):
+        return UTC
+
+
+@dataclass(frozen=True)
+class SiteEnergy:
+    """The site's power figures of one cycle as the rules see them (W; grid + = import)."""
+
+    grid_w: float  # measured, or estimated from consumption and production
+    has_grid_meter: bool
+    has_production_meter: bool
+    produced_w: float
+    consumed_w: float
+    evse_w: float
+    org_surplus_w: float  # the built-in surplus (`CM._org_surplus`)
+    surplus_w: float  # after `surplus_expr` (`CM._surplus`)
+    solar_w: float
+    num_charging: int
+
+
+def measure(mgr: ChargingManager) -> SiteEnergy:
+    """Built-in surplus from the site's (group 0) meters.
+
+    With a grid meter: EVSE consumption − grid power − discharge of role-5 storage (home
+    storage does not feed cars). Without one: production + discharge of role-6 storage −
+    consumption − storage charging. Meters without a current reading count nothing; a
+    grid meter without one makes the surplus 0.
+    """
+    grid_w = produced = consumed = home_discharge = all_discharge = charging = 0.0
+    has_grid = grid_ok = has_production = False
+    for rt in mgr.devices.values():
+        cfg = rt.config
+        if rt.dtype.kind is not Kind.METER or not cfg.device_enabled or cfg.group != 0:
+            continue
+        ok = rt.meter is not None and not rt.status.com_err
+        power = rt.meter.power_w if rt.meter is not None else 0.0
+        if cfg.role == C.ROLE_GRID:
+            has_grid = True
+            if ok:
+                grid_ok = True
+                grid_w += power
+        elif not ok:
+            continue
+        elif cfg.role == C.ROLE_PRODUCTION:
+            has_production = True
+            produced += abs(power)
+        elif cfg.role == C.ROLE_CONSUMPTION:
+            consumed += abs(power)
+        elif cfg.role in (C.ROLE_STORAGE_HOME, C.ROLE_STORAGE_ALL):
+            if power >= 0:
+                charging += power
+            elif cfg.role == C.ROLE_STORAGE_HOME:
+                home_discharge += -power
+            else:
+                all_discharge += -power
+    evse_w = 0.0
+    num_charging = 0
+    for rt in mgr.devices.values():
+        ev = rt.evse
+        if ev is None or ev.reading is None or rt.status.com_err:
+            continue
+        evse_w += ev.reading.power_w
+        if ev.reading.state.charging:
+            num_charging += 1
+    if has_grid:
+        org = (evse_w - grid_w - home_discharge) if grid_ok else 0.0
+    else:
+        org = produced + all_discharge - consumed - charging
+        grid_w = consumed + charging + evse_w - produced - all_discharge
+    return SiteEnergy(
+        grid_w=grid_w, has_grid_meter=has_grid, has_production_meter=has_production,
+        produced_w=produced, consumed_w=consumed,
+        evse_w=evse_w, org_surplus_w=org, surplus_w=org,
+        solar_w=produced if has_production else max(0.0, org), num_charging=num_charging)
+
+
+def predicted_phases(rt: DeviceRuntime) -> int:
+    """Phases an EVSE charges on: configured, else measured while charging, else the
+    phases the balancer counted it on, else 3."""
+    configured = rt.config.used_phases & 7
+    if configured:
+        return mask_count(configured)
+    ev = rt.evse
+    if ev is not None:
+        r = ev.reading
+        if r is not None and r.state.charging and not rt.status.com_err:
+            measured = mask_count(r.currents.mask(1000))
+            if measured:
+                return measured
+        if ev.decision is not None and ev.decision.phases:
+            return mask_count(ev.decision.phases)
+    return 3
+
+
+class RulesRuntime:
+    """The manager's wish provider (install with `install(manager)`)."""
+
+    def __init__(
+        self,
+        cm_vars: CmVars | None = None,
+        user_rules: UserRules | None = None,
+        tz: tzinfo | None = None,
+    ) -> None:
+        self.cm_vars = cm_vars
+        self.user_rules = user_rules
+        self.tz: tzinfo = tz or UTC
+        self.state = RuleState()
+        self.results: dict[str, RuleResult] = {}
+        self.energy: SiteEnergy | None = None
+        self.price: float | None = None
+        self.price_level: int | None = None
+        self._evse_rules: dict[str, tuple[object, CompiledRules]] = {}
+        self._user_rules: dict[str, tuple[object, CompiledRules]] = {}
+        self._user_at: dict[str, CompiledRules | None] = {}
+        self._plugged: dict[str, bool] = {}
+        self._formulas: dict[str, Formula | None] = {}
+        self._schedule: PriceSchedule | None = None
+        self._last_mono: float | None = None
+
+    def install(self, mgr: ChargingManager) -> None:
+        """Become `mgr`'s wish provider; formulas see wall-clock time in this zone."""
+        mgr.wish_provider = self
+        mgr.ctx.set_now(mgr.ctx.now, self.tz)
+
+    # --- the cycle -------------------------------------------------------------------
+
+    def __call__(self, mgr: ChargingManager, ctx: DictEvalContext, now: float) -> None:
+        mono = mgr.clock.monotonic()
+        dt = 0.0 if self._last_mono is None else max(0.0, mono - self._last_mono)
+        self._last_mono = mono
+        ctx.set_now(now, self.tz)
+        site = mgr.site
+        energy = measure(mgr)
+        predefined: dict[str, float] = {
+            "_num_charging": float(energy.num_charging),
+            "_num_charging1": float(max(1, energy.num_charging)),
+            "_max_total_current": float(mgr.evaluated_max_total_ma),
+            "_max_total_evse_current": float(mgr.evaluated_max_evse_ma),
+            "_dt": dt,
+            "_org_surplus": energy.org_surplus_w,
+            "_max_total_current_prc": float(site.max_total_cur_prc),
+        }
+        ctx.update_cm(predefined)
+        surplus_w = energy.org_surplus_w
+        formula = self._formula(site.surplus_expr)
+        if formula is not None:
+            surplus_w = surplus_w_from_formula(formula, ctx, energy.org_surplus_w)
+        if surplus_w != energy.org_surplus_w:
+            solar = energy.solar_w if energy.has_production_meter else max(0.0, surplus_w)
+            energy = replace(energy, surplus_w=surplus_w, solar_w=solar)
+        predefined["_surplus"] = surplus_w
+        ctx.set_cm("_surplus", surplus_w)
+        variables = self.cm_vars.evaluate(ctx) if self.cm_vars is not None else {}
+        model = PRICE_MODELS.get(site.price_model, "")
+        price, level = resolve_price(model, variables, site.fixed_price)
+        self._set_schedule(ctx, price if model == PRICE_MODEL_FIXED else None)
+        values = {k.lower(): v for k, v in predefined.items()}
+        values.update((k.lower(), v) for k, v in variables.items())
+        values.update(price_cm_vars(price, level))
+        sync_cm_values(mgr, ctx, values)
+        self.energy, self.price, self.price_level = energy, price, level
+        self._forget_removed(mgr)
+        if not site.lb_enabled:
+            for rt in mgr.devices.values():
+                if rt.evse is not None:
+                    rt.evse.rule_wish = None
+                    rt.evse.rule_source = OBSERVE_SOURCE
+            self.results = {}
+            return
+        self._evaluate(mgr, ctx, now, energy, price, level)
+
+    def _evaluate(
+        self,
+        mgr: ChargingManager,
+        ctx: DictEvalContext,
+        now: float,
+        energy: SiteEnergy,
+        price: float | None,
+        level: int | None,
+    ) -> None:
+        clock = LocalClock.at(now, self.tz)
+        items: list[tuple[CompiledRules | None, CompiledRules | None, RuleContext]] = []
+        targets: list[DeviceRuntime] = []
+        for rt in mgr.devices_in_order():
+            ev = rt.evse
+            if ev is None:
+                continue
+            dev_id = rt.dev_id
+            self._track_plug(dev_id, ev.plugged)
+            evse_rules = self._compiled_evse(rt)
+            user_rules = self._compiled_user(dev_id, ev.user_id)
+            phases = predicted_phases(rt)
+            surplus_ma = power_to_phase_current_ma(energy.surplus_w, phases)
+            lb_cur = ev.decision.current_ma if ev.decision is not None else 0
+            rctx = RuleContext(
+                dev_id=dev_id,
+                evse_max_ma=self._evse_max(rt, ctx),
+                evse_min_ma=rt.config.min_charging_cur,
+                phases=phases,
+                solar_ma=power_to_phase_current_ma(energy.solar_w, phases),
+                surplus_ma=surplus_ma,
+                grid_import_ma=power_to_phase_current_ma(max(0.0, energy.grid_w), phases),
+                grid_export_ma=power_to_phase_current_ma(max(0.0, -energy.grid_w), phases),
+                price=price,
+                price_level=level,
+                formula=ctx.derive(self_device=dev_id, self_values={
+                    "lb_cur": float(lb_cur), "surplus_pcur": float(surplus_ma),
+                    "pphases": float(phases)}),
+                tz=self.tz,
+                clock=clock,
+                override_evse_rules=bool(ev.overrides & OVERRIDE_NO_EVSE_RULES),
+                override_user_rules=bool(ev.overrides & OVERRIDE_NO_USER_RULES),
+            )
+            items.append((evse_rules, user_rules, rctx))
+            targets.append(rt)
+        results, self.state = evaluate_all(items, self.state, now)
+        self.results = results
+        for rt in targets:
+            ev = rt.evse
+            assert ev is not None
+            result = results[rt.dev_id]
+            ev.rule_wish = result.wish_ma
+            ev.rule_source = result.source
+
+    # --- inputs ----------------------------------------------------------------------
+
+    def _set_schedule(self, ctx: DictEvalContext, fixed_price: float | None) -> None:
+        """A fixed price is a schedule covering all time (for min_price() and friends);
+        a schedule set by anything else is left alone."""
+        if fixed_price is not None:
+            if self._schedule is None or self._schedule.slots[0].price != fixed_price:
+                self._schedule = PriceSchedule.fixed(fixed_price)
+            ctx.prices = self._schedule
+        elif self._schedule is not None:
+            if ctx.prices is self._schedule:
+                ctx.prices = None
+            self._schedule = None
+
+    def _formula(self, text: str | int) -> Formula | None:
+        if not isinstance(text, str) or not text.strip():
+            return None
+        if text not in self._formulas:
+            if len(self._formulas) > 256:
+                self._formulas.clear()
+            try:
+                self._formulas[text] = compile_formula(text)
+            except FormulaError as exc:
+                log.error("formula %r cannot be used: %s", text, exc)
+                self._formulas[text] = None
+        return self._formulas[text]
+
+    def _evse_max(self, rt: DeviceRuntime, ctx: DictEvalContext) -> int:
+        limit = rt.config.max_charging_cur
+        if isinstance(limit, int):
+            value = limit
+        else:
+            formula = self._formula(limit)
+            if formula is None:
+                return 0
+            own = ctx.derive(self_device=rt.dev_id)
+            value = min(max(0, round(formula.evaluate(own.derive(phase=p)))) for p in (1, 2, 3))
+        ev = rt.evse
+        if ev is not None and ev.reading is not None and ev.reading.max_current_ma:
+            value = min(value, ev.reading.max_current_ma)
+        return max(0, value)
+
+    def _compiled_evse(self, rt: DeviceRuntime) -> CompiledRules:
+        cfg = rt.config
+        raw: object = cfg.crule_set if isinstance(cfg.crule_set, Mapping) else cfg.charging_rules
+        cached = self._evse_rules.get(rt.dev_id)
+        if cached is not None and (cached[0] is raw or cached[0] == raw):
+            if cached[0] is not raw:
+                self._evse_rules[rt.dev_id] = (raw, cached[1])
+            return cached[1]
+        compiled = compile_rules(raw) if raw else NO_RULES
+        for problem in compiled.errors:
+            log.warning("%s: charging rule ignored: %s", rt.dev_id, problem)
+        self._evse_rules[rt.dev_id] = (raw, compiled)
+        if cached is not None:
+            self.state = self.state.without_device(rt.dev_id)
+        return compiled
+
+    def _compiled_user(self, dev_id: str, user_id: str) -> CompiledRules | None:
+        compiled: CompiledRules | None = None
+        if user_id and self.user_rules is not None:
+            raw = self.user_rules(user_id)
+            if raw is not None:
+                cached = self._user_rules.get(user_id)
+                if cached is not None and (cached[0] is raw or cached[0] == raw):
+                    compiled = cached[1]
+                else:
+                    compiled = compile_rules(raw) if raw else NO_RULES
+                    for problem in compiled.errors:
+                        log.warning("user rules ignored at %s: %s", dev_id, problem)
+                    self._user_rules[user_id] = (raw, compiled)
+        if self._user_at.get(dev_id) is not compiled:
+            # Another user, or changed rules: the user list's undercut memory is stale.
+            stale = {k: None for k in self.state.entries if k[0] == dev_id and k[1] == LIST_USER}
+            self.state = self.state.with_changes(stale)
+            self._user_at[dev_id] = compiled
+        return compiled
+
+    def _track_plug(self, dev_id: str, plugged: bool) -> None:
+        if self._plugged.get(dev_id) and not plugged:
+            self.state = self.state.without_device(dev_id)
+        self._plugged[dev_id] = plugged
+
+    def _forget_removed(self, mgr: ChargingManager) -> None:
+        gone = [d for d in self._evse_rules if d not in mgr.devices]
+        for dev_id in gone:
+            self._evse_rules.pop(dev_id, None)
+            self._user_at.pop(dev_id, None)
+            self._plugged.pop(dev_id, None)
+            self.state = self.state.without_device(dev_id)
+        if len(self._user_rules) > 1000:
+            self._user_rules.clear()
+
+
+def user_rules_of(directory: UserDirectory) -> UserRules:
+    """The lookup of the rules of the user directory's users (None for unknown users)."""
+
+    def lookup(user_id: str) -> object:
+        user = directory.get(user_id)
+        return None if user is None else user.charging_rules
+
+    return lookup
