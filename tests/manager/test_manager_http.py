@@ -73,7 +73,7 @@ async def test_two_http_evses_share_a_16a_site(running: Running, http) -> None: 
 
 async def test_grid_meter_overload_reduces_at_once(running: Running, http) -> None:  # type: ignore[no-untyped-def]
     await call(http, running, "cmd=set_params", {"max_total_current": 32000,
-                                                 "disable_policy": 0})
+                                                 "disable_policy": 0, "max_imbalance_cur": 0})
     await add(http, running, {"dev_id": "E1", "device_enabled": 0})
     await add(http, running, {"dev_type": "meter_ajax", "dev_id": "M3", "name": "grid",
                               "role": 3})

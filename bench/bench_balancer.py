@@ -1,0 +1,141 @@
+"""Benchmarks of the load-management core (chargebrain.core.balancer.allocate).
+
+Figures: one allocation cycle for 10, 100 and 1000 EVSEs in a three-level group tree
+(site, 4 groups, 4 subgroups each), each against a naive equal split over the same inputs
+measured in the same run; and the 1000-EVSE cycle against a 1 s cycle budget. Inputs are
+a steady state reached by running the allocation in a closed loop (cars draw what they
+are given, a few draw less). This module only measures; it must never write files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from bench.common import Figure, per_call_seconds
+from chargebrain.core.balancer import (
+    BalancerState,
+    EvseInput,
+    GroupConfig,
+    Measurement,
+    SiteConfig,
+    SiteInput,
+    allocate,
+)
+from chargebrain.core.baselines import equal_split
+from chargebrain.core.model import EvseState
+from chargebrain.core.phases import Phases
+
+A = 1000
+GOALS_MS = {10: 0.5, 100: 1.0, 1000: 10.0}
+CYCLE_BUDGET_MS = 1000.0
+
+
+def build_site(n: int, seed: int = 1) -> SiteInput:
+    """Site -> 4 groups -> 4 subgroups each; EVSEs spread over the 16 subgroups."""
+    rnd = random.Random(seed)
+    groups: list[GroupConfig] = []
+    leaves: list[int] = []
+    gid = 1
+    for top in range(4):
+        top_id = gid
+        groups.append(
+            GroupConfig(top_id, 0, max_current=max(32, n * 3 // 2) * A, priority=1 + top % 2)
+        )
+        gid += 1
+        for _ in range(4):
+            groups.append(
+                GroupConfig(
+                    gid,
+                    top_id,
+                    max_current=max(16, n // 2) * A,
+                    load=Measurement(Phases(rnd.randint(0, 3) * A, 0, rnd.randint(0, 3) * A)),
+                )
+            )
+            leaves.append(gid)
+            gid += 1
+    evses = tuple(
+        EvseInput(
+            f"E{i:04d}",
+            group=leaves[i % len(leaves)],
+            priority=rnd.choice([1, 1, 2]),
+            max_current=rnd.choice([16, 16, 32]) * A,
+            rotation=rnd.choice([0, 120, 240]),
+            used_phases=rnd.choice([1, 7, 7, 0]),
+            state=EvseState.CHARGING,
+            plugged_since=float(rnd.randint(0, 3600)),
+        )
+        for i in range(n)
+    )
+    cfg = SiteConfig(max_total_current=max(63, n * 4) * A, reserve_current=2 * A)
+    return SiteInput(cfg, Measurement(Phases(8 * A, 5 * A, 3 * A)), tuple(groups), evses)
+
+
+def steady_state(site: SiteInput, cycles: int = 6) -> tuple[SiteInput, BalancerState, float]:
+    """Run the allocation in a closed loop so the inputs look like a running site."""
+    rnd = random.Random(2)
+    slow = {e.id for e in site.evses if rnd.random() < 0.2}
+    state = BalancerState()
+    now = 0.0
+    for _ in range(cycles):
+        alloc = allocate(site, state, now)
+        state = alloc.state
+        by = alloc.by_id()
+        evses = []
+        for e in site.evses:
+            got: tuple[int, ...] = by[e.id].load.as_tuple()
+            if e.id in slow:
+                got = tuple(min(v, 7 * A) for v in got)
+            shift = {0: 0, 120: 1, 240: 2}[e.rotation]
+            measured = Phases.of([got[(i + shift) % 3] for i in range(3)])
+            evses.append(dataclasses.replace(e, measured=measured))
+        site = dataclasses.replace(site, evses=tuple(evses))
+        now += 3.0
+    return site, state, now
+
+
+def _figure(n: int, min_time: float) -> tuple[Figure, float]:
+    site, state, now = steady_state(build_site(n))
+    ours = per_call_seconds(lambda: allocate(site, state, now), min_time=min_time) * 1e3
+    naive = per_call_seconds(lambda: equal_split(site, state, now), min_time=min_time) * 1e3
+    goal = GOALS_MS[n]
+    return (
+        Figure(
+            name=(
+                f"balancer: one allocation, {n} EVSEs in a 3-level group tree "
+                "(baseline: naive equal split, same inputs)"
+            ),
+            value=round(ours, 3),
+            unit="ms",
+            baseline=round(naive, 3),
+            ratio=round(ours / naive, 2),
+            goal=f"<= {goal:g} ms",
+        ),
+        ours,
+    )
+
+
+def run(quick: bool) -> list[Figure]:
+    min_time = 0.05 if quick else 0.5
+    figures: list[Figure] = []
+    big = 0.0
+    for n in (10, 100, 1000):
+        fig, ms = _figure(n, min_time)
+        figures.append(fig)
+        big = ms
+    figures.append(
+        Figure(
+            name="balancer: 1000 EVSEs against a 1 s cycle budget (ratio = value/budget)",
+            value=round(big, 3),
+            unit="ms",
+            baseline=CYCLE_BUDGET_MS,
+            ratio=round(big / CYCLE_BUDGET_MS, 4),
+            goal="<= 1% of the cycle",
+        )
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    for f in run(quick=False):
+        print(f.json_line(), f.goal)

@@ -1,0 +1,46 @@
+"""Load management core: per-phase allocation of current to EVSEs under site and group limits.
+
+`allocate(site, state, now)` is a pure function: it takes one cycle's inputs and the state
+returned by the previous cycle and returns the decisions plus the next state. This package
+must never do I/O, read a clock, sleep, or keep module-level mutable state.
+"""
+
+from chargebrain.core.balancer.allocate import allocate
+from chargebrain.core.balancer.data import (
+    IEC_MIN_CURRENT,
+    Allocation,
+    BalancerState,
+    DisablePolicy,
+    EvseDecision,
+    EvseInput,
+    EvseMemory,
+    GroupConfig,
+    Limit,
+    Measurement,
+    NodeDecision,
+    PauseReason,
+    Policy,
+    SiteConfig,
+    SiteInput,
+    Tuning,
+)
+
+__all__ = [
+    "IEC_MIN_CURRENT",
+    "Allocation",
+    "BalancerState",
+    "DisablePolicy",
+    "EvseDecision",
+    "EvseInput",
+    "EvseMemory",
+    "GroupConfig",
+    "Limit",
+    "Measurement",
+    "NodeDecision",
+    "PauseReason",
+    "Policy",
+    "SiteConfig",
+    "SiteInput",
+    "Tuning",
+    "allocate",
+]

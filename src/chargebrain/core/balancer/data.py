@@ -1,0 +1,240 @@
+"""Immutable inputs, carried state and outputs of the load-management core.
+
+Units: current in mA, time in seconds (the caller's clock, passed in as `now`), three-phase
+values as `Phases` in building phase order unless a field says "EVSE phase order".
+This module only declares values; it must never compute allocations, read clocks or do I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from chargebrain.core.model import EvseState
+from chargebrain.core.phases import ZERO, Phases
+
+#: IEC 61851 minimum charging current; a configured minimum below it is raised to it.
+IEC_MIN_CURRENT = 6000
+
+
+class Limit(IntEnum):
+    """`lreason`: what bounds an EVSE's current, or why it is 0 when it is not paused.
+
+    While an EVSE is paused for lack of current, `lreason` is NONE (as the real firmware
+    reports) and `pause_reason` says why.
+    """
+
+    NONE = 0
+    EVSE_MAX = 1
+    RULE = 2
+    OVERRIDE = 3
+    CAR_DRAW = 4
+    SITE = 5
+    SUPPLY = 6
+    GROUP = 7
+    IMBALANCE = 8
+    NOT_AUTHORISED = 9
+    DISABLED = 10
+    OFFLINE = 11
+    NO_VEHICLE = 12
+
+
+class PauseReason(IntEnum):
+    """`pause_reason`: why an EVSE that wants to charge gets nothing."""
+
+    NONE = 0
+    ROTATION = 1  # yielded its slot to a car that had waited longer (round robin)
+    SHORTAGE = 2  # its minimum current does not fit under some limit
+    IMBALANCE = 3  # its minimum current would push the phase imbalance over the limit
+
+
+class DisablePolicy(IntEnum):
+    """`disable_policy`: what a disabled EVSE gets."""
+
+    FREE = -1  # no limit written; its maximum current counts as load
+    OFF = 0  # charging disabled
+    MINIMUM = 1  # held at its minimum current, which counts as load
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Knobs of the algorithm where the reference is silent (see docs/load-management.md)."""
+
+    restart_margin_ma: int = 500  # a paused car restarts only if min + this fits
+    rotation_time_s: float = 900.0  # a car charging this long yields to a waiting one
+    lend_threshold_ma: int = 1000  # "draws clearly less": below offer minus this
+    lend_after_cycles: int = 2  # ... for this many cycles in a row
+    lend_margin_ma: int = 2000  # a lending car keeps draw + this (and ramps by this)
+    learn_threshold_ma: int = 2000  # a phase drawing more than this counts as used
+    current_step_ma: int = 100  # allocations are rounded down to this step
+    credit_export: bool = False  # let negative non-EVSE load (export) add headroom
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    """Site-wide limits, already evaluated to numbers for this cycle."""
+
+    max_total_current: int  # per phase, mA
+    reserve_current: int = 0
+    max_total_evse_current: int = 0  # per phase for all EVSEs together; 0 = none
+    max_imbalance_cur: int = 20000  # 0 = not checked
+    imbalance_add: bool = False  # imbalance includes the non-EVSE load
+    min_pause_time: float = 300.0
+    lb_enabled: bool = True  # False = observe: decide, but nothing may be written
+    disable_policy: int = DisablePolicy.OFF
+    overdraft_penalty_time: float = 300.0
+    com_timeout: float = 180.0  # after this, an unreachable EVSE counts max(last, fail-safe)
+    tuning: Tuning = Tuning()
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """Non-EVSE load on a node per building phase (mA; negative = export).
+
+    `stale` is a mask of phases (bit0 = L1) whose reading is unknown this cycle. For those
+    the core assumes `worst_case` if the caller knows a provable upper bound (for example
+    the sum of the house's other circuit breakers), otherwise the node's whole limit.
+    """
+
+    current: Phases = ZERO
+    stale: int = 0
+    worst_case: Phases | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """An EVSE group (device E<id>); group 0 is the site itself and is not listed."""
+
+    id: int
+    parent: int = 0
+    max_current: int = 0  # per phase; 0 = no limit of its own
+    priority: int = 1  # ranks the group against its siblings (higher first)
+    load: Measurement | None = None  # the group's own non-EVSE load, if metered
+    name: str = ""  # shown in reasons; default "E<id>"
+
+    @property
+    def label(self) -> str:
+        return f"group {self.name or f'E{self.id}'}"
+
+
+@dataclass(frozen=True, slots=True)
+class EvseInput:
+    """One EVSE this cycle: configuration already evaluated, plus its latest reading."""
+
+    id: str
+    group: int = 0
+    priority: int = 1
+    min_current: int = IEC_MIN_CURRENT
+    max_current: int = 16000
+    rotation: int = 0  # 0 / 120 / 240 degrees
+    used_phases: int = 0  # EVSE phase mask; 0 = determine from measured currents
+    state: EvseState = EvseState.WAITING
+    measured: Phases = ZERO  # EVSE phase order
+    has_meter: bool = True
+    rule_current: int | None = None  # None = no rule (maximum); 0 = rules say pause
+    override_current: int | None = None  # replaces the rule wish; 0 = stop
+    override_disable: bool = False
+    enabled: bool = True
+    offline_since: float | None = None
+    fail_safe_current: int = IEC_MIN_CURRENT  # 1 = its minimum current
+    needs_auth: bool = False
+    authorised: bool = False
+    plugged_since: float | None = None
+    fcfs: bool = False  # first come first served within its priority
+
+
+@dataclass(frozen=True, slots=True)
+class SiteInput:
+    """Everything one cycle's allocation depends on, apart from the carried state."""
+
+    config: SiteConfig
+    load: Measurement = Measurement()
+    groups: tuple[GroupConfig, ...] = ()
+    evses: tuple[EvseInput, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EvseMemory:
+    """What the core remembers about one EVSE between cycles."""
+
+    last_set: int = -1  # mA decided last cycle; -1 = never decided
+    plugged: bool = False
+    plugged_since: float | None = None
+    learnt_phases: int = 0  # EVSE phase mask seen drawing since plug-in
+    waiting_since: float | None = None  # wants current but gets none since then
+    pause_until: float = 0.0  # earliest restart after we stopped it
+    pause_reason: PauseReason = PauseReason.NONE
+    charging_since: float | None = None  # start of the current charging spell
+    lend_cycles: int = 0
+    capped: bool = False  # its current was bound by what the car draws
+    raised: bool = False  # last decision raised its current
+
+
+NEVER_SEEN = EvseMemory()
+
+
+@dataclass(frozen=True, slots=True)
+class BalancerState:
+    """Carried from one cycle to the next: pass `Allocation.state` to the next call.
+
+    `overdraft_cur` is the largest overshoot seen (mA); the caller resets it by passing
+    `dataclasses.replace(state, overdraft_cur=0)`. The mapping is never mutated.
+    """
+
+    evses: Mapping[str, EvseMemory] = field(default_factory=dict)
+    penalty: Phases = ZERO
+    penalty_until: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    overdraft_cur: int = 0
+    prev_max_total: int | None = None  # last cycle's max_total_current
+
+
+@dataclass(frozen=True, slots=True)
+class EvseDecision:
+    """What one EVSE gets this cycle and why."""
+
+    id: str
+    current_ma: int  # 0 or >= its minimum
+    charging_enabled: bool
+    controlled: bool  # False: free charging or offline (no limit is ours to write)
+    write: bool  # the caller may write this decision to the device
+    paused: bool
+    pause_time: float  # seconds paused so far (0 when not paused)
+    pause_reason: PauseReason
+    lreason: Limit
+    reason: str
+    phases: int  # building phases mask its current is counted on
+    load: Phases  # its counted current per building phase
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDecision:
+    """Per-node summary: the site (id 0) or a group."""
+
+    id: int
+    label: str
+    available: Phases | None  # for EVSEs under this node; None = no limit of its own
+    allocated: Phases  # EVSE current counted under this node
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """The decisions of one cycle and the state to carry into the next."""
+
+    evses: tuple[EvseDecision, ...]  # in input order
+    available: Phases  # for all EVSEs, after reserve, non-EVSE load and penalty
+    allocated: Phases  # EVSE current counted (controlled and fixed)
+    consumed: Phases  # EVSE current measured (or assumed where unmetered)
+    overdraft_applied: Phases
+    overdraft_cur: int
+    imbalance: int  # spread of EVSE current over the building phases after allocation
+    observe: bool  # lb_enabled was False: nothing may be written
+    nodes: tuple[NodeDecision, ...]
+    state: BalancerState
+
+    def by_id(self) -> dict[str, EvseDecision]:
+        return {d.id: d for d in self.evses}
+
+
+#: The shape every allocation policy (the balancer and the baselines) shares.
+Policy = Callable[[SiteInput, BalancerState, float], Allocation]
