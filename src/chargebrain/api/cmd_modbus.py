@@ -8,6 +8,7 @@ string, a JSON array, an object keyed by address plus suffix, or "ok".
 from __future__ import annotations
 
 import functools
+import struct
 from typing import Any
 
 from chargebrain.api.commands import Permission, Request, command
@@ -58,28 +59,30 @@ def _modbus_error(exc: RegisterError) -> ApiError:
 def read_all(bank: RegisterBank) -> dict[str, Any]:
     """Every register of the device at its natural width, in address order."""
     words = bank.read_words(FIRST_ADDRESS, LAST_ADDRESS - FIRST_ADDRESS, check=False)
+    raw = struct.pack(f">{len(words)}H", *words)
     out: dict[str, Any] = {}
-    for key, offset, width, kind in _layout(bank):
-        part = words[offset : offset + width]
-        if kind is Kind.STR:
-            out[key] = words_to_str(part)
-        elif width == 1:
-            out[key] = part[0]
+    for key, offset, width, fmt in _layout_for(bank.dev):
+        if fmt == "s":
+            text = raw[2 * offset : 2 * (offset + width)]
+            out[key] = text.lstrip(b"\0").split(b"\0", 1)[0].decode("latin-1")
+        elif fmt == "H":
+            out[key] = words[offset]
         else:
-            out[key] = words_to_signed(part)
+            out[key] = struct.unpack_from(fmt, raw, 2 * offset)[0]
     return out
 
 
 @functools.cache
-def _layout_for(dev: Dev) -> tuple[tuple[str, int, int, Kind], ...]:
-    return tuple(
-        (f"{reg.address}{reg.suffix}", reg.address - FIRST_ADDRESS, reg.words, reg.kind)
-        for reg in registers_for(dev)
-    )
-
-
-def _layout(bank: RegisterBank) -> tuple[tuple[str, int, int, Kind], ...]:
-    return _layout_for(bank.dev)
+def _layout_for(dev: Dev) -> tuple[tuple[str, int, int, str], ...]:
+    """(key, word offset, width, decoding) of each register of a device, precomputed."""
+    out = []
+    for reg in registers_for(dev):
+        if reg.kind is Kind.STR:
+            fmt = "s"
+        else:
+            fmt = {1: "H", 2: ">i", 4: ">q"}[reg.words]
+        out.append((f"{reg.address}{reg.suffix}", reg.address - FIRST_ADDRESS, reg.words, fmt))
+    return tuple(out)
 
 
 def _read(bank: RegisterBank, req: Request) -> Any:

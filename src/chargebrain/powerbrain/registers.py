@@ -12,6 +12,7 @@ This module is pure data and encoding; it never holds state and never does I/O.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -194,6 +195,8 @@ def int_to_words(value: int, words: int) -> list[int]:
 
 
 def words_to_unsigned(words: Sequence[int]) -> int:
+    if len(words) == 2:
+        return ((words[0] & 0xFFFF) << 16) | (words[1] & 0xFFFF)
     v = 0
     for w in words:
         v = (v << 16) | (w & 0xFFFF)
@@ -213,7 +216,8 @@ def str_to_words(text: str, words: int) -> list[int]:
 
 def words_to_str(words: Iterable[int]) -> str:
     """Decode a NUL padded string; NULs before the text (right-aligned ids) are skipped."""
-    raw = b"".join(bytes(((w >> 8) & 0xFF, w & 0xFF)) for w in words)
+    seq = list(words)
+    raw = struct.pack(f">{len(seq)}H", *(w & 0xFFFF for w in seq))
     return raw.lstrip(b"\0").split(b"\0", 1)[0].decode("latin-1")
 
 
