@@ -21,8 +21,8 @@ from chargebrain.powerbrain.registers import (
     SUFFIX_WORDS,
     Dev,
     Kind,
-    registers_for,
     int_to_words,
+    registers_for,
     str_to_words,
     words_to_signed,
     words_to_str,
@@ -77,10 +77,7 @@ def _layout_for(dev: Dev) -> tuple[tuple[str, int, int, str], ...]:
     """(key, word offset, width, decoding) of each register of a device, precomputed."""
     out = []
     for reg in registers_for(dev):
-        if reg.kind is Kind.STR:
-            fmt = "s"
-        else:
-            fmt = {1: "H", 2: ">i", 4: ">q"}[reg.words]
+        fmt = "s" if reg.kind is Kind.STR else {1: "H", 2: ">i", 4: ">q"}[reg.words]
         out.append((f"{reg.address}{reg.suffix}", reg.address - FIRST_ADDRESS, reg.words, fmt))
     return tuple(out)
 
