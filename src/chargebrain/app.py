@@ -20,11 +20,15 @@ from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.auth import FailureTracker
 from chargebrain.api.server import HttpApi
 from chargebrain.clock import Clock, RealClock
-from chargebrain.devices.meterdef import MeterDefinition
-from chargebrain.devices.meterdef import builtin_definitions_dir, load_definitions
+from chargebrain.devices.meterdef import MeterDefinition, builtin_definitions_dir, load_definitions
 from chargebrain.devices.registry import DeviceTypes
+from chargebrain.manager.cm_vars import CmVars
+from chargebrain.manager.diaglog import DiagLog
 from chargebrain.manager.persistence import ManagerStore
+from chargebrain.manager.rules_runtime import RulesRuntime, local_zone, user_rules_of
 from chargebrain.manager.runtime import ChargingManager
+from chargebrain.manager.sessions import SessionManager
+from chargebrain.manager.users import UserDirectory
 from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.powerbrain.hardware import SimEvseHardware, SimS0Input
 from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
@@ -33,6 +37,11 @@ from chargebrain.store.db import Store
 log = logging.getLogger("chargebrain")
 
 CONTROLLER_TICK_S = 0.25
+
+
+def database_path(data_dir: Path) -> Path:
+    """The SQLite file inside a data directory."""
+    return data_dir / "chargebrain.sqlite"
 
 
 @dataclass
@@ -56,6 +65,11 @@ class App:
     http: HttpApi = field(init=False)
     manager: ChargingManager = field(init=False)
     manager_store: ManagerStore = field(init=False)
+    users: UserDirectory = field(init=False)
+    sessions: SessionManager = field(init=False)
+    diaglog: DiagLog = field(init=False)
+    cm_vars: CmVars = field(init=False)
+    rules: RulesRuntime = field(init=False)
     types: DeviceTypes = field(init=False)
     modbus: ModbusTcpServers | None = None
     _runner: web.AppRunner | None = None
@@ -64,7 +78,7 @@ class App:
     http_bound_port: int = 0
 
     def __post_init__(self) -> None:
-        self.store = Store(self.config.data_dir / "chargebrain.sqlite")
+        self.store = Store(database_path(self.config.data_dir))
         self.hardware = SimEvseHardware()
         self.s0_inputs = (SimS0Input(), SimS0Input())
         self.powerbrain = PowerBrain(self.store, self.hardware, self.s0_inputs)
@@ -75,6 +89,13 @@ class App:
             site=self.manager_store.load_site(),
             overdraft_cur=self.manager_store.load_overdraft(),
         )
+        self.users = UserDirectory(self.store, self.manager)
+        self.sessions = SessionManager(self.store, self.manager, self.users, self.clock)
+        self.manager.listeners.append(self.sessions)
+        self.cm_vars = CmVars(self.store, self.manager)
+        self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
+        self.rules.install(self.manager)
+        self.diaglog = DiagLog(self.clock)
         self.http = HttpApi(self)
 
     @property
@@ -99,6 +120,8 @@ class App:
         self.powerbrain.start()
         self.manager.load_devices(self.manager_store.load_devices())
         self.manager.ensure_internal_devices()
+        self.cm_vars.load()
+        self.sessions.restore()
         self._runner = web.AppRunner(self.http.web, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http_host, self.config.http_port)
@@ -143,6 +166,8 @@ class App:
                 await task
         self._tasks.clear()
         await self.manager.close()
+        self.sessions.flush()
+        self.diaglog.stop()
         if self.modbus is not None:
             await self.modbus.stop()
         if self._runner is not None:

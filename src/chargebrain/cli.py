@@ -1,16 +1,20 @@
-"""Command line: `chargebrain run …` starts the controller and charging manager."""
+"""Command line: `chargebrain run …` starts the controller and charging manager;
+`chargebrain set-password` sets the admin password."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import signal
 import sys
 from pathlib import Path
 
-from chargebrain.app import App, Config
+from chargebrain.api import auth
+from chargebrain.app import App, Config, database_path
 from chargebrain.servers.modbus_tcp import PortInUseError
+from chargebrain.store.db import Store
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -39,11 +43,93 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--demo", action="store_true", help="run the simulated demo site")
     run.add_argument("--log-level", default="INFO",
                      choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+    run.add_argument("--admin-password-file", type=Path, metavar="PATH",
+                     help="set the admin password from the first line of this file")
+    run.add_argument("--allow-insecure", action="store_true",
+                     help="listen on a non-loopback address even without an admin password")
+    pwd = sub.add_parser("set-password", help="set the admin password (HTTP user 'admin')")
+    pwd.add_argument("--data", type=Path, default=Path("chargebrain-data"),
+                     help="data directory (default ./chargebrain-data)")
+    source = pwd.add_mutually_exclusive_group()
+    source.add_argument("--password-file", type=Path, metavar="PATH",
+                        help="read the password from the first line of this file")
+    source.add_argument("--stdin", action="store_true",
+                        help="read the password from the first line of standard input")
     return parser
 
 
-async def _run(config: Config) -> int:
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """The new password from --password-file, stdin or a prompt; raises ValueError."""
+    if args.password_file is not None:
+        try:
+            return _first_line(args.password_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {args.password_file}: {exc}") from None
+    if args.stdin or not sys.stdin.isatty():
+        return _first_line(sys.stdin.readline())
+    first = getpass.getpass("New admin password: ")
+    if getpass.getpass("Repeat it: ") != first:
+        raise ValueError("the passwords differ")
+    return first
+
+
+def _set_password(args: argparse.Namespace) -> int:
+    try:
+        password = _read_password(args)
+        if not password:
+            raise ValueError("the password is empty")
+        problem = auth.password_problem(password)
+        if problem is not None:
+            raise ValueError(problem)
+    except ValueError as exc:
+        print(f"chargebrain: {exc}", file=sys.stderr)
+        return 2
+    store = Store(database_path(args.data))
+    try:
+        auth.set_admin_password(store, password)
+    finally:
+        store.close()
+    print(f"chargebrain: admin password set in {args.data}")
+    return 0
+
+
+def _secure_start(app: App, password_file: Path | None, allow_insecure: bool) -> str | None:
+    """Apply --admin-password-file; a reason not to start, or None."""
+    if password_file is not None:
+        try:
+            password = _first_line(password_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"cannot read the admin password file {password_file}: {exc}"
+        if not password:
+            return f"the admin password file {password_file} is empty"
+        try:
+            auth.set_admin_password(app.store, password)
+        except ValueError as exc:
+            return f"admin password file {password_file}: {exc}"
+    host = app.config.http_host
+    if auth.is_loopback(host) or auth.admin_password_set(app.store):
+        return None
+    if allow_insecure:
+        logging.getLogger("chargebrain").warning(
+            "listening on %s without an admin password: every client is admin", host)
+        return None
+    return (f"refusing to listen on {host} without an admin password; set one with "
+            f"'chargebrain set-password --data {app.config.data_dir}' or "
+            "--admin-password-file PATH (or pass --allow-insecure)")
+
+
+async def _run(config: Config, password_file: Path | None = None,
+               allow_insecure: bool = False) -> int:
     app = App(config)
+    refusal = _secure_start(app, password_file, allow_insecure)
+    if refusal is not None:
+        app.store.close()
+        print(f"chargebrain: {refusal}", file=sys.stderr)
+        return 2
     try:
         await app.start()
     except PortInUseError as exc:
@@ -68,6 +154,8 @@ async def _run(config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "set-password":
+        return _set_password(args)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -79,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         host, port = args.http
         config = Config(args.data, host, port, args.modbus_port, args.demo)
-        return asyncio.run(_run(config))
+        return asyncio.run(_run(config, args.admin_password_file, args.allow_insecure))
     return 2
 
 

@@ -221,7 +221,7 @@ async def test_evse_and_user_rules_lower_wins_and_overrides(running: Running, ht
     assert status == 200
     assert await push(http, running) == 7000
     e2 = await evse(http, running)
-    assert e2["user"] == user["id"]
+    assert e2["user_id"] == user["id"]
     assert e2["rule_wish"] == 7000 and e2["rule_source"] == "user rule 1 (fixed current)"
     # Override U switches the user's rules off: the EVSE rule is left.
     await ok(http, running, "cmd=override_device&dev_id=E2&flags=U")

@@ -1,3 +1,11 @@
 """HTTP API: importing this package registers every `/cnf` command."""
 
-from chargebrain.api import cmd_manager, cmd_meterdefs, cmd_modbus  # noqa: F401
+from chargebrain.api import (  # noqa: F401
+    cmd_manager,
+    cmd_meterdefs,
+    cmd_modbus,
+    cmd_sessions,
+    cmd_system,
+    cmd_users,
+    cmd_vars,
+)

@@ -42,7 +42,13 @@ def _dev_id(req: Request) -> str:
 @command("get_dev_info", Permission.PUBLIC, "State of all devices and the global parameters")
 async def get_dev_info(req: Request) -> Any:
     app = req.app
-    return views.dev_info_json(app.manager, app.clock.now(), app.clock.monotonic())
+
+    def user_label(user_id: str) -> str:
+        user = app.users.get(user_id)
+        return user.name if user is not None and user.display else ""
+
+    viewer = views.Viewer(admin=req.caller.is_admin, user_label=user_label)
+    return views.dev_info_json(app.manager, app.clock.now(), app.clock.monotonic(), viewer)
 
 
 @command("get_params", Permission.PUBLIC, "Global parameters and the device type names")

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from chargebrain.api.errors import ApiError
+
 if TYPE_CHECKING:
     from chargebrain.app import App
 
@@ -36,9 +38,17 @@ class Request:
     app: App
     method: str
     params: dict[str, str]
-    body: Any
+    parsed_body: Any
     raw_body: bytes
     caller: Caller = field(default_factory=Caller)
+    body_error: str | None = None  # why the body is not JSON, if it is not
+
+    @property
+    def body(self) -> Any:
+        """The JSON body (None if there is none); a body that is not JSON is a 400."""
+        if self.body_error is not None:
+            raise ApiError(400, self.body_error)
+        return self.parsed_body
 
 
 Handler = Callable[[Request], Awaitable[Any]]

@@ -43,12 +43,14 @@ def _unauthorized(message: str) -> web.Response:
     )
 
 
-async def _params(request: web.Request) -> tuple[dict[str, str], Any, bytes]:
+async def _params(request: web.Request) -> tuple[dict[str, str], Any, bytes, str | None]:
+    """Query and form parameters, the JSON body (or why it is not JSON), the raw body."""
     params: dict[str, str] = {}
     for key, value in request.query.items():
         params.setdefault(key, value)
     raw = b""
     body: Any = None
+    body_error: str | None = None
     if request.method == "POST" and request.can_read_body:
         raw = await request.read()
         ctype = request.content_type
@@ -58,8 +60,11 @@ async def _params(request: web.Request) -> tuple[dict[str, str], Any, bytes]:
                 if isinstance(field_value, str):
                     params.setdefault(key, field_value)
         else:
-            body = json_body(raw)
-    return params, body, raw
+            try:
+                body = json_body(raw)
+            except ApiError as exc:
+                body_error = exc.message
+    return params, body, raw, body_error
 
 
 class HttpApi:
@@ -75,13 +80,13 @@ class HttpApi:
         if request.method not in ("GET", "POST"):
             return json_response({"error": "use GET or POST"}, status=405)
         try:
-            params, body, raw = await _params(request)
+            params, body, raw, body_error = await _params(request)
             name = params.get("cmd", "").strip()
             cmd = COMMANDS.get(name)
             if cmd is None:
                 raise ApiError(404, f"unknown command {name!r}" if name else "cmd is required")
             caller = await auth.identify(self.app, request)
-            req = Request(self.app, request.method, params, body, raw, caller)
+            req = Request(self.app, request.method, params, body, raw, caller, body_error)
             if cmd.permission is Permission.ADMIN and not caller.is_admin:
                 await auth.penalise(self.app, caller)
                 return _unauthorized(f"{name} needs the admin password")

@@ -382,7 +382,16 @@ STATE_CP_TEXT = {1: "Waiting", 2: "Vehicle detected", 3: "Charging", 4: "Chargin
                  5: "Error", 6: "Offline"}
 
 
-def device_json(rt: DeviceRuntime, mono_now: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads get_dev_info: user ids are secrets (they authenticate users), so only the
+    admin sees them; everyone sees the name of a session's user if the user allows it."""
+
+    admin: bool = False
+    user_label: Callable[[str], str] = lambda _user_id: ""
+
+
+def device_json(rt: DeviceRuntime, mono_now: float, viewer: Viewer = Viewer()) -> dict[str, Any]:
     cfg = rt.config
     kind = rt.kind_name
     st = rt.status
@@ -407,7 +416,7 @@ def device_json(rt: DeviceRuntime, mono_now: float) -> dict[str, Any]:
         "group": cfg.group,
     }
     if kind == "evse":
-        out.update(_evse_json(rt))
+        out.update(_evse_json(rt, viewer))
     elif kind == "group":
         out.update(_group_json(rt))
     else:
@@ -415,7 +424,7 @@ def device_json(rt: DeviceRuntime, mono_now: float) -> dict[str, Any]:
     return out
 
 
-def _evse_json(rt: DeviceRuntime) -> dict[str, Any]:
+def _evse_json(rt: DeviceRuntime, viewer: Viewer) -> dict[str, Any]:
     cfg = rt.config
     ev = rt.evse
     assert ev is not None
@@ -424,7 +433,7 @@ def _evse_json(rt: DeviceRuntime) -> dict[str, Any]:
     d = ev.decision
     currents = ev.building_currents if reading else None
     power = round(reading.power_w) if reading else 0
-    return {
+    out: dict[str, Any] = {
         "min_charging_cur": cfg.min_charging_cur,
         "max_charging_cur": cfg.max_charging_cur,
         "prio": cfg.prio,
@@ -449,11 +458,10 @@ def _evse_json(rt: DeviceRuntime) -> dict[str, Any]:
         "pause_time": d.pause_time if d else 0,
         "pause_min_time": rt.manager_min_pause,
         "needs_auth": ev.needs_auth,
-        "user": ev.user_id,
+        "user": viewer.user_label(ev.user_id) if ev.user_id else "",
         "overrides": ev.overrides,
         "ov_cur": ev.ov_cur if ev.ov_cur is not None else 0,
         "attach": cfg.attach,
-        "users": list(cfg.users),
         "charging_rules": list(cfg.charging_rules),
         "rule_wish": ev.rule_wish if ev.rule_wish is not None else -1,
         "rule_source": ev.rule_source,
@@ -469,6 +477,10 @@ def _evse_json(rt: DeviceRuntime) -> dict[str, Any]:
             "dc_sensor_glitches": 0,
         },
     }
+    if viewer.admin:
+        out["users"] = list(cfg.users)
+        out["user_id"] = ev.user_id
+    return out
 
 
 def _meter_json(rt: DeviceRuntime) -> dict[str, Any]:
@@ -514,10 +526,12 @@ def _group_json(rt: DeviceRuntime) -> dict[str, Any]:
     }
 
 
-def dev_info_json(mgr: ChargingManager, now: float, mono_now: float) -> dict[str, Any]:
+def dev_info_json(
+    mgr: ChargingManager, now: float, mono_now: float, viewer: Viewer = Viewer()
+) -> dict[str, Any]:
     return {
         "params": params_json(mgr, now),
         "auth_cnt": mgr.auth_count,
         "loadmgr_disabled": not mgr.site.lb_enabled,
-        "devices": [device_json(rt, mono_now) for rt in mgr.devices_in_order()],
+        "devices": [device_json(rt, mono_now, viewer) for rt in mgr.devices_in_order()],
     }

@@ -464,6 +464,8 @@ class ChargingManager:
     async def cycle(self, poll: bool = True) -> Allocation:
         """One control cycle. `poll=False` reuses the latest readings (pushed data)."""
         async with self._lock:
+            # Only waiters that came before this cycle started are answered by it.
+            waiters, self._cycle_waiters = self._cycle_waiters, []
             started = time.perf_counter()
             if poll:
                 await self._read_all()
@@ -482,7 +484,6 @@ class ChargingManager:
                 self._last_cycle_mono = mono
             for listener in self.listeners:
                 listener.on_cycle(self, self.clock.now())
-            waiters, self._cycle_waiters = self._cycle_waiters, []
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)
@@ -520,7 +521,7 @@ class ChargingManager:
         except (DeviceError, TimeoutError, OSError) as exc:
             self._com_error(rt, str(exc) or type(exc).__name__)
             return
-        except Exception as exc:  # noqa: BLE001 - a driver bug must not stop the loop
+        except Exception as exc:
             log.exception("reading %s failed", rt.dev_id)
             self._com_error(rt, f"internal error: {exc}")
             return

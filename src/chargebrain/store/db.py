@@ -44,6 +44,15 @@ MIGRATIONS: tuple[str, ...] = (
         open INTEGER NOT NULL DEFAULT 1);
     CREATE INDEX transactions_open ON transactions (open, dev_id);
     """,
+    # 3: what a transaction needs to be continued after a restart, and the user's name
+    """
+    ALTER TABLE transactions ADD COLUMN user_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE transactions ADD COLUMN overrides INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE transactions ADD COLUMN ov_cur INTEGER;
+    ALTER TABLE transactions ADD COLUMN charging_secs REAL NOT NULL DEFAULT 0;
+    ALTER TABLE transactions ADD COLUMN updated_time REAL;
+    CREATE INDEX transactions_user ON transactions (user_id);
+    """,
 )
 
 
