@@ -24,7 +24,6 @@ import logging
 import secrets
 import time
 import weakref
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -82,21 +81,9 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-_HASH_TTL_S = 2.0
-_hash_cache: weakref.WeakKeyDictionary[Store, tuple[float, str]] = weakref.WeakKeyDictionary()
-
-
 def stored_hash(store: Store) -> str:
-    """The admin password hash, read from the store at most every couple of seconds (so
-    a password set by `chargebrain set-password` from another process is seen quickly)."""
-    now = time.monotonic()
-    cached = _hash_cache.get(store)
-    if cached is not None and now - cached[0] < _HASH_TTL_S:
-        return cached[1]
     value = store.get_setting(SETTING, "")
-    text = value if isinstance(value, str) else ""
-    _hash_cache[store] = (now, text)
-    return text
+    return value if isinstance(value, str) else ""
 
 
 def admin_password_set(store: Store) -> bool:
@@ -109,7 +96,6 @@ def set_admin_password(store: Store, password: str) -> None:
     if problem is not None:
         raise ValueError(problem)
     store.set_setting(SETTING, hash_password(password))
-    _hash_cache.pop(store, None)
 
 
 def is_loopback(host: str) -> bool:
