@@ -24,7 +24,12 @@ from chargebrain.core.formula import (
     compile_formula,
     parse_name,
 )
-from chargebrain.core.rules.model import MET, LocalClock, RuleContext, StateKey
+from chargebrain.core.rules.model import (
+    LocalClock,
+    RuleContext,
+    StateKey,
+    undercut_held,
+)
 
 MODE_ABSOLUTE = 0
 MODE_PERCENT = 1
@@ -283,18 +288,7 @@ def evaluate_list(
         held = False
         if rule.udur > 0:
             key = (ctx.dev_id, list_name, rule.index)
-            prev = state.get(key)
-            if met:
-                if prev != MET:
-                    changes[key] = MET
-            elif prev == MET:
-                changes[key] = now
-                held = True
-            elif prev is not None:
-                if now - prev <= rule.udur:
-                    held = True
-                else:
-                    changes[key] = None
+            held = undercut_held(state, changes, key, met, now, rule.udur)
         if wanted and (met or held):
             if held:
                 value = max(value, float(ctx.evse_min_ma))

@@ -130,3 +130,32 @@ class RuleState:
         if not any(k[0] == dev_id for k in self.entries):
             return self
         return RuleState({k: v for k, v in self.entries.items() if k[0] != dev_id})
+
+
+def undercut_held(
+    state: Mapping[StateKey, float],
+    changes: dict[StateKey, float | None],
+    key: StateKey,
+    met: bool,
+    now: float,
+    udur: float,
+) -> bool:
+    """Track a rule's undercut: True while an unmet condition is still held.
+
+    The state keeps MET while the condition holds and the time it was first seen unmet
+    afterwards; the rule keeps applying for `udur` seconds from then. Changes to the
+    state are recorded into `changes` (None removes the key).
+    """
+    prev = state.get(key)
+    if met:
+        if prev != MET:
+            changes[key] = MET
+        return False
+    if prev == MET:
+        changes[key] = now
+        return True
+    if prev is not None:
+        if now - prev <= udur:
+            return True
+        changes[key] = None
+    return False

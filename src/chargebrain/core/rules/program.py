@@ -16,7 +16,12 @@ from typing import Any
 
 from chargebrain.core.formula import EvalContext, Formula, FormulaError, compile_formula
 from chargebrain.core.rules.classic import ALL_DAYS, DAY_MINUTES, int_field, window_applies
-from chargebrain.core.rules.model import MET, LocalClock, RuleContext, StateKey
+from chargebrain.core.rules.model import (
+    LocalClock,
+    RuleContext,
+    StateKey,
+    undercut_held,
+)
 
 # Condition codes (our numbering).
 C_ALWAYS = 0
@@ -222,18 +227,7 @@ def evaluate_program(
         held = False
         if rule.udur > 0 and rule.ctype in UNDERCUT_CONDITIONS:
             key = (ctx.dev_id, list_name, rule.index)
-            prev = state.get(key)
-            if met:
-                if prev != MET:
-                    changes[key] = MET
-            elif prev == MET:
-                changes[key] = now
-                held = True
-            elif prev is not None:
-                if now - prev <= rule.udur:
-                    held = True
-                else:
-                    changes[key] = None
+            held = undercut_held(state, changes, key, met, now, rule.udur)
         fulfilled = met or held
         if rule.flags & F_NOT:
             fulfilled = not fulfilled
