@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.bench_modbus import HOST, child_env, free_port, percentile, raise_nofile_limit
-from bench.common import Figure
+from bench.common import HOST, Figure, child_env, free_port, percentile, raise_nofile_limit
 
 if TYPE_CHECKING:
     from chargebrain.app import App

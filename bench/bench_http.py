@@ -28,8 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.bench_modbus import HOST, free_port, run_child
-from bench.common import Figure
+from bench.common import HOST, Figure, free_port, run_child, run_load
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -79,19 +78,8 @@ async def _connection(port: int, path: str, stop_at: float, budget: list[int]
 async def load(port: int, path: str, connections: int, seconds: float, max_requests: int,
                warmup: float = 0.2) -> dict[str, float]:
     """Requests per second on `connections` keep-alive connections, after a warm-up."""
-    warm = [max(1, max_requests // 10)]
-    warm_results = await asyncio.gather(*(
-        _connection(port, path, time.perf_counter() + warmup, warm)
-        for _ in range(connections)))
-    budget = [max_requests]
-    start = time.perf_counter()
-    results = await asyncio.gather(*(
-        _connection(port, path, start + seconds, budget) for _ in range(connections)))
-    elapsed = time.perf_counter() - start
-    done = sum(r[0] for r in results)
-    errors = sum(r[1] for r in results)
-    return {"requests": done, "errors": errors, "seconds": elapsed, "rate": done / elapsed,
-            "total": done + errors + sum(r[0] + r[1] for r in warm_results)}
+    return await run_load(lambda stop_at, budget: _connection(port, path, stop_at, budget),
+                          connections, seconds, max_requests, warmup)
 
 
 # --- the servers -----------------------------------------------------------------------

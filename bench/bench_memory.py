@@ -21,8 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.bench_modbus import HOST, ROOT, child_env, free_port
-from bench.common import Figure
+from bench.common import HOST, ROOT, Figure, child_env, free_port
 
 EVSES = 250
 PUSH_CONCURRENCY = 8

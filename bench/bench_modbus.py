@@ -7,8 +7,7 @@ CPU time is not charged to the server being measured): a few connections, each s
 FC3 reads of 10 registers at 8000 one after the other, for a bounded time and count. The
 two servers are measured alternately, several rounds each, with the same client.
 
-The module also holds the small loopback utilities the other network benches share (free
-ports, the client process, percentiles). Run alone: `python -m bench --only modbus`.
+Run alone: `python -m bench --only modbus`.
 """
 
 from __future__ import annotations
@@ -18,103 +17,26 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import resource
-import socket
 import statistics
 import struct
 import sys
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from bench.common import Figure
+from bench.common import (
+    HOST,
+    Figure,
+    free_port,
+    run_child,
+    run_load,
+)
 
-HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parent.parent
 ADDRESS = 8000
 COUNT = 10
 UNIT = 1
 CONNECTIONS = 4
 MAX_REQUESTS = 2_000_000  # per round, all connections together: a hard upper bound
 GOAL_RATIO = 0.8
-
-
-# --- utilities shared by the network benches -------------------------------------------
-
-
-def free_port(count: int = 1) -> int:
-    """The first of `count` consecutive free TCP ports on loopback."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((HOST, 0))
-            base: int = s.getsockname()[1]
-        if base + count > 65535:
-            continue
-        if all(_port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free ports on loopback")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def raise_nofile_limit(wanted: int) -> int:
-    """Raise the soft limit of open files towards `wanted` (up to the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        return target
-    return soft
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile (0..100) by linear interpolation; values need not be sorted."""
-    if not values:
-        raise ValueError("no values")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def child_env() -> dict[str, str]:
-    """Environment for a bench child process: the project root importable, unbuffered."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
-
-
-async def run_child(module: str, args: Sequence[str], timeout: float) -> Any:
-    """Run `python -m module args…`, return the JSON of its last output line.
-
-    The child is killed if it outlives `timeout` or if the caller is cancelled.
-    """
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, *args, cwd=ROOT, env=child_env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{module} exited with {proc.returncode}: {err.decode()[-2000:]}")
-    lines = out.decode().strip().splitlines()
-    if not lines:
-        raise RuntimeError(f"{module} printed nothing: {err.decode()[-2000:]}")
-    return json.loads(lines[-1])
 
 
 # --- the client ------------------------------------------------------------------------
@@ -152,18 +74,8 @@ async def load(port: int, connections: int, seconds: float, max_requests: int,
                warmup: float = 0.2) -> dict[str, float]:
     """Drive `port` with `connections` sequential clients; requests per second measured
     after a short warm-up (connections open and the first answers are not counted)."""
-    warm = [max(1, max_requests // 10)]
-    warm_results = await asyncio.gather(*(
-        _connection(port, time.perf_counter() + warmup, warm) for _ in range(connections)))
-    budget = [max_requests]
-    start = time.perf_counter()
-    results = await asyncio.gather(*(
-        _connection(port, start + seconds, budget) for _ in range(connections)))
-    elapsed = time.perf_counter() - start
-    done = sum(r[0] for r in results)
-    errors = sum(r[1] for r in results)
-    return {"requests": done, "errors": errors, "seconds": elapsed, "rate": done / elapsed,
-            "total": done + errors + sum(r[0] + r[1] for r in warm_results)}
+    return await run_load(lambda stop_at, budget: _connection(port, stop_at, budget),
+                          connections, seconds, max_requests, warmup)
 
 
 # --- the servers -----------------------------------------------------------------------

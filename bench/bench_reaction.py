@@ -37,8 +37,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.bench_modbus import HOST, free_port, percentile, raise_nofile_limit, run_child
-from bench.common import Figure
+from bench.common import HOST, Figure, free_port, percentile, raise_nofile_limit, run_child
 
 if TYPE_CHECKING:
     from chargebrain.app import App

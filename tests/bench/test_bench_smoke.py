@@ -12,8 +12,8 @@ import json
 import pytest
 
 from bench import __main__ as runner
-from bench.bench_modbus import Servers, load, percentile
-from bench.common import Figure
+from bench.bench_modbus import Servers, load
+from bench.common import Figure, percentile
 
 EXPECTED = {"cycle", "http", "memory", "modbus", "reaction"}
 
