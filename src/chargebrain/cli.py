@@ -1,5 +1,6 @@
 """Command line: `chargebrain run …` starts the controller and charging manager;
-`chargebrain set-password` sets the admin password."""
+`chargebrain set-password` sets the admin password; `chargebrain simulate SCENARIO` runs
+a simulated site against the charging manager (needs the `sim` extra)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read the password from the first line of this file")
     source.add_argument("--stdin", action="store_true",
                         help="read the password from the first line of standard input")
+    sim = sub.add_parser("simulate", help="run a simulated site: metrics table, CSV and PNG")
+    sim.add_argument("scenario", help="a scenario JSON file or a shipped scenario name")
+    sim.add_argument("--hours", type=float, metavar="H", help="simulate only the first H hours")
+    sim.add_argument("--out", type=Path, default=Path("sim-out"),
+                     help="directory for the CSV and PNG files (default ./sim-out)")
+    sim.add_argument("--policy", default="manager",
+                     choices=["manager", "core", "equal-split", "fcfs", "fuse-only", "all"],
+                     help="what decides (default: the charging manager; all = compare)")
     return parser
 
 
@@ -156,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "set-password":
         return _set_password(args)
+    if args.command == "simulate":
+        from chargebrain.sim.compare import simulate_command
+
+        return simulate_command(args.scenario, hours=args.hours, out=args.out,
+                                policy=args.policy)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

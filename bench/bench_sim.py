@@ -1,0 +1,142 @@
+"""The site simulator with the real charging manager: speed, and the load-management goals.
+
+Speed: 24 simulated hours of the office scenario (40 EVSEs, 74 car stays, the scenario's
+1 s control cycle: 86 400 manager cycles, none skipped) with `ManagerPolicy` — the real
+ChargingManager fed through its HTTP-input drivers on a virtual clock — against the same
+run with the trivial fuse-only policy (the simulator's own share). Goal: ≤ 10 s. Then the
+manager's cost per cycle against the core balancer alone (`CorePolicy`, the same inputs
+without the manager shell) and against the manager without its rules runtime.
+
+Goals, measured with the real manager: delivered energy as a share of the offline optimum
+(apartment-garage, office; goal ≥ 0.97), Jain's index in the garage (≥ 0.95), starts plus
+stops against the equal-split baseline (fewer), and overload beyond the reaction budget in
+every shipped scenario (0 A·s). The goal column says PASS or FAIL for what was measured.
+
+`quick` runs shortened scenarios and says so in every figure's name. This module only
+measures; it must never write files or change a scenario to flatter a figure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+from bench.common import Figure
+from chargebrain.sim.compare import run_policy
+from chargebrain.sim.core_policy import core_balancer
+from chargebrain.sim.manager_policy import ManagerPolicy
+from chargebrain.sim.metrics import Metrics, compute_metrics
+from chargebrain.sim.optimum import offline_optimum
+from chargebrain.sim.policy import FuseOnlyPolicy, Policy
+from chargebrain.sim.runner import RunResult, run_scenario
+from chargebrain.sim.scenario import Scenario, load_scenario, shipped_scenarios
+
+WALL_GOAL_S = 10.0  # for 24 simulated hours of the office
+ENERGY_GOAL = 0.97
+JAIN_GOAL = 0.95
+QUICK_H = {"home": 14, "apartment-garage": 4, "single-phase-mix": 2, "faults": 2, "office": 2}
+PER_CYCLE_H = 2  # simulated hours for the per-cycle comparisons
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _timed(scenario: Scenario, policy: Policy, shorten: float | None) -> tuple[RunResult, float]:
+    t0 = time.perf_counter()
+    run = run_scenario(scenario, policy, shorten=shorten)
+    return run, time.perf_counter() - t0
+
+
+def _per_cycle_us(run: RunResult) -> float:
+    return 1e6 * run.policy_wall_s / max(1, run.cycles)
+
+
+def speed(quick: bool) -> tuple[list[Figure], RunResult]:
+    office = load_scenario("office")
+    hours = QUICK_H["office"] if quick else 24
+    shorten = None if not quick else hours * 3600.0
+    goal_s = WALL_GOAL_S * hours / 24
+    _, fuse_s = _timed(office, FuseOnlyPolicy(), shorten)
+    with ManagerPolicy.for_scenario(office) as policy:
+        run, wall = _timed(office, policy, shorten)
+    label = f"sim office {hours} h, real manager, {office.cycle_s} s cycle"
+    figures = [
+        Figure(f"{label}: wall", wall, "s", baseline=fuse_s, ratio=wall / fuse_s,
+               goal=f"≤ {goal_s:.3g} s: {_verdict(wall <= goal_s)}"),
+    ]
+    per = PER_CYCLE_H * 3600.0
+    core_run, _ = _timed(office, core_balancer(), per)
+    with ManagerPolicy.for_scenario(office, rules=False) as bare:
+        bare_run, _ = _timed(office, bare, per)
+    budget_us = 1e6 * (WALL_GOAL_S - fuse_s * 24 / hours) / 86_400
+    mgr_us, core_us, bare_us = _per_cycle_us(run), _per_cycle_us(core_run), _per_cycle_us(bare_run)
+    figures += [
+        Figure("sim office: manager per cycle (vs core balancer alone)", mgr_us, "µs",
+               baseline=core_us, ratio=mgr_us / core_us,
+               goal=f"≤ {budget_us:.0f} µs for 10 s/day: {_verdict(mgr_us <= budget_us)}"),
+        Figure("sim office: manager without rules runtime per cycle (vs core)", bare_us, "µs",
+               baseline=core_us, ratio=bare_us / core_us),
+    ]
+    return figures, run
+
+
+def _run(scenario: Scenario, shorten: float | None, full_goals: bool,
+         done: RunResult | None) -> tuple[Metrics, Metrics | None, float | None]:
+    """Our metrics (reusing `done`, a manager run of the same length, if given), the
+    equal-split baseline's and the optimum's bound (the latter two only for full_goals)."""
+    opt = offline_optimum(scenario, shorten=shorten) if full_goals else None
+    if done is not None:
+        ours = compute_metrics(replace(done, policy_name="manager"), optimum=opt)
+    else:
+        ours = run_policy("manager", scenario, shorten=shorten, optimum=opt).metrics
+    equal = run_policy("equal-split", scenario, shorten=shorten).metrics if full_goals \
+        else None
+    return ours, equal, None if opt is None else opt.total_kwh
+
+
+def goals(quick: bool, office_run: RunResult) -> list[Figure]:
+    figures: list[Figure] = []
+    for name in sorted(shipped_scenarios()):
+        sc = load_scenario(name)
+        hours = QUICK_H[name] if quick else sc.duration_s / 3600
+        shorten = hours * 3600.0 if quick else None
+        tag = f"sim {name} {hours:g} h"
+        full_goals = name in ("apartment-garage", "office")
+        done = office_run if name == "office" else None
+        ours, equal, opt_kwh = _run(sc, shorten, full_goals, done)
+        figures.append(Figure(
+            f"{tag}: overload beyond reaction budget, manager", ours.misbehaviour_amp_seconds,
+            "A·s", goal=f"0: {_verdict(ours.misbehaviour_excursions == 0)}"))
+        if not full_goals or equal is None or opt_kwh is None:
+            continue
+        share = ours.delivered_kwh / opt_kwh if opt_kwh > 0 else 1.0
+        figures.append(Figure(
+            f"{tag}: energy / offline optimum, manager", share, "share",
+            baseline=equal.delivered_kwh / opt_kwh if opt_kwh > 0 else None,
+            goal=f"≥ {ENERGY_GOAL}: {_verdict(share >= ENERGY_GOAL)} (baseline: equal split)"))
+        if name == "apartment-garage":
+            jain = ours.fairness if ours.fairness is not None else 1.0
+            figures.append(Figure(
+                f"{tag}: Jain's index, manager", jain, "",
+                baseline=equal.fairness,
+                goal=f"≥ {JAIN_GOAL}: {_verdict(jain >= JAIN_GOAL)} (baseline: equal split)"))
+        ss, base = ours.starts + ours.stops, equal.starts + equal.stops
+        figures.append(Figure(
+            f"{tag}: starts + stops, manager vs equal split", float(ss), "",
+            baseline=float(base), ratio=ss / base if base else None,
+            goal=f"< baseline: {_verdict(ss < base)}"))
+    return figures
+
+
+def run(quick: bool) -> list[Figure]:
+    logger = logging.getLogger("chargebrain")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the manager logs every pause and stale device
+    try:
+        figures, office_run = speed(quick)
+        figures += goals(quick, office_run)
+    finally:
+        logger.setLevel(level)
+    return figures

@@ -1,0 +1,231 @@
+"""The real charging manager as a simulator policy: the production control loop, unchanged.
+
+`ManagerPolicy` builds a `ChargingManager` exactly as the application does — on a
+`VirtualClock`, with an in-memory store, a `PowerBrain` without persistence, the device
+types and (by default) the charging-rules runtime as its wish provider — and configures it
+from the scenario's site the way an installer would: the site limits, one `evse_group`
+device per group, one HTTP-input EVSE (`evse_ajax`) per EVSE, and HTTP-input meters for
+the grid (role 3) and, when the site has PV, the production (role 2).
+
+Each `decide` sets the virtual clock to the snapshot's time, pushes the snapshot's readings
+through the HTTP-input drivers (`push_meter`, `push_evse`: the path of `set_ajax_meter` /
+`set_ajax_evse`), runs one `await manager.cycle(poll=False)` on an event loop the policy
+owns, and returns per EVSE what `set_ajax_evse` would answer: the decision's current when
+charging is enabled, else 0. A reading that is None is simply not pushed, so the device
+goes stale after 30 s like a silent real one, and the manager's own staleness, offline and
+fail-safe handling decide what happens.
+
+This module must never change how the manager decides (no shortcuts around its cycle, no
+skipped cycles), read the real clock for simulated time, or look at the plant's true state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import TracebackType
+
+from chargebrain.clock import VirtualClock
+from chargebrain.core.model import EvseReading
+from chargebrain.devices.registry import DeviceTypes
+from chargebrain.manager import config as C
+from chargebrain.manager.config import DeviceConfig, SiteParams
+from chargebrain.manager.persistence import ManagerStore
+from chargebrain.manager.rules_runtime import RulesRuntime
+from chargebrain.manager.runtime import ChargingManager
+from chargebrain.powerbrain.controller import PowerBrain
+from chargebrain.sim.core_policy import number_evses, number_groups
+from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
+from chargebrain.sim.scenario import Scenario, Site
+from chargebrain.store.db import Store
+
+#: Wall-clock date of the simulated day's midnight (what rules and formulas see as "now").
+EPOCH_DAY = datetime(2024, 6, 3, tzinfo=UTC).timestamp()
+GRID_METER = "M1"
+PV_METER = "M2"
+
+
+class ManagerPolicy:
+    """Drives a real ChargingManager with the simulator's measurements.
+
+    It owns an event loop and runs it inside `decide`, so it is used from synchronous
+    code (the runner), never from a coroutine. Close it (or use `with`) after the run.
+    """
+
+    def __init__(
+        self,
+        *,
+        cycle_s: int = 1,
+        rules: bool = True,
+        learn_phases: bool = True,
+        min_pause_time: int = 300,
+        name: str = "manager",
+    ) -> None:
+        """`cycle_s`: the manager's configured cycle (`cycle_ms`; the runner calls
+        `decide` once per simulated cycle). `rules`: install the rules runtime as in the
+        application. `learn_phases`: configure three-phase EVSEs "determine" (the default of a new
+        EVSE: the manager learns the phases a car draws on); False configures all three."""
+        self.name = name
+        self.cycle_s = cycle_s
+        self.rules = rules
+        self.learn_phases = learn_phases
+        self.min_pause_time = min_pause_time
+        self.loop = asyncio.new_event_loop()
+        self.store = Store(":memory:")
+        self.clock = VirtualClock(start=EPOCH_DAY)
+        self.manager = ChargingManager(
+            self.clock, PowerBrain(None), DeviceTypes(), ManagerStore(self.store)
+        )
+        if rules:
+            RulesRuntime().install(self.manager)
+        self._site: Site | None = None
+        self._devices: list[tuple[str, str]] = []  # (scenario EVSE id, device id)
+        self._pushed: dict[str, tuple[EvseReading, EvseReading]] = {}
+        self._pv = False
+        self._t0 = 0  # time of day at t = 0
+        self._last: dict[str, int] = {}
+        self._decision = Decision({})
+        self.closed = False
+
+    @classmethod
+    def for_scenario(
+        cls, scenario: Scenario, *, rules: bool = True, learn_phases: bool = True
+    ) -> ManagerPolicy:
+        """A policy configured with the scenario's control cycle."""
+        return cls(cycle_s=scenario.cycle_s, rules=rules, learn_phases=learn_phases)
+
+    # --- configuration -----------------------------------------------------------------
+
+    def _configure(self, site: Site, pv: bool, time_of_day_s: int) -> None:
+        if self._site is not None:
+            raise ValueError("the site of a run cannot change")
+        self._site = site
+        self._pv = pv
+        mgr = self.manager
+        lim = site.limits
+        self.clock.set(EPOCH_DAY + time_of_day_s)
+        self._t0 = time_of_day_s
+        mgr.set_site(SiteParams(
+            title="simulated site",
+            max_total_current=lim.max_current_ma,
+            reserve_current=lim.reserve_ma,
+            max_total_evse_current=lim.max_evse_current_ma,
+            max_imbalance_cur=lim.max_imbalance_ma,
+            min_pause_time=self.min_pause_time,
+            cycle_ms=self.cycle_s * 1000,
+        ))
+        groups = number_groups(site)
+        pending = list(site.groups)
+        while pending:  # parents first
+            rest = []
+            for g in pending:
+                if g.parent is not None and f"E{groups[g.parent]}" not in mgr.devices:
+                    rest.append(g)
+                    continue
+                mgr.upsert_device(DeviceConfig(
+                    f"E{groups[g.id]}", "evse_group", name=g.id,
+                    group=groups[g.parent] if g.parent is not None else 0,
+                    max_charging_cur=g.max_current_ma, prio=g.prio,
+                ))
+            if len(rest) == len(pending):
+                raise ValueError(f"groups with unknown parents: {[g.id for g in rest]}")
+            pending = rest
+        numbers = number_evses(site, groups)
+        for e in site.evses:
+            dev_id = f"E{numbers[e.id]}"
+            used = 0b001 if e.used_phases == 1 else (0 if self.learn_phases else 0b111)
+            mgr.upsert_device(DeviceConfig(
+                dev_id, "evse_ajax", name=e.id,
+                group=groups[e.group] if e.group is not None else 0,
+                min_charging_cur=e.min_ma, max_charging_cur=e.max_ma, prio=e.prio,
+                phase_rotation=e.phase_rotation, used_phases=used,
+            ))
+            self._devices.append((e.id, dev_id))
+        mgr.upsert_device(DeviceConfig(GRID_METER, "meter_ajax", name="grid", role=C.ROLE_GRID))
+        if pv:
+            mgr.upsert_device(DeviceConfig(PV_METER, "meter_ajax", name="pv",
+                                           role=C.ROLE_PRODUCTION))
+
+    def device_id(self, evse_id: str) -> str:
+        """The manager's device id (E<n>) of a scenario EVSE."""
+        for sid, dev in self._devices:
+            if sid == evse_id:
+                return dev
+        raise KeyError(evse_id)
+
+    # --- the cycle ---------------------------------------------------------------------
+
+    def _as_pushed(self, evse_id: str, r: EvseReading) -> EvseReading:
+        """The reading as `set_ajax_evse` builds it from a feeder's fields: the feeder
+        reports state, currents, power and energy; it has no field for the current being
+        signalled (`max_charging_current` means the EVSE's own maximum), so none is sent."""
+        got = self._pushed.get(evse_id)
+        if got is not None and got[0] is r:
+            return got[1]
+        pushed = replace(r, max_current_ma=None) if r.max_current_ma is not None else r
+        self._pushed[evse_id] = (r, pushed)
+        return pushed
+
+    def decide(self, snapshot: Snapshot) -> Decision:
+        if self.closed:
+            raise RuntimeError("the policy is closed")
+        if self._site is None:
+            self._configure(snapshot.site, PV in snapshot.meters,
+                            snapshot.time_of_day_s - snapshot.t)
+        elif snapshot.site is not self._site:
+            raise ValueError("the site of a run cannot change")
+        clock = self.clock
+        target = EPOCH_DAY + self._t0 + snapshot.t
+        if target > clock.now():
+            clock.advance(target - clock.now())
+        mgr = self.manager
+        grid = snapshot.meters.get(GRID)
+        if grid is not None:
+            mgr.push_meter(GRID_METER, grid)
+        if self._pv:
+            pv = snapshot.meters.get(PV)
+            if pv is not None:
+                mgr.push_meter(PV_METER, pv)
+        readings = snapshot.evses
+        for sid, dev in self._devices:
+            r = readings.get(sid)
+            if r is not None:
+                mgr.push_evse(dev, self._as_pushed(sid, r))
+        self.loop.run_until_complete(mgr.cycle(poll=False))
+        devices = mgr.devices
+        currents: dict[str, int] = {}
+        for sid, dev in self._devices:
+            ev = devices[dev].evse
+            d = ev.decision if ev is not None else None
+            if d is not None and d.charging_enabled and d.current_ma > 0:
+                currents[sid] = d.current_ma
+        if currents != self._last:
+            self._last = currents
+            self._decision = Decision(currents)
+        return self._decision
+
+    # --- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the manager, its event loop and its store (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.loop.run_until_complete(self.manager.close())
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        finally:
+            self.loop.close()
+            self.store.close()
+
+    def __enter__(self) -> ManagerPolicy:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

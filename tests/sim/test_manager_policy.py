@@ -1,0 +1,335 @@
+"""The real charging manager as a simulator policy, the core policies, the comparison and
+`chargebrain simulate`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from chargebrain.cli import main as cli_main
+from chargebrain.core.model import EvseReading, EvseState, MeterReading
+from chargebrain.core.phases import Phases
+from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
+from chargebrain.manager import config as C
+from chargebrain.sim.compare import (
+    GoalCheck,
+    at_floor,
+    check_goals,
+    compare,
+    format_comparison,
+    run_policy,
+)
+from chargebrain.sim.core_policy import (
+    CorePolicy,
+    core_balancer,
+    equal_split_baseline,
+    fcfs_baseline,
+    number_evses,
+    number_groups,
+)
+from chargebrain.sim.manager_policy import EPOCH_DAY, GRID_METER, PV_METER, ManagerPolicy
+from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
+from chargebrain.sim.runner import run_scenario
+from chargebrain.sim.scenario import Scenario, Site, load_scenario, scenario_from_dict
+
+
+@pytest.fixture(autouse=True)
+def _quiet_manager() -> Iterator[None]:
+    logger = logging.getLogger("chargebrain")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
+
+
+def small_site(**extra: object) -> Scenario:
+    doc: dict[str, object] = {
+        "name": "small",
+        "duration": "1h",
+        "cycle_s": 3,
+        "site": {"max_current_ma": 32000, "reserve_ma": 2000},
+        "groups": [{"id": "garage", "max_current_ma": 25000},
+                   {"id": "E7", "max_current_ma": 20000, "parent": "garage", "prio": 2}],
+        "evses": [{"id": "A", "group": "garage"}, {"id": "E1", "group": "E7", "prio": 3},
+                  {"id": "C", "used_phases": 1, "phase_rotation": 120}],
+        "cars": [],
+        **extra,
+    }
+    return scenario_from_dict(doc)
+
+
+def snap(site: Site, t: int, evses: Mapping[str, EvseReading | None],
+         grid: MeterReading | None = None, pv: bool = False,
+         pv_reading: MeterReading | None = None) -> Snapshot:
+    meters: dict[str, MeterReading | None] = {GRID: grid}
+    if pv:
+        meters[PV] = pv_reading
+    readings = {e.id: evses.get(e.id, EvseReading(EvseState.WAITING, has_meter=True))
+                for e in site.evses}
+    return Snapshot(t, t % 86400, t, meters, readings, site)
+
+
+def plugged(ma: int = 0, signalled: int = 16000) -> EvseReading:
+    state = EvseState.CHARGING if ma else EvseState.EV_PRESENT
+    return EvseReading(state, Phases(ma, ma, ma), ma * 3 * 0.23, 0.0, True,
+                       max_current_ma=signalled)
+
+
+# --- numbering ---------------------------------------------------------------------------
+
+
+def test_groups_and_evses_get_device_numbers_that_do_not_collide() -> None:
+    site = small_site().site
+    groups = number_groups(site)
+    assert groups == {"garage": 1, "E7": 7}
+    evses = number_evses(site, groups)
+    # E1 is taken by the group "garage", so that EVSE gets a free number too
+    assert evses == {"A": 2, "E1": 3, "C": 4}
+    assert len(set(evses.values()) | set(groups.values())) == 5
+
+
+# --- the manager policy ------------------------------------------------------------------
+
+
+def test_the_manager_is_configured_like_an_installer_would() -> None:
+    sc = small_site()
+    with ManagerPolicy.for_scenario(sc) as policy:
+        policy.decide(snap(sc.site, 0, {}, MeterReading(currents=Phases(1000, 1000, 1000)),
+                           pv=True))
+        mgr = policy.manager
+        assert mgr.site.max_total_current == 32000
+        assert mgr.site.reserve_current == 2000
+        assert mgr.site.cycle_ms == 3000
+        garage, e7 = mgr.devices["E1"].config, mgr.devices["E7"].config
+        assert (garage.dev_type, garage.group, garage.max_charging_cur) == (
+            "evse_group", 0, 25000)
+        assert (e7.dev_type, e7.group, e7.prio, e7.max_charging_cur) == (
+            "evse_group", 1, 2, 20000)
+        a, c = mgr.devices[policy.device_id("A")], mgr.devices[policy.device_id("C")]
+        assert a.config.dev_type == "evse_ajax" and a.config.group == 1
+        assert isinstance(a.driver, AjaxEvse)
+        assert a.config.used_phases == 0  # "determine", as a new EVSE is configured
+        assert (c.config.used_phases, c.config.phase_rotation) == (0b001, 120)
+        assert mgr.devices[policy.device_id("E1")].config.group == 7
+        grid, pv = mgr.devices[GRID_METER], mgr.devices[PV_METER]
+        assert isinstance(grid.driver, AjaxMeter) and grid.config.role == C.ROLE_GRID
+        assert isinstance(pv.driver, AjaxMeter) and pv.config.role == C.ROLE_PRODUCTION
+
+
+def test_readings_go_through_the_http_input_drivers_and_decisions_come_back() -> None:
+    sc = small_site()
+    with ManagerPolicy.for_scenario(sc, rules=False) as policy:
+        grid = MeterReading(power_w=2000, currents=Phases(3000, 3000, 3000))
+        d = policy.decide(snap(sc.site, 0, {"A": plugged()}, grid))
+        mgr = policy.manager
+        rt = mgr.devices[policy.device_id("A")]
+        assert isinstance(rt.driver, AjaxEvse)
+        assert rt.driver.pushed_at == policy.clock.monotonic()
+        # The current being signalled is not an HTTP-input field: nothing caps the EVSE.
+        assert rt.evse is not None and rt.evse.reading is not None
+        assert rt.evse.reading.max_current_ma is None
+        decision = rt.evse.decision
+        assert decision is not None and decision.charging_enabled
+        assert d.currents == {"A": decision.current_ma}
+        assert isinstance(rt.driver, AjaxEvse)
+        assert rt.driver.command.current_ma == decision.current_ma  # what it was told
+        assert mgr.cycle_count == 1
+        # the group of 25 A bounds A (the site has 32 − 2 − 3 A left)
+        assert decision.current_ma == 16000
+
+
+def test_the_virtual_clock_follows_the_snapshots() -> None:
+    sc = small_site(start="07:30")
+    with ManagerPolicy.for_scenario(sc) as policy:
+        site = sc.site
+        policy.decide(Snapshot(0, 27000, 0, {GRID: None}, {e.id: None for e in site.evses},
+                               site))
+        assert policy.clock.now() == EPOCH_DAY + 27000
+        policy.decide(Snapshot(9, 27009, 1, {GRID: None}, {e.id: None for e in site.evses},
+                               site))
+        assert policy.clock.now() == EPOCH_DAY + 27009
+        assert policy.manager.cycle_count == 2
+
+
+def test_a_silent_evse_goes_stale_after_30_s_like_a_real_one() -> None:
+    sc = small_site()
+    grid = MeterReading(currents=Phases(1000, 1000, 1000))
+    with ManagerPolicy.for_scenario(sc, rules=False) as policy:
+        policy.decide(snap(sc.site, 0, {"A": plugged(10000)}, grid))
+        rt = policy.manager.devices[policy.device_id("A")]
+        for t in (3, 15, 30):  # not pushed, but still within the staleness period
+            policy.decide(snap(sc.site, t, {"A": None}, grid))
+            assert not rt.status.com_err
+        policy.decide(snap(sc.site, 33, {"A": None}, grid))
+        assert rt.status.com_err
+        assert rt.evse is not None and rt.evse.decision is not None
+        assert rt.evse.decision.lreason.name == "OFFLINE"
+
+
+def test_a_silent_grid_meter_stops_the_charging_once_stale() -> None:
+    sc = small_site()
+    grid = MeterReading(currents=Phases(1000, 1000, 1000))
+    with ManagerPolicy.for_scenario(sc, rules=False) as policy:
+        assert policy.decide(snap(sc.site, 0, {"A": plugged(10000)}, grid)).currents
+        assert policy.decide(snap(sc.site, 30, {"A": plugged(10000)}, None)).currents
+        # stale: the unknown load is assumed to take the whole connection
+        assert policy.decide(snap(sc.site, 33, {"A": plugged(10000)}, None)).currents == {}
+
+
+def test_close_is_idempotent_and_a_closed_policy_refuses_to_decide() -> None:
+    sc = small_site()
+    policy = ManagerPolicy.for_scenario(sc)
+    policy.decide(snap(sc.site, 0, {}))
+    policy.close()
+    policy.close()
+    assert policy.loop.is_closed()
+    with pytest.raises(RuntimeError):
+        policy.decide(snap(sc.site, 3, {}))
+
+
+def test_the_site_of_a_run_cannot_change() -> None:
+    sc, other = small_site(), small_site(name="other")
+    with ManagerPolicy.for_scenario(sc) as policy:
+        policy.decide(snap(sc.site, 0, {}))
+        with pytest.raises(ValueError):
+            policy.decide(snap(other.site, 3, {}))
+
+
+def test_while_every_device_answers_the_shell_decides_exactly_like_the_core() -> None:
+    """The manager turns its HTTP-input readings into the balancer's inputs without
+    changing them: the same run gives the same currents, second by second."""
+    sc = load_scenario("apartment-garage")
+    with ManagerPolicy.for_scenario(sc) as policy:
+        ours = run_scenario(sc, policy, shorten=5400)
+    core = run_scenario(sc, core_balancer(), shorten=5400)
+    assert ours.cycles == core.cycles == 1800
+    for a, b in zip(ours.sessions, core.sessions, strict=True):
+        assert a.car_id == b.car_id
+        assert a.offers == b.offers
+        assert a.delivered_kwh == b.delivered_kwh
+
+
+# --- the core policies -------------------------------------------------------------------
+
+
+def test_equal_split_stops_everyone_when_a_share_is_below_the_minimum() -> None:
+    sc = small_site()
+    grid = MeterReading(currents=Phases(0, 0, 0))
+    both = {"A": plugged(), "E1": plugged()}
+    # garage 25 A for two cars: 12.5 A each
+    assert equal_split_baseline().decide(snap(sc.site, 0, both, grid)).currents == {
+        "A": 12500, "E1": 12500}
+    # 23 A of household load leaves 7 A: not 6 A for each, so nobody charges
+    busy = MeterReading(currents=Phases(23000, 23000, 23000))
+    assert equal_split_baseline().decide(snap(sc.site, 0, both, busy)).currents == {}
+
+
+def test_fcfs_serves_by_priority_then_by_arrival_without_rotation() -> None:
+    sc = small_site()
+    policy = fcfs_baseline()
+    def grid(evse_a: int) -> MeterReading:  # 14 A of household: 16 A left for the cars
+        return MeterReading(currents=Phases.uniform(14000 + evse_a))
+
+    d = policy.decide(snap(sc.site, 0, {"A": plugged()}, grid(0)))
+    assert d.currents == {"A": 16000}
+    # E1 has the higher priority: it takes all it may, A gets what is left (nothing)
+    d = policy.decide(snap(sc.site, 3, {"A": plugged(16000), "E1": plugged()}, grid(16000)))
+    assert d.currents == {"E1": 16000}
+    for t in range(6, 3600, 300):  # no rotation, however long A waits
+        d = policy.decide(snap(sc.site, t, {"A": plugged(), "E1": plugged(16000)},
+                               grid(16000)))
+        assert d.currents == {"E1": 16000}
+
+
+def test_the_core_policy_marks_a_silent_evse_offline_at_once() -> None:
+    sc = small_site()
+    policy = CorePolicy()
+    grid = MeterReading(currents=Phases(0, 0, 0))
+    policy.decide(snap(sc.site, 0, {"A": plugged()}, grid))
+    d = policy.decide(snap(sc.site, 3, {"A": None}, grid))
+    assert "A" not in d.currents
+    assert policy.state.evses["E2"].last_set > 0  # its last current is held as load
+
+
+# --- comparison and goals ----------------------------------------------------------------
+
+
+def test_comparison_of_a_short_home_run() -> None:
+    sc = load_scenario("home")
+    c = compare(sc, shorten=14 * 3600)
+    assert [r.name for r in c.runs] == ["manager", "equal-split", "fcfs", "fuse-only"]
+    assert c.optimum is not None and c.optimum.total_kwh > 0
+    ours = c.get("manager").metrics
+    assert ours.policy == "manager"
+    assert ours.misbehaviour_excursions == 0
+    text = format_comparison(c)
+    assert "PASS  no overload beyond the reaction budget" in text
+    assert "(not a goal here)" in text  # energy and fairness goals are for garage/office
+    assert [g.passed for g in c.goals] == [True, None, None, None]
+    assert c.passed
+
+
+def test_goals_are_judged_on_the_measured_numbers() -> None:
+    sc = load_scenario("apartment-garage")
+    ours = run_policy("manager", sc, shorten=3600).metrics
+    equal = run_policy("equal-split", sc, shorten=3600).metrics
+    goals = check_goals("apartment-garage", ours, equal, None)
+    assert goals[0].passed is (ours.misbehaviour_excursions == 0)
+    assert goals[1] == GoalCheck("≥ 97% of the optimum's energy", "no optimum", None)
+    assert goals[2].passed is (ours.fairness is not None and ours.fairness >= 0.95)
+    fewer = ours.starts + ours.stops < equal.starts + equal.stops
+    assert goals[3].passed is (None if at_floor(ours) and at_floor(equal) else fewer)
+
+
+def test_unknown_policy_names_are_refused() -> None:
+    with pytest.raises(ValueError):
+        run_policy("nope", load_scenario("home"), shorten=60)
+
+
+# --- chargebrain simulate ----------------------------------------------------------------
+
+
+def test_simulate_prints_the_table_and_writes_csv_and_png(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert cli_main(["simulate", "faults", "--hours", "0.25", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "scenario faults · policy manager" in text
+    assert "µs per cycle" in text
+    assert (out / "faults-manager.csv").stat().st_size > 0
+    assert (out / "faults-manager.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_simulate_all_prints_the_comparison(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["simulate", "home", "--hours", "0.1", "--out", str(tmp_path),
+                     "--policy", "all"]) == 0
+    text = capsys.readouterr().out
+    for name in ("manager", "core", "equal-split", "fcfs", "fuse-only"):
+        assert (tmp_path / f"home-{name}.csv").exists()
+        assert f"\n{name}" in text
+    assert "fewer starts and stops than equal split" in text
+
+
+def test_simulate_reports_a_bad_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["simulate", str(tmp_path / "missing.json"), "--out",
+                     str(tmp_path)]) == 2
+    assert "chargebrain simulate:" in capsys.readouterr().err
+    assert cli_main(["simulate", "home", "--hours", "0", "--out", str(tmp_path)]) == 2
+
+
+def test_decision_objects_are_reused_while_nothing_changes() -> None:
+    sc = small_site()
+    grid = MeterReading(currents=Phases(1000, 1000, 1000))
+    with ManagerPolicy.for_scenario(sc, rules=False) as policy:
+        first = policy.decide(snap(sc.site, 0, {"A": plugged(10000)}, grid))
+        second = policy.decide(snap(sc.site, 3, {"A": plugged(10000)}, grid))
+        assert isinstance(first, Decision) and first.currents
+        assert second is first
