@@ -110,27 +110,28 @@ def test_rotation_240_maps_evse_l1_to_building_l3() -> None:
     assert d.load == Phases(0, 0, 16 * A)
 
 
-def test_determine_assumes_evse_l1_then_learns_three_phases_until_unplug() -> None:
+def test_determine_plans_all_phases_then_learns_until_unplug() -> None:
     s = site(20, ev("E1", rotation=120), ev("E2", used_phases=0b010))
     a = allocate(s, BalancerState(), 0.0)
-    # E1 assumed single phase on its L1 = building L2, which it shares with E2.
-    assert a.by_id()["E1"].phases == 0b010
+    # Until it draws, E1's current is planned on every phase (it may be three-phase), so
+    # it shares building L2 with E2.
+    assert a.by_id()["E1"].phases == 0b111
     assert currents(a) == {"E1": 10 * A, "E2": 10 * A}
-    # The car turns out to draw on all three of its phases.
-    e1 = dataclasses.replace(s.evses[0], measured=Phases(10 * A, 10 * A, 10 * A))
+    # The car turns out to draw on its L1 only (building L2 at 120 degrees).
+    e1 = dataclasses.replace(s.evses[0], measured=Phases(10 * A, 0, 0))
     s2 = dataclasses.replace(s, evses=(e1, s.evses[1]))
     a2 = allocate(s2, a.state, 3.0)
-    assert a2.by_id()["E1"].phases == 0b111
+    assert a2.by_id()["E1"].phases == 0b010
     # Remembered while plugged even when it draws little...
     e1_low = dataclasses.replace(e1, measured=Phases(500, 0, 0))
     a3 = allocate(dataclasses.replace(s2, evses=(e1_low, s.evses[1])), a2.state, 6.0)
-    assert a3.by_id()["E1"].phases == 0b111
+    assert a3.by_id()["E1"].phases == 0b010
     # ...and forgotten after unplugging.
     gone = dataclasses.replace(e1, state=EvseState.WAITING, measured=ZERO)
     a4 = allocate(dataclasses.replace(s2, evses=(gone, s.evses[1])), a3.state, 9.0)
     back = dataclasses.replace(e1, measured=ZERO)
     a5 = allocate(dataclasses.replace(s2, evses=(back, s.evses[1])), a4.state, 12.0)
-    assert a5.by_id()["E1"].phases == 0b010
+    assert a5.by_id()["E1"].phases == 0b111
 
 
 def test_determine_without_a_meter_assumes_all_three_phases() -> None:

@@ -381,7 +381,9 @@ def classify(w: Work, s: Slot) -> None:
     if e.used_phases & ALL_PHASES_MASK:
         evse_mask = e.used_phases & ALL_PHASES_MASK
     elif e.has_meter:
-        evse_mask = s.learnt or 1
+        # Until the car has shown which phases it uses, its current is planned on every
+        # phase: a three-phase car must not start on room that exists only on L1.
+        evse_mask = s.learnt or ALL_PHASES_MASK
     else:
         evse_mask = ALL_PHASES_MASK  # cannot learn without a meter: assume the worst
     s.bmask = _rot_mask(evse_mask, e.rotation)
