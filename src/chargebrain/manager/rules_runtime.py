@@ -272,6 +272,10 @@ class RulesRuntime:
             self._track_plug(dev_id, ev.plugged)
             evse_rules = self._compiled_evse(rt)
             user_rules = self._compiled_user(dev_id, ev.user_id)
+            if _empty(evse_rules) and _empty(user_rules):
+                # No rules at all: no wish, and nothing worth building a context for.
+                ev.rule_wish, ev.rule_source = None, "no rules"
+                continue
             phases = predicted_phases(rt)
             surplus_ma = power_to_phase_current_ma(energy.surplus_w, phases)
             lb_cur = ev.decision.current_ma if ev.decision is not None else 0
@@ -397,6 +401,10 @@ class RulesRuntime:
             self.state = self.state.without_device(dev_id)
         if len(self._user_rules) > 1000:
             self._user_rules.clear()
+
+
+def _empty(rules: CompiledRules | None) -> bool:
+    return rules is None or not (rules.classic or rules.program or rules.errors)
 
 
 def user_rules_of(directory: UserDirectory) -> UserRules:

@@ -30,6 +30,7 @@ from chargebrain.core.balancer import (
     allocate,
 )
 from chargebrain.core.formula import DictEvalContext, Formula, FormulaError, compile_formula
+from chargebrain.core.hold import DEFAULT_HOLD_S, held_peak, prune
 from chargebrain.core.model import EvseCommand, EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import ZERO, Phases, rotate
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
@@ -160,6 +161,9 @@ class ChargingManager:
         self._formulas: dict[str, Formula] = {}
         self._last_cycle_mono: float | None = None
         self.ctx = DictEvalContext()
+        # Recent non-EVSE load per node (0 = site, else group number), for the peak hold.
+        self._load_history: dict[int, list[tuple[float, Phases]]] = {}
+        self.load_hold_s = DEFAULT_HOLD_S
 
     # --- configuration -----------------------------------------------------------------
 
@@ -695,12 +699,20 @@ class ChargingManager:
                     if node == 0:
                         key = "produced_w" if sign < 0 else "consumed_w"
                         figures[key] += abs(rt.meter.power_w)
-            out[node] = Measurement(current=load, stale=stale)
+            out[node] = Measurement(current=self._held(node, load), stale=stale)
         if 0 in grid and 0 not in cons:
             evse_w = sum(rt.evse.reading.power_w for rt in self.devices.values()
                          if rt.evse and rt.evse.reading and not rt.status.com_err)
             figures["consumed_w"] = max(0.0, figures["grid_w"] - evse_w)
         return out, figures
+
+    def _held(self, node: int, load: Phases) -> Phases:
+        """The non-EVSE load of a node with a fall believed only after the hold time."""
+        mono = self.clock.monotonic()
+        samples = self._load_history.setdefault(node, [])
+        samples.append((mono, load))
+        prune(samples, mono, self.load_hold_s)
+        return held_peak(samples, mono, self.load_hold_s)
 
     def _ancestors(self, group: int) -> list[int]:
         nodes = [0]
