@@ -191,3 +191,30 @@ async def test_formula_limit(running: Running, http) -> None:  # type: ignore[no
     _, a = await call(http, running, "cmd=set_ajax_evse&dev_id=E2&state=3")
     _, a = await call(http, running, "cmd=set_ajax_evse&dev_id=E2&state=3")
     assert a["charging_current"] == 9000
+
+
+async def test_frozen_grid_meter_is_a_com_error(running: Running, http) -> None:  # type: ignore[no-untyped-def]
+    """A gateway that keeps pushing the very same values has lost its meter."""
+    await add(http, running, {"dev_type": "meter_ajax", "dev_id": "M3", "name": "grid",
+                              "role": 3})
+    mgr = running.app.manager
+    clock_start = mgr.clock.monotonic()
+    import chargebrain.manager.runtime as runtime
+
+    old = runtime.FROZEN_AFTER_S
+    runtime.FROZEN_AFTER_S = 0.3
+    try:
+        for i in range(3):  # moving values are fine
+            await call(http, running, f"cmd=set_ajax_meter&dev_id=M3&current={1000 + i},0,0")
+            await mgr.wait_cycle()
+        assert not mgr.devices["M3"].status.com_err
+        while mgr.clock.monotonic() - clock_start < 5:
+            await call(http, running, "cmd=set_ajax_meter&dev_id=M3&current=4000,4000,4000")
+            if mgr.devices["M3"].status.com_err:
+                break
+        m3 = await dev(http, running, "M3")
+        assert m3["com_err"] is True and "unchanged" in m3["last_error"]
+        await call(http, running, "cmd=set_ajax_meter&dev_id=M3&current=4100,4000,4000")
+        await wait_for(lambda: not mgr.devices["M3"].status.com_err)
+    finally:
+        runtime.FROZEN_AFTER_S = old

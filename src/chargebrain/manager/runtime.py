@@ -60,6 +60,7 @@ log = logging.getLogger("chargebrain.manager")
 VOLTAGE = 230.0
 READ_TIMEOUT_S = 5.0
 REFRESH_WRITE_S = 30.0  # rewrite an unchanged command this often (keeps fail-safes fed)
+FROZEN_AFTER_S = 20.0  # a grid/consumption meter repeating itself this long is stale
 
 
 class ConfigError(ValueError):
@@ -529,11 +530,40 @@ class ChargingManager:
             log.exception("reading %s failed", rt.dev_id)
             self._com_error(rt, f"internal error: {exc}")
             return
-        self._com_ok(rt)
         if isinstance(reading, EvseReading):
+            self._com_ok(rt)
             self._evse_reading(rt, reading)
-        else:
-            rt.meter = _meter_corrected(rt.config, reading)
+            return
+        corrected = _meter_corrected(rt.config, reading)
+        if self._frozen(rt, corrected):
+            return
+        self._com_ok(rt)
+        rt.meter = corrected
+
+    def _frozen(self, rt: DeviceRuntime, reading: MeterReading) -> bool:
+        """A grid or consumption meter repeating exactly the same values is broken.
+
+        Real household readings always move a little; a gateway that keeps sending its
+        last value after losing the meter would otherwise look perfectly healthy.
+        """
+        mono = self.clock.monotonic()
+        if isinstance(rt.driver, AjaxMeter):
+            # Re-reading the same push is no new sample (staleness covers a silent feeder).
+            if rt.driver.pushed_at == rt.sample_at:
+                return rt.status.com_err and rt.same_since is not None
+            rt.sample_at = rt.driver.pushed_at
+        same = rt.meter is not None and (reading.currents, reading.power_w) == (
+            rt.meter.currents, rt.meter.power_w) and reading.currents != ZERO
+        if not same or rt.config.role not in (C.ROLE_GRID, C.ROLE_CONSUMPTION):
+            rt.same_since = None
+            return False
+        if rt.same_since is None:
+            rt.same_since = mono
+        if mono - rt.same_since > FROZEN_AFTER_S:
+            self._com_error(rt, f"values unchanged for {mono - rt.same_since:.0f} s "
+                                "(frozen meter?)")
+            return True
+        return False
 
     def _com_error(self, rt: DeviceRuntime, message: str) -> None:
         st = rt.status

@@ -88,6 +88,8 @@ class DeviceRuntime:
     model: str = ""
     manager_min_pause: int = 300
     expr_at: float | None = None  # monotonic time an expression meter was last evaluated
+    same_since: float | None = None  # monotonic time a meter's values stopped changing
+    sample_at: float | None = None  # when the pushed sample last checked was pushed
 
     @property
     def kind_name(self) -> str:
