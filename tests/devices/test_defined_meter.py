@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -26,6 +25,7 @@ from chargebrain.devices.defined_meter import DefinedMeter
 from chargebrain.devices.errors import DeviceError, ModbusIOError
 from chargebrain.devices.meterdef import MeterDefinition, load_definitions
 from chargebrain.devices.modbus_client import ModbusTcpClientAdapter
+from tests.devices.test_modbus_client import Recorder
 
 DEFS = load_definitions()
 SDM630 = DEFS["meter_sdm630"]
@@ -38,23 +38,6 @@ EXPECTED_VOLTAGES = (230.5, 231.25, 229.75)
 
 
 # -- servers ----------------------------------------------------------------------------------
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.requests: list[tuple[int, int, int]] = []
-
-    async def hook(
-        self,
-        function_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        current_registers: list[int],
-        set_values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        self.requests.append((function_code, address, count))
-        return None
 
 
 def _bits() -> list[SimData]:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -26,6 +25,7 @@ from chargebrain.devices.defined_meter import (
 )
 from chargebrain.devices.errors import DeviceError
 from chargebrain.devices.meterdef import ValueType, WordOrder, parse_definition
+from tests.devices.test_modbus_client import Recorder
 
 # -- pure functions ---------------------------------------------------------------------------
 
@@ -160,23 +160,6 @@ def test_driver_refuses_serial_mqtt_and_bad_units() -> None:
 
 
 # -- Modbus behaviour -------------------------------------------------------------------------
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.requests: list[tuple[int, int, int]] = []
-
-    async def hook(
-        self,
-        function_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        current_registers: list[int],
-        set_values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        self.requests.append((function_code, address, count))
-        return None
 
 
 @contextlib.asynccontextmanager
