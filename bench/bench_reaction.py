@@ -191,6 +191,9 @@ def _configure(app: App, evses: int) -> None:
     from chargebrain.powerbrain.hardware import SimCar
 
     mgr = app.manager
+    # The peak hold delays only giving room back after a load falls, never the reaction
+    # to a rise measured here; without it each restore between samples is quick.
+    mgr.load_hold_s = 0.0
     app.hardware.plug(SimCar(max_ma=EVSE_MA, phases=3, name="car"))
     mgr.set_site(mgr.site.with_changes(max_total_current=SITE_LIMIT_MA, min_pause_time=0))
     mgr.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
