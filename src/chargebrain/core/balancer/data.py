@@ -66,6 +66,8 @@ class Tuning:
     lend_threshold_ma: int = 1000  # "draws clearly less": below offer minus this
     lend_after_cycles: int = 2  # ... for this many cycles in a row
     lend_margin_ma: int = 2000  # a lending car keeps draw + this (and ramps by this)
+    probe_every_cycles: int = 60  # a car drawing nothing is offered its share again this often
+    probe_cycles: int = 3  # ... for this many cycles (some cars need more than 6 A to start)
     learn_threshold_ma: int = 2000  # a phase drawing more than this counts as used
     current_step_ma: int = 100  # allocations are rounded down to this step
     credit_export: bool = False  # let negative non-EVSE load (export) add headroom

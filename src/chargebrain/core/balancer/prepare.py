@@ -409,6 +409,10 @@ def _lend(w: Work, s: Slot) -> None:
         cycles = mem.lend_cycles + 1
     s.lend_cycles = cycles
     if cycles >= tun.lend_after_cycles:
+        if draw < tun.lend_threshold_ma and cycles % tun.probe_every_cycles < tun.probe_cycles:
+            # A car that draws nothing at its cap may be full or asleep, or may need more
+            # than its minimum to start: now and then it is offered its share again.
+            return
         cap = max(s.min, draw + tun.lend_margin_ma)
     elif mem.capped:
         # Taking lent current back: one margin step per cycle, and only while it follows.
