@@ -218,3 +218,11 @@ async def test_frozen_grid_meter_is_a_com_error(running: Running, http) -> None:
         await wait_for(lambda: not mgr.devices["M3"].status.com_err)
     finally:
         runtime.FROZEN_AFTER_S = old
+
+
+async def test_json_body_sent_as_a_form_is_json(running: Running, http) -> None:  # type: ignore[no-untyped-def]
+    """`curl -d '{...}'` labels JSON as a form; it is taken as JSON all the same."""
+    async with http.post(running.url("cmd=set_params"), data=b'{"max_total_current": 25000}',
+                         headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
+        assert r.status == 200 and await r.json() == "ok"
+    assert running.app.manager.site.max_total_current == 25000

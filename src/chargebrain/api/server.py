@@ -54,7 +54,9 @@ async def _params(request: web.Request) -> tuple[dict[str, str], Any, bytes, str
     if request.method == "POST" and request.can_read_body:
         raw = await request.read()
         ctype = request.content_type
-        if ctype == "application/x-www-form-urlencoded":
+        looks_json = raw.lstrip()[:1] in (b"{", b"[")
+        # `curl -d '{…}'` sends JSON labelled as a form: the body decides, not the label.
+        if ctype == "application/x-www-form-urlencoded" and not looks_json:
             form = await request.post()
             for key, field_value in form.items():
                 if isinstance(field_value, str):
