@@ -573,7 +573,9 @@ class ChargingManager:
             st.com_errors += 1
             st.com_state_since = mono
             st.error_since = mono
-            log.warning("%s (%s): %s", rt.dev_id, rt.config.name, message)
+            never_fed = isinstance(rt.driver, AjaxMeter | AjaxEvse) and rt.driver.pushed_at is None
+            level = logging.INFO if never_fed else logging.WARNING
+            log.log(level, "%s (%s): %s", rt.dev_id, rt.config.name, message)
         st.last_error = message
 
     def _com_ok(self, rt: DeviceRuntime) -> None:
