@@ -16,8 +16,8 @@ from chargebrain.api.params import (
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases
 from chargebrain.devices.registry import Kind
-from chargebrain.manager.config import DeviceConfig
-from chargebrain.manager.runtime import ChargingManager, ConfigError
+from chargebrain.manager.config import ConfigError, DeviceConfig
+from chargebrain.manager.runtime import ChargingManager
 
 
 def _mgr(req: Request) -> ChargingManager:

@@ -12,6 +12,10 @@ from typing import Any
 Limit = int | str  # mA, or a formula giving mA
 
 
+class ConfigError(ValueError):
+    """A configuration the manager cannot accept; nothing was changed."""
+
+
 @dataclass(frozen=True)
 class SiteParams:
     title: str = "chargebrain"

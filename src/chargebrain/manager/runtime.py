@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from chargebrain.clock import Clock
@@ -35,18 +35,15 @@ from chargebrain.core.model import EvseCommand, EvseReading, EvseState, MeterRea
 from chargebrain.core.phases import ZERO, Phases, rotate
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.base import EvseDriver, MeterDriver
-from chargebrain.devices.defined_meter import DefinedMeter
 from chargebrain.devices.errors import DeviceError
 from chargebrain.devices.powerbrain import (
-    LocalEvse,
-    LocalMeter,
-    RemoteEvse,
-    RemoteMeter,
     internal_address,
 )
 from chargebrain.devices.registry import DeviceType, DeviceTypes, Kind
 from chargebrain.manager import config as C
-from chargebrain.manager.config import DeviceConfig, Limit, SiteParams
+from chargebrain.manager.config import ConfigError, DeviceConfig, Limit, SiteParams
+from chargebrain.manager.drivers import is_internal, make_driver, model_of
+from chargebrain.manager.site import SiteSnapshot, expression_reading, virtual_meter_values
 from chargebrain.manager.state import (
     OVERRIDE_DISABLE_CHARGING,
     ComStatus,
@@ -63,10 +60,6 @@ REFRESH_WRITE_S = 30.0  # rewrite an unchanged command this often (keeps fail-sa
 FROZEN_AFTER_S = 20.0  # a grid/consumption meter repeating itself this long is stale
 
 
-class ConfigError(ValueError):
-    """A configuration the manager cannot accept; nothing was changed."""
-
-
 class ConfigStore(Protocol):
     def save_site(self, params: SiteParams) -> None: ...
     def save_device(self, cfg: DeviceConfig, position: int) -> None: ...
@@ -81,22 +74,6 @@ class SessionListener(Protocol):
     def on_unplug(self, rt: DeviceRuntime, now: float) -> None: ...
     def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None: ...
     def on_cycle(self, mgr: ChargingManager, now: float) -> None: ...
-
-
-@dataclass(frozen=True)
-class SiteSnapshot:
-    """Site-level figures of the last cycle, for the API and the virtual meters."""
-
-    available: Phases
-    allocated: Phases
-    consumed: Phases
-    non_evse_load: Phases
-    overdraft_applied_ma: int
-    grid_w: float
-    consumed_w: float
-    produced_w: float
-    surplus_w: float
-    evse_power_w: float
 
 
 def _meter_corrected(cfg: DeviceConfig, r: MeterReading) -> MeterReading:
@@ -223,9 +200,7 @@ class ChargingManager:
         return dtype
 
     def is_internal(self, cfg: DeviceConfig) -> bool:
-        return cfg.dev_type in ("evse_powerbrain", "meter_powerbrain") and bool(
-            internal_address(cfg.address)
-        )
+        return is_internal(cfg)
 
     def validate(self, cfg: DeviceConfig) -> None:
         """Raise ConfigError if `cfg` cannot be installed as it is."""
@@ -305,33 +280,10 @@ class ChargingManager:
         return rt
 
     def _model_of(self, cfg: DeviceConfig, dtype: DeviceType) -> str:
-        if self.is_internal(cfg):
-            ident = self.powerbrain.identity
-            return f"cFos,{ident.product_name},1.1,chargebrain,{self.powerbrain.serial}"
-        return dtype.name
+        return model_of(cfg, dtype, self.powerbrain)
 
     def _make_driver(self, cfg: DeviceConfig, dtype: DeviceType) -> MeterDriver | EvseDriver | None:
-        if dtype.kind in (Kind.GROUP, Kind.VIRTUAL):
-            return None
-        if dtype.pushed:
-            return AjaxEvse(self.clock) if dtype.kind is Kind.EVSE else AjaxMeter(self.clock)
-        internal = internal_address(cfg.address)
-        model = self._model_of(cfg, dtype)
-        if cfg.dev_type == "evse_powerbrain":
-            if internal:
-                return LocalEvse(self.powerbrain.banks["evse"], model)
-            return RemoteEvse(cfg.address, cfg.id or 1)
-        if cfg.dev_type == "meter_powerbrain":
-            if internal:
-                return LocalMeter(self.powerbrain.banks[internal], model)
-            return RemoteMeter(cfg.address, cfg.id or 2)
-        definition = self.types.definitions.get(cfg.dev_type)
-        if definition is None:
-            raise ConfigError(f"no meter definition for {cfg.dev_type}")
-        try:
-            return DefinedMeter(definition, cfg.address, cfg.id or 1, clock=self.clock)
-        except (DeviceError, ValueError) as exc:
-            raise ConfigError(str(exc)) from None
+        return make_driver(cfg, dtype, self.powerbrain, self.types, self.clock)
 
     def _close_later(self, driver: MeterDriver | EvseDriver) -> None:
         async def close() -> None:
@@ -869,46 +821,20 @@ class ChargingManager:
         s = self.last_site
         if s is None:
             return
-        v = VOLTAGE / 1000.0
-        values = {
-            "meter_virtual_consumed_power": (s.non_evse_load.clamp_low(0), s.consumed_w),
-            "meter_virtual_produced_power": (ZERO, s.produced_w),
-            "meter_virtual_available_evse_power": (s.available.clamp_low(0),
-                                                   s.available.clamp_low(0).total() * v),
-            "meter_virtual_remaining_evse_power": (
-                (s.available - s.allocated).clamp_low(0),
-                (s.available - s.allocated).clamp_low(0).total() * v),
-            "meter_virtual_evse_power": (s.consumed, s.evse_power_w),
-            "meter_virtual_surplus": (ZERO, s.surplus_w),
-            "meter_virtual_grid_demand": (ZERO, s.grid_w),
-        }
+        values = virtual_meter_values(s)
+        mono = self.clock.monotonic()
         for rt in self.devices.values():
             if rt.dtype.kind is not Kind.VIRTUAL or not rt.config.device_enabled:
                 continue
             if rt.config.dev_type in values:
                 currents, power = values[rt.config.dev_type]
                 rt.meter = MeterReading(power_w=power, currents=currents, model=rt.dtype.name)
-            elif rt.config.dev_type == "meter_expression":
-                self._expression_meter(rt, ctx)
-
-    def _expression_meter(self, rt: DeviceRuntime, ctx: DictEvalContext) -> None:
-        formula = self._formulas.get(f"{rt.dev_id}.expr")
-        if formula is None:
-            return
-        mono = self.clock.monotonic()
-        dt = mono - rt.expr_at if rt.expr_at is not None else 0.0
-        rt.expr_at = mono
-        prev = rt.meter or MeterReading()
-        local = ctx.derive(self_device=rt.dev_id, self_values={
-            "dt": dt, "power_w": prev.power_w, "import_wh": prev.import_wh,
-            "export_wh": prev.export_wh})
-        value = formula.evaluate(local)
-        # An expression meter's formula gives its power; energy is integrated from it.
-        imp = prev.import_wh + max(0.0, value) * dt / 3600.0
-        exp = prev.export_wh + max(0.0, -value) * dt / 3600.0
-        amps = round(value / VOLTAGE * 1000)
-        rt.meter = MeterReading(power_w=value, currents=Phases.on_mask(amps, 1),
-                                import_wh=imp, export_wh=exp, model="Expression")
+                continue
+            formula = self._formulas.get(f"{rt.dev_id}.expr")
+            if rt.config.dev_type == "meter_expression" and formula is not None:
+                dt = mono - rt.expr_at if rt.expr_at is not None else 0.0
+                rt.expr_at = mono
+                rt.meter = expression_reading(formula, rt.meter, ctx, rt.dev_id, dt)
 
     # --- applying ----------------------------------------------------------------------
 

@@ -1,0 +1,66 @@
+"""Which driver talks to a configured device, and the model string it shows.
+
+The built-in controller is reached through its register banks, another controller over
+Modbus TCP, HTTP-input devices are fed by pushes, other meters through their meter
+definitions. Groups and virtual meters have no driver.
+"""
+
+from __future__ import annotations
+
+from chargebrain.clock import Clock
+from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
+from chargebrain.devices.base import EvseDriver, MeterDriver
+from chargebrain.devices.defined_meter import DefinedMeter
+from chargebrain.devices.errors import DeviceError
+from chargebrain.devices.powerbrain import (
+    LocalEvse,
+    LocalMeter,
+    RemoteEvse,
+    RemoteMeter,
+    internal_address,
+)
+from chargebrain.devices.registry import DeviceType, DeviceTypes, Kind
+from chargebrain.manager.config import ConfigError, DeviceConfig
+from chargebrain.powerbrain.controller import PowerBrain
+
+BUILT_IN_TYPES = ("evse_powerbrain", "meter_powerbrain")
+
+
+def is_internal(cfg: DeviceConfig) -> bool:
+    """The built-in EVSE or one of the built-in S0 meters."""
+    return cfg.dev_type in BUILT_IN_TYPES and bool(internal_address(cfg.address))
+
+
+def model_of(cfg: DeviceConfig, dtype: DeviceType, powerbrain: PowerBrain) -> str:
+    if is_internal(cfg):
+        ident = powerbrain.identity
+        return f"cFos,{ident.product_name},1.1,chargebrain,{powerbrain.serial}"
+    return dtype.name
+
+
+def make_driver(
+    cfg: DeviceConfig, dtype: DeviceType, powerbrain: PowerBrain, types: DeviceTypes,
+    clock: Clock,
+) -> MeterDriver | EvseDriver | None:
+    """A driver for `cfg`; raises ConfigError if the device cannot be reached that way."""
+    if dtype.kind in (Kind.GROUP, Kind.VIRTUAL):
+        return None
+    if dtype.pushed:
+        return AjaxEvse(clock) if dtype.kind is Kind.EVSE else AjaxMeter(clock)
+    internal = internal_address(cfg.address)
+    model = model_of(cfg, dtype, powerbrain)
+    if cfg.dev_type == "evse_powerbrain":
+        if internal:
+            return LocalEvse(powerbrain.banks["evse"], model)
+        return RemoteEvse(cfg.address, cfg.id or 1)
+    if cfg.dev_type == "meter_powerbrain":
+        if internal:
+            return LocalMeter(powerbrain.banks[internal], model)
+        return RemoteMeter(cfg.address, cfg.id or 2)
+    definition = types.definitions.get(cfg.dev_type)
+    if definition is None:
+        raise ConfigError(f"no meter definition for {cfg.dev_type}")
+    try:
+        return DefinedMeter(definition, cfg.address, cfg.id or 1, clock=clock)
+    except (DeviceError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
