@@ -25,6 +25,7 @@ from chargebrain.devices.defined_meter import (
 )
 from chargebrain.devices.errors import DeviceError
 from chargebrain.devices.meterdef import ValueType, WordOrder, parse_definition
+from tests.devices.test_defined_meter import http_server
 from tests.devices.test_modbus_client import Recorder
 
 # -- pure functions ---------------------------------------------------------------------------
@@ -324,18 +325,6 @@ async def test_global_reserved_and_nan() -> None:
 
 
 # -- HTTP behaviour ---------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def http_server(app: web.Application) -> AsyncIterator[int]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield int(runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
 
 
 def web_app(hits: list[str]) -> web.Application:
