@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--policy", default="manager",
                      choices=["manager", "core", "equal-split", "fcfs", "fuse-only", "all"],
                      help="what decides (default: the charging manager; all = compare)")
+    sim.add_argument("--manager-cycle", type=float, metavar="S",
+                     help="the charging manager's cycle in seconds (default 3, the vendor's); "
+                          "the devices report at the scenario's cycle")
     return parser
 
 
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         from chargebrain.sim.compare import simulate_command
 
         return simulate_command(args.scenario, hours=args.hours, out=args.out,
-                                policy=args.policy)
+                                policy=args.policy, manager_cycle_s=args.manager_cycle)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

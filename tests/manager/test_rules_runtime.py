@@ -46,8 +46,12 @@ async def set_rules(http: aiohttp.ClientSession, running: Running, rules: Any,
 
 async def push(http: aiohttp.ClientSession, running: Running, extra: str = "") -> int:
     """Push E2 (charging; without a meter its draw counts as what it is offered) and
-    return the current it is given."""
-    answer = await ok(http, running, f"cmd=set_ajax_evse&dev_id=E2&state=3{extra}")
+    return the current it is given once a cycle has seen the push (one that changes
+    nothing urgent waits for the periodic cycle, which is not waited for here)."""
+    query = f"cmd=set_ajax_evse&dev_id=E2&state=3{extra}"
+    await ok(http, running, query)
+    await running.app.manager.wait_cycle()
+    answer = await ok(http, running, query)
     return int(answer["charging_current"])
 
 

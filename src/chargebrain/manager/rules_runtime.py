@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chargebrain.core.formula import DictEvalContext, Formula, FormulaError, compile_formula
 from chargebrain.core.formula.prices import PriceSchedule
+from chargebrain.core.model import EvseState
 from chargebrain.core.phases import mask_count
 from chargebrain.core.rules import (
     LIST_USER,
@@ -65,6 +66,7 @@ PRICE_MODEL_CM_CODE = 2
 PRICE_MODELS = {PRICE_MODEL_FIXED_CODE: PRICE_MODEL_FIXED, PRICE_MODEL_CM_CODE: PRICE_MODEL_CM}
 
 OBSERVE_SOURCE = "observe mode (rules not evaluated)"
+_CHARGING = frozenset(s for s in EvseState if s.charging)
 
 #: user id -> that user's rules (a classic list, a rule-set object) or None.
 UserRules = Callable[[str], object]
@@ -138,12 +140,12 @@ def measure(mgr: ChargingManager) -> SiteEnergy:
                 all_discharge += -power
     evse_w = 0.0
     num_charging = 0
-    for rt in mgr.devices.values():
+    for rt in mgr.evses_in_order():
         ev = rt.evse
         if ev is None or ev.reading is None or rt.status.com_err:
             continue
         evse_w += ev.reading.power_w
-        if ev.reading.state.charging:
+        if ev.reading.state in _CHARGING:
             num_charging += 1
     if has_grid:
         org = (evse_w - grid_w - home_discharge) if grid_ok else 0.0
@@ -193,6 +195,9 @@ class RulesRuntime:
         self.price: float | None = None
         self.price_level: int | None = None
         self._evse_rules: dict[str, tuple[object, CompiledRules]] = {}
+        # The rules of each EVSE's configuration object (while that object is the same,
+        # its rules are).
+        self._evse_cfg: dict[str, tuple[object, CompiledRules]] = {}
         self._user_rules: dict[str, tuple[object, CompiledRules]] = {}
         self._user_at: dict[str, CompiledRules | None] = {}
         self._plugged: dict[str, bool] = {}
@@ -261,21 +266,27 @@ class RulesRuntime:
         price: float | None,
         level: int | None,
     ) -> None:
-        clock = LocalClock.at(now, self.tz)
+        clock: LocalClock | None = None
         items: list[tuple[CompiledRules | None, CompiledRules | None, RuleContext]] = []
         targets: list[DeviceRuntime] = []
-        for rt in mgr.devices_in_order():
+        for rt in mgr.evses_in_order():
             ev = rt.evse
             if ev is None:
                 continue
-            dev_id = rt.dev_id
-            self._track_plug(dev_id, ev.plugged)
+            dev_id = rt.config.dev_id
+            if ev.plugged is not self._plugged.get(dev_id):
+                self._track_plug(dev_id, ev.plugged)
             evse_rules = self._compiled_evse(rt)
-            user_rules = self._compiled_user(dev_id, ev.user_id)
+            user_id = ev.user_id
+            # Nobody authorised now nor before: no user rules (and no user list to forget).
+            user_rules = self._compiled_user(dev_id, user_id) if user_id or (
+                self._user_at.get(dev_id) is not None) else None
             if _empty(evse_rules) and _empty(user_rules):
                 # No rules at all: no wish, and nothing worth building a context for.
                 ev.rule_wish, ev.rule_source = None, "no rules"
                 continue
+            if clock is None:
+                clock = LocalClock.at(now, self.tz)
             phases = predicted_phases(rt)
             surplus_ma = power_to_phase_current_ma(energy.surplus_w, phases)
             lb_cur = ev.decision.current_ma if ev.decision is not None else 0
@@ -300,6 +311,9 @@ class RulesRuntime:
             )
             items.append((evse_rules, user_rules, rctx))
             targets.append(rt)
+        if not items:
+            self.results = {}
+            return
         results, self.state = evaluate_all(items, self.state, now)
         self.results = results
         for rt in targets:
@@ -353,6 +367,15 @@ class RulesRuntime:
 
     def _compiled_evse(self, rt: DeviceRuntime) -> CompiledRules:
         cfg = rt.config
+        same = self._evse_cfg.get(rt.dev_id)
+        if same is not None and same[0] is cfg:
+            return same[1]
+        compiled = self._compile_evse(rt)
+        self._evse_cfg[rt.dev_id] = (cfg, compiled)
+        return compiled
+
+    def _compile_evse(self, rt: DeviceRuntime) -> CompiledRules:
+        cfg = rt.config
         raw: object = cfg.crule_set if isinstance(cfg.crule_set, Mapping) else cfg.charging_rules
         cached = self._evse_rules.get(rt.dev_id)
         if cached is not None and (cached[0] is raw or cached[0] == raw):
@@ -396,6 +419,7 @@ class RulesRuntime:
         gone = [d for d in self._evse_rules if d not in mgr.devices]
         for dev_id in gone:
             self._evse_rules.pop(dev_id, None)
+            self._evse_cfg.pop(dev_id, None)
             self._user_at.pop(dev_id, None)
             self._plugged.pop(dev_id, None)
             self.state = self.state.without_device(dev_id)

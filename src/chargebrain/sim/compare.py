@@ -44,10 +44,11 @@ FAIRNESS_GOAL = 0.95
 FAIRNESS_GOAL_SCENARIOS = frozenset({"apartment-garage"})
 
 
-def make_policy(name: str, scenario: Scenario) -> Policy:
-    """A fresh policy by name (see POLICIES). A ManagerPolicy must be closed after use."""
+def make_policy(name: str, scenario: Scenario, manager_cycle_s: float | None = None) -> Policy:
+    """A fresh policy by name (see POLICIES). A ManagerPolicy must be closed after use;
+    `manager_cycle_s` is its cycle (default: ManagerPolicy's)."""
     makers: dict[str, Callable[[], Policy]] = {
-        "manager": lambda: ManagerPolicy.for_scenario(scenario),
+        "manager": lambda: ManagerPolicy.for_scenario(scenario, cycle_s=manager_cycle_s),
         "core": core_balancer,
         "equal-split": equal_split_baseline,
         "fcfs": fcfs_baseline,
@@ -71,9 +72,10 @@ def run_policy(
     *,
     shorten: float | None = None,
     optimum: OptimumResult | None = None,
+    manager_cycle_s: float | None = None,
 ) -> PolicyRun:
     """Run `scenario` with the named policy and compute its metrics."""
-    policy = make_policy(name, scenario)
+    policy = make_policy(name, scenario, manager_cycle_s)
     try:
         run = run_scenario(scenario, policy, shorten=shorten)
     finally:
@@ -181,11 +183,14 @@ def compare(
     shorten: float | None = None,
     policies: Sequence[str] = (OURS, *BASELINES),
     with_optimum: bool = True,
+    manager_cycle_s: float | None = None,
 ) -> Comparison:
     """Run every named policy (ours first) and the optimum; check the goals."""
     optimum = offline_optimum(scenario, shorten=shorten) if with_optimum else None
     runs = tuple(
-        run_policy(name, scenario, shorten=shorten, optimum=optimum) for name in policies
+        run_policy(name, scenario, shorten=shorten, optimum=optimum,
+                   manager_cycle_s=manager_cycle_s)
+        for name in policies
     )
     by_name = {r.name: r for r in runs}
     if OURS in by_name:
@@ -236,11 +241,13 @@ def format_comparison(c: Comparison) -> str:
 
 
 def simulate_command(
-    scenario_name: str, *, hours: float | None, out: Path, policy: str
+    scenario_name: str, *, hours: float | None, out: Path, policy: str,
+    manager_cycle_s: float | None = None,
 ) -> int:
     """`chargebrain simulate`: run, print the metrics table (and the comparison for
     policy "all"), write `<scenario>-<policy>.csv` and `.png` into `out`. Returns the exit
-    status: 0, or 2 for a scenario that cannot be loaded or an invalid option."""
+    status: 0, or 2 for a scenario that cannot be loaded or an invalid option.
+    `manager_cycle_s`: the charging manager's cycle (default: ManagerPolicy's)."""
     from chargebrain.sim.output import format_metrics_table, plot_png, write_csv
     from chargebrain.sim.scenario import ScenarioError, load_scenario
 
@@ -252,6 +259,9 @@ def simulate_command(
     if hours is not None and hours <= 0:
         print("chargebrain simulate: --hours must be positive", file=sys.stderr)
         return 2
+    if manager_cycle_s is not None and not 0 < manager_cycle_s <= 60:
+        print("chargebrain simulate: --manager-cycle must be in (0, 60] s", file=sys.stderr)
+        return 2
     if policy != "all" and policy not in POLICIES:
         print(f"chargebrain simulate: unknown policy {policy!r}", file=sys.stderr)
         return 2
@@ -259,7 +269,8 @@ def simulate_command(
     logging.getLogger("chargebrain").setLevel(logging.ERROR)
     shorten = None if hours is None else hours * 3600.0
     names = POLICIES if policy == "all" else (policy,)
-    comparison = compare(scenario, shorten=shorten, policies=names)
+    comparison = compare(scenario, shorten=shorten, policies=names,
+                         manager_cycle_s=manager_cycle_s)
     out.mkdir(parents=True, exist_ok=True)
     first = comparison.runs[0]
     print(format_metrics_table(first.metrics))
@@ -269,6 +280,8 @@ def simulate_command(
         f"{first.run.policy_wall_s:.2f} s, "
         f"{1e6 * first.run.policy_wall_s / max(1, first.run.cycles):.0f} µs per cycle)"
     )
+    if first.run.policy_stats:
+        print(", ".join(f"{k} {v}" for k, v in first.run.policy_stats.items()))
     if policy == "all":
         print()
         print(format_comparison(comparison))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 import time
 from array import array
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases, rotate_mask
@@ -64,6 +64,9 @@ class RunResult:
     capped_offers: int  # offers above an EVSE's maximum (capped)
     wall_s: float
     policy_wall_s: float
+    # What a policy with a cycle of its own says about the run (its `stats()`, if it has
+    # one; a ManagerPolicy: the manager's cycles and what woke them).
+    policy_stats: Mapping[str, int] = field(default_factory=dict)
 
     def session(self, car_id: str) -> SessionTrace:
         for s in self.sessions:
@@ -458,4 +461,10 @@ def run_scenario(
         capped_offers=capped,
         wall_s=time.perf_counter() - wall0,
         policy_wall_s=policy_s,
+        policy_stats=_stats(policy),
     )
+
+
+def _stats(policy: Policy) -> dict[str, int]:
+    stats = getattr(policy, "stats", None)
+    return {str(k): int(v) for k, v in stats().items()} if callable(stats) else {}

@@ -10,7 +10,7 @@ lower-case. This module must never read a clock, a file or the network; the time
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import NamedTuple, Protocol
 
@@ -122,6 +122,9 @@ class DictEvalContext:
 
     The manager may keep one instance and update it with the set_* methods each cycle;
     `derive` gives a cheap view for another self device or phase that shares the data.
+    Device values may also be left to a filler (`defer_devices`) that runs when a formula
+    first asks for one, so a cycle in which no formula looks at devices does not build
+    them.
     """
 
     __slots__ = (
@@ -131,6 +134,7 @@ class DictEvalContext:
         "_gm",
         "_params",
         "_pb",
+        "_pending",
         "_self_id",
         "_self_values",
         "now",
@@ -170,6 +174,8 @@ class DictEvalContext:
         self._self_id = self_device.upper() if self_device else ""
         self._self_values: dict[str, float] = _fields(self_values or {})
         self._date: dict[str, float] | None = None
+        # A filler of device values not run yet (shared with derived views).
+        self._pending: list[Callable[[DictEvalContext], None]] = []
 
     # -- filling -----------------------------------------------------------------------
 
@@ -181,6 +187,22 @@ class DictEvalContext:
 
     def set_device(self, dev_id: str, values: Mapping[str, float]) -> None:
         self._devices[dev_id.upper()] = _fields(values)
+
+    def set_device_values(self, dev_id: str, values: dict[str, float]) -> None:
+        """Like set_device for values whose names are lower-case already and whose values
+        are floats: the dict is kept as it is (and must not be changed afterwards)."""
+        self._devices[dev_id.upper()] = values
+
+    def defer_devices(self, fill: Callable[[DictEvalContext], None]) -> None:
+        """Have `fill(ctx)` set the device values when a device value is first asked for
+        (or at `materialize`), replacing a filler that has not run yet. Until it runs, the
+        values set before stay; the filler should set every device."""
+        self._pending[:] = [fill]
+
+    def materialize(self) -> None:
+        """Run a deferred filler now (nothing if there is none)."""
+        if self._pending:
+            self._pending.pop()(self)
 
     def remove_device(self, dev_id: str) -> None:
         self._devices.pop(dev_id.upper(), None)
@@ -222,6 +244,7 @@ class DictEvalContext:
         other._gm = self._gm
         other._params = self._params
         other._date = self._date
+        other._pending = self._pending
         other._self_id = self_device.upper() if self_device is not None else self._self_id
         other._self_values = _fields(self_values) if self_values is not None else self._self_values
         return other
@@ -236,6 +259,8 @@ class DictEvalContext:
 
     def resolve(self, namespace: str, name: str, field: str) -> float | None:
         if namespace == NS_DEVICE:
+            if self._pending:
+                self.materialize()
             dev = self._devices.get(name)
             if dev is None:
                 return None
