@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,8 @@ def test_while_every_device_answers_the_shell_decides_exactly_like_the_core() ->
         ours = run_scenario(sc, policy, shorten=5400)
     core = run_scenario(sc, core_balancer(), shorten=5400)
     assert ours.cycles == core.cycles == 1800
+    # The devices report every 3 s and the manager's cycle is 3 s: one cycle per report.
+    assert (policy.periodic_cycles, policy.woken_cycles) == (1800, 0)
     for a, b in zip(ours.sessions, core.sessions, strict=True):
         assert a.car_id == b.car_id
         assert a.offers == b.offers
@@ -336,3 +339,93 @@ def test_decision_objects_are_reused_while_nothing_changes() -> None:
         second = policy.decide(snap(sc.site, 3, {"A": plugged(10000)}, grid))
         assert isinstance(first, Decision) and first.currents
         assert second is first
+
+
+# --- the manager's own cycle ---------------------------------------------------------------
+
+
+def test_the_manager_runs_on_its_own_cycle_and_when_a_push_matters() -> None:
+    """Devices report every second; the manager's cycle is 3 s. A car plugged in between
+    two periodic cycles is decided on at once; otherwise the orders stay."""
+    sc = small_site(cycle_s=1)
+    grid = MeterReading(currents=Phases(1000, 1000, 1000))
+    with ManagerPolicy.for_scenario(sc, rules=False, cycle_s=3) as policy:
+        first = policy.decide(snap(sc.site, 0, {}, grid))
+        assert policy.manager.site.cycle_ms == 3000
+        assert (policy.periodic_cycles, policy.woken_cycles) == (1, 0)
+        assert policy.decide(snap(sc.site, 1, {}, grid)) is first
+        assert policy.cycles == 1  # nothing due, nothing relevant: no cycle
+        d = policy.decide(snap(sc.site, 2, {"A": plugged()}, grid))
+        assert (policy.periodic_cycles, policy.woken_cycles) == (1, 1)
+        assert d.currents["A"] > 0  # the plug-in was decided on at once
+        policy.decide(snap(sc.site, 3, {"A": plugged()}, grid))
+        assert (policy.periodic_cycles, policy.woken_cycles) == (2, 1)
+        for t in (4, 5):  # the car draws nothing yet; the house as before
+            policy.decide(snap(sc.site, t, {"A": plugged()}, grid))
+        assert policy.cycles == 3
+        assert policy.pushes == 6 * 4  # every report is pushed: a grid meter, three EVSEs
+
+
+def test_a_run_counts_the_manager_cycles() -> None:
+    sc = load_scenario("office")
+    with ManagerPolicy.for_scenario(sc) as policy:
+        run = run_scenario(sc, policy, shorten=600)
+    assert run.cycles == 600  # the devices report every second
+    assert policy.periodic_cycles == 200  # the manager's cycle is the vendor's 3 s
+    assert policy.manager.cycle_count == policy.cycles
+
+
+def test_the_pushed_reading_drops_only_the_signalled_current() -> None:
+    r = EvseReading(EvseState.CHARGING, Phases(1, 2, 3), 4.0, 5.0, True, 6000, "card", "m",
+                    False)
+    assert ManagerPolicy._as_pushed(r) == replace(r, max_current_ma=None)
+    plain = replace(r, max_current_ma=None)
+    assert ManagerPolicy._as_pushed(plain) is plain
+
+
+def test_the_manager_cycle_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        ManagerPolicy(cycle_s=0)
+
+
+def test_simulate_takes_the_manager_cycle_and_reports_its_cycles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # faults: devices report every 3 s; a 1 s manager cycle runs at every report
+    assert cli_main(["simulate", "faults", "--hours", "0.05", "--out", str(tmp_path),
+                     "--manager-cycle", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "manager cycles 60, periodic 60, woken by a push 0, pushes" in text
+    assert cli_main(["simulate", "faults", "--hours", "0.05", "--out", str(tmp_path),
+                     "--manager-cycle", "0"]) == 2
+
+
+# --- waking sleeping cars ------------------------------------------------------------------
+
+
+def sleepy_site() -> Scenario:
+    """A car that falls asleep while a sauna takes the whole connection and wakes only
+    when the control pilot is interrupted."""
+    return scenario_from_dict({
+        "name": "sleepy", "duration": "1h", "cycle_s": 3,
+        "site": {"max_current_ma": 16000},
+        "evses": [{"id": "A"}],
+        "cars": [{"id": "car", "evse": "A", "arrive": 0, "leave": "1h", "need_kwh": 20,
+                  "sleep_after_s": "2m", "wake_after_s": None}],
+        # Real meters jitter (a grid meter repeating itself exactly is taken as frozen).
+        "meters": {"grid": {"noise_pct": 0.5}, "evse": {"noise_pct": 1}},
+        "household": {"base_w": [["00:00", 0]], "noise_pct": 0, "appliances": [
+            {"name": "sauna", "power_w": 11000, "duration": "20m", "at": ["00:00"]}]},
+    })
+
+
+def test_a_car_asleep_after_a_long_pause_is_woken_by_the_manager() -> None:
+    sc = sleepy_site()
+    with ManagerPolicy.for_scenario(sc, wakeup=False) as policy:
+        left_asleep = run_scenario(sc, policy)
+    with ManagerPolicy.for_scenario(sc) as policy:
+        woken = run_scenario(sc, policy)
+        assert policy.stats()["cars woken"] == 1
+    assert left_asleep.sessions[0].delivered_kwh == 0
+    # Woken a minute after the sauna ends, it charges for most of the remaining 40 minutes.
+    assert woken.sessions[0].delivered_kwh > 5

@@ -15,6 +15,7 @@ from chargebrain.api.params import (
 )
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases
+from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.registry import Kind
 from chargebrain.manager.config import ConfigError, DeviceConfig
 from chargebrain.manager.runtime import ChargingManager
@@ -249,12 +250,17 @@ async def set_ajax_evse(req: Request) -> Any:
         rt = mgr.push_evse(dev_id, reading)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
-    # Answer with a decision that has seen this push.
-    await mgr.wait_cycle()
+    # A push that matters has woken a cycle: answer with its decision. Any other push is
+    # kept for the next periodic cycle and answered with the decision in force.
+    await mgr.wait_woken()
     decision = rt.evse.decision if rt.evse else None
-    return {
+    answer: dict[str, Any] = {
         "device_enabled": rt.config.device_enabled,
         "charging_enabled": bool(decision and decision.charging_enabled),
         "paused": bool(decision and decision.paused),
         "charging_current": decision.current_ma if decision and decision.charging_enabled else 0,
     }
+    if rt.config.enable_wakeup and isinstance(rt.driver, AjaxEvse):
+        # Only EVSEs allowed to wake cars carry the extra order; others answer as the vendor.
+        answer["wake_up"] = rt.driver.take_wake()
+    return answer

@@ -70,3 +70,4 @@ class EvseCommand:
     enabled: bool
     current_ma: int  # 0 when not enabled
     phases: int = 0  # 1 or 3 to request a phase switch, 0 = leave as is
+    wake: bool = False  # interrupt the control pilot once so that a sleeping car wakes up

@@ -3,6 +3,9 @@
 `set_ajax_meter` / `set_ajax_evse` (and MQTT) hand in readings; the charging manager
 reads the latest one. A reading older than `stale_after` seconds is a communication
 error, so a feeder that stops cannot leave an old, harmless-looking value in place.
+Nothing here waits for I/O, so the manager takes readings (`latest`) and hands over
+commands (`set_command`) synchronously; `read` and `apply` are the same for the driver
+protocols.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ class _Pushed:
         self.stale_after = stale_after
         self.pushed_at: float | None = None
 
-    def _check_fresh(self) -> None:
+    def _check_fresh(self, mono: float | None = None) -> None:
         if self.pushed_at is None:
             raise DeviceError("no values have been pushed yet")
-        age = self.clock.monotonic() - self.pushed_at
+        age = (self.clock.monotonic() if mono is None else mono) - self.pushed_at
         if age > self.stale_after:
             raise DeviceError(f"no values pushed for {age:.0f} s")
 
@@ -39,9 +42,14 @@ class AjaxMeter(_Pushed):
         self.last = reading
         self.pushed_at = self.clock.monotonic()
 
-    async def read(self) -> MeterReading:
-        self._check_fresh()
+    def latest(self, mono: float | None = None) -> MeterReading:
+        """The last pushed reading; raises DeviceError if there is none or it is stale
+        (at `mono`, the clock's monotonic time, if given)."""
+        self._check_fresh(mono)
         return self.last
+
+    async def read(self) -> MeterReading:
+        return self.latest()
 
     async def close(self) -> None:
         return None
@@ -52,18 +60,38 @@ class AjaxEvse(_Pushed):
         super().__init__(clock, stale_after)
         self.last = EvseReading()
         self.command = EvseCommand(enabled=False, current_ma=0)
+        self.wake_pending = False  # a wake-up not yet handed to the feeder
 
-    def push(self, reading: EvseReading) -> None:
+    def push(self, reading: EvseReading, mono: float | None = None) -> None:
+        """Keep `reading`, pushed now (or at `mono`, the clock's monotonic time)."""
         self.last = reading
-        self.pushed_at = self.clock.monotonic()
+        self.pushed_at = self.clock.monotonic() if mono is None else mono
 
-    async def read(self) -> EvseReading:
-        self._check_fresh()
-        reading, self.last = self.last, _without_rfid(self.last)
+    def latest(self, mono: float | None = None) -> EvseReading:
+        """The last pushed reading; raises DeviceError if there is none or it is stale
+        (at `mono`, the clock's monotonic time, if given)."""
+        self._check_fresh(mono)
+        reading = self.last
+        if reading.rfid:
+            self.last = _without_rfid(reading)
         return reading
 
-    async def apply(self, command: EvseCommand) -> None:
+    async def read(self) -> EvseReading:
+        return self.latest()
+
+    def set_command(self, command: EvseCommand) -> None:
+        """What the feeder is told in the answer to its next push."""
         self.command = command
+        if command.wake:
+            self.wake_pending = True
+
+    async def apply(self, command: EvseCommand) -> None:
+        self.set_command(command)
+
+    def take_wake(self) -> bool:
+        """Whether the feeder should interrupt the control pilot (handed over once)."""
+        pending, self.wake_pending = self.wake_pending, False
+        return pending
 
     async def close(self) -> None:
         return None

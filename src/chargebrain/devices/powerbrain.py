@@ -16,6 +16,8 @@ from chargebrain.powerbrain.bank import RegisterBank, RegisterError
 from chargebrain.powerbrain.registers import words_to_signed, words_to_str, words_to_unsigned
 
 INTERNAL_ADDRESSES = ("evse", "meter1", "meter2")
+#: Seconds the control pilot is switched off to wake a car (register 8086), as evcc does.
+WAKE_CP_OFF_S = 5
 CP_TO_STATE = {
     0: EvseState.WAITING,
     1: EvseState.EV_PRESENT,
@@ -95,6 +97,8 @@ class LocalEvse:
             self.bank.write_words(8094, [enable])
             if command.phases in (1, 3):
                 self.bank.write_words(8087, [1 if command.phases == 1 else 0])
+            if command.wake:
+                self.bank.write_words(8086, [WAKE_CP_OFF_S])
         except RegisterError as exc:
             raise DeviceError(f"EVSE rejected the command: {exc.message}") from None
 
@@ -163,6 +167,8 @@ class RemoteEvse:
         await self.client.write_register(self.unit, 8094, enable)
         if command.phases in (1, 3):
             await self.client.write_register(self.unit, 8087, 1 if command.phases == 1 else 0)
+        if command.wake:
+            await self.client.write_register(self.unit, 8086, WAKE_CP_OFF_S)
 
     async def close(self) -> None:
         await self.client.close()

@@ -2,9 +2,14 @@
 
 Each cycle reads all devices concurrently (a slow device's read carries over to the next
 cycle instead of delaying the others), turns readings into immutable inputs for the
-balancer in core/, and applies its decisions to the EVSEs whose command changed. A
-pushed reading (HTTP input) wakes the loop at once so an overload is acted on without
-waiting for the period. Configuration changes take effect from the next cycle.
+balancer in core/, and applies its decisions to the EVSEs whose command changed. The
+periodic cycle runs every `cycle_ms`; in between, a pushed reading (HTTP input) that
+matters — an EVSE's state changing, a first reading or one after a communication error,
+an EVSE drawing clearly more than it was given, a meter showing load rising beyond what
+the last decision allowed for — runs a cycle at once, so an overload is acted on without
+waiting for the period. Other pushed readings are kept for the next cycle.
+`due_cycle` decides when a cycle is due, for `run` and for the simulator alike.
+Configuration changes take effect at once (they wake a cycle).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from chargebrain.core.balancer import (
 from chargebrain.core.formula import DictEvalContext, Formula, FormulaError, compile_formula
 from chargebrain.core.hold import DEFAULT_HOLD_S, held_peak, prune
 from chargebrain.core.model import EvseCommand, EvseReading, EvseState, MeterReading
-from chargebrain.core.phases import ZERO, Phases, rotate
+from chargebrain.core.phases import ZERO, Phases
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.base import EvseDriver, MeterDriver
 from chargebrain.devices.errors import DeviceError
@@ -49,7 +54,9 @@ from chargebrain.manager.state import (
     ComStatus,
     DeviceRuntime,
     EvseRuntime,
+    WakeBand,
 )
+from chargebrain.manager.wakeup import DRAWING_MA
 from chargebrain.powerbrain.controller import PowerBrain
 
 log = logging.getLogger("chargebrain.manager")
@@ -58,6 +65,75 @@ VOLTAGE = 230.0
 READ_TIMEOUT_S = 5.0
 REFRESH_WRITE_S = 30.0  # rewrite an unchanged command this often (keeps fail-safes fed)
 FROZEN_AFTER_S = 20.0  # a grid/consumption meter repeating itself this long is stale
+#: A pushed EVSE reading wakes a cycle at once when a phase draws this much (mA) more
+#: than the EVSE was given or drew at the last decision, whichever is more. EVSE meters
+#: are good to about 1 % (0.16 A at 16 A): 1 A is far outside their noise, well inside
+#: what the reaction budget allows.
+WAKE_EVSE_OVER_MA = 1000
+#: A pushed meter reading wakes a cycle at once when a phase of the load it measures is
+#: this much (mA) above the value the last decision used, beyond what that decision
+#: counted on top of it (see `_meter_bands`); a meter a formula reads wakes it when a
+#: phase moves this much either way (or its power by this much at 230 V). Grid meters are
+#: good to about 0.5 % (1 A at 200 A), and a cycle lowers the current at once.
+WAKE_METER_MA = 2000
+_INF = float("inf")
+_UNBOUNDED = (-_INF, -_INF, -_INF), (_INF, _INF, _INF)
+_COMMANDS: dict[tuple[bool, int], EvseCommand] = {}
+_CHARGING = frozenset(s for s in EvseState if s.charging)
+_PLUGGED = frozenset(s for s in EvseState if s.plugged)
+_LOAD_ROLES = (C.ROLE_CONSUMPTION, C.ROLE_PRODUCTION, C.ROLE_STORAGE_HOME, C.ROLE_STORAGE_ALL)
+
+
+def _command(enabled: bool, current_ma: int) -> EvseCommand:
+    """The command (one shared object per value, so that comparing is cheap)."""
+    key = (enabled, current_ma)
+    cmd = _COMMANDS.get(key)
+    if cmd is None:
+        if len(_COMMANDS) > 4096:
+            _COMMANDS.clear()
+        cmd = _COMMANDS[key] = EvseCommand(enabled=enabled, current_ma=current_ma)
+    return cmd
+
+
+class _Topology:
+    """What each cycle needs to know about the configured devices, worked out once per
+    configuration change: who is read how, which meters measure which node, which nodes
+    lie above each EVSE."""
+
+    __slots__ = ("cons", "evse_nodes", "evses", "grid", "groups_and_evses", "has_grid",
+                 "polled", "pushed", "synchronous", "virtual")
+
+    def __init__(self, mgr: ChargingManager) -> None:
+        ordered = mgr.devices_in_order()
+        readable = [rt for rt in mgr.devices.values() if rt.driver is not None
+                    and (rt.config.device_enabled or rt.dtype.kind is Kind.EVSE)]
+        self.pushed = [rt for rt in readable if isinstance(rt.driver, AjaxMeter | AjaxEvse)]
+        self.polled = [rt for rt in readable if not isinstance(rt.driver, AjaxMeter | AjaxEvse)]
+        # Every device answers at once (HTTP input): a cycle never waits for I/O.
+        self.synchronous = not self.polled and all(
+            isinstance(rt.driver, AjaxEvse) or rt.driver is None
+            for rt in mgr.devices.values() if rt.evse is not None)
+        self.groups_and_evses = [rt for rt in ordered if rt.dtype.kind is Kind.GROUP
+                                 or rt.evse is not None]
+        self.evses = [rt for rt in ordered if rt.evse is not None]
+        self.grid: dict[int, list[DeviceRuntime]] = {}
+        self.cons: dict[int, list[DeviceRuntime]] = {}
+        for rt in mgr.devices.values():
+            cfg = rt.config
+            if rt.dtype.kind is not Kind.METER or not cfg.device_enabled:
+                continue
+            if cfg.role == C.ROLE_GRID:
+                self.grid.setdefault(cfg.group, []).append(rt)
+            elif cfg.role in _LOAD_ROLES:
+                self.cons.setdefault(cfg.group, []).append(rt)
+        self.has_grid = any(rt.config.role == C.ROLE_GRID for rt in mgr.devices.values())
+        # Nodes with a grid meter above each EVSE (its current is taken off their load).
+        self.evse_nodes = [
+            (rt, tuple(n for n in mgr._ancestors(rt.config.group) if n in self.grid))
+            for rt in self.evses
+        ]
+        self.virtual = [rt for rt in mgr.devices.values()
+                        if rt.dtype.kind is Kind.VIRTUAL and rt.config.device_enabled]
 
 
 class ConfigStore(Protocol):
@@ -131,7 +207,14 @@ class ChargingManager:
         self.cm_values: dict[str, float] = {}
         self.wish_provider: Callable[[ChargingManager, DictEvalContext, float], None] | None = None
         self._wake = asyncio.Event()
-        self._cycle_waiters: list[asyncio.Future[None]] = []
+        self._urgent = False  # something relevant arrived: a cycle is due now
+        self._wakes = 0  # wake() calls so far
+        self._wakes_seen = 0  # wake() calls before the start of the last finished cycle
+        self._next_periodic: float | None = None  # monotonic time the periodic cycle is due
+        # (wake count a cycle must have seen, future) of callers waiting for a cycle.
+        self._cycle_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._topo: _Topology | None = None
+        self._formula_devices: frozenset[str] = frozenset()
         # EVSEs that some user's dev_ids name (kept current by the user directory).
         self.user_evses: frozenset[str] = frozenset()
         self._pending: dict[str, asyncio.Task[Any]] = {}
@@ -159,6 +242,10 @@ class ChargingManager:
 
     def devices_in_order(self) -> list[DeviceRuntime]:
         return [self.devices[d] for d in self._order]
+
+    def evses_in_order(self) -> list[DeviceRuntime]:
+        """The EVSEs (devices with EVSE state) in configured order (do not change it)."""
+        return self._topology().evses
 
     def ensure_internal_devices(self) -> None:
         """The built-in EVSE and S0 meters exist from the first start (meter 2 disabled)."""
@@ -272,12 +359,27 @@ class ChargingManager:
             rt.status = ComStatus(com_state_since=self.clock.monotonic())
         if not rt.model:
             rt.model = self._model_of(cfg, dtype)
+        for key in [k for k in self._formulas if k.startswith(cfg.dev_id + ".")]:
+            del self._formulas[key]
         for name, text in self._formula_fields(cfg):
             self._formulas[f"{cfg.dev_id}.{name}"] = compile_formula(text)
         self.devices[cfg.dev_id] = rt
         if cfg.dev_id not in self._order:
             self._order.append(cfg.dev_id)
+        self._changed()
         return rt
+
+    def _changed(self) -> None:
+        """The devices or the formulas changed: work out the topology again."""
+        self._topo = None
+        self._formula_devices = frozenset(
+            d for f in self._formulas.values() for d in f.device_ids)
+
+    def _topology(self) -> _Topology:
+        topo = self._topo
+        if topo is None:
+            topo = self._topo = _Topology(self)
+        return topo
 
     def _model_of(self, cfg: DeviceConfig, dtype: DeviceType) -> str:
         return model_of(cfg, dtype, self.powerbrain)
@@ -323,6 +425,7 @@ class ChargingManager:
         self._order.remove(dev_id)
         for key in [k for k in self._formulas if k.startswith(dev_id + ".")]:
             del self._formulas[key]
+        self._changed()
         if rt.driver is not None:
             self._close_later(rt.driver)
         self.store.delete_device(dev_id)
@@ -342,6 +445,7 @@ class ChargingManager:
         if rt.dtype.kind is Kind.EVSE:
             fresh.evse = EvseRuntime()
         self.devices[dev_id] = fresh
+        self._changed()
         self.balancer_state = replace(
             self.balancer_state,
             evses={k: v for k, v in self.balancer_state.evses.items() if k != dev_id},
@@ -357,6 +461,9 @@ class ChargingManager:
                     self._formulas[f"site.{name}"] = compile_formula(value)
                 except FormulaError as exc:
                     raise ConfigError(f"{name}: {exc}") from None
+            else:
+                self._formulas.pop(f"site.{name}", None)
+        self._changed()
         self.site = params
         for rt in self.devices.values():
             rt.manager_min_pause = params.min_pause_time
@@ -367,17 +474,66 @@ class ChargingManager:
     # --- pushed values -----------------------------------------------------------------
 
     def push_meter(self, dev_id: str, reading: MeterReading) -> None:
+        """Keep a pushed meter reading; wake a cycle at once if it matters."""
         rt = self._pushed(dev_id, AjaxMeter)
         assert isinstance(rt.driver, AjaxMeter)
         rt.driver.push(reading)
-        self.wake()
+        if self._meter_push_matters(rt, reading):
+            self.wake()
 
     def push_evse(self, dev_id: str, reading: EvseReading) -> DeviceRuntime:
-        rt = self._pushed(dev_id, AjaxEvse)
-        assert isinstance(rt.driver, AjaxEvse)
-        rt.driver.push(reading)
-        self.wake()
+        """Keep a pushed EVSE reading; wake a cycle at once if it matters."""
+        return self._push_evse(dev_id, reading, self.clock.monotonic())
+
+    def push_evses(self, readings: Iterable[tuple[str, EvseReading]]) -> None:
+        """Several pushed EVSE readings (dev_id, reading) at once: as many `push_evse`
+        calls at the same moment. Raises ConfigError at the first unknown device."""
+        mono = self.clock.monotonic()
+        push = self._push_evse
+        for dev_id, reading in readings:
+            push(dev_id, reading, mono)
+
+    def _push_evse(self, dev_id: str, reading: EvseReading, mono: float) -> DeviceRuntime:
+        rt = self.devices.get(dev_id)
+        driver = rt.driver if rt is not None else None
+        if not isinstance(driver, AjaxEvse):
+            rt = self._pushed(dev_id, AjaxEvse)  # raises
+            assert isinstance(rt.driver, AjaxEvse)
+            driver = rt.driver
+        assert rt is not None
+        driver.push(reading, mono)
+        ev = rt.evse
+        if ev is None:
+            return rt
+        used = ev.source
+        if used is None or rt.status.com_err or reading.rfid or (
+                reading.state is not used.state) or (
+                reading.has_meter is not used.has_meter) or (
+                reading.energy_known is not used.energy_known) or (
+                reading.max_current_ma != used.max_current_ma):
+            # A first reading, one after an error, a card, a car plugged in, starting,
+            # stopping or leaving, or a reading of another kind (with or without a meter or
+            # an energy counter, another maximum current of the EVSE's own).
+            self.wake()
+        else:
+            c = reading.currents
+            over = ev.wake_above_ma
+            if c.l1 > over or c.l2 > over or c.l3 > over:  # it draws more than it may
+                self.wake()
         return rt
+
+    def _meter_push_matters(self, rt: DeviceRuntime, reading: MeterReading) -> bool:
+        if not rt.config.device_enabled:
+            return False
+        if rt.meter is None or rt.status.com_err:
+            return True  # a first reading, or one after an error
+        band = rt.wake_band
+        if band is None:
+            return False
+        factor = rt.config.factor * (-1.0 if rt.config.invert else 1.0)
+        c = reading.currents
+        return band.outside(c.l1 * factor, c.l2 * factor, c.l3 * factor,
+                            reading.power_w * factor)
 
     def _pushed(self, dev_id: str, cls: type) -> DeviceRuntime:
         rt = self.devices.get(dev_id)
@@ -390,44 +546,76 @@ class ChargingManager:
     # --- the loop ----------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Run a cycle now on the latest readings (pushed data, a changed setting)."""
+        """Run a cycle now on the latest readings (a relevant push, a changed setting)."""
+        self._urgent = True
+        self._wakes += 1
         self._wake.set()
+
+    def due_cycle(self) -> bool | None:
+        """Whether a cycle is due now: True for the periodic one (every `cycle_ms`; it
+        reads every device), False for one on the latest pushed readings (something
+        relevant arrived or changed since the last cycle), None for none. The caller
+        must run the cycle it is told is due. `run` and the simulator both ask this."""
+        mono = self.clock.monotonic()
+        nxt = self._next_periodic
+        if nxt is None or mono >= nxt:
+            period = self.site.cycle_ms / 1000.0
+            # Keep the rhythm; after a late cycle, the next one a period later.
+            nxt = mono + period if nxt is None or nxt + period <= mono else nxt + period
+            self._next_periodic = nxt
+            self._urgent = False
+            return True
+        if self._urgent:
+            self._urgent = False
+            return False
+        return None
 
     async def wait_cycle(self, timeout: float = 2.0) -> None:
         """Wake the loop and wait until a cycle has run (shared by concurrent callers)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._cycle_waiters.append(fut)
         self.wake()
+        await self._wait_seen(self._wakes, timeout)
+
+    async def wait_woken(self, timeout: float = 2.0) -> None:
+        """Wait for the cycle that something relevant woke (a pushed reading that mattered,
+        a changed setting), if it has not run yet; return at once when none is pending."""
+        await self._wait_seen(self._wakes, timeout)
+
+    async def _wait_seen(self, wakes: int, timeout: float) -> None:
+        """Wait until a cycle that started after the `wakes`th wake() has finished."""
+        if self._wakes_seen >= wakes:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._cycle_waiters.append((wakes, fut))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(fut), timeout)
 
     async def run(self) -> None:
-        """Poll every period; in between, run a cycle at once when pushed data arrives."""
-        next_poll = self.clock.monotonic()
+        """The periodic cycle every `cycle_ms`; in between, a cycle at once when woken."""
         while True:
-            wait = next_poll - self.clock.monotonic()
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            poll = self.clock.monotonic() >= next_poll
             self._wake.clear()
-            if poll:
-                next_poll = max(next_poll + self.site.cycle_ms / 1000.0, self.clock.monotonic())
+            due = self.due_cycle()
+            if due is None:
+                assert self._next_periodic is not None
+                wait = self._next_periodic - self.clock.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wait))
+                continue
             try:
-                await self.cycle(poll=poll)
+                await self.cycle(poll=due)
             except Exception:
                 log.exception("control cycle failed")
 
     async def cycle(self, poll: bool = True) -> Allocation:
         """One control cycle. `poll=False` reuses the latest readings (pushed data)."""
         async with self._lock:
-            # Only waiters that came before this cycle started are answered by it.
-            waiters, self._cycle_waiters = self._cycle_waiters, []
+            # The cycle sees everything that woke it so far.
+            self._urgent = False
+            seen = self._wakes
             started = time.perf_counter()
             if poll:
                 await self._read_all()
             else:
-                await self._read_pushed()
+                self._read_pushed()
             alloc = self._decide()
             await self._apply(alloc)
             self.cycle_count += 1
@@ -439,20 +627,50 @@ class ChargingManager:
                 else:
                     self.cycle_time_ms = elapsed_ms
                 self._last_cycle_mono = mono
-            for listener in self.listeners:
-                listener.on_cycle(self, self.clock.now())
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+            listeners = self.listeners
+            if listeners:
+                now = self.clock.now()
+                for listener in listeners:
+                    listener.on_cycle(self, now)
+            self._wakes_seen = seen
+            if self._cycle_waiters:
+                waiting = []
+                for wakes, fut in self._cycle_waiters:
+                    if wakes > seen:
+                        waiting.append((wakes, fut))
+                    elif not fut.done():
+                        fut.set_result(None)
+                self._cycle_waiters = waiting
             return alloc
 
-    def _readable(self) -> list[DeviceRuntime]:
-        return [rt for rt in self.devices.values() if rt.driver is not None
-                and (rt.config.device_enabled or rt.dtype.kind is Kind.EVSE)]
+    def cycle_now(self, poll: bool = True) -> Allocation:
+        """`cycle(poll)` run to its end at once, without an event loop.
+
+        For a manager whose every device is an HTTP-input device: nothing in its cycle
+        waits for I/O, so the coroutine finishes in one step (the simulator runs the
+        application's cycle this way). Raises RuntimeError when a device would need
+        I/O or a cycle is running.
+        """
+        if self._lock.locked():
+            raise RuntimeError("a cycle is running")
+        if not self._topology().synchronous:
+            raise RuntimeError("some devices are read or written over I/O")
+        coro = self.cycle(poll)
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            result: Allocation = done.value
+            return result
+        coro.close()
+        raise RuntimeError("the cycle had to wait")
 
     async def _read_all(self) -> None:
+        topo = self._topology()
+        self._read_pushed()
+        if not topo.polled:
+            return
         budget = min(READ_TIMEOUT_S, max(0.2, self.site.cycle_ms / 1000.0 * 0.6))
-        for rt in self._readable():
+        for rt in topo.polled:
             if rt.dev_id not in self._pending:
                 self._pending[rt.dev_id] = asyncio.ensure_future(self._read_one(rt))
         tasks = list(self._pending.values())
@@ -462,19 +680,34 @@ class ChargingManager:
             if task.done():
                 del self._pending[dev_id]
 
-    async def _read_pushed(self) -> None:
-        for rt in self._readable():
-            if isinstance(rt.driver, AjaxMeter | AjaxEvse):
-                await self._read_one(rt)
+    def _read_pushed(self) -> None:
+        """Take the latest reading of every HTTP-input device (never waits)."""
+        clock = self.clock
+        now, mono = clock.now(), clock.monotonic()
+        for rt in self._topology().pushed:
+            driver = rt.driver
+            assert isinstance(driver, AjaxMeter | AjaxEvse)
+            try:
+                reading: MeterReading | EvseReading = driver.latest(mono)
+            except DeviceError as exc:
+                self._com_error(rt, str(exc) or type(exc).__name__)
+                continue
+            if isinstance(reading, EvseReading):
+                status = rt.status
+                if status.com_err:
+                    self._com_ok(rt, mono)
+                else:
+                    status.last_ok = mono  # _com_ok, the common case
+                self._evse_reading(rt, reading, now, mono)
+            else:
+                self._take(rt, reading, now, mono)
 
     async def _read_one(self, rt: DeviceRuntime) -> None:
         driver = rt.driver
         assert driver is not None
         try:
-            if isinstance(driver, AjaxMeter | AjaxEvse):
-                reading: MeterReading | EvseReading = await driver.read()  # never blocks
-            else:
-                reading = await asyncio.wait_for(driver.read(), timeout=READ_TIMEOUT_S)
+            reading: MeterReading | EvseReading = await asyncio.wait_for(
+                driver.read(), timeout=READ_TIMEOUT_S)
         except (DeviceError, TimeoutError, OSError) as exc:
             self._com_error(rt, str(exc) or type(exc).__name__)
             return
@@ -482,14 +715,18 @@ class ChargingManager:
             log.exception("reading %s failed", rt.dev_id)
             self._com_error(rt, f"internal error: {exc}")
             return
+        self._take(rt, reading, self.clock.now(), self.clock.monotonic())
+
+    def _take(self, rt: DeviceRuntime, reading: MeterReading | EvseReading, now: float,
+              mono: float) -> None:
         if isinstance(reading, EvseReading):
-            self._com_ok(rt)
-            self._evse_reading(rt, reading)
+            self._com_ok(rt, mono)
+            self._evse_reading(rt, reading, now, mono)
             return
         corrected = _meter_corrected(rt.config, reading)
         if self._frozen(rt, corrected):
             return
-        self._com_ok(rt)
+        self._com_ok(rt, mono)
         rt.meter = corrected
 
     def _frozen(self, rt: DeviceRuntime, reading: MeterReading) -> bool:
@@ -530,9 +767,8 @@ class ChargingManager:
             log.log(level, "%s (%s): %s", rt.dev_id, rt.config.name, message)
         st.last_error = message
 
-    def _com_ok(self, rt: DeviceRuntime) -> None:
+    def _com_ok(self, rt: DeviceRuntime, mono: float) -> None:
         st = rt.status
-        mono = self.clock.monotonic()
         if st.com_err:
             st.com_err = False
             st.com_state_since = mono
@@ -540,22 +776,33 @@ class ChargingManager:
             log.info("%s (%s): communication restored", rt.dev_id, rt.config.name)
         st.last_ok = mono
 
-    def _evse_reading(self, rt: DeviceRuntime, reading: EvseReading) -> None:
+    def _evse_reading(self, rt: DeviceRuntime, reading: EvseReading, now: float,
+                      mono: float) -> None:
         ev = rt.evse
         assert ev is not None
-        now = self.clock.now()
-        mono = self.clock.monotonic()
+        cfg = rt.config
         prev = ev.reading
-        ev.reading = reading
-        attached = self.devices.get(rt.config.attach) if rt.config.attach else None
+        ev.reading = ev.source = reading
+        attached = self.devices.get(cfg.attach) if cfg.attach else None
         if attached is not None and attached.meter is not None and not reading.has_meter:
             reading = replace(reading, currents=attached.meter.currents,
                               power_w=attached.meter.power_w,
                               total_energy_wh=attached.meter.import_wh, has_meter=True)
             ev.reading = reading
-        ev.building_currents = rotate(reading.currents, rt.config.phase_rotation)
-        dt = (mono - ev.last_read) if ev.last_read is not None else 0.0
+        c = reading.currents
+        rotation = cfg.phase_rotation % 360
+        # core.phases.rotate, spelt out: this runs for every EVSE in every cycle
+        if rotation == 120:
+            ev.building_currents = Phases(c.l3, c.l1, c.l2)
+        elif rotation == 240:
+            ev.building_currents = Phases(c.l2, c.l3, c.l1)
+        else:
+            ev.building_currents = c
+        last = ev.last_read
+        dt = (mono - last) if last is not None else 0.0
         ev.last_read = mono
+        state = reading.state
+        charging = state in _CHARGING
         if reading.has_meter and reading.energy_known:
             ev.total_energy_wh = reading.total_energy_wh
         else:
@@ -563,16 +810,20 @@ class ChargingManager:
             if reading.has_meter:
                 power = reading.power_w
             else:
-                given = ev.decision.current_ma if ev.decision and reading.state.charging else 0
+                given = ev.decision.current_ma if ev.decision and charging else 0
                 phases = bin(ev.decision.phases).count("1") if ev.decision else 1
                 power = given / 1000.0 * VOLTAGE * max(1, phases)
             ev.soft_meter_wh += power * dt / 3600.0
             ev.total_energy_wh = ev.soft_meter_wh
-        if reading.state.charging:
+        if charging:
             ev.charging_secs += dt
-        ev.max_power_w = max(ev.max_power_w, reading.power_w)
+        if reading.power_w > ev.max_power_w:
+            ev.max_power_w = reading.power_w
         was_plugged = ev.plugged
-        if reading.state.plugged and not was_plugged:
+        plugged = state in _PLUGGED
+        if plugged == was_plugged and prev is not None and not reading.rfid:
+            return
+        if plugged and not was_plugged:
             ev.plugged = True
             ev.plugged_at = now
             ev.plug_energy_wh = ev.total_energy_wh
@@ -580,7 +831,7 @@ class ChargingManager:
             log.info("%s (%s): vehicle plugged in", rt.dev_id, rt.config.name)
             for listener in self.listeners:
                 listener.on_plug(rt, now)
-        elif not reading.state.plugged and reading.state is not EvseState.ERROR and was_plugged:
+        elif not plugged and state is not EvseState.ERROR and was_plugged:
             log.info("%s (%s): vehicle unplugged after %.2f kWh", rt.dev_id, rt.config.name,
                      ev.transaction_energy_wh / 1000)
             for listener in self.listeners:
@@ -608,30 +859,11 @@ class ChargingManager:
         return Phases(*(max(0, round(formula.evaluate(ctx.derive(phase=p)))) for p in (1, 2, 3)))
 
     def _fill_context(self, now: float) -> DictEvalContext:
+        """This cycle's formula context. The device values are filled when a formula first
+        asks for one (`_fill_devices`), from the state at the start of the decision."""
         ctx = self.ctx
         ctx.set_now(now)
-        for rt in self.devices.values():
-            values: dict[str, float] = {"com_err": 1.0 if rt.status.com_err else 0.0}
-            if rt.meter is not None:
-                m = rt.meter
-                values.update(power_w=m.power_w, import_wh=m.import_wh, export_wh=m.export_wh,
-                              current_l1=m.currents.l1, current_l2=m.currents.l2,
-                              current_l3=m.currents.l3)
-                if m.soc is not None:
-                    values["soc"] = m.soc
-            if rt.evse is not None:
-                ev = rt.evse
-                r = ev.reading
-                if r is not None:
-                    values.update(power_w=r.power_w, current_l1=r.currents.l1,
-                                  current_l2=r.currents.l2, current_l3=r.currents.l3,
-                                  state=float(int(r.state) if not rt.status.com_err else 6),
-                                  import_wh=ev.total_energy_wh)
-                values.update(offered=float(ev.decision.current_ma if ev.decision else 0),
-                              min_current=float(rt.config.min_charging_cur),
-                              txn_energy=ev.transaction_energy_wh,
-                              charging_dur=ev.charging_secs)
-            ctx.set_device(rt.dev_id, values)
+        ctx.defer_devices(self._fill_devices)
         banks = self.powerbrain.banks
         bits = banks["evse"].get("s0_inputs")
         ctx.set_pb("input1", float(bits & 1))
@@ -639,26 +871,57 @@ class ChargingManager:
         ctx.update_cm(self.cm_values)
         return ctx
 
-    def _measurements(self) -> tuple[dict[int, Measurement], dict[str, float]]:
-        """Non-EVSE load per node (0 = site, else group number), from the meter roles."""
-        grid: dict[int, list[DeviceRuntime]] = {}
-        cons: dict[int, list[DeviceRuntime]] = {}
+    def _fill_devices(self, ctx: DictEvalContext) -> None:
         for rt in self.devices.values():
-            cfg = rt.config
-            if rt.dtype.kind is not Kind.METER or not cfg.device_enabled:
-                continue
-            if cfg.role == C.ROLE_GRID:
-                grid.setdefault(cfg.group, []).append(rt)
-            elif cfg.role in (C.ROLE_CONSUMPTION, C.ROLE_PRODUCTION, C.ROLE_STORAGE_HOME,
-                              C.ROLE_STORAGE_ALL):
-                cons.setdefault(cfg.group, []).append(rt)
-        evse_under: dict[int, Phases] = {}
-        for rt in self.devices.values():
-            if rt.evse is None or not rt.evse.reading or rt.status.com_err:
-                continue
-            for node in self._ancestors(rt.config.group):
-                evse_under[node] = evse_under.get(node, ZERO) + rt.evse.building_currents
+            com_err = rt.status.com_err
+            values: dict[str, float] = {"com_err": 1.0 if com_err else 0.0}
+            m = rt.meter
+            if m is not None:
+                c = m.currents
+                values.update(power_w=float(m.power_w), import_wh=float(m.import_wh),
+                              export_wh=float(m.export_wh), current_l1=float(c.l1),
+                              current_l2=float(c.l2), current_l3=float(c.l3))
+                if m.soc is not None:
+                    values["soc"] = float(m.soc)
+            ev = rt.evse
+            if ev is not None:
+                r = ev.reading
+                if r is not None:
+                    c = r.currents
+                    values.update(power_w=float(r.power_w), current_l1=float(c.l1),
+                                  current_l2=float(c.l2), current_l3=float(c.l3),
+                                  state=float(int(r.state) if not com_err else 6),
+                                  import_wh=float(ev.total_energy_wh))
+                d = ev.decision
+                values.update(offered=float(d.current_ma if d else 0),
+                              min_current=float(rt.config.min_charging_cur),
+                              txn_energy=float(ev.transaction_energy_wh),
+                              charging_dur=float(ev.charging_secs))
+            ctx.set_device_values(rt.dev_id, values)
+
+    def _measurements(
+        self, topo: _Topology
+    ) -> tuple[dict[int, Measurement], dict[str, float], dict[int, Phases]]:
+        """Non-EVSE load per node (0 = site, else group number), from the meter roles;
+        the site's power figures; and the load per node before the peak hold."""
+        grid, cons = topo.grid, topo.cons
+        under: dict[int, list[int]] = {}
+        if grid:
+            for rt, nodes in topo.evse_nodes:
+                ev = rt.evse
+                if not nodes or ev is None or not ev.reading or rt.status.com_err:
+                    continue
+                bc = ev.building_currents
+                for node in nodes:
+                    acc = under.get(node)
+                    if acc is None:
+                        under[node] = [bc.l1, bc.l2, bc.l3]
+                    else:
+                        acc[0] += bc.l1
+                        acc[1] += bc.l2
+                        acc[2] += bc.l3
         out: dict[int, Measurement] = {}
+        raw: dict[int, Phases] = {}
         figures = {"grid_w": 0.0, "consumed_w": 0.0, "produced_w": 0.0}
         for node in set(grid) | set(cons):
             stale = 0
@@ -671,7 +934,9 @@ class ChargingManager:
                     load = load + rt.meter.currents
                     if node == 0:
                         figures["grid_w"] += rt.meter.power_w
-                load = load - evse_under.get(node, ZERO)
+                acc = under.get(node)
+                if acc is not None:
+                    load = load - Phases(acc[0], acc[1], acc[2])
             else:
                 for rt in cons[node]:
                     if rt.status.com_err or rt.meter is None:
@@ -683,12 +948,9 @@ class ChargingManager:
                     if node == 0:
                         key = "produced_w" if sign < 0 else "consumed_w"
                         figures[key] += abs(rt.meter.power_w)
+            raw[node] = load
             out[node] = Measurement(current=self._held(node, load), stale=stale)
-        if 0 in grid and 0 not in cons:
-            evse_w = sum(rt.evse.reading.power_w for rt in self.devices.values()
-                         if rt.evse and rt.evse.reading and not rt.status.com_err)
-            figures["consumed_w"] = max(0.0, figures["grid_w"] - evse_w)
-        return out, figures
+        return out, figures, raw
 
     def _held(self, node: int, load: Phases) -> Phases:
         """The non-EVSE load of a node with a fall believed only after the hold time."""
@@ -712,6 +974,7 @@ class ChargingManager:
         now = self.clock.now()
         mono = self.clock.monotonic()
         site = self.site
+        topo = self._topology()
         ctx = self._fill_context(now)
         max_total = self._eval_limit("site.max_total_current", site.max_total_current, ctx)
         max_total = max_total.scale(site.max_total_cur_prc / 100.0)
@@ -721,19 +984,19 @@ class ChargingManager:
         self.evaluated_max_evse_ma = max_evse.low()
         if self.wish_provider is not None:
             self.wish_provider(self, ctx, now)
-        measurements, figures = self._measurements()
+        measurements, figures, raw = self._measurements(topo)
         groups = []
         evses = []
-        for rt in self.devices_in_order():
+        for rt in topo.groups_and_evses:
             cfg = rt.config
-            if rt.dtype.kind is Kind.GROUP:
+            if rt.evse is None:
                 limit = self._eval_limit(f"{cfg.dev_id}.max_charging_cur", cfg.max_charging_cur,
                                          ctx)
                 groups.append(GroupConfig(
                     id=cfg.group_number, parent=cfg.group, max_current=limit.low(),
                     priority=cfg.prio, load=measurements.get(cfg.group_number),
                     name=cfg.name or cfg.dev_id))
-            elif rt.evse is not None:
+            else:
                 evses.append(self._evse_input(rt, ctx, mono))
         config = SiteConfig(
             max_total_current=max_total.low(),
@@ -752,23 +1015,40 @@ class ChargingManager:
             self.store.save_overdraft(alloc.overdraft_cur)
         self.balancer_state = alloc.state
         self.last_allocation = alloc
-        by_id = alloc.by_id()
-        for rt in self.devices.values():
-            if rt.evse is not None:
-                new = by_id.get(rt.dev_id)
-                _log_change(rt, rt.evse.decision, new)
-                rt.evse.decision = new
+        if self._formulas:
+            # Formulas still to be evaluated this cycle see the state it started with.
+            ctx.materialize()
+        # Decisions come in input order: the EVSEs of `groups_and_evses`, as in `devices`.
+        evse_power = 0.0
+        for rt, new in zip(topo.evses, alloc.evses, strict=True):
+            ev = rt.evse
+            assert ev is not None
+            old = ev.decision
+            if old is None or old.current_ma != new.current_ma or (
+                    old.charging_enabled is not new.charging_enabled) or (
+                    old.paused is not new.paused):
+                _log_change(rt, old, new)
+            ev.decision = new
+            r = ev.reading
+            given = new.current_ma if new.charging_enabled else 0
+            if r is not None:
+                c = r.currents
+                drawn = max(c.l1, c.l2, c.l3)
+                if not rt.status.com_err:
+                    evse_power += r.power_w
+            else:
+                drawn = 0
+            ev.wake_above_ma = (given if given > drawn else drawn) + WAKE_EVSE_OVER_MA
         for node in alloc.nodes:
             if node.id:
                 g = self.devices.get(f"E{node.id}")
                 if g is not None:
                     g.group_state = node.allocated
+        if 0 in topo.grid and 0 not in topo.cons:
+            figures["consumed_w"] = max(0.0, figures["grid_w"] - evse_power)
         load = measurements.get(0, Measurement()).current
-        evse_power = sum(rt.evse.reading.power_w for rt in self.devices.values()
-                         if rt.evse and rt.evse.reading and not rt.status.com_err)
-        surplus = (-figures["grid_w"] + evse_power) if any(
-            rt.config.role == C.ROLE_GRID for rt in self.devices.values()
-        ) else figures["produced_w"] - figures["consumed_w"]
+        surplus = (-figures["grid_w"] + evse_power) if topo.has_grid else (
+            figures["produced_w"] - figures["consumed_w"])
         # The surplus the rules use (a surplus formula may replace the built-in one).
         surplus = self.cm_values.get("_surplus", surplus)
         self.last_site = SiteSnapshot(
@@ -777,26 +1057,84 @@ class ChargingManager:
             grid_w=figures["grid_w"], consumed_w=figures["consumed_w"],
             produced_w=figures["produced_w"], surplus_w=max(0.0, surplus),
             evse_power_w=evse_power)
-        self._virtual_meters(ctx)
+        self._virtual_meters(ctx, topo)
+        self._meter_bands(topo, measurements, raw)
         return alloc
+
+    def _meter_bands(self, topo: _Topology, measurements: dict[int, Measurement],
+                     raw: dict[int, Phases]) -> None:
+        """Set, for every pushed meter, the band outside which a pushed reading wakes a
+        cycle at once (`push_meter`).
+
+        A meter that measures a node's load (a grid meter, or where there is none the
+        consumption, production and storage meters): a phase WAKE_METER_MA higher than
+        the value this decision used, plus what the decision counted above the present
+        load (the peak hold, `_held`), wakes the next cycle (lower, for production). A grid
+        meter also rises while cars take up current they were just given; the cycle that
+        wakes then finds nothing new, but the meter alone cannot tell that from the house
+        drawing more, which must not wait. A meter that a formula of the manager reads: a
+        phase (or the power) moving WAKE_METER_MA either way. Any other meter (for
+        display, or one a grid meter makes redundant) waits for the periodic cycle.
+        """
+        margin = float(WAKE_METER_MA)
+        for rt in topo.pushed:
+            m = rt.meter
+            if m is None or not isinstance(rt.driver, AjaxMeter):
+                continue
+            cfg = rt.config
+            node = cfg.group
+            band: WakeBand | None = None
+            measured = measurements.get(node)
+            counted = cfg.role == C.ROLE_GRID if node in topo.grid else cfg.role in _LOAD_ROLES
+            if measured is not None and counted:
+                # How much higher than its present value the load of the node was counted
+                # (its peak of the last seconds): a rise eats that first.
+                load = raw[node]
+                held = measured.current
+                c = m.currents
+                slack = (held.l1 - load.l1 + margin, held.l2 - load.l2 + margin,
+                         held.l3 - load.l3 + margin)
+                if cfg.role == C.ROLE_PRODUCTION:  # less production is more load
+                    band = WakeBand((c.l1 - slack[0], c.l2 - slack[1], c.l3 - slack[2]),
+                                    _UNBOUNDED[1])
+                else:
+                    band = WakeBand(_UNBOUNDED[0],
+                                    (c.l1 + slack[0], c.l2 + slack[1], c.l3 + slack[2]))
+            elif rt.dev_id in self._formula_devices:
+                c = m.currents
+                watts = margin / 1000.0 * VOLTAGE
+                band = WakeBand(
+                    (c.l1 - margin, c.l2 - margin, c.l3 - margin),
+                    (c.l1 + margin, c.l2 + margin, c.l3 + margin),
+                    (m.power_w - watts, m.power_w + watts))
+            rt.wake_band = band
 
     def _evse_input(self, rt: DeviceRuntime, ctx: DictEvalContext, mono: float) -> EvseInput:
         cfg = rt.config
         ev = rt.evse
         assert ev is not None
         r = ev.reading
-        max_cur = self._eval_limit(f"{cfg.dev_id}.max_charging_cur", cfg.max_charging_cur,
-                                   ctx.derive(self_device=cfg.dev_id)).low()
+        limit = cfg.max_charging_cur
+        if isinstance(limit, int):
+            max_cur = limit
+        else:
+            max_cur = self._eval_limit(f"{cfg.dev_id}.max_charging_cur", limit,
+                                       ctx.derive(self_device=cfg.dev_id)).low()
         if r is not None and r.max_current_ma and isinstance(rt.driver, AjaxEvse):
             max_cur = min(max_cur, r.max_current_ma)
-        offline = rt.status.error_since if rt.status.com_err else None
-        state = r.state if r is not None else EvseState.WAITING
-        if rt.status.com_err:
-            state = EvseState.OFFLINE
+        status = rt.status
+        offline = status.error_since if status.com_err else None
         plugged_since = None
         if ev.plugged and ev.plugged_at is not None:
             plugged_since = mono - max(0.0, self.clock.now() - ev.plugged_at)
-        return EvseInput(
+        key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
+               ev.needs_auth, ev.authorised, plugged_since)
+        if ev.input is not None and ev.input_cfg is cfg and ev.input_key == key:
+            return ev.input
+        state = r.state if r is not None else EvseState.WAITING
+        if status.com_err:
+            state = EvseState.OFFLINE
+        made = EvseInput(
             id=cfg.dev_id,
             group=cfg.group,
             priority=cfg.prio,
@@ -816,16 +1154,16 @@ class ChargingManager:
             authorised=ev.authorised,
             plugged_since=plugged_since,
         )
+        ev.input, ev.input_key, ev.input_cfg = made, key, cfg
+        return made
 
-    def _virtual_meters(self, ctx: DictEvalContext) -> None:
+    def _virtual_meters(self, ctx: DictEvalContext, topo: _Topology) -> None:
         s = self.last_site
-        if s is None:
+        if s is None or not topo.virtual:
             return
         values = virtual_meter_values(s)
         mono = self.clock.monotonic()
-        for rt in self.devices.values():
-            if rt.dtype.kind is not Kind.VIRTUAL or not rt.config.device_enabled:
-                continue
+        for rt in topo.virtual:
             if rt.config.dev_type in values:
                 currents, power = values[rt.config.dev_type]
                 rt.meter = MeterReading(power_w=power, currents=currents, model=rt.dtype.name)
@@ -848,13 +1186,38 @@ class ChargingManager:
             ev = rt.evse
             if not d.write or not d.controlled:
                 continue
-            cmd = EvseCommand(enabled=d.charging_enabled and d.current_ma > 0,
-                              current_ma=d.current_ma if d.charging_enabled else 0)
+            cmd = _command(d.charging_enabled and d.current_ma > 0,
+                           d.current_ma if d.charging_enabled else 0)
+            if rt.config.enable_wakeup and self._wake_due(rt, d, mono):
+                cmd = replace(cmd, wake=True)
             due = ev.last_write is None or mono - ev.last_write >= REFRESH_WRITE_S
-            if cmd != ev.last_command or due:
-                writes.append(self._write(rt, cmd, mono))
+            if (cmd is not ev.last_command and cmd != ev.last_command) or due:
+                if isinstance(rt.driver, AjaxEvse):
+                    self._write_now(rt, rt.driver, cmd, mono)
+                else:
+                    writes.append(self._write(rt, cmd, mono))
         if writes:
             await asyncio.gather(*writes)
+
+    def _wake_due(self, rt: DeviceRuntime, d: EvseDecision, mono: float) -> bool:
+        """Whether this EVSE's car should get a control-pilot interruption now."""
+        ev = rt.evse
+        assert ev is not None
+        r = ev.reading
+        drawing = r is not None and (r.currents.peak() >= DRAWING_MA if r.has_meter
+                                     else r.state.charging)
+        offered = d.charging_enabled and d.current_ma >= rt.config.min_charging_cur
+        return ev.wakeup.update(mono, plugged=ev.plugged, offered=offered, drawing=drawing)
+
+    def _write_now(self, rt: DeviceRuntime, driver: AjaxEvse, cmd: EvseCommand,
+                   mono: float) -> None:
+        """Hand a command to an HTTP-input EVSE (its feeder gets it with the next answer)."""
+        ev = rt.evse
+        assert ev is not None
+        driver.set_command(cmd)
+        ev.last_command = _command(cmd.enabled, cmd.current_ma) if cmd.wake else cmd
+        ev.last_write = mono
+        ev.last_set_ma = cmd.current_ma
 
     async def _write(self, rt: DeviceRuntime, cmd: EvseCommand, mono: float) -> None:
         ev = rt.evse
@@ -865,7 +1228,7 @@ class ChargingManager:
         except (DeviceError, TimeoutError, OSError) as exc:
             self._com_error(rt, f"write failed: {exc}")
             return
-        ev.last_command = cmd
+        ev.last_command = _command(cmd.enabled, cmd.current_ma) if cmd.wake else cmd
         ev.last_write = mono
         ev.last_set_ma = cmd.current_ma
 

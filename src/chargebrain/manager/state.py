@@ -7,13 +7,15 @@ from them each cycle.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from chargebrain.core.balancer import EvseDecision
+from chargebrain.core.balancer import EvseDecision, EvseInput
 from chargebrain.core.model import EvseCommand, EvseReading, MeterReading
 from chargebrain.core.phases import ZERO, Phases
 from chargebrain.devices.base import EvseDriver, MeterDriver
 from chargebrain.devices.registry import DeviceType, Kind
 from chargebrain.manager.config import DeviceConfig
+from chargebrain.manager.wakeup import WakeTracker
 
 # Override bits as get_dev_info reports them.
 OVERRIDE_DISABLE_CHARGING = 1  # C
@@ -31,9 +33,28 @@ class ComStatus:
     error_since: float | None = None  # monotonic start of the current error spell
 
 
+@dataclass(frozen=True, slots=True)
+class WakeBand:
+    """Per phase (mA, after the meter's factor) and for the power (W): a pushed meter
+    reading below `low` or above `high` on any of them matters at once."""
+
+    low: tuple[float, float, float]
+    high: tuple[float, float, float]
+    power: tuple[float, float] = (float("-inf"), float("inf"))
+
+    def outside(self, l1: float, l2: float, l3: float, power_w: float) -> bool:
+        lo, hi, pw = self.low, self.high, self.power
+        return (
+            l1 > hi[0] or l2 > hi[1] or l3 > hi[2]
+            or l1 < lo[0] or l2 < lo[1] or l3 < lo[2]
+            or power_w > pw[1] or power_w < pw[0]
+        )
+
+
 @dataclass
 class EvseRuntime:
     reading: EvseReading | None = None
+    source: EvseReading | None = None  # `reading` as read, before an attached meter's values
     decision: EvseDecision | None = None
     building_currents: Phases = ZERO
     last_set_ma: int = -1
@@ -56,6 +77,15 @@ class EvseRuntime:
     rule_source: str = ""
     transaction_id: int | None = None
     max_power_w: float = 0.0
+    wakeup: WakeTracker = field(default_factory=WakeTracker)
+    # A pushed reading with a phase above this (mA) wakes a cycle at once: set by every
+    # decision to what the EVSE was given or drew, whichever is more, plus a margin.
+    wake_above_ma: int = 1000
+    # The balancer input of the last cycle and what it was built from (reused while
+    # nothing it depends on changed).
+    input: EvseInput | None = None
+    input_key: tuple[Any, ...] = ()
+    input_cfg: object = None
 
     @property
     def transaction_energy_wh(self) -> float:
@@ -90,6 +120,9 @@ class DeviceRuntime:
     expr_at: float | None = None  # monotonic time an expression meter was last evaluated
     same_since: float | None = None  # monotonic time a meter's values stopped changing
     sample_at: float | None = None  # when the pushed sample last checked was pushed
+    # Pushed meter readings outside this band wake a cycle at once (None: never; see
+    # ChargingManager._meter_bands).
+    wake_band: WakeBand | None = None
 
     @property
     def kind_name(self) -> str:

@@ -7,27 +7,33 @@ from the scenario's site the way an installer would: the site limits, one `evse_
 device per group, one HTTP-input EVSE (`evse_ajax`) per EVSE, and HTTP-input meters for
 the grid (role 3) and, when the site has PV, the production (role 2).
 
-Each `decide` sets the virtual clock to the snapshot's time, pushes the snapshot's readings
-through the HTTP-input drivers (`push_meter`, `push_evse`: the path of `set_ajax_meter` /
-`set_ajax_evse`), runs one `await manager.cycle(poll=False)` on an event loop the policy
-owns, and returns per EVSE what `set_ajax_evse` would answer: the decision's current when
-charging is enabled, else 0. A reading that is None is simply not pushed, so the device
-goes stale after 30 s like a silent real one, and the manager's own staleness, offline and
-fail-safe handling decide what happens.
+The scenario's `cycle_s` is how often the devices report; the manager runs on its own
+cycle (`cycle_ms`, by default the vendor's 3 s). Each `decide` sets the virtual clock to
+the snapshot's time and pushes the snapshot's readings through the HTTP-input drivers
+(`push_meter`, and `push_evses`, which is `push_evse` for many at one moment: the path of
+`set_ajax_meter` / `set_ajax_evse`), each of which may wake a cycle as in the
+application. Then it asks the manager whether a cycle is due (`due_cycle`, the question
+the application's loop asks): the periodic cycle, or one woken by a relevant push. If
+so, the cycle runs (`cycle_now`: the application's `cycle`, which never waits for I/O
+with HTTP-input devices only). It returns per EVSE what `set_ajax_evse` would answer:
+the decision's current when charging is enabled, else 0. A reading that is None is
+simply not pushed, so the device goes stale after 30 s like a silent real one, and the
+manager's own staleness, offline and fail-safe handling decide what happens.
 
 This module must never change how the manager decides (no shortcuts around its cycle, no
-skipped cycles), read the real clock for simulated time, or look at the plant's true state.
+cycles other than those its own due logic asks for), read the real clock for simulated
+time, or look at the plant's true state.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
 
 from chargebrain.clock import VirtualClock
 from chargebrain.core.model import EvseReading
+from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager import config as C
 from chargebrain.manager.config import DeviceConfig, SiteParams
@@ -42,6 +48,9 @@ from chargebrain.store.db import Store
 
 #: Wall-clock date of the simulated day's midnight (what rules and formulas see as "now").
 EPOCH_DAY = datetime(2024, 6, 3, tzinfo=UTC).timestamp()
+#: The manager's cycle in the simulator unless told otherwise: the vendor's (cFos: about
+#: 3 s). Pushed readings that matter wake cycles in between (docs/decisions.md).
+MANAGER_CYCLE_S = 3.0
 GRID_METER = "M1"
 PV_METER = "M2"
 
@@ -56,21 +65,28 @@ class ManagerPolicy:
     def __init__(
         self,
         *,
-        cycle_s: int = 1,
+        cycle_s: float = MANAGER_CYCLE_S,
         rules: bool = True,
         learn_phases: bool = True,
         min_pause_time: int = 300,
+        wakeup: bool = True,
         name: str = "manager",
     ) -> None:
-        """`cycle_s`: the manager's configured cycle (`cycle_ms`; the runner calls
-        `decide` once per simulated cycle). `rules`: install the rules runtime as in the
-        application. `learn_phases`: configure three-phase EVSEs "determine" (the default of a new
-        EVSE: the manager learns the phases a car draws on); False configures all three."""
+        """`cycle_s`: the manager's configured cycle (`cycle_ms`); the runner calls
+        `decide` whenever the devices report (the scenario's `cycle_s`). `rules`: install
+        the rules runtime as in the application. `learn_phases`: configure three-phase
+        EVSEs "determine" (the default of a new EVSE: the manager learns the phases a car
+        draws on); False configures all three. `wakeup`: allow the manager to wake
+        sleeping cars with a control-pilot interruption (`enable_wakeup` on every EVSE)."""
+        if cycle_s <= 0:
+            raise ValueError("the manager's cycle must be positive")
         self.name = name
         self.cycle_s = cycle_s
         self.rules = rules
         self.learn_phases = learn_phases
         self.min_pause_time = min_pause_time
+        self.wakeup = wakeup
+        self.wakes = 0  # control-pilot interruptions handed to the EVSEs
         self.loop = asyncio.new_event_loop()
         self.store = Store(":memory:")
         self.clock = VirtualClock(start=EPOCH_DAY)
@@ -81,7 +97,11 @@ class ManagerPolicy:
             RulesRuntime().install(self.manager)
         self._site: Site | None = None
         self._devices: list[tuple[str, str]] = []  # (scenario EVSE id, device id)
-        self._pushed: dict[str, tuple[EvseReading, EvseReading]] = {}
+        # per EVSE in `_devices`: [reading from the snapshot, what was pushed for it]
+        self._pushed: list[list[EvseReading | None]] = []
+        self.periodic_cycles = 0  # manager cycles run because the period was due
+        self.woken_cycles = 0  # ... because a pushed reading (or a change) mattered
+        self.pushes = 0  # readings pushed
         self._pv = False
         self._t0 = 0  # time of day at t = 0
         self._last: dict[str, int] = {}
@@ -90,10 +110,29 @@ class ManagerPolicy:
 
     @classmethod
     def for_scenario(
-        cls, scenario: Scenario, *, rules: bool = True, learn_phases: bool = True
+        cls,
+        scenario: Scenario,
+        *,
+        rules: bool = True,
+        learn_phases: bool = True,
+        cycle_s: float | None = None,
+        wakeup: bool = True,
     ) -> ManagerPolicy:
-        """A policy configured with the scenario's control cycle."""
-        return cls(cycle_s=scenario.cycle_s, rules=rules, learn_phases=learn_phases)
+        """A policy for a scenario whose devices report every `scenario.cycle_s`; the
+        manager's own cycle is `cycle_s` (default MANAGER_CYCLE_S)."""
+        return cls(cycle_s=MANAGER_CYCLE_S if cycle_s is None else cycle_s, rules=rules,
+                   learn_phases=learn_phases, wakeup=wakeup)
+
+    @property
+    def cycles(self) -> int:
+        """Manager cycles run so far."""
+        return self.periodic_cycles + self.woken_cycles
+
+    def stats(self) -> dict[str, int]:
+        """The manager's cycles so far, what ran them, and the readings pushed."""
+        return {"manager cycles": self.cycles, "periodic": self.periodic_cycles,
+                "woken by a push": self.woken_cycles, "pushes": self.pushes,
+                "cars woken": self.wakes}
 
     # --- configuration -----------------------------------------------------------------
 
@@ -113,7 +152,7 @@ class ManagerPolicy:
             max_total_evse_current=lim.max_evse_current_ma,
             max_imbalance_cur=lim.max_imbalance_ma,
             min_pause_time=self.min_pause_time,
-            cycle_ms=self.cycle_s * 1000,
+            cycle_ms=round(self.cycle_s * 1000),
         ))
         groups = number_groups(site)
         pending = list(site.groups)
@@ -140,8 +179,10 @@ class ManagerPolicy:
                 group=groups[e.group] if e.group is not None else 0,
                 min_charging_cur=e.min_ma, max_charging_cur=e.max_ma, prio=e.prio,
                 phase_rotation=e.phase_rotation, used_phases=used,
+                enable_wakeup=self.wakeup,
             ))
             self._devices.append((e.id, dev_id))
+            self._pushed.append([None, None])
         mgr.upsert_device(DeviceConfig(GRID_METER, "meter_ajax", name="grid", role=C.ROLE_GRID))
         if pv:
             mgr.upsert_device(DeviceConfig(PV_METER, "meter_ajax", name="pv",
@@ -156,16 +197,17 @@ class ManagerPolicy:
 
     # --- the cycle ---------------------------------------------------------------------
 
-    def _as_pushed(self, evse_id: str, r: EvseReading) -> EvseReading:
+    @staticmethod
+    def _as_pushed(r: EvseReading) -> EvseReading:
         """The reading as `set_ajax_evse` builds it from a feeder's fields: the feeder
         reports state, currents, power and energy; it has no field for the current being
         signalled (`max_charging_current` means the EVSE's own maximum), so none is sent."""
-        got = self._pushed.get(evse_id)
-        if got is not None and got[0] is r:
-            return got[1]
-        pushed = replace(r, max_current_ma=None) if r.max_current_ma is not None else r
-        self._pushed[evse_id] = (r, pushed)
-        return pushed
+        if r.max_current_ma is None:
+            return r
+        return EvseReading(  # dataclasses.replace, without its cost
+            state=r.state, currents=r.currents, power_w=r.power_w,
+            total_energy_wh=r.total_energy_wh, has_meter=r.has_meter, max_current_ma=None,
+            rfid=r.rfid, model=r.model, energy_known=r.energy_known)
 
     def decide(self, snapshot: Snapshot) -> Decision:
         if self.closed:
@@ -180,29 +222,56 @@ class ManagerPolicy:
         if target > clock.now():
             clock.advance(target - clock.now())
         mgr = self.manager
+        pushes = 0
         grid = snapshot.meters.get(GRID)
         if grid is not None:
             mgr.push_meter(GRID_METER, grid)
+            pushes += 1
         if self._pv:
             pv = snapshot.meters.get(PV)
             if pv is not None:
                 mgr.push_meter(PV_METER, pv)
+                pushes += 1
         readings = snapshot.evses
-        for sid, dev in self._devices:
+        as_pushed = self._as_pushed
+        batch: list[tuple[str, EvseReading]] = []
+        for (sid, dev), seen in zip(self._devices, self._pushed, strict=True):
             r = readings.get(sid)
-            if r is not None:
-                mgr.push_evse(dev, self._as_pushed(sid, r))
-        self.loop.run_until_complete(mgr.cycle(poll=False))
+            if r is None:
+                continue
+            pushed = seen[1]
+            if seen[0] is not r or pushed is None:
+                seen[0] = r
+                seen[1] = pushed = as_pushed(r)
+            batch.append((dev, pushed))
+        mgr.push_evses(batch)  # each as `push_evse`, at the same moment
+        self.pushes += pushes + len(batch)
+        due = mgr.due_cycle()
+        if due is None:
+            return self._decision  # nothing ran: the EVSEs keep their orders
+        if due:
+            self.periodic_cycles += 1
+        else:
+            self.woken_cycles += 1
+        mgr.cycle_now(poll=due)
         devices = mgr.devices
         currents: dict[str, int] = {}
+        wake: list[str] = []
         for sid, dev in self._devices:
-            ev = devices[dev].evse
+            rt = devices[dev]
+            ev = rt.evse
             d = ev.decision if ev is not None else None
             if d is not None and d.charging_enabled and d.current_ma > 0:
                 currents[sid] = d.current_ma
+            if isinstance(rt.driver, AjaxEvse) and rt.driver.wake_pending:
+                rt.driver.take_wake()  # what the answer to set_ajax_evse hands over
+                wake.append(sid)
         if currents != self._last:
             self._last = currents
             self._decision = Decision(currents)
+        if wake:
+            self.wakes += len(wake)
+            return Decision(self._decision.currents, wake=frozenset(wake))
         return self._decision
 
     # --- lifetime ----------------------------------------------------------------------

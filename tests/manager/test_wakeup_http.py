@@ -1,0 +1,109 @@
+"""Waking a sleeping car over real sockets: an HTTP-input EVSE is told in its answer, the
+built-in EVSE gets its control pilot switched off (register 8086)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from chargebrain.app import App, Config
+from chargebrain.clock import VirtualClock
+from chargebrain.manager.wakeup import WAKE_AFTER_S
+from chargebrain.powerbrain.hardware import SimCar
+from tests.api.test_users import add_evse, call
+from tests.conftest import Running, free_ports, wait_for
+
+
+@pytest.fixture(name="virtual")
+async def virtual_app(tmp_path: Path) -> AsyncIterator[tuple[Running, VirtualClock]]:
+    """The app on real sockets with a virtual clock (time moves only when told)."""
+    clock = VirtualClock()
+    port = free_ports(1)
+    app = App(Config(tmp_path / "data", "127.0.0.1", port, 0), clock=clock)
+    await app.start()
+    try:
+        yield Running(app, f"http://127.0.0.1:{port}", 0), clock
+    finally:
+        await app.stop()
+
+
+async def present(http: aiohttp.ClientSession, running: Running) -> dict[str, Any]:
+    """E2 reports a car that is plugged in but draws nothing; the answer."""
+    status, body = await call(http, running,
+                              "cmd=set_ajax_evse&dev_id=E2&state=2&current=0,0,0")
+    assert status == 200, body
+    assert isinstance(body, dict)
+    return body
+
+
+async def offered(http: aiohttp.ClientSession, running: Running) -> dict[str, Any]:
+    async def enabled() -> dict[str, Any] | None:
+        answer = await present(http, running)
+        return answer if answer["charging_enabled"] else None
+
+    return await wait_for(enabled)  # type: ignore[no-any-return]
+
+
+async def test_http_input_evse_is_told_once_to_wake_the_car(
+        virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
+    running, clock = virtual
+    await add_evse(http, running, "E2", enable_wakeup=True)
+    first = await offered(http, running)
+    assert first["wake_up"] is False and first["charging_current"] >= 6000
+    clock.advance(WAKE_AFTER_S + 1)
+
+    async def woken() -> bool:
+        return bool((await present(http, running))["wake_up"])
+
+    await wait_for(woken)
+    # Handed over once: the following answers do not repeat it.
+    for _ in range(3):
+        assert (await present(http, running))["wake_up"] is False
+
+
+async def test_without_enable_wakeup_the_answer_is_the_vendors(
+        virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
+    running, clock = virtual
+    await add_evse(http, running, "E2")
+    await offered(http, running)
+    clock.advance(WAKE_AFTER_S + 1)
+    for _ in range(3):
+        answer = await present(http, running)
+        assert set(answer) == {"device_enabled", "charging_enabled", "paused",
+                               "charging_current"}
+
+
+async def test_built_in_evse_switches_the_pilot_off(
+        virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
+    running, clock = virtual
+    status, body = await call(http, running, "cmd=set_params",
+                              {"devices": [{"dev_id": "E1", "enable_wakeup": True}]})
+    assert status == 200, body
+    # A car that is full: it is offered current but does not take it.
+    running.app.hardware.plug(SimCar(need_wh=0.0))
+
+    async def pilot_off_seconds() -> int:
+        status, value = await call(http, running, "cmd=modbus&device=evse&read=8086")
+        assert status == 200, value
+        return int(value)
+
+    async def offered_unused() -> bool:
+        clock.advance(1.0)  # the built-in EVSE is polled: let periodic cycles run
+        status, dev = await call(http, running, "cmd=get_dev_info")
+        assert status == 200
+        e1 = next(d for d in dev["devices"] if d["dev_id"] == "E1")
+        return bool(e1["state"] == 2 and e1["charging_enabled"])
+
+    await wait_for(offered_unused)
+    assert await pilot_off_seconds() == 0
+    clock.advance(WAKE_AFTER_S)
+
+    async def woken() -> bool:
+        clock.advance(0.5)
+        return await pilot_off_seconds() > 0
+
+    await wait_for(woken)
