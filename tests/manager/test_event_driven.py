@@ -24,7 +24,8 @@ from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager import config as C
 from chargebrain.manager.config import ConfigError, DeviceConfig, SiteParams
 from chargebrain.manager.persistence import ManagerStore
-from chargebrain.manager.runtime import WAKE_EVSE_OVER_MA, WAKE_METER_MA, ChargingManager
+from chargebrain.manager.pushes import WAKE_EVSE_OVER_MA, WAKE_METER_MA
+from chargebrain.manager.runtime import ChargingManager
 from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.store.db import Store
 from tests.conftest import Running, free_ports, wait_for

@@ -201,10 +201,10 @@ async def test_frozen_grid_meter_is_a_com_error(running: Running, http) -> None:
                               "role": 3})
     mgr = running.app.manager
     clock_start = mgr.clock.monotonic()
-    import chargebrain.manager.runtime as runtime
+    import chargebrain.manager.reading as reading
 
-    old = runtime.FROZEN_AFTER_S
-    runtime.FROZEN_AFTER_S = 0.3
+    old = reading.FROZEN_AFTER_S
+    reading.FROZEN_AFTER_S = 0.3
     try:
         for i in range(3):  # moving values are fine
             await call(http, running, f"cmd=set_ajax_meter&dev_id=M3&current={1000 + i},0,0")
@@ -219,7 +219,7 @@ async def test_frozen_grid_meter_is_a_com_error(running: Running, http) -> None:
         await call(http, running, "cmd=set_ajax_meter&dev_id=M3&current=4100,4000,4000")
         await wait_for(lambda: not mgr.devices["M3"].status.com_err)
     finally:
-        runtime.FROZEN_AFTER_S = old
+        reading.FROZEN_AFTER_S = old
 
 
 async def test_json_body_sent_as_a_form_is_json(running: Running, http) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,98 @@
+"""Applying a control cycle's decisions: writing the EVSE commands that changed.
+
+A command is written when it differs from the last one written or when that one is
+`REFRESH_WRITE_S` old (keeps the EVSEs' fail-safes fed). HTTP-input EVSEs get theirs at
+once (their feeder collects it with the next answer); the others are written
+concurrently. A car that should draw and does not is woken by a control-pilot
+interruption where the EVSE allows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import replace
+
+from chargebrain.clock import Clock
+from chargebrain.core.balancer import Allocation, EvseDecision
+from chargebrain.core.model import EvseCommand
+from chargebrain.devices.ajax import AjaxEvse
+from chargebrain.devices.errors import DeviceError
+from chargebrain.manager.reading import READ_TIMEOUT_S, _com_error
+from chargebrain.manager.state import DeviceRuntime
+from chargebrain.manager.wakeup import DRAWING_MA
+
+REFRESH_WRITE_S = 30.0  # rewrite an unchanged command this often (keeps fail-safes fed)
+_COMMANDS: dict[tuple[bool, int], EvseCommand] = {}
+
+
+def _command(enabled: bool, current_ma: int) -> EvseCommand:
+    """The command (one shared object per value, so that comparing is cheap)."""
+    key = (enabled, current_ma)
+    cmd = _COMMANDS.get(key)
+    if cmd is None:
+        if len(_COMMANDS) > 4096:
+            _COMMANDS.clear()
+        cmd = _COMMANDS[key] = EvseCommand(enabled=enabled, current_ma=current_ma)
+    return cmd
+
+
+async def _apply(alloc: Allocation, devices: dict[str, DeviceRuntime], clock: Clock) -> None:
+    """Write the commands of `alloc` that changed or are due for a refresh."""
+    mono = clock.monotonic()
+    writes: list[Awaitable[None]] = []
+    for d in alloc.evses:
+        rt = devices.get(d.id)
+        if rt is None or rt.evse is None or rt.driver is None:
+            continue
+        ev = rt.evse
+        if not d.write or not d.controlled:
+            continue
+        cmd = _command(d.charging_enabled and d.current_ma > 0,
+                       d.current_ma if d.charging_enabled else 0)
+        if rt.config.enable_wakeup and _wake_due(rt, d, mono):
+            cmd = replace(cmd, wake=True)
+        due = ev.last_write is None or mono - ev.last_write >= REFRESH_WRITE_S
+        if (cmd is not ev.last_command and cmd != ev.last_command) or due:
+            if isinstance(rt.driver, AjaxEvse):
+                _write_now(rt, rt.driver, cmd, mono)
+            else:
+                writes.append(_write(rt, cmd, mono, clock))
+    if writes:
+        await asyncio.gather(*writes)
+
+
+def _wake_due(rt: DeviceRuntime, d: EvseDecision, mono: float) -> bool:
+    """Whether this EVSE's car should get a control-pilot interruption now."""
+    ev = rt.evse
+    assert ev is not None
+    r = ev.reading
+    drawing = r is not None and (r.currents.peak() >= DRAWING_MA if r.has_meter
+                                 else r.state.charging)
+    offered = d.charging_enabled and d.current_ma >= rt.config.min_charging_cur
+    return ev.wakeup.update(mono, plugged=ev.plugged, offered=offered, drawing=drawing)
+
+
+def _write_now(rt: DeviceRuntime, driver: AjaxEvse, cmd: EvseCommand, mono: float) -> None:
+    """Hand a command to an HTTP-input EVSE (its feeder gets it with the next answer)."""
+    ev = rt.evse
+    assert ev is not None
+    driver.set_command(cmd)
+    ev.last_command = _command(cmd.enabled, cmd.current_ma) if cmd.wake else cmd
+    ev.last_write = mono
+    ev.last_set_ma = cmd.current_ma
+
+
+async def _write(rt: DeviceRuntime, cmd: EvseCommand, mono: float, clock: Clock) -> None:
+    """Write a command to an EVSE over I/O (`mono`: when the cycle decided to)."""
+    ev = rt.evse
+    driver = rt.driver
+    assert ev is not None and driver is not None
+    try:
+        await asyncio.wait_for(driver.apply(cmd), timeout=READ_TIMEOUT_S)  # type: ignore[union-attr]
+    except (DeviceError, TimeoutError, OSError) as exc:
+        _com_error(rt, f"write failed: {exc}", clock.monotonic())
+        return
+    ev.last_command = _command(cmd.enabled, cmd.current_ma) if cmd.wake else cmd
+    ev.last_write = mono
+    ev.last_set_ma = cmd.current_ma

@@ -1,0 +1,173 @@
+"""Deciding in a control cycle: from the balancer's input to its allocation.
+
+Evaluates the site's limits, lets the charging rules state their wishes, runs the
+balancer and keeps its state, then notes what the cycle decided: each EVSE's decision
+(and the draw above which a pushed reading of it wakes a cycle), each group's share, the
+site's figures, the virtual meters and the wake band of each pushed meter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from chargebrain.core.balancer import (
+    Allocation,
+    BalancerState,
+    EvseDecision,
+    GroupConfig,
+    Measurement,
+    SiteConfig,
+    SiteInput,
+    allocate,
+)
+from chargebrain.core.formula import DictEvalContext
+from chargebrain.core.model import MeterReading
+from chargebrain.manager.config import SiteParams
+from chargebrain.manager.inputs import _Inputs
+from chargebrain.manager.pushes import WAKE_EVSE_OVER_MA, _meter_bands
+from chargebrain.manager.site import SiteSnapshot, expression_reading, virtual_meter_values
+from chargebrain.manager.state import DeviceRuntime
+from chargebrain.manager.topology import _Topology
+
+if TYPE_CHECKING:
+    from chargebrain.manager.runtime import ChargingManager, ConfigStore
+
+log = logging.getLogger("chargebrain.manager")
+
+
+def _log_change(rt: DeviceRuntime, old: EvseDecision | None, new: EvseDecision | None) -> None:
+    """Say in the log when an EVSE starts, pauses or stops, and why."""
+    if new is None:
+        return
+    was = bool(old and old.charging_enabled and old.current_ma)
+    now_on = bool(new.charging_enabled and new.current_ma)
+    if was != now_on or (old is not None and old.paused != new.paused):
+        what = f"{new.current_ma / 1000:.1f} A" if now_on else (
+            "paused" if new.paused else "off")
+        log.info("%s (%s): %s (%s)", rt.dev_id, rt.config.name, what, new.reason)
+
+
+
+class _Deciding(_Inputs):
+    """The decision of a `ChargingManager`'s control cycle (a mixin)."""
+
+    store: ConfigStore
+    site: SiteParams
+    balancer_state: BalancerState
+    last_allocation: Allocation | None
+    last_site: SiteSnapshot | None
+    evaluated_max_total_ma: int
+    evaluated_max_evse_ma: int
+    wish_provider: Callable[[ChargingManager, DictEvalContext, float], None] | None
+    _formula_devices: frozenset[str]
+
+    def _decide(self, topo: _Topology) -> Allocation:
+        """Decide on the latest readings; note the decisions and what follows from them."""
+        now = self.clock.now()
+        mono = self.clock.monotonic()
+        site = self.site
+        ctx = self._fill_context(now)
+        max_total = self._eval_limit("site.max_total_current", site.max_total_current, ctx)
+        max_total = max_total.scale(site.max_total_cur_prc / 100.0)
+        max_evse = self._eval_limit("site.max_total_evse_current", site.max_total_evse_current,
+                                    ctx)
+        self.evaluated_max_total_ma = max_total.low()
+        self.evaluated_max_evse_ma = max_evse.low()
+        if self.wish_provider is not None:
+            # This mixin is only ever part of a ChargingManager.
+            self.wish_provider(cast("ChargingManager", self), ctx, now)
+        measurements, figures, raw = self._measurements(topo)
+        groups = []
+        evses = []
+        for rt in topo.groups_and_evses:
+            cfg = rt.config
+            if rt.evse is None:
+                limit = self._eval_limit(f"{cfg.dev_id}.max_charging_cur", cfg.max_charging_cur,
+                                         ctx)
+                groups.append(GroupConfig(
+                    id=cfg.group_number, parent=cfg.group, max_current=limit.low(),
+                    priority=cfg.prio, load=measurements.get(cfg.group_number),
+                    name=cfg.name or cfg.dev_id))
+            else:
+                evses.append(self._evse_input(rt, ctx, mono))
+        config = SiteConfig(
+            max_total_current=max_total.low(),
+            reserve_current=site.reserve_current,
+            max_total_evse_current=max_evse.low(),
+            max_imbalance_cur=site.max_imbalance_cur,
+            imbalance_add=site.imbalance_add,
+            min_pause_time=float(site.min_pause_time),
+            lb_enabled=site.lb_enabled,
+            disable_policy=site.disable_policy,
+        )
+        site_input = SiteInput(config=config, load=measurements.get(0, Measurement()),
+                               groups=tuple(groups), evses=tuple(evses))
+        alloc = allocate(site_input, self.balancer_state, mono)
+        if alloc.overdraft_cur != self.balancer_state.overdraft_cur:
+            self.store.save_overdraft(alloc.overdraft_cur)
+        self.balancer_state = alloc.state
+        self.last_allocation = alloc
+        if self._formulas:
+            # Formulas still to be evaluated this cycle see the state it started with.
+            ctx.materialize()
+        # Decisions come in input order: the EVSEs of `groups_and_evses`, as in `devices`.
+        evse_power = 0.0
+        for rt, new in zip(topo.evses, alloc.evses, strict=True):
+            ev = rt.evse
+            assert ev is not None
+            old = ev.decision
+            if old is None or old.current_ma != new.current_ma or (
+                    old.charging_enabled is not new.charging_enabled) or (
+                    old.paused is not new.paused):
+                _log_change(rt, old, new)
+            ev.decision = new
+            r = ev.reading
+            given = new.current_ma if new.charging_enabled else 0
+            if r is not None:
+                c = r.currents
+                drawn = max(c.l1, c.l2, c.l3)
+                if not rt.status.com_err:
+                    evse_power += r.power_w
+            else:
+                drawn = 0
+            ev.wake_above_ma = (given if given > drawn else drawn) + WAKE_EVSE_OVER_MA
+        for node in alloc.nodes:
+            if node.id:
+                g = self.devices.get(f"E{node.id}")
+                if g is not None:
+                    g.group_state = node.allocated
+        if 0 in topo.grid and 0 not in topo.cons:
+            figures["consumed_w"] = max(0.0, figures["grid_w"] - evse_power)
+        load = measurements.get(0, Measurement()).current
+        surplus = (-figures["grid_w"] + evse_power) if topo.has_grid else (
+            figures["produced_w"] - figures["consumed_w"])
+        # The surplus the rules use (a surplus formula may replace the built-in one).
+        surplus = self.cm_values.get("_surplus", surplus)
+        self.last_site = SiteSnapshot(
+            available=alloc.available, allocated=alloc.allocated, consumed=alloc.consumed,
+            non_evse_load=load, overdraft_applied_ma=alloc.overdraft_applied.peak(),
+            grid_w=figures["grid_w"], consumed_w=figures["consumed_w"],
+            produced_w=figures["produced_w"], surplus_w=max(0.0, surplus),
+            evse_power_w=evse_power)
+        self._virtual_meters(ctx, topo)
+        _meter_bands(topo, measurements, raw, self._formula_devices)
+        return alloc
+
+    def _virtual_meters(self, ctx: DictEvalContext, topo: _Topology) -> None:
+        s = self.last_site
+        if s is None or not topo.virtual:
+            return
+        values = virtual_meter_values(s)
+        mono = self.clock.monotonic()
+        for rt in topo.virtual:
+            if rt.config.dev_type in values:
+                currents, power = values[rt.config.dev_type]
+                rt.meter = MeterReading(power_w=power, currents=currents, model=rt.dtype.name)
+                continue
+            formula = self._formulas.get(f"{rt.dev_id}.expr")
+            if rt.config.dev_type == "meter_expression" and formula is not None:
+                dt = mono - rt.expr_at if rt.expr_at is not None else 0.0
+                rt.expr_at = mono
+                rt.meter = expression_reading(formula, rt.meter, ctx, rt.dev_id, dt)

@@ -1,0 +1,246 @@
+"""Reading the devices in a control cycle and taking what they report.
+
+Polled devices are read concurrently within a time budget (a read that outlasts it
+carries over to the next cycle); HTTP-input devices answer at once with their latest
+pushed reading. A reading updates the device's communication state; a grid or
+consumption meter repeating itself exactly for `FROZEN_AFTER_S` counts as broken. An
+EVSE's reading also updates its energy counters and reports plug-in, unplug and RFID to
+the session listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from chargebrain.clock import Clock
+from chargebrain.core.model import EvseReading, EvseState, MeterReading
+from chargebrain.core.phases import ZERO, Phases
+from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
+from chargebrain.devices.errors import DeviceError
+from chargebrain.manager import config as C
+from chargebrain.manager.config import DeviceConfig, SiteParams
+from chargebrain.manager.site import VOLTAGE
+from chargebrain.manager.state import DeviceRuntime
+from chargebrain.manager.topology import _Topology
+
+if TYPE_CHECKING:
+    from chargebrain.manager.runtime import SessionListener
+
+log = logging.getLogger("chargebrain.manager")
+
+READ_TIMEOUT_S = 5.0
+FROZEN_AFTER_S = 20.0  # a grid/consumption meter repeating itself this long is stale
+_CHARGING = frozenset(s for s in EvseState if s.charging)
+_PLUGGED = frozenset(s for s in EvseState if s.plugged)
+
+
+def _meter_corrected(cfg: DeviceConfig, r: MeterReading) -> MeterReading:
+    factor = cfg.factor * (-1.0 if cfg.invert else 1.0)
+    if factor == 1.0:
+        return r
+    return replace(
+        r,
+        power_w=r.power_w * factor,
+        currents=r.currents.map(lambda v: round(v * factor)),
+    )
+
+
+def _com_error(rt: DeviceRuntime, message: str, mono: float) -> None:
+    """A device failed to answer at `mono` (monotonic time): note it, log the first."""
+    st = rt.status
+    if not st.com_err:
+        st.com_err = True
+        st.com_errors += 1
+        st.com_state_since = mono
+        st.error_since = mono
+        never_fed = isinstance(rt.driver, AjaxMeter | AjaxEvse) and rt.driver.pushed_at is None
+        level = logging.INFO if never_fed else logging.WARNING
+        log.log(level, "%s (%s): %s", rt.dev_id, rt.config.name, message)
+    st.last_error = message
+
+
+def _com_ok(rt: DeviceRuntime, mono: float) -> None:
+    """A device answered at `mono` (monotonic time): note it, log a recovery."""
+    st = rt.status
+    if st.com_err:
+        st.com_err = False
+        st.com_state_since = mono
+        st.error_since = None
+        log.info("%s (%s): communication restored", rt.dev_id, rt.config.name)
+    st.last_ok = mono
+
+
+class _Reading:
+    """Reading the devices of a `ChargingManager` (a mixin)."""
+
+    clock: Clock
+    site: SiteParams
+    devices: dict[str, DeviceRuntime]
+    listeners: list[SessionListener]
+    user_evses: frozenset[str]
+    _pending: dict[str, asyncio.Task[Any]]
+
+    async def _read_all(self, topo: _Topology) -> None:
+        """Read every device: the pushed ones at once, the polled ones concurrently."""
+        self._read_pushed(topo)
+        if not topo.polled:
+            return
+        budget = min(READ_TIMEOUT_S, max(0.2, self.site.cycle_ms / 1000.0 * 0.6))
+        for rt in topo.polled:
+            if rt.dev_id not in self._pending:
+                self._pending[rt.dev_id] = asyncio.ensure_future(self._read_one(rt))
+        tasks = list(self._pending.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=budget)
+        for dev_id, task in list(self._pending.items()):
+            if task.done():
+                del self._pending[dev_id]
+
+    def _read_pushed(self, topo: _Topology) -> None:
+        """Take the latest reading of every HTTP-input device (never waits)."""
+        clock = self.clock
+        now, mono = clock.now(), clock.monotonic()
+        for rt in topo.pushed:
+            driver = rt.driver
+            assert isinstance(driver, AjaxMeter | AjaxEvse)
+            try:
+                reading: MeterReading | EvseReading = driver.latest(mono)
+            except DeviceError as exc:
+                _com_error(rt, str(exc) or type(exc).__name__, mono)
+                continue
+            if isinstance(reading, EvseReading):
+                status = rt.status
+                if status.com_err:
+                    _com_ok(rt, mono)
+                else:
+                    status.last_ok = mono  # _com_ok, the common case
+                self._evse_reading(rt, reading, now, mono)
+            else:
+                self._take(rt, reading, now, mono)
+
+    async def _read_one(self, rt: DeviceRuntime) -> None:
+        driver = rt.driver
+        assert driver is not None
+        try:
+            reading: MeterReading | EvseReading = await asyncio.wait_for(
+                driver.read(), timeout=READ_TIMEOUT_S)
+        except (DeviceError, TimeoutError, OSError) as exc:
+            _com_error(rt, str(exc) or type(exc).__name__, self.clock.monotonic())
+            return
+        except Exception as exc:
+            log.exception("reading %s failed", rt.dev_id)
+            _com_error(rt, f"internal error: {exc}", self.clock.monotonic())
+            return
+        self._take(rt, reading, self.clock.now(), self.clock.monotonic())
+
+    def _take(self, rt: DeviceRuntime, reading: MeterReading | EvseReading, now: float,
+              mono: float) -> None:
+        if isinstance(reading, EvseReading):
+            _com_ok(rt, mono)
+            self._evse_reading(rt, reading, now, mono)
+            return
+        corrected = _meter_corrected(rt.config, reading)
+        if self._frozen(rt, corrected):
+            return
+        _com_ok(rt, mono)
+        rt.meter = corrected
+
+    def _frozen(self, rt: DeviceRuntime, reading: MeterReading) -> bool:
+        """A grid or consumption meter repeating exactly the same values is broken.
+
+        Real household readings always move a little; a gateway that keeps sending its
+        last value after losing the meter would otherwise look perfectly healthy.
+        """
+        mono = self.clock.monotonic()
+        if isinstance(rt.driver, AjaxMeter):
+            # Re-reading the same push is no new sample (staleness covers a silent feeder).
+            if rt.driver.pushed_at == rt.sample_at:
+                return rt.status.com_err and rt.same_since is not None
+            rt.sample_at = rt.driver.pushed_at
+        same = rt.meter is not None and (reading.currents, reading.power_w) == (
+            rt.meter.currents, rt.meter.power_w) and reading.currents != ZERO
+        if not same or rt.config.role not in (C.ROLE_GRID, C.ROLE_CONSUMPTION):
+            rt.same_since = None
+            return False
+        if rt.same_since is None:
+            rt.same_since = mono
+        if mono - rt.same_since > FROZEN_AFTER_S:
+            _com_error(rt, f"values unchanged for {mono - rt.same_since:.0f} s "
+                           "(frozen meter?)", mono)
+            return True
+        return False
+
+    def _evse_reading(self, rt: DeviceRuntime, reading: EvseReading, now: float,
+                      mono: float) -> None:
+        ev = rt.evse
+        assert ev is not None
+        cfg = rt.config
+        prev = ev.reading
+        ev.reading = ev.source = reading
+        attached = self.devices.get(cfg.attach) if cfg.attach else None
+        if attached is not None and attached.meter is not None and not reading.has_meter:
+            reading = replace(reading, currents=attached.meter.currents,
+                              power_w=attached.meter.power_w,
+                              total_energy_wh=attached.meter.import_wh, has_meter=True)
+            ev.reading = reading
+        c = reading.currents
+        rotation = cfg.phase_rotation % 360
+        # core.phases.rotate, spelt out: this runs for every EVSE in every cycle
+        if rotation == 120:
+            ev.building_currents = Phases(c.l3, c.l1, c.l2)
+        elif rotation == 240:
+            ev.building_currents = Phases(c.l2, c.l3, c.l1)
+        else:
+            ev.building_currents = c
+        last = ev.last_read
+        dt = (mono - last) if last is not None else 0.0
+        ev.last_read = mono
+        state = reading.state
+        charging = state in _CHARGING
+        if reading.has_meter and reading.energy_known:
+            ev.total_energy_wh = reading.total_energy_wh
+        else:
+            # No energy counter: integrate what it draws, or else the current we gave it.
+            if reading.has_meter:
+                power = reading.power_w
+            else:
+                given = ev.decision.current_ma if ev.decision and charging else 0
+                phases = bin(ev.decision.phases).count("1") if ev.decision else 1
+                power = given / 1000.0 * VOLTAGE * max(1, phases)
+            ev.soft_meter_wh += power * dt / 3600.0
+            ev.total_energy_wh = ev.soft_meter_wh
+        if charging:
+            ev.charging_secs += dt
+        if reading.power_w > ev.max_power_w:
+            ev.max_power_w = reading.power_w
+        was_plugged = ev.plugged
+        plugged = state in _PLUGGED
+        if plugged == was_plugged and prev is not None and not reading.rfid:
+            return
+        if plugged and not was_plugged:
+            ev.plugged = True
+            ev.plugged_at = now
+            ev.plug_energy_wh = ev.total_energy_wh
+            ev.needs_auth = self.needs_auth(rt)
+            log.info("%s (%s): vehicle plugged in", rt.dev_id, rt.config.name)
+            for listener in self.listeners:
+                listener.on_plug(rt, now)
+        elif not plugged and state is not EvseState.ERROR and was_plugged:
+            log.info("%s (%s): vehicle unplugged after %.2f kWh", rt.dev_id, rt.config.name,
+                     ev.transaction_energy_wh / 1000)
+            for listener in self.listeners:
+                listener.on_unplug(rt, now)
+            ev.end_session()
+        if prev is None:
+            ev.needs_auth = self.needs_auth(rt)
+        if reading.rfid:
+            log.info("%s (%s): RFID/PIN %s presented", rt.dev_id, rt.config.name, reading.rfid)
+            for listener in self.listeners:
+                listener.on_rfid(rt, reading.rfid, now)
+
+    def needs_auth(self, rt: DeviceRuntime) -> bool:
+        """An EVSE with at least one user assigned charges only after authorisation."""
+        return bool(rt.config.users) or rt.dev_id in self.user_evses
