@@ -340,16 +340,24 @@ def test_a_paused_car_restarts_only_with_a_margin_above_its_minimum() -> None:
     s = site(13, ev("E1", used_phases=1), ev("E2", used_phases=1))
     a = allocate(s, BalancerState(), 0.0)
     assert currents(a) == {"E1": 6500, "E2": 6500}
-    a = allocate(dataclasses.replace(s, config=SiteConfig(11 * A)), a.state, 3.0)
+    tight = feed(dataclasses.replace(s, config=SiteConfig(11 * A)), a)
+    a = allocate(tight, a.state, 3.0)
+    # E2 stops; E1 takes its room once E2 is no longer drawing it.
+    assert currents(a) == {"E1": 6500, "E2": 0}
+    a = allocate(feed(tight, a), a.state, 6.0)
     assert currents(a) == {"E1": 11 * A, "E2": 0}
     st = a.state
     # After the pause (and before E1 has charged long enough to yield its place): room for
-    # exactly E2's minimum beside E1 is not enough to restart...
-    exact = dataclasses.replace(s, config=SiteConfig(12 * A))
+    # exactly E2's minimum beside E1 (which draws its 11 A) is not enough to restart...
+    exact = feed(dataclasses.replace(s, config=SiteConfig(12 * A)), a)
     assert currents(allocate(exact, st, 400.0)) == {"E1": 12 * A, "E2": 0}
-    # ...its minimum plus the 500 mA margin is.
-    ok = dataclasses.replace(s, config=SiteConfig(12500))
-    assert currents(allocate(ok, st, 400.0)) == {"E1": 6200, "E2": 6200}
+    # ...its minimum plus the 500 mA margin is: E1 comes down at once, and E2 starts in
+    # the next cycle, once E1 is no longer drawing what E2 gets.
+    ok = feed(dataclasses.replace(s, config=SiteConfig(12500)), a)
+    a = allocate(ok, st, 400.0)
+    assert currents(a) == {"E1": 6200, "E2": 0}
+    assert a.by_id()["E2"].reason == "waiting for other cars to come down (site phase L1)"
+    assert currents(allocate(feed(ok, a), a.state, 403.0)) == {"E1": 6200, "E2": 6200}
 
 
 def test_three_cars_needing_18a_on_3x16a_take_turns() -> None:
@@ -360,7 +368,7 @@ def test_three_cars_needing_18a_on_3x16a_take_turns() -> None:
     assert waiting.reason == "minimum current not available (site phase L1)"
     charged: set[str] = set()
     rotations = 0
-    for _ in range(1200):  # one hour in 3 s cycles
+    for _ in range(2400):  # two hours in 3 s cycles
         st, s = a.state, feed(s, a)
         now += 3
         a = allocate(s, st, now)
@@ -441,10 +449,11 @@ def test_headroom_a_car_does_not_take_is_lent_and_taken_back_step_by_step() -> N
     assert by["SLOW"].current_ma == 7 * A  # draw + 2 A
     assert by["SLOW"].reason == "car draw" and by["SLOW"].lreason is Limit.CAR_DRAW
     assert by["FAST"].current_ma == 25 * A
-    # The car wants more again: it gets it back 2 A per cycle, never in one jump.
+    # The car wants more again: it gets it back 2 A per cycle at most, never in one jump,
+    # and only as FAST is seen to come down.
     limit["SLOW"] = 32 * A
     seen = [a.by_id()["SLOW"].current_ma]
-    for _ in range(8):
+    for _ in range(16):
         a, st, s, now = run(s, 1, start=now + 3, state=st, draw=draw)
         seen.append(a.by_id()["SLOW"].current_ma)
         assert a.allocated.l1 <= 32 * A

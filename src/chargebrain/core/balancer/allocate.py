@@ -1,12 +1,14 @@
 """The charging manager's allocation policy: who charges, and with how much current.
 
-Two stages per cycle (see docs/load-management.md):
+Per cycle (see docs/load-management.md):
 1. Admission: in priority order, each competing EVSE's minimum current is reserved if it
    fits under every limit on its building phases and keeps the phase imbalance in bounds;
-   charging cars come first, then waiting cars (longest waiting first, with a restart
-   margin and the minimum pause), then cars that have charged long enough to yield.
+   charging cars come first, then waiting cars and cars that have charged long enough to
+   give way, the least charge given first; idle cars (drawing nothing) are set aside.
 2. Filling: priority tier by priority tier, the current above the minimums is shared by
    max-min fair water filling over all (node, phase) limits and the imbalance limit.
+3. Idle cars get their minimum where it still fits; increases that cars still coming
+   down leave no room for wait (handover.py).
 Pure: same inputs and state give the same output; no I/O, no clock reads, no mutation of
 inputs or of the carried state.
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 from heapq import heapify, heappop, heapreplace
 
 from chargebrain.core.balancer.data import Allocation, BalancerState, Limit, PauseReason, SiteInput
+from chargebrain.core.balancer.drawing import floor_of
+from chargebrain.core.balancer.handover import hand_over
 from chargebrain.core.balancer.prepare import (
     BY_CAP,
     BY_IMBALANCE,
@@ -23,19 +27,23 @@ from chargebrain.core.balancer.prepare import (
     CANDIDATE,
     FITS,
     INF,
+    MASK_PHASES,
+    NOT_SET,
+    PAIRS,
     Slot,
     Work,
     finish,
     prepare,
 )
 
-_PAIRS = ((0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1))
 _CAP_REASONS = {
     Limit.EVSE_MAX: "EVSE maximum",
     Limit.RULE: "rule",
     Limit.OVERRIDE: "override",
     Limit.CAR_DRAW: "car draw",
 }
+_IDLE_REASON = "car not drawing"
+_REFILLS = 3  # rounds of filling again after the phase imbalance stopped some cars
 
 
 def allocate(site: SiteInput, state: BalancerState, now: float) -> Allocation:
@@ -46,71 +54,170 @@ def allocate(site: SiteInput, state: BalancerState, now: float) -> Allocation:
     """
     w = prepare(site, state, now)
     cands = [s for s in w.slots if s.kind == CANDIDATE]
-    admitted = admit(w, cands)
+    active, idle = split_idle(cands)
+    limits = list(w.cap)
+    admitted = admit(w, active)
+    idle.extend(unprobe(active))
+    order = list(admitted)
     admitted.sort(key=lambda s: s.tier)
     if w.imb_limit > 0:
-        t = [w.imb_base[p] + w.load[p] for p in range(3)]
-        w.imb_eff = max(w.imb_limit, max(t) - min(t))
+        w.imb_eff = max(w.imb_limit, w.imbalance())
     start = 0
     for i in range(1, len(admitted) + 1):
         if i == len(admitted) or admitted[i].tier != admitted[start].tier:
-            water_fill(w, admitted[start:i])
+            fill_tier(w, admitted[start:i])
             start = i
+    order.extend(admit_idle(w, idle))
+    hand_over(w, limits, order)
     explain(w, cands)
     return finish(w, state)
 
 
-def admit(w: Work, cands: list[Slot]) -> list[Slot]:
-    """Stage 1: reserve minimum currents in ranking order; returns the admitted slots."""
+def split_idle(cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
+    """Apply what the cars have shown by drawing (see drawing.py): each car's minimum is
+    the start current it has shown, a probing car's minimum is the probe's current (and
+    no lending cap), and idle cars are set aside to be served last, at their minimum."""
+    active: list[Slot] = []
+    idle: list[Slot] = []
+    for s in cands:
+        floor = s.floor = floor_of(s.dm, s.min, s.e.max_current)
+        if s.probing:
+            s.min = max(floor, s.dm.probe_ma)
+            s.want, s.cap_kind = max(s.max_want, s.min), s.max_kind
+        elif s.idle:
+            s.min = s.want = floor
+            s.cap_kind = Limit.CAR_DRAW
+            idle.append(s)
+            continue
+        else:
+            s.min = floor
+            s.want = max(s.want, floor)
+        active.append(s)
+    return active, idle
+
+
+def unprobe(active: list[Slot]) -> list[Slot]:
+    """Probing cars whose probe current did not fit: no probe this cycle (it stays due);
+    they are idle cars like the others."""
+    out = []
+    for s in active:
+        if s.probing and not s.admitted:
+            s.probing, s.paused, s.fail = False, False, NOT_SET
+            s.pause_reason, s.reason = PauseReason.NONE, ""
+            s.min = s.want = s.floor
+            s.cap_kind = Limit.CAR_DRAW
+            out.append(s)
+    return out
+
+
+def admit_idle(w: Work, idle: list[Slot]) -> list[Slot]:
+    """After every car that draws or waits has its share: idle cars get their minimum
+    where it still fits (one that had none needs the restart margin too, and its pause
+    must have lasted the minimum pause time), else nothing."""
+    margin = w.tun.restart_margin_ma
+    idle.sort(key=lambda s: (s.tier, not s.incumbent, s.e.id))
+    admitted = []
+    for s in idle:
+        holding = s.incumbent
+        need = s.min if holding else s.min + margin
+        c = w.fits(s.cons, need)
+        if c == FITS and not w.imbalance_ok(s, need):
+            c = BY_IMBALANCE
+        if c == FITS and not holding and w.now < s.mem.pause_until:
+            c = BY_TIMER
+        if c == FITS:
+            s.admitted, s.bound = True, BY_CAP
+            w.reserve(s, s.min)
+            admitted.append(s)
+        else:
+            s.paused, s.fail = True, c
+            s.pause_reason = PauseReason.IMBALANCE if c == BY_IMBALANCE else PauseReason.SHORTAGE
+            if c == BY_TIMER:
+                s.pause_reason = s.mem.pause_reason or PauseReason.SHORTAGE
+            s.reason = _IDLE_REASON
+    return admitted
+
+
+def rank(w: Work, cands: list[Slot]) -> None:
+    """Sort the candidates in admission order (see docs/load-management.md, stage 1)."""
     now, tun = w.now, w.tun
-    rotate_after, margin = tun.rotation_time_s, tun.restart_margin_ma
+    rotate_after = tun.rotation_time_s
+    gap = tun.rotation_gap_mah * 3600.0
     for s in cands:
         mem = s.mem
-        if s.incumbent:
-            since = mem.charging_since if mem.charging_since is not None else now
-            # Charging cars first, most recently started first; those that have charged
-            # for the rotation time go behind the waiting cars of their tier.
-            s.order = (2.0 if now - since >= rotate_after else 0.0, -since)
-        else:
+        if s.probing:
+            # A probe takes no one's place, it gets what the others leave; but a car that
+            # has never drawn and not been probed yet takes its turn like a waiting car.
             waiting = mem.waiting_since if mem.waiting_since is not None else now
             plugged = s.plugged_since if s.plugged_since is not None else now
-            s.order = (1.0, waiting, plugged)
+            fresh = not s.dm.failed and s.charge <= 0
+            s.order = (1.0, -INF, waiting, plugged) if fresh else (2.0, waiting, plugged)
+        elif s.incumbent:
+            since = mem.charging_since if mem.charging_since is not None else now
+            # Charging cars first, most recently started first. One that has charged for
+            # the rotation time competes with the waiting cars as if it had been given
+            # `gap` less charge: it yields to a car that has had that much less, or none.
+            if now - since < rotate_after:
+                s.order = (0.0, -since)
+            else:
+                s.order = (1.0, s.charge - gap, -since)
+        else:
+            # Waiting cars: the least charge given first (none at all before any), then
+            # the longest waiting.
+            waiting = mem.waiting_since if mem.waiting_since is not None else now
+            plugged = s.plugged_since if s.plugged_since is not None else now
+            s.order = (1.0, s.charge if s.charge > 0 else -INF, waiting, plugged)
     cands.sort(key=lambda s: (s.tier, s.order, s.e.id))
 
+
+def admit(w: Work, cands: list[Slot]) -> list[Slot]:
+    """Stage 1: reserve minimum currents in ranking order; returns the admitted slots."""
+    rank(w, cands)
+    now, margin = w.now, w.tun.restart_margin_ma
     admitted: list[Slot] = []
     rotated_tiers: set[tuple[float, ...]] = set()
     retry: list[Slot] = []
-    for s in cands:
+
+    def check(s: Slot) -> int:
         need = s.min if s.incumbent else s.min + margin
         c = w.fits(s.cons, need)  # FITS or the first constraint it breaks
-        if c == FITS and not w.imbalance_ok(s.bmask, need):
+        if c == FITS and (s.hmask or s.lmask) and not w.imbalance_ok(s, need):
             c = BY_IMBALANCE
+        return c
+
+    def take(s: Slot) -> None:
+        s.admitted, s.fail = True, FITS
+        w.reserve(s, s.min)
+        admitted.append(s)
+        if not s.incumbent and not s.probing:
+            rotated_tiers.add(s.tier)
+
+    def flush() -> None:
+        # Imbalance is not monotone: a car refused for it may fit once others balance it.
+        progress = bool(retry)
+        while progress:
+            progress = False
+            for r in retry:
+                if not r.admitted and check(r) == FITS:
+                    take(r)
+                    progress = True
+
+    # Phases (as the imbalance check counts them) of cars refused for imbalance, with the
+    # tier of the first: a lower priority on the same phases waits behind them.
+    blocked: dict[int, tuple[float, ...]] = {}
+    for s in cands:
+        first = blocked.get(s.hmask)
+        c = BY_IMBALANCE if first is not None and first < s.tier else check(s)
         if not s.incumbent and now < s.mem.pause_until:
             s.fail = BY_TIMER if c == FITS else c
-            continue
-        if c == FITS:
-            s.admitted = True
-            w.commit(s.cons, s.min)
-            admitted.append(s)
-            if not s.incumbent:
-                rotated_tiers.add(s.tier)
+        elif c == FITS:
+            take(s)
         else:
             s.fail = c
             if c == BY_IMBALANCE:
                 retry.append(s)
-    # Imbalance is not monotone: a car refused earlier may fit once others balance it.
-    progress = True
-    while retry and progress:
-        progress, rest = False, []
-        for s in retry:
-            need = s.min if s.incumbent else s.min + margin
-            if w.fits(s.cons, need) == FITS and w.imbalance_ok(s.bmask, need):
-                s.admitted, s.fail, progress = True, FITS, True
-                w.commit(s.cons, s.min)
-                admitted.append(s)
-            else:
-                rest.append(s)
-        retry = rest
+                blocked.setdefault(s.hmask, s.tier)
+    flush()
     for s in cands:
         if s.admitted:
             continue
@@ -121,13 +228,34 @@ def admit(w: Work, cands: list[Slot]) -> list[Slot]:
         elif s.fail == BY_IMBALANCE:
             s.pause_reason = PauseReason.IMBALANCE
             s.reason = "phase imbalance"
-        elif s.incumbent and s.order[0] == 2.0 and s.tier in rotated_tiers:
+        elif s.incumbent and s.order[0] == 1.0 and s.tier in rotated_tiers:
             s.pause_reason = PauseReason.ROTATION
             s.reason = "round robin"
         else:
             s.pause_reason = PauseReason.SHORTAGE
             s.reason = f"minimum current not available ({w.label_of(s.fail)})"
     return admitted
+
+
+def fill_tier(w: Work, tier: list[Slot]) -> None:
+    """Stage 2 for one priority tier: water filling, then again for the cars the phase
+    imbalance stopped. The imbalance is not monotone: cars on a phase with many cars are
+    stopped early while those on the other phases still rise, and once these have risen
+    there may be room for the first again."""
+    water_fill(w, tier)
+    for _ in range(_REFILLS):
+        again = [s for s in tier if s.bound == BY_IMBALANCE and s.min + s.extra < s.want]
+        if not again:
+            return
+        done = [s.extra for s in again]
+        for s, extra in zip(again, done, strict=True):
+            s.min += extra  # rise from where they stopped
+        water_fill(w, again)
+        for s, extra in zip(again, done, strict=True):
+            s.min -= extra
+            s.extra += extra
+        if all(s.extra == extra for s, extra in zip(again, done, strict=True)):
+            return
 
 
 def water_fill(w: Work, tier: list[Slot]) -> None:
@@ -150,6 +278,12 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             else:
                 users[c].append(i)
             k[c] += 1
+    khi, klo = [0, 0, 0], [0, 0, 0]  # rising cars that may / surely draw on each phase
+    for s in tier:
+        for p in MASK_PHASES[s.hmask]:
+            khi[p] += 1
+        for p in MASK_PHASES[s.lmask]:
+            klo[p] += 1
     rising = [True] * len(tier)
     left = len(tier)
     events = []
@@ -164,7 +298,7 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
         heap.append((q - q % step, c))
     heapify(heap)
     imb_limit = w.imb_eff
-    base = w.imb_base
+    base, hi, lo = w.imb_base, w.ihi, w.ilo
     reserve = w.imb_reserve
     ptr = 0
 
@@ -178,6 +312,12 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
         for c in s.cons:
             load[c] += lam
             k[c] -= 1
+        for p in MASK_PHASES[s.hmask]:
+            hi[p] += lam
+            khi[p] -= 1
+        for p in MASK_PHASES[s.lmask]:
+            lo[p] += lam
+            klo[p] -= 1
 
     while left:
         while ptr < n_events and not rising[events[ptr][1]]:
@@ -199,10 +339,10 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             break
         imb_lam, imb_p, imb_q = INF, -1, -1
         if imb_limit > 0:
-            for p, q in _PAIRS:
-                d = k[p] - k[q]
+            for p, q in PAIRS:
+                d = khi[p] - klo[q]
                 if d > 0:
-                    gap = imb_limit - (base[p] + load[p] - base[q] - load[q]) - reserve[p * 3 + q]
+                    gap = imb_limit - (base[p] + hi[p] - base[q] - lo[q]) - reserve[p * 3 + q]
                     lam = gap // d
                     lam -= lam % step
                     if lam < imb_lam:
@@ -225,10 +365,10 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             imb_lam = max(imb_lam, 0)
             pbit, qbit = 1 << imb_p, 1 << imb_q
             for i, s in enumerate(tier):
-                if rising[i] and s.bmask & pbit and not s.bmask & qbit:
+                if rising[i] and s.hmask & pbit and not s.lmask & qbit:
                     freeze(i, imb_lam, BY_IMBALANCE)
             pq = imb_p * 3 + imb_q
-            gap = imb_limit - (base[imb_p] + load[imb_p] - base[imb_q] - load[imb_q])
+            gap = imb_limit - (base[imb_p] + hi[imb_p] - base[imb_q] - lo[imb_q])
             reserve[pq] = max(gap, 0)
 
 
@@ -239,7 +379,7 @@ def explain(w: Work, cands: list[Slot]) -> None:
             continue
         if s.bound == BY_CAP:
             s.lreason = s.cap_kind
-            s.reason = _CAP_REASONS[s.cap_kind]
+            s.reason = _IDLE_REASON if s.idle and not s.probing else _CAP_REASONS[s.cap_kind]
         elif s.bound == BY_IMBALANCE:
             s.lreason = Limit.IMBALANCE
             s.reason = "phase imbalance"

@@ -62,12 +62,18 @@ class Tuning:
     """Knobs of the algorithm where the reference is silent (see docs/load-management.md)."""
 
     restart_margin_ma: int = 500  # a paused car restarts only if min + this fits
-    rotation_time_s: float = 900.0  # a car charging this long yields to a waiting one
+    rotation_time_s: float = 900.0  # a car charging this long may yield to a waiting one ...
+    rotation_gap_mah: int = 12000  # ... that has been given this much less charge (or none)
     lend_threshold_ma: int = 1000  # "draws clearly less": below offer minus this
     lend_after_cycles: int = 2  # ... for this many cycles in a row
     lend_margin_ma: int = 2000  # a lending car keeps draw + this (and ramps by this)
-    probe_every_cycles: int = 60  # a car drawing nothing is offered its share again this often
-    probe_cycles: int = 3  # ... for this many cycles (some cars need more than 6 A to start)
+    idle_threshold_ma: int = 500  # a car drawing less than this (every phase) draws nothing
+    idle_after_s: float = 60.0  # offered current but drawing nothing this long: the car is idle
+    quiet_after_s: float = 6.0  # ... this long: it no longer balances the phases (imbalance)
+    probe_s: float = 30.0  # an idle car is offered more for this long (a probe) ...
+    probe_every_s: float = 600.0  # ... this long after its last probe failed,
+    probe_max_every_s: float = 3600.0  # doubling after each failure up to this
+    start_step_ma: int = 2000  # each probe offers this much more than the last (up to the max)
     learn_threshold_ma: int = 2000  # a phase drawing more than this counts as used
     current_step_ma: int = 100  # allocations are rounded down to this step
     credit_export: bool = False  # let negative non-EVSE load (export) add headroom
@@ -157,6 +163,30 @@ class SiteInput:
 
 
 @dataclass(frozen=True, slots=True)
+class DrawMemory:
+    """What a car has shown about drawing current since it was plugged in.
+
+    Some cars need more than 6 A to start; a done or sleeping car draws nothing at any
+    current. A car offered current that draws nothing for `idle_after_s` is *idle*: it is
+    served after the cars that draw or wait, and now and then it is offered more for a
+    while (a *probe*). A car that starts during a probe has shown the current it needs:
+    that becomes its minimum (`start_min`) until it is unplugged.
+    """
+
+    quiet_since: float | None = None  # offered current but drawing nothing since then
+    idle: bool = False
+    start_min: int = 0  # the current it started at after drawing nothing below it; 0 = none
+    probe_ma: int = 0  # the minimum offered at the next (or the running) probe
+    probe_at: float = 0.0  # the next probe is due then (while idle)
+    probe_until: float | None = None  # end of the running probe
+    probe_gap: float = 0.0  # wait after the next failed probe
+    failed: int = 0  # probes that ended without a start since it turned idle
+
+
+NO_DRAW = DrawMemory()
+
+
+@dataclass(frozen=True, slots=True)
 class EvseMemory:
     """What the core remembers about one EVSE between cycles."""
 
@@ -171,6 +201,10 @@ class EvseMemory:
     lend_cycles: int = 0
     capped: bool = False  # its current was bound by what the car draws
     raised: bool = False  # last decision raised its current
+    draw: DrawMemory = NO_DRAW  # idle, probes and learnt start current of this plug-in
+    charge: float = 0.0  # current given while it drew, plug-in to charge_at (mA·s per phase)
+    charge_at: float = 0.0
+    charge_rate: int = 0  # mA given from charge_at on (0 while it does not draw)
 
 
 NEVER_SEEN = EvseMemory()

@@ -9,15 +9,17 @@ they choose currents. Pure: no I/O, no clock reads; it must never mutate its inp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from chargebrain.core.balancer.data import (
     IEC_MIN_CURRENT,
     NEVER_SEEN,
+    NO_DRAW,
     Allocation,
     BalancerState,
     DisablePolicy,
+    DrawMemory,
     EvseDecision,
     EvseInput,
     EvseMemory,
@@ -30,6 +32,7 @@ from chargebrain.core.balancer.data import (
     SiteInput,
     Tuning,
 )
+from chargebrain.core.balancer.drawing import not_offered, observe, probing
 from chargebrain.core.model import EvseState
 from chargebrain.core.phases import ALL_PHASES_MASK, ZERO, Phases, rotate_mask
 
@@ -50,6 +53,7 @@ def _rot_mask(mask: int, rotation: int) -> int:
 
 
 _PLUGGED = frozenset(s for s in EvseState if s.plugged)
+PAIRS = ((0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1))  # ordered pairs of phases
 
 # How a slot is handled.
 FIXED = 0  # counted as load, not controlled by the policy (offline, disabled 1 / -1)
@@ -160,6 +164,17 @@ class Slot:
     fail = NOT_SET
     extra = 0
     bound = NOT_SET
+    drawn: tuple[int, int, int] = (0, 0, 0)  # what it draws now per building phase
+    dm: DrawMemory = NO_DRAW  # draw memory after this cycle's reading
+    idle = False  # drawing nothing for a while: served after the others
+    probing = False  # idle, and offered more for a while to see whether it starts
+    held = False  # its rise waits for other cars to come down (handover.py)
+    drawing = False  # it draws at least idle_threshold_ma now
+    floor = 0  # its minimum: configured, or the start current it has shown
+    hmask = 0  # building phases it may draw on, for the imbalance check (see classify)
+    lmask = 0  # building phases it surely draws on, for the imbalance check
+    lfree = 0  # of its current, this much is not surely drawn (it draws less)
+    charge = 0.0  # current given since plug-in (mA·s per phase), see charge_of
 
     def __init__(self, e: EvseInput, mem: EvseMemory) -> None:
         self.e = e
@@ -174,6 +189,8 @@ class Work:
         "cfg",
         "cons_cache",
         "consumed",
+        "ihi",
+        "ilo",
         "imb_base",
         "imb_eff",
         "imb_extra",
@@ -211,6 +228,8 @@ class Work:
         self.imb_eff = 0  # limit the fill keeps to: max(limit, spread after minimums)
         self.imb_extra = [0, 0, 0]  # non-EVSE load counted when imbalance_add is set
         self.imb_reserve = [0] * 9  # per (p, q): remainder closed by a binding tier
+        self.ihi = [0, 0, 0]  # controlled EVSE current that may be drawn, per phase
+        self.ilo = [0, 0, 0]  # controlled EVSE current that surely is drawn, per phase
         self.penalty = ZERO
         self.penalty_until = (0.0, 0.0, 0.0)
         self.overdraft_cur = 0
@@ -250,21 +269,55 @@ class Work:
                 return c
         return FITS
 
-    def imbalance_ok(self, bmask: int, need: int) -> bool:
-        """Adding `need` on `bmask` keeps the spread within max(limit, spread now)."""
-        if self.imb_limit <= 0 or bmask in (0, ALL_PHASES_MASK):
+    def imbalance(self) -> int:
+        """The spread the imbalance check keeps within its limit: over every pair of
+        phases, what may be drawn on one minus what surely is drawn on the other."""
+        base, hi, lo = self.imb_base, self.ihi, self.ilo
+        return _spread(
+            base[0] + hi[0], base[1] + hi[1], base[2] + hi[2],
+            base[0] + lo[0], base[1] + lo[1], base[2] + lo[2],
+        )
+
+    def imbalance_ok(self, s: Slot, need: int) -> bool:
+        """Giving `s` a current of `need` keeps the spread within max(limit, spread now)."""
+        if self.imb_limit <= 0 or need <= 0 or not (s.hmask or s.lmask):
             return True
-        base, load = self.imb_base, self.load
-        t = [base[0] + load[0], base[1] + load[1], base[2] + load[2]]
-        allowed = max(self.imb_limit, max(t) - min(t))
-        for p in MASK_PHASES[bmask]:
-            t[p] += need
-        return max(t) - min(t) <= allowed
+        base, hi, lo = self.imb_base, self.ihi, self.ilo
+        h = [base[0] + hi[0], base[1] + hi[1], base[2] + hi[2]]
+        low = [base[0] + lo[0], base[1] + lo[1], base[2] + lo[2]]
+        allowed = max(self.imb_limit, _spread(*h, *low))
+        for p in MASK_PHASES[s.hmask]:
+            h[p] += need
+        for p in MASK_PHASES[s.lmask]:
+            low[p] += need - s.lfree
+        return _spread(*h, *low) <= allowed
+
+    def count(self, s: Slot, amount: int, first: bool = False) -> None:
+        """Add `amount` of `s`'s current to the imbalance count; `first`: the car's first
+        current this cycle (its minimum), of which `lfree` is not surely drawn."""
+        hi, lo = self.ihi, self.ilo
+        for p in MASK_PHASES[s.hmask]:
+            hi[p] += amount
+        if first:
+            amount = amount - s.lfree if amount > 0 else amount + s.lfree
+        for p in MASK_PHASES[s.lmask]:
+            lo[p] += amount
 
     def commit(self, cons: tuple[int, ...], amount: int) -> None:
         load = self.load
         for c in cons:
             load[c] += amount
+
+    def reserve(self, s: Slot, amount: int) -> None:
+        """Commit `amount` of current to `s`: on its limits and in the imbalance count."""
+        self.commit(s.cons, amount)
+        if s.hmask or s.lmask:
+            self.count(s, amount, first=True)
+
+
+def _spread(h0: int, h1: int, h2: int, l0: int, l1: int, l2: int) -> int:
+    """max over phases p != q of h[p] - l[q]."""
+    return max(h0 - l1, h0 - l2, h1 - l0, h1 - l2, h2 - l0, h2 - l1)
 
 
 def _assumed_load(m: Measurement | None, full: int, credit_export: bool) -> list[int]:
@@ -286,7 +339,7 @@ def _assumed_load(m: Measurement | None, full: int, credit_export: bool) -> list
     return out
 
 
-def _worst_mask(e: EvseInput, learnt: int, plugged: bool) -> int:
+def worst_mask(e: EvseInput, learnt: int, plugged: bool) -> int:
     """Building phases an uncontrolled EVSE may draw on: configured, learnt, else all."""
     if e.used_phases & ALL_PHASES_MASK:
         return _rot_mask(e.used_phases, e.rotation)
@@ -336,11 +389,11 @@ def classify(w: Work, s: Slot) -> None:
         if now - since >= w.cfg.com_timeout:
             fail_safe = min_cur if e.fail_safe_current == 1 else e.fail_safe_current
             held = max(last, fail_safe)
-        _fixed(s, held, _worst_mask(e, s.learnt, plugged), Limit.OFFLINE, "offline", False)
+        _fixed(s, held, worst_mask(e, s.learnt, plugged), Limit.OFFLINE, "offline", False)
         return
     if not e.enabled:
         policy = w.cfg.disable_policy
-        bmask = _worst_mask(e, s.learnt, plugged)
+        bmask = worst_mask(e, s.learnt, plugged)
         if policy == DisablePolicy.MINIMUM:
             _fixed(s, min_cur, bmask, Limit.DISABLED, "disabled (minimum current)", True)
         elif policy == DisablePolicy.FREE:
@@ -388,18 +441,52 @@ def classify(w: Work, s: Slot) -> None:
         evse_mask = ALL_PHASES_MASK  # cannot learn without a meter: assume the worst
     s.bmask = _rot_mask(evse_mask, e.rotation)
     s.incumbent = mem.last_set > 0 and mem.waiting_since is None and mem.plugged
-    if s.incumbent:
-        _lend(w, s)
-
-
-def _lend(w: Work, s: Slot) -> None:
-    """Cap a car that draws clearly less than offered at its draw plus a margin."""
-    e, mem, tun = s.e, s.mem, w.tun
-    offered = mem.last_set
+    offered = mem.last_set if mem.plugged and mem.last_set > 0 else 0
     if e.has_meter:
         draw = max(e.measured.l1, e.measured.l2, e.measured.l3)
     else:
         draw = offered if e.state.charging else 0
+    dm = mem.draw if mem.plugged else NO_DRAW
+    s.drawing = draw >= tun.idle_threshold_ma
+    if dm is not NO_DRAW or (offered and not s.drawing):  # else: nothing new to note
+        dm = observe(dm, draw, offered, min_cur, s.max_want, now, tun)
+        if dm.idle:
+            s.idle, s.probing = True, probing(dm, now)
+    s.dm = dm
+    if mem.plugged and (mem.charge or mem.charge_rate):
+        s.charge = charge_of(mem, now)
+    if w.imb_limit > 0 and (s.bmask != ALL_PHASES_MASK or (e.has_meter and not s.learnt)):
+        _imbalance_masks(w, s)
+    if s.incumbent:
+        _lend(w, s, draw)
+        if s.cap_kind is Limit.CAR_DRAW and s.want > draw:
+            # It is given up to `want` but draws less: on the light side of a pair only
+            # what it draws counts.
+            s.lfree = min(s.min, s.want - draw)
+
+
+def _imbalance_masks(w: Work, s: Slot) -> None:
+    """Where the imbalance check counts a car: on the phases it may draw on (the heavy
+    side of a pair) and on those it surely draws on (the light side). A car whose phases
+    are not known yet may draw on every phase it is planned on but surely only on its
+    L1; a car that has drawn nothing for quiet_after_s surely draws nowhere (counting it
+    would balance the phases on paper only). A car on all three known phases cannot
+    unbalance them and is left out."""
+    e, tun, now = s.e, w.tun, w.now
+    known = e.used_phases & ALL_PHASES_MASK or not e.has_meter or s.learnt
+    if known and s.bmask == ALL_PHASES_MASK:
+        return
+    since = s.dm.quiet_since
+    quiet = s.dm.idle or (since is not None and now - since >= tun.quiet_after_s)
+    s.hmask = s.bmask
+    if not quiet:
+        s.lmask = s.bmask if known else _rot_mask(1, e.rotation)
+
+
+def _lend(w: Work, s: Slot, draw: int) -> None:
+    """Cap a car that draws clearly less than offered at its draw plus a margin."""
+    mem, tun = s.mem, w.tun
+    offered = mem.last_set
     following = draw >= offered - tun.lend_threshold_ma
     if following:
         cycles = 0
@@ -409,10 +496,6 @@ def _lend(w: Work, s: Slot) -> None:
         cycles = mem.lend_cycles + 1
     s.lend_cycles = cycles
     if cycles >= tun.lend_after_cycles:
-        if draw < tun.lend_threshold_ma and cycles % tun.probe_every_cycles < tun.probe_cycles:
-            # A car that draws nothing at its cap may be full or asleep, or may need more
-            # than its minimum to start: now and then it is offered its share again.
-            return
         cap = max(s.min, draw + tun.lend_margin_ma)
     elif mem.capped:
         # Taking lent current back: one margin step per cycle, and only while it follows.
@@ -428,6 +511,7 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
     cfg = site.config
     tree = build_tree(site.groups)
     w = Work(cfg, tree, now)
+    w.imb_limit = max(cfg.max_imbalance_cur, 0)
     tun = w.tun
 
     evses = site.evses
@@ -454,11 +538,20 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
         elif e.has_meter:
             m = e.measured
             shift = _SHIFT.get(e.rotation % 360, 0)
-            consumed[shift] += m.l1
-            consumed[(1 + shift) % 3] += m.l2
-            consumed[(2 + shift) % 3] += m.l3
+            if shift == 0:
+                drawn = (m.l1, m.l2, m.l3)
+            elif shift == 1:
+                drawn = (m.l3, m.l1, m.l2)
+            else:
+                drawn = (m.l2, m.l3, m.l1)
+            s.drawn = drawn
+            consumed[0] += drawn[0]
+            consumed[1] += drawn[1]
+            consumed[2] += drawn[2]
         elif e.state.charging and s.mem.last_set > 0:
-            bm = s.bmask or _worst_mask(e, s.learnt, s.plugged)
+            bm = s.bmask or worst_mask(e, s.learnt, s.plugged)
+            held = s.mem.last_set
+            s.drawn = (held if bm & 1 else 0, held if bm & 2 else 0, held if bm & 4 else 0)
             for p in MASK_PHASES[bm]:
                 consumed[p] += s.mem.last_set
     w.input_order = input_order
@@ -518,7 +611,6 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
         w.imb_extra = site_load
         for p in range(3):
             imb[p] += site_load[p]
-    w.imb_limit = max(cfg.max_imbalance_cur, 0)
 
     # Ranking keys: group priorities along the path, then the EVSE's own, padded so an
     # EVSE tied with a sibling group competes with its members as if it had its priority.
@@ -578,9 +670,9 @@ def finish(w: Work, state: BalancerState) -> Allocation:
         else:
             load = ZERO
         if kind == FIXED:
-            new_mem = _fixed_memory(s, mem)
+            new_mem = _fixed_memory(s, mem, now)
         elif kind == IDLE:
-            new_mem = _idle_memory(s, mem)
+            new_mem = _idle_memory(s, mem, now)
         else:
             new_mem = _candidate_memory(w, s, mem)
             if s.paused and new_mem.waiting_since is not None:
@@ -647,22 +739,35 @@ def finish(w: Work, state: BalancerState) -> Allocation:
     )
 
 
-def _fixed_memory(s: Slot, mem: EvseMemory) -> EvseMemory:
+def charge_of(mem: EvseMemory, now: float) -> float:
+    """Current given to the car since it was plugged in (mA·s per phase) until `now`."""
+    if not mem.plugged:
+        return 0.0
+    if mem.charge_rate:
+        return mem.charge + mem.charge_rate * (now - mem.charge_at)
+    return mem.charge
+
+
+def _fixed_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
     if s.lreason is Limit.OFFLINE:
         return mem  # what it holds is not ours to change; remember as it was
+    kept = s.plugged and mem.plugged
     return EvseMemory(
         last_set=s.current,
         plugged=s.plugged,
         plugged_since=s.plugged_since,
         learnt_phases=s.learnt,
         pause_until=mem.pause_until,
+        draw=not_offered(mem.draw) if kept else NO_DRAW,
+        charge=charge_of(mem, now) if kept else 0.0,
+        charge_at=now,
     )
 
 
 _UNPLUGGED = EvseMemory(last_set=0)
 
 
-def _idle_memory(s: Slot, mem: EvseMemory) -> EvseMemory:
+def _idle_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
     if not s.plugged:
         return _UNPLUGGED
     return EvseMemory(
@@ -672,16 +777,36 @@ def _idle_memory(s: Slot, mem: EvseMemory) -> EvseMemory:
         learnt_phases=s.learnt,
         pause_until=mem.pause_until,
         pause_reason=mem.pause_reason if mem.pause_until > 0 else PauseReason.NONE,
+        draw=not_offered(mem.draw) if mem.plugged else NO_DRAW,
+        charge=charge_of(mem, now),
+        charge_at=now,
     )
+
+
+def _draw_memory(w: Work, s: Slot) -> DrawMemory:
+    """The draw memory to carry: a probe starts when a probing car is admitted, and one
+    that was not admitted stays due."""
+    d = s.dm
+    if d is NO_DRAW:
+        return d
+    if s.admitted and s.probing and d.probe_until is None:
+        return replace(d, probe_until=w.now + w.tun.probe_s)
+    if not s.admitted and d.probe_until is not None:
+        return replace(d, probe_until=None)
+    return d
 
 
 def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
     # Positional: EvseMemory(last_set, plugged, plugged_since, learnt_phases, waiting_since,
-    # pause_until, pause_reason, charging_since, lend_cycles, capped, raised).
+    # pause_until, pause_reason, charging_since, lend_cycles, capped, raised, draw, charge,
+    # charge_at, charge_rate).
     now = w.now
+    dm = _draw_memory(w, s)
+    charge = s.charge
     if s.admitted:
-        capped = s.bound == BY_CAP and s.cap_kind is Limit.CAR_DRAW
+        capped = s.cap_kind is Limit.CAR_DRAW and (s.bound == BY_CAP or s.held)
         raised = s.current > mem.last_set
+        rate = s.current if s.drawing else 0  # charge counts while the car draws
         if (  # a steady charging car: nothing to remember anew
             s.incumbent
             and mem.charging_since is not None
@@ -692,8 +817,15 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
             and mem.learnt_phases == s.learnt
             and mem.plugged_since == s.plugged_since
             and mem.pause_reason is PauseReason.NONE
+            and mem.draw is dm
+            and mem.charge_rate == rate
         ):
             return mem
+        # A charging spell starts anew when the car starts drawing after being idle, or
+        # when a probe starts: rotation counts from then.
+        fresh = (mem.draw.idle and not dm.idle) or (
+            dm.probe_until is not None and mem.draw.probe_until is None
+        )
         return EvseMemory(
             s.current,
             True,
@@ -702,14 +834,23 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
             None,
             mem.pause_until,
             PauseReason.NONE,
-            mem.charging_since if s.incumbent and mem.charging_since is not None else now,
+            mem.charging_since
+            if s.incumbent and mem.charging_since is not None and not fresh
+            else now,
             s.lend_cycles,
             capped,
             raised,
+            dm,
+            charge,
+            now,
+            rate,
         )
     if s.incumbent:  # stopped now: the minimum pause starts
-        return EvseMemory(
-            0, True, s.plugged_since, s.learnt, now, now + w.cfg.min_pause_time, s.pause_reason
-        )
-    waiting = now if mem.waiting_since is None else mem.waiting_since
-    return EvseMemory(0, True, s.plugged_since, s.learnt, waiting, mem.pause_until, s.pause_reason)
+        waiting, until = now, now + w.cfg.min_pause_time
+    else:
+        waiting = now if mem.waiting_since is None else mem.waiting_since
+        until = mem.pause_until
+    return EvseMemory(
+        0, True, s.plugged_since, s.learnt, waiting, until, s.pause_reason, None, 0, False,
+        False, dm, charge, now, 0,
+    )

@@ -1,0 +1,191 @@
+"""Handing current from one car to another without overshoot.
+
+The allocation keeps every limit as if the cars followed their new currents at once. They
+do not: a car that gets less keeps drawing for a few seconds (its lag), and one that was
+still ramping up towards its last current goes on rising for a moment; a car that gets
+more in the same cycle, or starts, may then overload the limit in between. So on every
+limited (node, phase) a car counts with the most it may draw while it changes over:
+
+    Σ max(new current, last cycle's current, what it draws now)  ≤  limit
+
+Where that does not hold, the increases wait for the decreases, in this order:
+
+1. cars that would start this cycle (the last admitted first) wait for a later cycle;
+2. cars that already charge rise less, in whole current steps (the largest rise first),
+   never below their last current or what they draw now; a probe (drawing.py) that would
+   raise a car's minimum waits too.
+
+A cycle or two later the others are seen to have come down and the rest follows. Loads we
+do not control this cycle (cars a rule stops) count with their last current and what they
+draw; offline and disabled EVSEs are already in the limits. Pure: works on the cycle's
+Work only.
+"""
+
+from __future__ import annotations
+
+from chargebrain.core.balancer.data import PauseReason
+from chargebrain.core.balancer.prepare import (
+    CANDIDATE,
+    FIXED,
+    MASK_PHASES,
+    Slot,
+    Work,
+    worst_mask,
+)
+
+
+def hand_over(w: Work, limits: list[int], admitted: list[Slot]) -> None:
+    """Hold back increases that the cars' present and last currents leave no room for.
+
+    `limits`: per (node, phase) the capacity before admission (after fixed loads);
+    `admitted`: the admitted candidates in the order they were admitted.
+    """
+    step = max(w.tun.current_step_ma, 1)
+    new: dict[int, int] = {}
+    for s in admitted:
+        new[id(s)] = s.min + s.extra - s.extra % step
+    # The admitted currents alone keep every limit (w.load holds them); only what some
+    # EVSEs had or draw above their new current can overload.
+    usage = list(w.load)
+    if not _add_excess(w, new, usage):
+        return
+    over = [c for c, u in enumerate(usage) if u > limits[c]]
+    for c in over:
+        excess = usage[c] - limits[c]
+        if excess > 0:
+            excess = _defer_starts(w, c, excess, admitted, new, usage)
+        if excess > 0:
+            _slow_rises(w, c, excess, admitted, new, usage)
+    if over:
+        for s in admitted:
+            if s.admitted:
+                _settle(s, new[id(s)])
+
+
+def _old(s: Slot) -> int:
+    """The current decided for this EVSE last cycle (0 for a new car)."""
+    mem = s.mem
+    return mem.last_set if mem.plugged and mem.last_set > 0 else 0
+
+
+def _add_excess(w: Work, new: dict[int, int], usage: list[int]) -> bool:
+    """Add to `usage` what controlled EVSEs had or draw above their new current, per
+    (node, phase); False if there is none."""
+    index = w.tree.index
+    found = False
+    for s in w.slots:
+        kind = s.kind
+        if kind == FIXED:
+            continue
+        d, mem = s.drawn, s.mem
+        old = mem.last_set if mem.plugged and mem.last_set > 0 else 0
+        if kind == CANDIDATE:
+            cur = new.get(id(s), 0) if s.admitted else 0
+            if cur >= old and cur >= d[0] and cur >= d[1] and cur >= d[2]:
+                continue
+            for c in s.cons:
+                got = max(old, d[c % 3])
+                if got > cur:
+                    usage[c] += got - cur
+                    found = True
+            continue
+        if not (old or d[0] or d[1] or d[2]):
+            continue
+        held = old if s.plugged else 0
+        mask = (d[0] > 0) | (d[1] > 0) << 1 | (d[2] > 0) << 2
+        held_mask = worst_mask(s.e, s.learnt, True) if held else 0
+        for c in w.constraints(index.get(s.e.group, 0), mask | held_mask):
+            p = c % 3
+            got = max(held if held_mask >> p & 1 else 0, d[p])
+            if got:
+                usage[c] += got
+                found = True
+    return found
+
+
+def _counted(s: Slot, cur: int, p: int) -> int:
+    """What a candidate counts on phase `p` with new current `cur`."""
+    return max(cur, _old(s), s.drawn[p])
+
+
+def _change(w: Work, s: Slot, new: dict[int, int], cur: int, usage: list[int]) -> None:
+    """Set a slot's new current; update the usage of every limit it is under and the
+    imbalance count."""
+    old = new[id(s)]
+    for c in s.cons:
+        p = c % 3
+        usage[c] -= _counted(s, old, p) - _counted(s, cur, p)
+    if old != cur:
+        w.count(s, cur - old)
+    new[id(s)] = cur
+
+
+def _balanced(w: Work, s: Slot, old: int, cur: int) -> bool:
+    """Lowering `s` from `old` to `cur` keeps the phase imbalance within its bounds."""
+    if w.imb_limit <= 0 or cur >= old or not (s.hmask or s.lmask):
+        return True
+    allowed = max(w.imb_limit, w.imbalance())
+    w.count(s, cur - old)
+    ok = w.imbalance() <= allowed
+    w.count(s, old - cur)
+    return ok
+
+
+def _defer_starts(
+    w: Work, c: int, excess: int, admitted: list[Slot], new: dict[int, int], usage: list[int]
+) -> int:
+    """Cars that would start on limit `c` wait; returns the excess left."""
+    p = c % 3
+    for s in reversed(admitted):
+        if excess <= 0:
+            break
+        if s.incumbent or not s.admitted or c not in s.cons:
+            continue
+        freed = _counted(s, new[id(s)], p) - _counted(s, 0, p)
+        if freed <= 0 or not _balanced(w, s, new[id(s)], 0):
+            continue
+        excess -= freed
+        _change(w, s, new, 0, usage)
+        s.admitted = False
+        s.paused = True
+        s.fail = c
+        s.pause_reason = PauseReason.SHORTAGE
+        s.reason = f"waiting for other cars to come down ({w.label_of(c)})"
+    return excess
+
+
+def _slow_rises(
+    w: Work, c: int, excess: int, admitted: list[Slot], new: dict[int, int], usage: list[int]
+) -> None:
+    """Charging cars on limit `c` rise less, in whole steps, largest rise first."""
+    step = max(w.tun.current_step_ma, 1)
+    p = c % 3
+    rising = []
+    for s in admitted:
+        if s.admitted and s.incumbent and c in s.cons:
+            rise = new[id(s)] - max(_old(s), s.drawn[p])
+            if rise > 0:
+                rising.append((-rise, s.e.id, s))
+    rising.sort(key=lambda r: (r[0], r[1]))
+    for _, _, s in rising:
+        if excess <= 0:
+            break
+        cur = new[id(s)]
+        floor = max(_old(s), max(s.drawn[q] for q in MASK_PHASES[s.bmask]))
+        k = -(-min(excess, cur - floor) // step)
+        while k > 0 and (cur - k * step < floor or not _balanced(w, s, cur, cur - k * step)):
+            k -= 1
+        if k <= 0:
+            continue
+        before = usage[c]
+        _change(w, s, new, cur - k * step, usage)
+        excess -= before - usage[c]
+        s.bound, s.held = c, True
+
+
+def _settle(s: Slot, cur: int) -> None:
+    """Write a held-back current into the slot; one held below the minimum it would have
+    had (a probe, a newly learnt start current) keeps its last current and waits."""
+    if cur < s.min:
+        s.min, s.probing = cur, False
+    s.extra = cur - s.min
