@@ -33,12 +33,20 @@ def test_no_wake_while_drawing_or_not_offered_or_unplugged() -> None:
     assert run(WakeTracker(), 0.0, 1000.0, plugged=False) == []
 
 
-def test_an_interrupted_offer_starts_the_minute_again() -> None:
+def test_offered_time_adds_up_over_short_turns() -> None:
+    """A car offered current in 20 s turns (as an idle car is probed) is woken early in
+    its second turn, so it has the rest of that turn to start."""
     tracker = WakeTracker()
-    assert run(tracker, 0.0, WAKE_AFTER_S - 1) == []
-    assert run(tracker, WAKE_AFTER_S - 1, WAKE_AFTER_S, offered=False) == []
-    assert run(tracker, WAKE_AFTER_S, 2 * WAKE_AFTER_S) == []
-    assert run(tracker, 2 * WAKE_AFTER_S, 2 * WAKE_AFTER_S + 1) == [2 * WAKE_AFTER_S]
+    assert run(tracker, 0.0, 20.0) == []
+    assert run(tracker, 20.0, 300.0, offered=False) == []
+    assert run(tracker, 300.0, 320.0) == [300.0 + WAKE_AFTER_S - 19.0]
+
+
+def test_a_gap_between_cycles_counts_at_most_ten_seconds() -> None:
+    tracker = WakeTracker()
+    assert not tracker.update(0.0, plugged=True, offered=True, drawing=False)
+    assert not tracker.update(25.0, plugged=True, offered=True, drawing=False)
+    assert tracker.unused_s == 10.0
 
 
 def test_a_car_that_charged_gets_fresh_attempts_and_a_new_car_too() -> None:
