@@ -1,0 +1,300 @@
+"""Build the Allocation from the policy's choices: rounding, decisions, node summaries and
+the memory carried into the next cycle. Pure: no I/O, no clock reads; it never mutates
+its inputs or the carried state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from chargebrain.core.balancer.data import (
+    NEVER_SEEN,
+    NO_DRAW,
+    Allocation,
+    BalancerState,
+    DrawMemory,
+    EvseDecision,
+    EvseMemory,
+    Limit,
+    NodeDecision,
+    PauseReason,
+)
+from chargebrain.core.balancer.drawing import not_offered
+from chargebrain.core.balancer.work import (
+    BY_CAP,
+    CANDIDATE,
+    FIXED,
+    IDLE,
+    INF,
+    MASK_PHASES,
+    EmptySlot,
+    Slot,
+    Work,
+)
+from chargebrain.core.phases import ZERO, Phases
+
+
+def finish(w: Work, state: BalancerState) -> Allocation:
+    """Round, explain, remember: build the Allocation from the policy's choices."""
+    cfg, tun, now, tree = w.cfg, w.tun, w.now, w.tree
+    step = max(tun.current_step_ma, 1)
+    write_ok = cfg.lb_enabled
+    memories: dict[str, EvseMemory] = {}
+    decisions: list[EvseDecision] = []
+    node_alloc = [0] * (3 * len(tree.path))
+    tot = [0, 0, 0]
+    index = tree.index
+    loads: dict[int, Phases] = {}  # equal values share one object
+    for s in w.slots:
+        e, mem = s.e, s.mem
+        if s.__class__ is EmptySlot:
+            memories[e.id] = _UNPLUGGED
+            decisions.append(
+                _decision(
+                    (e.id, 0, True, write_ok, False, PauseReason.NONE, EmptySlot.lreason,
+                     EmptySlot.reason, 0)
+                )
+            )
+            continue
+        kind = s.kind
+        if kind == CANDIDATE and s.admitted:
+            # The current above the minimum moves in whole steps.
+            s.current = s.min + s.extra - s.extra % step
+        cur = s.current
+        pause_time = 0.0
+        if cur > 0:
+            bmask = s.bmask
+            lkey = cur * 8 + bmask
+            load = loads.get(lkey)
+            if load is None:
+                load = loads[lkey] = Phases(
+                    cur if bmask & 1 else 0, cur if bmask & 2 else 0, cur if bmask & 4 else 0
+                )
+            base = index.get(e.group, 0) * 3
+            for p in MASK_PHASES[bmask]:
+                node_alloc[base + p] += cur
+                tot[p] += cur
+        else:
+            load = ZERO
+        if kind == FIXED:
+            new_mem = _fixed_memory(s, mem, now)
+        elif kind == IDLE:
+            new_mem = _idle_memory(s, mem, now)
+        else:
+            new_mem = _candidate_memory(w, s, mem)
+            if s.paused and new_mem.waiting_since is not None:
+                pause_time = now - new_mem.waiting_since
+        if new_mem is not NEVER_SEEN:
+            memories[e.id] = new_mem
+        write = write_ok and not (kind == FIXED and s.lreason is Limit.OFFLINE)
+        if pause_time == 0.0:
+            decisions.append(
+                _decision(
+                    (e.id, cur, s.controlled, write, s.paused, s.pause_reason, s.lreason,
+                     s.reason, s.bmask)
+                )
+            )
+        else:
+            decisions.append(
+                EvseDecision(
+                    e.id, cur, cur > 0, s.controlled, write, s.paused, pause_time,
+                    s.pause_reason, s.lreason, s.reason, s.bmask, load,
+                )
+            )
+    for n in tree.bottom_up:
+        par = tree.parent[n]
+        if par >= 0:
+            for p in range(3):
+                node_alloc[par * 3 + p] += node_alloc[n * 3 + p]
+    avail = w.node_avail
+    nodes = []
+    for n in range(len(tree.path)):
+        c = n * 3
+        a0, a1, a2 = avail[c], avail[c + 1], avail[c + 2]
+        if a0 >= INF:
+            a0 = a1 = a2 = -1  # no limit of its own
+        else:
+            a0, a1, a2 = (a0 if a0 > 0 else 0), (a1 if a1 > 0 else 0), (a2 if a2 > 0 else 0)
+        nodes.append(
+            _node(
+                (tree.group_ids[n], tree.labels[n], a0, a1, a2,
+                 node_alloc[c], node_alloc[c + 1], node_alloc[c + 2])
+            )
+        )
+    spread = [tot[p] + w.imb_extra[p] for p in range(3)]
+    new_state = BalancerState(
+        evses=memories,
+        penalty=w.penalty,
+        penalty_until=w.penalty_until,
+        overdraft_cur=w.overdraft_cur,
+        prev_max_total=cfg.max_total_current,
+    )
+    active_pen = Phases.of([w.penalty[p] if now < w.penalty_until[p] else 0 for p in range(3)])
+    return Allocation(
+        evses=tuple(decisions[i] for i in w.input_order),
+        available=Phases.of([max(v, 0) for v in w.node_avail[:3]]),
+        allocated=Phases.of(tot),
+        consumed=Phases.of(w.consumed),
+        overdraft_applied=active_pen,
+        overdraft_cur=w.overdraft_cur,
+        imbalance=max(spread) - min(spread),
+        observe=not cfg.lb_enabled,
+        nodes=tuple(nodes),
+        state=new_state,
+    )
+
+
+# A decision without a pause time is a function of these fields: (id, current,
+# controlled, write, paused, pause_reason, lreason, reason, phases mask).
+_DecisionKey = tuple[str, int, bool, bool, bool, PauseReason, Limit, str, int]
+_decisions: dict[_DecisionKey, EvseDecision] = {}
+_nodes: dict[tuple[int, str, int, int, int, int, int, int], NodeDecision] = {}
+_MEMO_SIZE = 8192  # entries; a memo that grows beyond is emptied
+
+
+def _decision(key: _DecisionKey) -> EvseDecision:
+    """The EvseDecision of `key` (pause time 0), shared between cycles: building a frozen
+    dataclass costs far more than looking one up, and most decisions repeat."""
+    d = _decisions.get(key)
+    if d is None:
+        evse_id, cur, ctl, write, paused, pause_reason, lreason, reason, bmask = key
+        load = Phases.on_mask(cur, bmask) if cur > 0 else ZERO
+        d = EvseDecision(
+            evse_id, cur, cur > 0, ctl, write, paused, 0.0, pause_reason, lreason, reason,
+            bmask, load,
+        )  # fmt: skip
+        if len(_decisions) >= _MEMO_SIZE:
+            _decisions.clear()
+        _decisions[key] = d
+    return d
+
+
+def _node(key: tuple[int, str, int, int, int, int, int, int]) -> NodeDecision:
+    """NodeDecision(id, label, available (None if a0 is -1), allocated), shared."""
+    d = _nodes.get(key)
+    if d is None:
+        gid, label, a0, a1, a2, n0, n1, n2 = key
+        d = NodeDecision(
+            gid, label, None if a0 < 0 else Phases(a0, a1, a2), Phases(n0, n1, n2)
+        )
+        if len(_nodes) >= _MEMO_SIZE:
+            _nodes.clear()
+        _nodes[key] = d
+    return d
+
+
+def charge_of(mem: EvseMemory, now: float) -> float:
+    """Current given to the car since it was plugged in (mA·s per phase) until `now`."""
+    if not mem.plugged:
+        return 0.0
+    if mem.charge_rate:
+        return mem.charge + mem.charge_rate * (now - mem.charge_at)
+    return mem.charge
+
+
+def _fixed_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
+    if s.lreason is Limit.OFFLINE:
+        return mem  # what it holds is not ours to change; remember as it was
+    kept = s.plugged and mem.plugged
+    return EvseMemory(
+        last_set=s.current,
+        plugged=s.plugged,
+        plugged_since=s.plugged_since,
+        learnt_phases=s.learnt,
+        pause_until=mem.pause_until,
+        draw=not_offered(mem.draw) if kept else NO_DRAW,
+        charge=charge_of(mem, now) if kept else 0.0,
+        charge_at=now,
+    )
+
+
+_UNPLUGGED = EvseMemory(last_set=0)
+
+
+def _idle_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
+    if not s.plugged:
+        return _UNPLUGGED
+    return EvseMemory(
+        last_set=0,
+        plugged=True,
+        plugged_since=s.plugged_since,
+        learnt_phases=s.learnt,
+        pause_until=mem.pause_until,
+        pause_reason=mem.pause_reason if mem.pause_until > 0 else PauseReason.NONE,
+        draw=not_offered(mem.draw) if mem.plugged else NO_DRAW,
+        charge=charge_of(mem, now),
+        charge_at=now,
+    )
+
+
+def _draw_memory(w: Work, s: Slot) -> DrawMemory:
+    """The draw memory to carry: a probe starts when a probing car is admitted, and one
+    that was not admitted stays due."""
+    d = s.dm
+    if d is NO_DRAW:
+        return d
+    if s.admitted and s.probing and d.probe_until is None:
+        return replace(d, probe_until=w.now + w.tun.probe_s)
+    if not s.admitted and d.probe_until is not None:
+        return replace(d, probe_until=None)
+    return d
+
+
+def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
+    # Positional: EvseMemory(last_set, plugged, plugged_since, learnt_phases, waiting_since,
+    # pause_until, pause_reason, charging_since, lend_cycles, capped, raised, draw, charge,
+    # charge_at, charge_rate).
+    now = w.now
+    dm = _draw_memory(w, s)
+    charge = s.charge
+    if s.admitted:
+        capped = s.cap_kind is Limit.CAR_DRAW and (s.bound == BY_CAP or s.held)
+        raised = s.current > mem.last_set
+        rate = s.current if s.drawing else 0  # charge counts while the car draws
+        if (  # a steady charging car: nothing to remember anew
+            s.incumbent
+            and mem.charging_since is not None
+            and mem.last_set == s.current
+            and mem.lend_cycles == s.lend_cycles
+            and mem.capped is capped
+            and mem.raised is raised
+            and mem.learnt_phases == s.learnt
+            and mem.plugged_since == s.plugged_since
+            and mem.pause_reason is PauseReason.NONE
+            and mem.draw is dm
+            and mem.charge_rate == rate
+        ):
+            return mem
+        # A charging spell starts anew when the car starts drawing after being idle, or
+        # when a probe starts: rotation counts from then.
+        fresh = (mem.draw.idle and not dm.idle) or (
+            dm.probe_until is not None and mem.draw.probe_until is None
+        )
+        return EvseMemory(
+            s.current,
+            True,
+            s.plugged_since,
+            s.learnt,
+            None,
+            mem.pause_until,
+            PauseReason.NONE,
+            mem.charging_since
+            if s.incumbent and mem.charging_since is not None and not fresh
+            else now,
+            s.lend_cycles,
+            capped,
+            raised,
+            dm,
+            charge,
+            now,
+            rate,
+        )
+    if s.incumbent:  # stopped now: the minimum pause starts
+        waiting, until = now, now + w.cfg.min_pause_time
+    else:
+        waiting = now if mem.waiting_since is None else mem.waiting_since
+        until = mem.pause_until
+    return EvseMemory(
+        0, True, s.plugged_since, s.learnt, waiting, until, s.pause_reason, None, 0, False,
+        False, dm, charge, now, 0,
+    )
