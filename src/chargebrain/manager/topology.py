@@ -8,6 +8,7 @@ number) and which nodes lie above each EVSE. Worked out once per configuration c
 from __future__ import annotations
 
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
+from chargebrain.devices.powerbrain import LocalEvse, LocalMeter
 from chargebrain.devices.registry import Kind
 from chargebrain.manager import config as C
 from chargebrain.manager.state import DeviceRuntime
@@ -34,7 +35,7 @@ class _Topology:
     lie above each EVSE."""
 
     __slots__ = ("cons", "evse_nodes", "evses", "grid", "groups_and_evses", "has_grid",
-                 "polled", "pushed", "synchronous", "virtual")
+                 "local", "polled", "pushed", "synchronous", "virtual")
 
     def __init__(self, ordered: list[DeviceRuntime], devices: dict[str, DeviceRuntime]) -> None:
         """`ordered`: the devices in configured order; `devices`: the same by id."""
@@ -42,6 +43,8 @@ class _Topology:
                     and (rt.config.device_enabled or rt.dtype.kind is Kind.EVSE)]
         self.pushed = [rt for rt in readable if isinstance(rt.driver, AjaxMeter | AjaxEvse)]
         self.polled = [rt for rt in readable if not isinstance(rt.driver, AjaxMeter | AjaxEvse)]
+        # The controller's own devices: reading them is a look at its registers, no I/O.
+        self.local = [rt for rt in self.polled if isinstance(rt.driver, LocalEvse | LocalMeter)]
         # Every device answers at once (HTTP input): a cycle never waits for I/O.
         self.synchronous = not self.polled and all(
             isinstance(rt.driver, AjaxEvse) or rt.driver is None

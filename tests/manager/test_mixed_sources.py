@@ -1,0 +1,51 @@
+"""A pushed grid meter beside the polled built-in EVSE: a grid sample that already shows
+the car's new draw must be matched with the car's fresh reading, not an old one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from chargebrain.manager.config import DeviceConfig
+from chargebrain.powerbrain.hardware import SimCar
+from tests.conftest import Running, wait_for
+
+HOUSE_MA = 5_000
+SITE_MA = 25_000  # room for the house and a 16 A car, not for the house and two cars
+
+
+async def e1_draw_ma(http: aiohttp.ClientSession, running: Running) -> int:
+    async with http.get(running.url("cmd=modbus&device=evse&read=8064d")) as resp:
+        assert resp.status == 200
+        return int(await resp.json()) * 100
+
+
+async def push_grid(http: aiohttp.ClientSession, running: Running, ma: int) -> None:
+    async with http.get(running.url(
+            f"cmd=set_ajax_meter&dev_id=M3&current={ma},{ma},{ma}")) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def test_the_car_keeps_charging_when_the_grid_sample_is_newer_than_its_reading(
+        running: Running, http: aiohttp.ClientSession) -> None:
+    mgr = running.app.manager
+    mgr.set_site(mgr.site.with_changes(max_total_current=SITE_MA))
+    mgr.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
+    running.app.hardware.plug(SimCar(max_ma=16_000, phases=3))
+
+    async def charging() -> bool:
+        await push_grid(http, running, HOUSE_MA + await e1_draw_ma(http, running))
+        return await e1_draw_ma(http, running) == 16_000
+
+    await wait_for(charging)
+    # The feeder reports the grid as it is (house + car) several times a second; the
+    # car must not be taken for household load and paused.
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        draw = await e1_draw_ma(http, running)
+        await push_grid(http, running, HOUSE_MA + draw)
+        assert mgr.devices["E1"].evse.decision.charging_enabled  # type: ignore[union-attr]
+        await asyncio.sleep(0.02)
+    assert await e1_draw_ma(http, running) == 16_000
