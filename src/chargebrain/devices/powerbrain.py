@@ -84,6 +84,10 @@ class LocalEvse:
         self._decoder.model = model
 
     async def read(self) -> EvseReading:
+        return self.read_now()
+
+    def read_now(self) -> EvseReading:
+        """The reading, taken from the registers at once (no I/O)."""
         b = self.bank
         meter = b.read_words(8057, 13)
         status = b.read_words(8090, 21)
@@ -114,6 +118,10 @@ class LocalMeter:
         self.model = model
 
     async def read(self) -> MeterReading:
+        return self.read_now()
+
+    def read_now(self) -> MeterReading:
+        """The reading, taken from the registers at once (no I/O)."""
         b = self.bank
         currents, power, energy = _meter_block(b.read_words(8057, 13))
         volts = (float(b.get("voltage_l1")), float(b.get("voltage_l2")), float(b.get("voltage_l3")))

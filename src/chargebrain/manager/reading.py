@@ -20,6 +20,7 @@ from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import ZERO, Phases
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.errors import DeviceError
+from chargebrain.devices.powerbrain import LocalEvse, LocalMeter
 from chargebrain.manager import config as C
 from chargebrain.manager.config import DeviceConfig, SiteParams
 from chargebrain.manager.site import VOLTAGE
@@ -120,6 +121,20 @@ class _Reading:
                 self._evse_reading(rt, reading, now, mono)
             else:
                 self._take(rt, reading, now, mono)
+
+    def _read_local(self, topo: _Topology) -> None:
+        """Read the controller's own devices at once (their registers, no I/O, no wait).
+
+        A cycle woken by a push runs on the pushed readings; the built-in devices cost
+        nothing to read, and a pushed grid sample that already shows a car's new draw
+        must not meet that car's old reading.
+        """
+        clock = self.clock
+        now, mono = clock.now(), clock.monotonic()
+        for rt in topo.local:
+            driver = rt.driver
+            assert isinstance(driver, LocalEvse | LocalMeter)
+            self._take(rt, driver.read_now(), now, mono)
 
     async def _read_one(self, rt: DeviceRuntime) -> None:
         driver = rt.driver

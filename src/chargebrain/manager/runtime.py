@@ -202,10 +202,7 @@ class ChargingManager(_DeviceInventory, _Pushes, _Reading, _Deciding):
             else:
                 topo = self._topology()
                 self._read_pushed(topo)
-                # The built-in devices cost nothing to read: a pushed grid sample that
-                # already shows a car's new draw must not meet that car's old reading.
-                for rt in topo.local:
-                    await self._read_one(rt)
+                self._read_local(topo)
             alloc = self._decide(self._topology())
             await _apply(alloc, self.devices, self.clock)
             self.cycle_count += 1
