@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from chargebrain.app import App, Config
+from chargebrain.clock import VirtualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,19 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     await app.start()
     try:
         yield Running(app, f"http://127.0.0.1:{http_port}", modbus_port)
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
+async def virtual(tmp_path: Path) -> AsyncIterator[tuple[Running, VirtualClock]]:
+    """The app on real sockets with a virtual clock (time moves only when told)."""
+    clock = VirtualClock()
+    port = free_ports(1)
+    app = App(Config(tmp_path / "data", "127.0.0.1", port, 0), clock=clock)
+    await app.start()
+    try:
+        yield Running(app, f"http://127.0.0.1:{port}", 0), clock
     finally:
         await app.stop()
 

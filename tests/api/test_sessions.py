@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
-from chargebrain.app import App, Config
 from chargebrain.clock import VirtualClock
 from tests.api.test_users import (
     ADMIN,
@@ -22,20 +18,7 @@ from tests.api.test_users import (
     device,
     set_password,
 )
-from tests.conftest import Running, free_ports, wait_for
-
-
-@pytest.fixture(name="virtual")
-async def virtual_app(tmp_path: Path) -> AsyncIterator[tuple[Running, VirtualClock]]:
-    """The app on real sockets with a virtual clock (time moves only when told)."""
-    clock = VirtualClock()
-    port = free_ports(1)
-    app = App(Config(tmp_path / "data", "127.0.0.1", port, 0), clock=clock)
-    await app.start()
-    try:
-        yield Running(app, f"http://127.0.0.1:{port}", 0), clock
-    finally:
-        await app.stop()
+from tests.conftest import Running, wait_for
 
 
 async def push(http: aiohttp.ClientSession, running: Running, dev_id: str, state: int,

@@ -8,14 +8,11 @@ manager whose devices are all HTTP inputs (`cycle_now`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from chargebrain.app import App, Config
 from chargebrain.clock import VirtualClock
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases
@@ -28,22 +25,9 @@ from chargebrain.manager.pushes import WAKE_EVSE_OVER_MA, WAKE_METER_MA
 from chargebrain.manager.runtime import ChargingManager
 from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.store.db import Store
-from tests.conftest import Running, free_ports, wait_for
+from tests.conftest import Running, wait_for
 
 QUIET_S = 0.3  # how long a test waits to be sure that no cycle runs
-
-
-@pytest.fixture
-async def virtual(tmp_path: Path) -> AsyncIterator[tuple[Running, VirtualClock]]:
-    """The app on real sockets with a virtual clock."""
-    clock = VirtualClock()
-    port = free_ports(1)
-    app = App(Config(tmp_path / "data", "127.0.0.1", port, 0), clock=clock)
-    await app.start()
-    try:
-        yield Running(app, f"http://127.0.0.1:{port}", 0), clock
-    finally:
-        await app.stop()
 
 
 async def ok(http: aiohttp.ClientSession, running: Running, query: str,
