@@ -15,7 +15,7 @@ import pytest
 from chargebrain.api import auth
 from chargebrain.api.commands import COMMANDS, Permission
 from chargebrain.clock import VirtualClock
-from tests.api.test_sessions import push, virtual_app  # noqa: F401 - a fixture
+from tests.api.test_sessions import push
 from tests.api.test_users import (
     ADMIN,
     ADMIN_PWD,
