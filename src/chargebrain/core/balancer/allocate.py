@@ -80,7 +80,11 @@ def split_idle(cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
     active: list[Slot] = []
     idle: list[Slot] = []
     for s in cands:
-        floor = s.floor = floor_of(s.dm, s.min, s.e.max_current)
+        dm = s.dm
+        if dm.start_min <= s.min:  # floor_of(dm, s.min, max_current), at once
+            floor = s.floor = s.min
+        else:
+            floor = s.floor = floor_of(dm, s.min, s.e.max_current)
         if s.probing:
             s.min = max(floor, s.dm.probe_ma)
             s.want, s.cap_kind = max(s.max_want, s.min), s.max_kind
@@ -178,16 +182,27 @@ def admit(w: Work, cands: list[Slot]) -> list[Slot]:
     rotated_tiers: set[tuple[float, ...]] = set()
     retry: list[Slot] = []
 
+    cap, load = w.cap, w.load
+    imbalance_ok = w.imbalance_ok
+
     def check(s: Slot) -> int:
         need = s.min if s.incumbent else s.min + margin
-        c = w.fits(s.cons, need)  # FITS or the first constraint it breaks
-        if c == FITS and (s.hmask or s.lmask) and not w.imbalance_ok(s, need):
-            c = BY_IMBALANCE
-        return c
+        for c in s.cons:  # FITS or the first constraint it breaks
+            if load[c] + need > cap[c]:
+                return c
+        if (s.hmask or s.lmask) and not imbalance_ok(s, need):
+            return BY_IMBALANCE
+        return FITS
+
+    count = w.count
 
     def take(s: Slot) -> None:
         s.admitted, s.fail = True, FITS
-        w.reserve(s, s.min)
+        amount = s.min
+        for c in s.cons:  # w.reserve(s, amount)
+            load[c] += amount
+        if s.hmask or s.lmask:
+            count(s, amount, True)
         admitted.append(s)
         if not s.incumbent and not s.probing:
             rotated_tiers.add(s.tier)
@@ -271,6 +286,8 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
     step = max(w.tun.current_step_ma, 1)
     k = [0] * len(cap)
     users: dict[int, list[int]] = {}
+    khi, klo = [0, 0, 0], [0, 0, 0]  # rising cars that may / surely draw on each phase
+    events = []
     for i, s in enumerate(tier):
         for c in s.cons:
             if k[c] == 0:
@@ -278,18 +295,16 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             else:
                 users[c].append(i)
             k[c] += 1
-    khi, klo = [0, 0, 0], [0, 0, 0]  # rising cars that may / surely draw on each phase
-    for s in tier:
-        for p in MASK_PHASES[s.hmask]:
-            khi[p] += 1
-        for p in MASK_PHASES[s.lmask]:
-            klo[p] += 1
-    rising = [True] * len(tier)
-    left = len(tier)
-    events = []
-    for i, s in enumerate(tier):
+        if s.hmask:
+            for p in MASK_PHASES[s.hmask]:
+                khi[p] += 1
+        if s.lmask:
+            for p in MASK_PHASES[s.lmask]:
+                klo[p] += 1
         room = s.want - s.min
         events.append((room - room % step, i))
+    rising = [True] * len(tier)
+    left = len(tier)
     events.sort()
     n_events = len(events)
     heap = []
@@ -312,12 +327,14 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
         for c in s.cons:
             load[c] += lam
             k[c] -= 1
-        for p in MASK_PHASES[s.hmask]:
-            hi[p] += lam
-            khi[p] -= 1
-        for p in MASK_PHASES[s.lmask]:
-            lo[p] += lam
-            klo[p] -= 1
+        if s.hmask:
+            for p in MASK_PHASES[s.hmask]:
+                hi[p] += lam
+                khi[p] -= 1
+        if s.lmask:
+            for p in MASK_PHASES[s.lmask]:
+                lo[p] += lam
+                klo[p] -= 1
 
     while left:
         while ptr < n_events and not rising[events[ptr][1]]:
@@ -374,6 +391,7 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
 
 def explain(w: Work, cands: list[Slot]) -> None:
     """Name what binds each admitted EVSE's current."""
+    names: dict[int, tuple[Limit, str]] = {}  # constraint -> (kind, label)
     for s in cands:
         if not s.admitted:
             continue
@@ -384,5 +402,7 @@ def explain(w: Work, cands: list[Slot]) -> None:
             s.lreason = Limit.IMBALANCE
             s.reason = "phase imbalance"
         else:
-            s.lreason = w.kind_of(s.bound)
-            s.reason = w.label_of(s.bound)
+            named = names.get(s.bound)
+            if named is None:
+                named = names[s.bound] = (w.kind_of(s.bound), w.label_of(s.bound))
+            s.lreason, s.reason = named

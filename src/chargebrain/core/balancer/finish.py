@@ -5,7 +5,7 @@ its inputs or the carried state.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from chargebrain.core.balancer.data import (
     NEVER_SEEN,
@@ -44,17 +44,15 @@ def finish(w: Work, state: BalancerState) -> Allocation:
     node_alloc = [0] * (3 * len(tree.path))
     tot = [0, 0, 0]
     index = tree.index
-    loads: dict[int, Phases] = {}  # equal values share one object
+    memo_get = _decisions.get
+    add = decisions.append
     for s in w.slots:
         e, mem = s.e, s.mem
         if s.__class__ is EmptySlot:
             memories[e.id] = _UNPLUGGED
-            decisions.append(
-                _decision(
-                    (e.id, 0, True, write_ok, False, PauseReason.NONE, EmptySlot.lreason,
-                     EmptySlot.reason, 0)
-                )
-            )
+            key = (e.id, 0, True, write_ok, False, _NO_PAUSE, _NO_VEHICLE, _NO_VEHICLE_REASON, 0)
+            d = memo_get(key)
+            add(d if d is not None else _decision(key))
             continue
         kind = s.kind
         if kind == CANDIDATE and s.admitted:
@@ -63,19 +61,10 @@ def finish(w: Work, state: BalancerState) -> Allocation:
         cur = s.current
         pause_time = 0.0
         if cur > 0:
-            bmask = s.bmask
-            lkey = cur * 8 + bmask
-            load = loads.get(lkey)
-            if load is None:
-                load = loads[lkey] = Phases(
-                    cur if bmask & 1 else 0, cur if bmask & 2 else 0, cur if bmask & 4 else 0
-                )
             base = index.get(e.group, 0) * 3
-            for p in MASK_PHASES[bmask]:
+            for p in MASK_PHASES[s.bmask]:
                 node_alloc[base + p] += cur
                 tot[p] += cur
-        else:
-            load = ZERO
         if kind == FIXED:
             new_mem = _fixed_memory(s, mem, now)
         elif kind == IDLE:
@@ -88,17 +77,23 @@ def finish(w: Work, state: BalancerState) -> Allocation:
             memories[e.id] = new_mem
         write = write_ok and not (kind == FIXED and s.lreason is Limit.OFFLINE)
         if pause_time == 0.0:
-            decisions.append(
-                _decision(
-                    (e.id, cur, s.controlled, write, s.paused, s.pause_reason, s.lreason,
-                     s.reason, s.bmask)
+            key = (e.id, cur, s.controlled, write, s.paused, s.pause_reason, s.lreason,
+                   s.reason, s.bmask)  # fmt: skip
+            d = memo_get(key)
+            add(d if d is not None else _decision(key))
+        elif cur == 0:  # paused (pause_time is only set for a paused car)
+            add(
+                _paused_decision(
+                    e.id, s.controlled, write, pause_time, s.pause_reason, s.lreason,
+                    s.reason, s.bmask,
                 )
             )
         else:
-            decisions.append(
+            add(
                 EvseDecision(
                     e.id, cur, cur > 0, s.controlled, write, s.paused, pause_time,
-                    s.pause_reason, s.lreason, s.reason, s.bmask, load,
+                    s.pause_reason, s.lreason, s.reason, s.bmask,
+                    Phases.on_mask(cur, s.bmask) if cur > 0 else ZERO,
                 )
             )
     for n in tree.bottom_up:
@@ -142,6 +137,82 @@ def finish(w: Work, state: BalancerState) -> Allocation:
         nodes=tuple(nodes),
         state=new_state,
     )
+
+
+# Building a frozen slotted dataclass through its generated __init__ sets every field with
+# object.__setattr__; setting the slots through their descriptors gives the same object at
+# about half the cost. The unpacking fails at import if a field is added or removed.
+_new = object.__new__
+(_m0, _m1, _m2, _m3, _m4, _m5, _m6, _m7, _m8, _m9, _m10, _m11, _m12, _m13, _m14) = [
+    getattr(EvseMemory, f.name).__set__ for f in fields(EvseMemory)
+]
+(_d0, _d1, _d2, _d3, _d4, _d5, _d6, _d7, _d8, _d9, _d10, _d11) = [
+    getattr(EvseDecision, f.name).__set__ for f in fields(EvseDecision)
+]
+
+
+def _memory(
+    last_set: int,
+    plugged: bool,
+    plugged_since: float | None,
+    learnt_phases: int,
+    waiting_since: float | None,
+    pause_until: float,
+    pause_reason: PauseReason,
+    charging_since: float | None,
+    lend_cycles: int,
+    capped: bool,
+    raised: bool,
+    draw: DrawMemory,
+    charge: float,
+    charge_at: float,
+    charge_rate: int,
+) -> EvseMemory:
+    """EvseMemory(...) with every field given in order, built as described above."""
+    m: EvseMemory = _new(EvseMemory)
+    _m0(m, last_set)
+    _m1(m, plugged)
+    _m2(m, plugged_since)
+    _m3(m, learnt_phases)
+    _m4(m, waiting_since)
+    _m5(m, pause_until)
+    _m6(m, pause_reason)
+    _m7(m, charging_since)
+    _m8(m, lend_cycles)
+    _m9(m, capped)
+    _m10(m, raised)
+    _m11(m, draw)
+    _m12(m, charge)
+    _m13(m, charge_at)
+    _m14(m, charge_rate)
+    return m
+
+
+def _paused_decision(
+    evse_id: str,
+    controlled: bool,
+    write: bool,
+    pause_time: float,
+    pause_reason: PauseReason,
+    lreason: Limit,
+    reason: str,
+    phases: int,
+) -> EvseDecision:
+    """EvseDecision of a paused EVSE (current 0), built as described above."""
+    d: EvseDecision = _new(EvseDecision)
+    _d0(d, evse_id)
+    _d1(d, 0)
+    _d2(d, False)
+    _d3(d, controlled)
+    _d4(d, write)
+    _d5(d, True)
+    _d6(d, pause_time)
+    _d7(d, pause_reason)
+    _d8(d, lreason)
+    _d9(d, reason)
+    _d10(d, phases)
+    _d11(d, ZERO)
+    return d
 
 
 # A decision without a pause time is a function of these fields: (id, current,
@@ -209,6 +280,8 @@ def _fixed_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
 
 
 _UNPLUGGED = EvseMemory(last_set=0)
+_NO_PAUSE = PauseReason.NONE
+_NO_VEHICLE, _NO_VEHICLE_REASON = EmptySlot.lreason, EmptySlot.reason
 
 
 def _idle_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
@@ -245,7 +318,9 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
     # pause_until, pause_reason, charging_since, lend_cycles, capped, raised, draw, charge,
     # charge_at, charge_rate).
     now = w.now
-    dm = _draw_memory(w, s)
+    dm = s.dm
+    if dm is not NO_DRAW:
+        dm = _draw_memory(w, s)
     charge = s.charge
     if s.admitted:
         capped = s.cap_kind is Limit.CAR_DRAW and (s.bound == BY_CAP or s.held)
@@ -270,7 +345,7 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
         fresh = (mem.draw.idle and not dm.idle) or (
             dm.probe_until is not None and mem.draw.probe_until is None
         )
-        return EvseMemory(
+        return _memory(
             s.current,
             True,
             s.plugged_since,
@@ -294,7 +369,7 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
     else:
         waiting = now if mem.waiting_since is None else mem.waiting_since
         until = mem.pause_until
-    return EvseMemory(
+    return _memory(
         0, True, s.plugged_since, s.learnt, waiting, until, s.pause_reason, None, 0, False,
         False, dm, charge, now, 0,
     )

@@ -38,6 +38,7 @@ from chargebrain.core.balancer.work import (
     Slot,
     Work,
     assumed_load,
+    cons_cache_of,
     rot_mask,
     worst_mask,
 )
@@ -65,6 +66,12 @@ __all__ = [
 ]
 
 
+_OFFLINE = EvseState.OFFLINE
+_CHARGING = frozenset(s for s in EvseState if s.charging)
+_RULE, _OVERRIDE, _EVSE_MAX, _CAR_DRAW = Limit.RULE, Limit.OVERRIDE, Limit.EVSE_MAX, Limit.CAR_DRAW
+_ROTATED = {(m, r): rot_mask(m, r) for m in range(8) for r in (0, 120, 240)}
+
+
 def _idle(s: Slot, lreason: Limit, reason: str) -> None:
     s.kind = IDLE
     s.current = 0
@@ -84,23 +91,29 @@ def _fixed(s: Slot, current: int, bmask: int, lreason: Limit, reason: str, ctl: 
 def classify(w: Work, s: Slot) -> None:
     """Decide whether an EVSE competes, is idle or is fixed load; learn its phases."""
     e, mem, now, tun = s.e, s.mem, w.now, w.tun
-    offline = e.offline_since is not None or e.state is EvseState.OFFLINE
-    plugged = mem.plugged if offline else e.state in PLUGGED
+    state = e.state
+    offline = e.offline_since is not None or state is _OFFLINE
+    mem_plugged = mem.plugged
+    plugged = mem_plugged if offline else state in PLUGGED
     s.plugged = plugged
     if plugged:
-        s.plugged_since = (
-            e.plugged_since
-            if e.plugged_since is not None
-            else (mem.plugged_since if mem.plugged and mem.plugged_since is not None else now)
-        )
-        learnt = mem.learnt_phases if mem.plugged else 0
+        if e.plugged_since is not None:
+            s.plugged_since = e.plugged_since
+        elif mem_plugged and mem.plugged_since is not None:
+            s.plugged_since = mem.plugged_since
+        else:
+            s.plugged_since = now
+        learnt = mem.learnt_phases if mem_plugged else 0
         if not offline and e.has_meter and not e.used_phases:
             learnt |= e.measured.mask(tun.learn_threshold_ma)
         s.learnt = learnt
-    min_cur = max(e.min_current, IEC_MIN_CURRENT)
-    last = mem.last_set if mem.last_set >= 0 else e.max_current
+    min_cur = e.min_current
+    if min_cur < IEC_MIN_CURRENT:
+        min_cur = IEC_MIN_CURRENT
+    max_cur = e.max_current
 
     if offline:
+        last = mem.last_set if mem.last_set >= 0 else max_cur
         since = e.offline_since if e.offline_since is not None else now
         held = last
         if now - since >= w.cfg.com_timeout:
@@ -114,12 +127,12 @@ def classify(w: Work, s: Slot) -> None:
         if policy == DisablePolicy.MINIMUM:
             _fixed(s, min_cur, bmask, Limit.DISABLED, "disabled (minimum current)", True)
         elif policy == DisablePolicy.FREE:
-            _fixed(s, e.max_current, bmask, Limit.DISABLED, "disabled (free charging)", False)
+            _fixed(s, max_cur, bmask, Limit.DISABLED, "disabled (free charging)", False)
         else:
             _idle(s, Limit.DISABLED, "disabled")
         return
     if not plugged:
-        if e.state is EvseState.ERROR:
+        if state is EvseState.ERROR:
             _idle(s, Limit.NONE, "EVSE error")
         else:
             _idle(s, Limit.NO_VEHICLE, "no vehicle")
@@ -130,74 +143,78 @@ def classify(w: Work, s: Slot) -> None:
     if e.override_disable:
         _idle(s, Limit.OVERRIDE, "override")
         return
-    if e.max_current < min_cur:
+    if max_cur < min_cur:
         _idle(s, Limit.EVSE_MAX, "EVSE maximum")
         return
-    wish, wish_kind = e.rule_current, Limit.RULE
+    wish, wish_kind = e.rule_current, _RULE
     if e.override_current is not None:
-        wish, wish_kind = e.override_current, Limit.OVERRIDE
+        wish, wish_kind = e.override_current, _OVERRIDE
     if wish is not None and wish <= 0:
-        _idle(s, wish_kind, "override" if wish_kind is Limit.OVERRIDE else "rule")
+        _idle(s, wish_kind, "override" if wish_kind is _OVERRIDE else "rule")
         return
 
     s.kind = CANDIDATE
     s.min = min_cur
-    if wish is None or wish >= e.max_current:
-        s.want, s.cap_kind = e.max_current, Limit.EVSE_MAX
+    if wish is None or wish >= max_cur:
+        want, cap_kind = max_cur, _EVSE_MAX
     else:
         # A rule or override asking for less than the minimum charges at the minimum.
-        s.want, s.cap_kind = max(wish, min_cur), wish_kind
-    s.max_want, s.max_kind = s.want, s.cap_kind
-    if e.used_phases & ALL_PHASES_MASK:
-        evse_mask = e.used_phases & ALL_PHASES_MASK
-    elif e.has_meter:
+        want, cap_kind = (wish if wish > min_cur else min_cur), wish_kind
+    s.want = s.max_want = want
+    s.cap_kind = s.max_kind = cap_kind
+    has_meter = e.has_meter
+    used = e.used_phases & ALL_PHASES_MASK
+    if used:
+        evse_mask = used
+    elif has_meter:
         # Until the car has shown which phases it uses, its current is planned on every
         # phase: a three-phase car must not start on room that exists only on L1.
         evse_mask = s.learnt or ALL_PHASES_MASK
     else:
         evse_mask = ALL_PHASES_MASK  # cannot learn without a meter: assume the worst
-    s.bmask = rot_mask(evse_mask, e.rotation)
-    s.incumbent = mem.last_set > 0 and mem.waiting_since is None and mem.plugged
-    offered = mem.last_set if mem.plugged and mem.last_set > 0 else 0
-    if e.has_meter:
-        draw = max(e.measured.l1, e.measured.l2, e.measured.l3)
+    rotated = _ROTATED.get((evse_mask, e.rotation))
+    bmask = rotated if rotated is not None else rot_mask(evse_mask, e.rotation)
+    s.bmask = bmask
+    last_set = mem.last_set
+    incumbent = s.incumbent = last_set > 0 and mem.waiting_since is None and mem_plugged
+    offered = last_set if mem_plugged and last_set > 0 else 0
+    if has_meter:
+        m = e.measured
+        draw = m.l1
+        if m.l2 > draw:
+            draw = m.l2
+        if m.l3 > draw:
+            draw = m.l3
     else:
-        draw = offered if e.state.charging else 0
-    dm = mem.draw if mem.plugged else NO_DRAW
-    s.drawing = draw >= tun.idle_threshold_ma
-    if dm is not NO_DRAW or (offered and not s.drawing):  # else: nothing new to note
-        dm = observe(dm, draw, offered, min_cur, s.max_want, now, tun)
+        draw = offered if state in _CHARGING else 0
+    dm = mem.draw if mem_plugged else NO_DRAW
+    drawing = s.drawing = draw >= tun.idle_threshold_ma
+    if dm is not NO_DRAW or (offered and not drawing):  # else: nothing new to note
+        dm = observe(dm, draw, offered, min_cur, want, now, tun)
         if dm.idle:
             s.idle, s.probing = True, probing(dm, now)
     s.dm = dm
-    if mem.plugged and (mem.charge or mem.charge_rate):
+    if mem_plugged and (mem.charge or mem.charge_rate):
         s.charge = charge_of(mem, now)
-    if w.imb_limit > 0 and (s.bmask != ALL_PHASES_MASK or (e.has_meter and not s.learnt)):
-        _imbalance_masks(w, s)
-    if s.incumbent:
+    if w.imb_limit > 0 and (bmask != ALL_PHASES_MASK or (has_meter and not s.learnt)):
+        # Where the imbalance check counts a car: on the phases it may draw on (the heavy
+        # side of a pair) and on those it surely draws on (the light side). A car whose
+        # phases are not known yet may draw on every phase it is planned on but surely
+        # only on its L1; a car that has drawn nothing for quiet_after_s surely draws
+        # nowhere (counting it would balance the phases on paper only). A car on all
+        # three known phases cannot unbalance them and is left out.
+        known = used or not has_meter or s.learnt
+        if not known or bmask != ALL_PHASES_MASK:
+            quiet = dm.quiet_since
+            s.hmask = bmask
+            if not (dm.idle or (quiet is not None and now - quiet >= tun.quiet_after_s)):
+                s.lmask = bmask if known else rot_mask(1, e.rotation)
+    if incumbent:
         _lend(w, s, draw)
-        if s.cap_kind is Limit.CAR_DRAW and s.want > draw:
+        if s.cap_kind is _CAR_DRAW and s.want > draw:
             # It is given up to `want` but draws less: on the light side of a pair only
             # what it draws counts.
             s.lfree = min(s.min, s.want - draw)
-
-
-def _imbalance_masks(w: Work, s: Slot) -> None:
-    """Where the imbalance check counts a car: on the phases it may draw on (the heavy
-    side of a pair) and on those it surely draws on (the light side). A car whose phases
-    are not known yet may draw on every phase it is planned on but surely only on its
-    L1; a car that has drawn nothing for quiet_after_s surely draws nowhere (counting it
-    would balance the phases on paper only). A car on all three known phases cannot
-    unbalance them and is left out."""
-    e, tun, now = s.e, w.tun, w.now
-    known = e.used_phases & ALL_PHASES_MASK or not e.has_meter or s.learnt
-    if known and s.bmask == ALL_PHASES_MASK:
-        return
-    since = s.dm.quiet_since
-    quiet = s.dm.idle or (since is not None and now - since >= tun.quiet_after_s)
-    s.hmask = s.bmask
-    if not quiet:
-        s.lmask = s.bmask if known else rot_mask(1, e.rotation)
 
 
 def _lend(w: Work, s: Slot, draw: int) -> None:
@@ -237,34 +254,38 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
     slots = w.slots
     input_order = [0] * len(order)
     consumed = w.consumed
+    mem_of = memories.get
+    add = slots.append
+    waiting, offline = EvseState.WAITING, Limit.OFFLINE
     for pos, i in enumerate(order):
         e = evses[i]
         input_order[i] = pos
-        mem = memories.get(e.id, NEVER_SEEN)
-        if e.state is EvseState.WAITING and e.offline_since is None and e.enabled:
+        mem = mem_of(e.id, NEVER_SEEN)
+        if e.state is waiting and e.offline_since is None and e.enabled:
             s: Slot = EmptySlot(e, mem)  # what classify decides for it
         else:
             s = Slot(e, mem)
             classify(w, s)
-        slots.append(s)
+        add(s)
         # EVSE consumption in building phases, for the overdraft check: what is measured,
         # never what is only assumed for an unreachable EVSE (that would be a phantom
         # overdraw; its real draw, if any, is in the grid reading).
-        if s.kind == FIXED and s.lreason is Limit.OFFLINE:
+        if s.kind == FIXED and s.lreason is offline:
             pass
         elif e.has_meter:
             m = e.measured
-            shift = PHASE_SHIFT.get(e.rotation % 360, 0)
+            rot = e.rotation
+            shift = 0 if rot == 0 else PHASE_SHIFT.get(rot % 360, 0)
             if shift == 0:
-                drawn = (m.l1, m.l2, m.l3)
+                d0, d1, d2 = m.l1, m.l2, m.l3
             elif shift == 1:
-                drawn = (m.l3, m.l1, m.l2)
+                d0, d1, d2 = m.l3, m.l1, m.l2
             else:
-                drawn = (m.l2, m.l3, m.l1)
-            s.drawn = drawn
-            consumed[0] += drawn[0]
-            consumed[1] += drawn[1]
-            consumed[2] += drawn[2]
+                d0, d1, d2 = m.l2, m.l3, m.l1
+            s.drawn = (d0, d1, d2)
+            consumed[0] += d0
+            consumed[1] += d1
+            consumed[2] += d2
         elif e.state.charging and s.mem.last_set > 0:
             bm = s.bmask or worst_mask(e, s.learnt, s.plugged)
             held = s.mem.last_set
@@ -314,41 +335,42 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
         avail[c + 1] = cap[c + 1] = g.max_current - gl[1]
         avail[c + 2] = cap[c + 2] = g.max_current - gl[2]
 
+    w.cons_cache = cons_cache_of(tree, cap)
+
     # Fixed loads come off every limited node above them, and count towards imbalance.
+    # Ranking keys: group priorities along the path, then the EVSE's own, padded so an
+    # EVSE tied with a sibling group competes with its members as if it had its priority.
     imb = w.imb_base
+    width = tree.depth + 1
+    tiers: dict[tuple[int, int], tuple[float, ...]] = {}
+    index, cons_cache = tree.index, w.cons_cache
     for s in slots:
-        if s.kind != FIXED or s.current <= 0:
-            continue
-        node = tree.index.get(s.e.group, 0)
-        for c in w.constraints(node, s.bmask):
-            cap[c] -= s.current
-        for p in MASK_PHASES[s.bmask]:
-            imb[p] += s.current
+        kind = s.kind
+        if kind == CANDIDATE:
+            e = s.e
+            node = index.get(e.group, 0)
+            cons = cons_cache.get((node, s.bmask))
+            s.cons = cons if cons is not None else w.constraints(node, s.bmask)
+            tkey = (node, e.priority)
+            tier = tiers.get(tkey)
+            if tier is None:
+                prio = tree.prio[node]
+                key: list[float] = [-x for x in prio]
+                key.extend([-e.priority] * (width - len(prio)))
+                tier = tiers[tkey] = (*key, 1.0, 0.0)
+            if e.fcfs:
+                since = s.plugged_since if s.plugged_since is not None else now
+                tier = (*tier[:-2], 0.0, since)
+            s.tier = tier
+        elif kind == FIXED and s.current > 0:
+            node = index.get(s.e.group, 0)
+            for c in w.constraints(node, s.bmask):
+                cap[c] -= s.current
+            for p in MASK_PHASES[s.bmask]:
+                imb[p] += s.current
     if cfg.imbalance_add:
         w.imb_extra = site_load
         for p in range(3):
             imb[p] += site_load[p]
-
-    # Ranking keys: group priorities along the path, then the EVSE's own, padded so an
-    # EVSE tied with a sibling group competes with its members as if it had its priority.
-    width = tree.depth + 1
-    tiers: dict[tuple[int, int], tuple[float, ...]] = {}
-    for s in slots:
-        if s.kind != CANDIDATE:
-            continue
-        e = s.e
-        node = tree.index.get(e.group, 0)
-        s.cons = w.constraints(node, s.bmask)
-        tkey = (node, e.priority)
-        tier = tiers.get(tkey)
-        if tier is None:
-            prio = tree.prio[node]
-            key: list[float] = [-x for x in prio]
-            key.extend([-e.priority] * (width - len(prio)))
-            tier = tiers[tkey] = (*key, 1.0, 0.0)
-        if e.fcfs:
-            since = s.plugged_since if s.plugged_since is not None else now
-            tier = (*tier[:-2], 0.0, since)
-        s.tier = tier
     return w
 

@@ -210,14 +210,27 @@ class Work:
         if self.imb_limit <= 0 or need <= 0 or not (s.hmask or s.lmask):
             return True
         base, hi, lo = self.imb_base, self.ihi, self.ilo
-        h = [base[0] + hi[0], base[1] + hi[1], base[2] + hi[2]]
-        low = [base[0] + lo[0], base[1] + lo[1], base[2] + lo[2]]
-        allowed = max(self.imb_limit, _spread(*h, *low))
-        for p in MASK_PHASES[s.hmask]:
-            h[p] += need
-        for p in MASK_PHASES[s.lmask]:
-            low[p] += need - s.lfree
-        return _spread(*h, *low) <= allowed
+        b0, b1, b2 = base
+        h0, h1, h2 = b0 + hi[0], b1 + hi[1], b2 + hi[2]
+        l0, l1, l2 = b0 + lo[0], b1 + lo[1], b2 + lo[2]
+        allowed = max(self.imb_limit, h0 - l1, h0 - l2, h1 - l0, h1 - l2, h2 - l0, h2 - l1)
+        m = s.hmask
+        if m & 1:
+            h0 += need
+        if m & 2:
+            h1 += need
+        if m & 4:
+            h2 += need
+        m = s.lmask
+        if m:
+            d = need - s.lfree
+            if m & 1:
+                l0 += d
+            if m & 2:
+                l1 += d
+            if m & 4:
+                l2 += d
+        return max(h0 - l1, h0 - l2, h1 - l0, h1 - l2, h2 - l0, h2 - l1) <= allowed
 
     def count(self, s: Slot, amount: int, first: bool = False) -> None:
         """Add `amount` of `s`'s current to the imbalance count; `first`: the car's first
@@ -240,6 +253,23 @@ class Work:
         self.commit(s.cons, amount)
         if s.hmask or s.lmask:
             self.count(s, amount, first=True)
+
+
+_last_cons: list[tuple[Tree, tuple[bool, ...], dict[tuple[int, int], tuple[int, ...]]]] = []
+
+
+def cons_cache_of(tree: Tree, cap: list[int]) -> dict[tuple[int, int], tuple[int, ...]]:
+    """The memo of `Work.constraints` to use once `cap` is set: its entries depend only on
+    the tree and on which (node, phase) pairs are limited, so the last cycle's is kept
+    while these stay the same (the memo holds the tree, so an identity is never stale)."""
+    limited = tuple([c < INF for c in cap])
+    if _last_cons:
+        last_tree, last_limited, cache = _last_cons[0]
+        if last_tree is tree and last_limited == limited:
+            return cache
+    cache = {}
+    _last_cons[:] = [(tree, limited, cache)]
+    return cache
 
 
 def _spread(h0: int, h1: int, h2: int, l0: int, l1: int, l2: int) -> int:
