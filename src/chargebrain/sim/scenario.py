@@ -14,12 +14,12 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 DAY_S = 86_400
 IEC_MIN_MA = 6_000
@@ -74,6 +74,22 @@ class EvseSpec:
     used_phases: int = 3  # phases wired to the EVSE: 1 or 3
 
 
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_HasId)
+
+
+def _by_id(items: Iterable[_T], item_id: str) -> _T:
+    """The item with this id (KeyError if none)."""
+    for item in items:
+        if item.id == item_id:
+            return item
+    raise KeyError(item_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     """Everything static about the site: limits, groups and EVSEs."""
@@ -83,16 +99,10 @@ class Site:
     evses: tuple[EvseSpec, ...] = ()
 
     def evse(self, evse_id: str) -> EvseSpec:
-        for e in self.evses:
-            if e.id == evse_id:
-                return e
-        raise KeyError(evse_id)
+        return _by_id(self.evses, evse_id)
 
     def group(self, group_id: str) -> GroupSpec:
-        for g in self.groups:
-            if g.id == group_id:
-                return g
-        raise KeyError(group_id)
+        return _by_id(self.groups, group_id)
 
     def group_chain(self, group_id: str | None) -> tuple[str, ...]:
         """The group and all its ancestors, innermost first (empty for the main group)."""
@@ -231,10 +241,7 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
 
     def car(self, car_id: str) -> CarSpec:
-        for c in self.cars:
-            if c.id == car_id:
-                return c
-        raise KeyError(car_id)
+        return _by_id(self.cars, car_id)
 
 
 # ---------------------------------------------------------------------------------------
