@@ -19,7 +19,6 @@ Run alone: `python -m bench --only cycle`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -31,7 +30,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import HOST, Figure, child_env, free_port, percentile, raise_nofile_limit
+from bench.common import (
+    HOST,
+    Figure,
+    child_env,
+    free_port,
+    module_main,
+    percentile,
+    raise_nofile_limit,
+)
 
 if TYPE_CHECKING:
     from chargebrain.app import App
@@ -232,21 +239,16 @@ def run(quick: bool) -> list[Figure]:
     ]
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_cycle")
-    parser.add_argument("--serve", nargs=2, metavar=("COUNT", "LIFETIME"),
-                        help="only serve COUNT simulated controllers (until stdin closes)")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    if args.serve:
-        count, lifetime = args.serve
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(int(count), float(lifetime)))
-        return 0
-    for fig in run(args.quick):
-        print(fig.json_line())
-    return 0
+def _serve(values: list[str]) -> None:
+    count, lifetime = values
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(int(count), float(lifetime)))
 
+
+def _main(argv: list[str]) -> int:
+    return module_main(argv, "python -m bench.bench_cycle", run, (
+        "--serve", ("COUNT", "LIFETIME"),
+        "only serve COUNT simulated controllers (until stdin closes)", _serve))
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))

@@ -16,7 +16,6 @@ Run alone: `python -m bench --only http`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.common import HOST, Figure, free_port, run_child, run_load
+from bench.common import HOST, Figure, free_port, module_main, run_child, run_load
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -230,22 +229,16 @@ def run(quick: bool) -> list[Figure]:
     return figures
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_http")
-    parser.add_argument("--client", nargs=5, metavar=("PORT", "PATH", "CONNS", "SECONDS", "MAX"),
-                        help="only run the client against PORT and print its JSON result")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    if args.client:
-        port, path, conns, seconds, max_requests = args.client
-        result = asyncio.run(load(int(port), path, int(conns), float(seconds),
-                                  int(max_requests)))
-        print(json.dumps(result))
-        return 0
-    for fig in run(args.quick):
-        print(fig.json_line())
-    return 0
+def _client(values: list[str]) -> None:
+    port, path, conns, seconds, max_requests = values
+    result = asyncio.run(load(int(port), path, int(conns), float(seconds), int(max_requests)))
+    print(json.dumps(result))
 
+
+def _main(argv: list[str]) -> int:
+    return module_main(argv, "python -m bench.bench_http", run, (
+        "--client", ("PORT", "PATH", "CONNS", "SECONDS", "MAX"),
+        "only run the client against PORT and print its JSON result", _client))
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))

@@ -12,7 +12,6 @@ Run alone: `python -m bench --only modbus`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -27,6 +26,7 @@ from bench.common import (
     HOST,
     Figure,
     free_port,
+    module_main,
     run_child,
     run_load,
 )
@@ -183,21 +183,16 @@ def run(quick: bool) -> list[Figure]:
     ]
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_modbus")
-    parser.add_argument("--client", nargs=4, metavar=("PORT", "CONNS", "SECONDS", "MAX"),
-                        help="only run the client against PORT and print its JSON result")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    if args.client:
-        port, conns, seconds, max_requests = args.client
-        result = asyncio.run(load(int(port), int(conns), float(seconds), int(max_requests)))
-        print(json.dumps(result))
-        return 0
-    for fig in run(args.quick):
-        print(fig.json_line())
-    return 0
+def _client(values: list[str]) -> None:
+    port, conns, seconds, max_requests = values
+    result = asyncio.run(load(int(port), int(conns), float(seconds), int(max_requests)))
+    print(json.dumps(result))
 
+
+def _main(argv: list[str]) -> int:
+    return module_main(argv, "python -m bench.bench_modbus", run, (
+        "--client", ("PORT", "CONNS", "SECONDS", "MAX"),
+        "only run the client against PORT and print its JSON result", _client))
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))

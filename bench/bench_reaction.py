@@ -23,7 +23,6 @@ Run alone: `python -m bench --only reaction`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -37,7 +36,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import HOST, Figure, free_port, percentile, raise_nofile_limit, run_child
+from bench.common import (
+    HOST,
+    Figure,
+    free_port,
+    module_main,
+    percentile,
+    raise_nofile_limit,
+    run_child,
+)
 
 if TYPE_CHECKING:
     from chargebrain.app import App
@@ -278,20 +285,15 @@ def run(quick: bool) -> list[Figure]:
     return figures
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_reaction")
-    parser.add_argument("--probe", nargs=3, metavar=("HTTP_PORT", "MODBUS_PORT", "SAMPLES"),
-                        help="only run the probe against a running App; print JSON")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    if args.probe:
-        http_port, modbus_port, samples = (int(v) for v in args.probe)
-        print(json.dumps(asyncio.run(probe(http_port, modbus_port, samples))))
-        return 0
-    for fig in run(args.quick):
-        print(fig.json_line())
-    return 0
+def _probe(values: list[str]) -> None:
+    http_port, modbus_port, samples = (int(v) for v in values)
+    print(json.dumps(asyncio.run(probe(http_port, modbus_port, samples))))
 
+
+def _main(argv: list[str]) -> int:
+    return module_main(argv, "python -m bench.bench_reaction", run, (
+        "--probe", ("HTTP_PORT", "MODBUS_PORT", "SAMPLES"),
+        "only run the probe against a running App; print JSON", _probe))
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))

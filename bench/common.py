@@ -146,3 +146,30 @@ async def run_load(connect: Connection, connections: int, seconds: float, max_re
     errors = sum(r[1] for r in results)
     return {"requests": done, "errors": errors, "seconds": elapsed, "rate": done / elapsed,
             "total": done + errors + sum(r[0] + r[1] for r in warm_results)}
+
+
+def module_main(
+    argv: list[str],
+    prog: str,
+    run: Callable[[bool], list[Figure]],
+    child: tuple[str, tuple[str, ...], str, Callable[[list[str]], None]] | None = None,
+) -> int:
+    """The command line of a bench module run on its own: `--quick`, or the module's
+    child mode (`child` = option, metavars, help, function given the option's values)
+    that runs in a separate process for the figures."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog)
+    if child is not None:
+        option, metavar, help_text, _ = child
+        parser.add_argument(option, nargs=len(metavar), metavar=metavar, help=help_text)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if child is not None:
+        values = getattr(args, child[0].lstrip("-"))
+        if values:
+            child[3](list(values))
+            return 0
+    for fig in run(args.quick):
+        print(fig.json_line())
+    return 0
