@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from chargebrain.sim.optimum import offline_optimum
-from chargebrain.sim.policy import EqualSplitPolicy
+from chargebrain.sim.policy import EqualSplitPolicy, FuseOnlyPolicy
 from chargebrain.sim.runner import run_scenario
 from chargebrain.sim.scenario import load_scenario, scenario_from_dict
 
@@ -48,7 +48,8 @@ def test_one_car_ten_amps_one_hour_three_phase() -> None:
 
 
 def test_need_and_battery_room_cap_the_energy() -> None:
-    sc = scenario_from_dict(tiny([car("a", "E1", need_kwh=2), car("b", "E2", soc=0.99)]))
+    no_taper = {"taper_soc": 1.0}
+    sc = scenario_from_dict(tiny([car("a", "E1", need_kwh=2), car("b", "E2", soc=0.99, **no_taper)]))
     opt = offline_optimum(sc)
     assert opt.per_car_kwh["a"] == pytest.approx(2.0)
     assert opt.per_car_kwh["b"] == pytest.approx(1.0)  # 1 % of 100 kWh
@@ -103,3 +104,24 @@ def test_bound_is_above_what_a_policy_delivers() -> None:
     delivered = sum(s.delivered_kwh for s in run.sessions)
     assert 0 < delivered <= opt.total_kwh
     assert opt.status.startswith("Optimization terminated successfully")
+
+
+def test_taper_and_underdraw_bound_what_the_car_can_take() -> None:
+    """What no manager can change is in the bound: a car near full tapers, and a car with
+    the under-draw fault takes only part of its offer. The bound stays above what the car
+    takes when nothing limits it, and close to it."""
+    full = car("a", "E1", soc=0.9, capacity_kwh=60, max_ma=16000)
+    sc = scenario_from_dict(tiny([full]))
+    opt = offline_optimum(sc, step_s=60)
+    taken = run_scenario(sc, FuseOnlyPolicy()).sessions[0].delivered_kwh
+    untapered = 16 * V * 3 / 1000  # 11.04 kWh in the hour
+    assert taken <= opt.total_kwh <= taken * 1.07  # the 0.5 A floor is bounded by a chord
+    assert opt.total_kwh < 0.4 * untapered < opt.need_kwh["a"]
+
+    weak = car("b", "E1", max_ma=16000)
+    fault = {"type": "car_underdraw", "car": "b", "factor": 0.5, "from": 1800, "to": 3600}
+    sc2 = scenario_from_dict(tiny([weak], faults=[fault]))
+    opt2 = offline_optimum(sc2, step_s=60)
+    taken2 = run_scenario(sc2, FuseOnlyPolicy()).sessions[0].delivered_kwh
+    assert opt2.total_kwh == pytest.approx((16 * 0.5 + 8 * 0.5) * V * 3 / 1000)
+    assert taken2 <= opt2.total_kwh <= taken2 * 1.01

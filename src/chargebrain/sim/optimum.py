@@ -9,10 +9,15 @@ imbalance of the EVSE load; and per car its maximum current (times the fraction 
 interval it is present) and its energy need (capped by the room in its battery).
 Maximises delivered energy, weighted very slightly towards earlier delivery to break ties.
 
-It is a bound, not a schedule: the 6 A minimum (and each car's minimum start current) is
-relaxed, so are taper, sleep, lag, faults and the per-second variation of the household
-load within an interval (averaging constraints that hold every second yields constraints
-on the averages, so every real schedule is feasible here). Needs numpy and scipy.
+What a car physically cannot draw is modelled, since no manager can change it: its taper
+near full (in each interval at most the taper current at the state of charge the interval
+starts with, lifted to the charger's 0.5 A floor for the last bit by the chord of
+max(taper, 0.5 A), through one cumulative-energy variable per car and interval) and, while it has the fault, drawing
+less than offered. It is a bound, not a schedule: the 6 A minimum (and each car's minimum
+start current) is relaxed, so are sleep, lag, the other faults and the per-second
+variation of the household load within an interval (averaging constraints that hold
+every second yields constraints on the averages, so every real schedule is feasible
+here). Needs numpy and scipy.
 
 This module must never run the simulator or depend on any policy.
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linprog
@@ -30,9 +35,11 @@ from scipy.sparse import coo_matrix
 
 from chargebrain.core.phases import rotate_mask
 from chargebrain.sim.profile import build_profile
-from chargebrain.sim.scenario import Scenario
+from chargebrain.sim.scenario import CarSpec, FaultKind, Scenario
 
 EARLY_WEIGHT = 1e-3  # the last interval's energy counts this much less than the first's
+TAPER_FLOOR_A = 0.5  # the car takes its last bit at this current (car.py)
+TAPER_SLACK_A = 0.05  # a draw ramping down after a taper step, at most this much above
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,7 @@ def offline_optimum(
     var_car: list[int] = []
     var_k: list[int] = []
     var_ub: list[float] = []
+    var_frac: list[float] = []  # the part of the interval the car is plugged in
     cars = [c for c in scenario.cars if c.arrive_s < horizon]
     car_mask: list[int] = []
     car_phases: list[int] = []
@@ -107,14 +115,15 @@ def offline_optimum(
         car_mask.append(rotate_mask(0b001 if nph == 1 else 0b111, e.phase_rotation))
         need[c.id] = max(0.0, min(c.need_kwh, (1.0 - c.soc) * c.capacity_kwh))
         amps = min(c.max_ma, e.max_ma) / 1000.0
+        under = _underdraw(scenario, c)
         leave = min(c.leave_s, horizon)
         for k in range(c.arrive_s // step, min(k_count, math.ceil(leave / step))):
-            lo, hi = k * step, k * step + lengths[k]
-            overlap = min(hi, leave) - max(lo, c.arrive_s)
-            if overlap > 0:
+            lo, hi = max(k * step, c.arrive_s), min(k * step + lengths[k], leave)
+            if hi > lo:
                 var_car.append(ci)
                 var_k.append(k)
-                var_ub.append(amps * overlap / lengths[k])
+                var_ub.append(_drawable_as(amps, lo, hi, under) / lengths[k])
+                var_frac.append((hi - lo) / lengths[k])
     nvar = len(var_car)
     if nvar == 0:
         zero = {c.id: 0.0 for c in cars}
@@ -181,20 +190,36 @@ def offline_optimum(
                 add_block(np.where(coef != 0, vk, -1), coef,
                           np.full(k_count, lim.max_imbalance_ma / 1000.0))
 
+    taper = _taper_rows(cars, vc, kwh_per_a, np.array(var_frac), nvar)
+    ncum = taper.count
+    for r, cidx, v, b in zip(taper.ub_rows, taper.ub_cols, taper.ub_vals, taper.ub_rhs,
+                             strict=True):
+        rows.append(r + nrow)
+        cols.append(cidx)
+        vals.append(v)
+        rhs.append(b)
+        nrow += b.shape[0]
+
+    ntot = nvar + ncum
     a_ub = coo_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(nrow, nvar),
+        shape=(nrow, ntot),
     ).tocsr()
+    a_eq = coo_matrix((taper.eq_vals, (taper.eq_rows, taper.eq_cols)),
+                      shape=(ncum, ntot)).tocsr() if ncum else None
     res = linprog(
-        c=-(kwh_per_a * weight),
+        c=np.concatenate([-(kwh_per_a * weight), np.zeros(ncum)]),
         A_ub=a_ub,
         b_ub=np.concatenate(rhs),
-        bounds=np.column_stack([np.zeros(nvar), np.array(var_ub)]),
+        A_eq=a_eq,
+        b_eq=np.zeros(ncum) if ncum else None,
+        bounds=np.column_stack([np.zeros(ntot),
+                                np.concatenate([np.array(var_ub), np.full(ncum, np.inf)])]),
         method="highs",
     )
     if res.x is None:
         raise RuntimeError(f"offline optimum failed: {res.message}")
-    energy = np.clip(res.x, 0.0, None) * kwh_per_a
+    energy = np.clip(res.x[:nvar], 0.0, None) * kwh_per_a
     per_car = np.bincount(vc, weights=energy, minlength=len(cars))
     return OptimumResult(
         step_s=step,
@@ -204,7 +229,83 @@ def offline_optimum(
         alone_kwh={c.id: min(float(alone[i]), need[c.id]) for i, c in enumerate(cars)},
         need_kwh=need,
         status=str(res.message),
-        variables=nvar,
-        constraints=nrow,
+        variables=nvar + ncum,
+        constraints=nrow + ncum,
         solve_s=time.perf_counter() - t0,
     )
+
+
+def _underdraw(scenario: Scenario, car: CarSpec) -> list[tuple[int, int, float, float]]:
+    """The car's spells of drawing less than offered: (from s, to s, factor, offset A)."""
+    return [(f.start_s, f.end_s, f.factor, f.offset_ma / 1000.0) for f in scenario.faults
+            if f.kind is FaultKind.CAR_UNDERDRAW and f.target == car.id]
+
+
+def _drawable_as(amps: float, lo: float, hi: float,
+                 under: list[tuple[int, int, float, float]]) -> float:
+    """Ampere-seconds the car can draw between `lo` and `hi` at most (per used phase)."""
+    total = amps * (hi - lo)
+    for start, end, factor, offset in under:
+        overlap = min(hi, end) - max(lo, start)
+        if overlap > 0:
+            total -= (amps - max(0.0, amps * factor - offset)) * overlap
+    return max(0.0, total)
+
+
+@dataclass(slots=True)
+class _TaperRows:
+    """Rows that keep each car under its taper line; `count` cumulative-energy variables
+    follow the current variables (column nvar + m), defined by the equality rows."""
+
+    count: int = 0
+    ub_rows: list[np.ndarray] = field(default_factory=list)
+    ub_cols: list[np.ndarray] = field(default_factory=list)
+    ub_vals: list[np.ndarray] = field(default_factory=list)
+    ub_rhs: list[np.ndarray] = field(default_factory=list)
+    eq_rows: list[int] = field(default_factory=list)
+    eq_cols: list[int] = field(default_factory=list)
+    eq_vals: list[float] = field(default_factory=list)
+
+
+def _taper_rows(cars: list[CarSpec], vc: np.ndarray, kwh_per_a: np.ndarray,
+                frac: np.ndarray, nvar: int) -> _TaperRows:
+    """For every car that can reach its taper: with C_m the energy (kWh) it has had before
+    its m-th interval (C_1 = 0, C_m+1 = C_m + kWh of interval m), its mean current in
+    interval m is at most frac_m × (A − B·C_m): the taper current T at the state of charge
+    the interval starts with, T = max × (1 − soc) / (1 − taper_soc), goes through the chord
+    of max(T, floor) over 0 ≤ T ≤ max, floor + T × (max − floor) / max, which lies above it,
+    plus the ramp slack."""
+    out = _TaperRows()
+    for ci, c in enumerate(cars):
+        span = 1.0 - c.taper_soc
+        cap = c.capacity_kwh
+        if span <= 0 or cap <= 0 or c.soc + c.need_kwh / cap <= c.taper_soc:
+            continue
+        idx = np.flatnonzero(vc == ci)  # its intervals, in time order
+        n = idx.shape[0]
+        if n == 0:
+            continue
+        top = c.max_ma / 1000.0
+        if top <= TAPER_FLOOR_A:
+            continue
+        chord = (top - TAPER_FLOOR_A) / top
+        a = TAPER_FLOOR_A + TAPER_SLACK_A + chord * top * (1.0 - c.soc) / span
+        b = chord * top / (cap * span)
+        first = nvar + out.count  # column of C_1
+        # C_1 = 0; C_m+1 − C_m − kWh_m · i_m = 0
+        eq0 = out.count
+        out.eq_rows.append(eq0)
+        out.eq_cols.append(first)
+        out.eq_vals.append(1.0)
+        for m in range(1, n):
+            out.eq_rows += [eq0 + m] * 3
+            out.eq_cols += [first + m, first + m - 1, int(idx[m - 1])]
+            out.eq_vals += [1.0, -1.0, -float(kwh_per_a[idx[m - 1]])]
+        # i_m + frac_m · B · C_m ≤ frac_m · A
+        local = np.arange(n)
+        out.ub_rows.append(np.concatenate([local, local]))  # rows of this car's block
+        out.ub_cols.append(np.concatenate([idx, first + local]))
+        out.ub_vals.append(np.concatenate([np.ones(n), frac[idx] * b]))
+        out.ub_rhs.append(frac[idx] * a)
+        out.count += n
+    return out
