@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import aiohttp
 
+from chargebrain.app import App, Config
 from chargebrain.manager.config import DeviceConfig
 from chargebrain.powerbrain.hardware import SimCar
-from tests.conftest import Running, wait_for
+from tests.conftest import Running, free_ports, wait_for
 
 HOUSE_MA = 5_000
 SITE_MA = 25_000  # room for the house and a 16 A car, not for the house and two cars
@@ -49,3 +51,37 @@ async def test_the_car_keeps_charging_when_the_grid_sample_is_newer_than_its_rea
         assert mgr.devices["E1"].evse.decision.charging_enabled  # type: ignore[union-attr]
         await asyncio.sleep(0.02)
     assert await e1_draw_ma(http, running) == 16_000
+
+
+async def test_a_remote_power_brain_keeps_charging_beside_a_pushed_grid_meter(
+        running: Running, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """The same over Modbus TCP: a second controller in observe mode is the charging
+    manager's EVSE E2. A cycle woken by a grid push reads it again before deciding."""
+    http_port, modbus_port = free_ports(1), free_ports(3)
+    remote = App(Config(tmp_path / "remote", "127.0.0.1", http_port, modbus_port))
+    await remote.start()
+    peer = Running(remote, f"http://127.0.0.1:{http_port}", modbus_port)
+    try:
+        rmgr = remote.manager
+        rmgr.set_site(rmgr.site.with_changes(lb_enabled=False), persist=False)
+        mgr = running.app.manager
+        mgr.set_site(mgr.site.with_changes(max_total_current=SITE_MA))
+        mgr.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
+        mgr.upsert_device(DeviceConfig(
+            "E2", "evse_powerbrain", name="remote", address=f"127.0.0.1:{modbus_port}",
+            id=1, max_charging_cur=16_000))
+        remote.hardware.plug(SimCar(max_ma=16_000, phases=3))
+
+        async def charging() -> bool:
+            await push_grid(http, running, HOUSE_MA + await e1_draw_ma(http, peer))
+            return await e1_draw_ma(http, peer) == 16_000
+
+        await wait_for(charging)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            await push_grid(http, running, HOUSE_MA + await e1_draw_ma(http, peer))
+            assert mgr.devices["E2"].evse.decision.charging_enabled  # type: ignore[union-attr]
+            await asyncio.sleep(0.02)
+        assert await e1_draw_ma(http, peer) == 16_000
+    finally:
+        await remote.stop()

@@ -87,18 +87,36 @@ class _Reading:
     async def _read_all(self, topo: _Topology) -> None:
         """Read every device: the pushed ones at once, the polled ones concurrently."""
         self._read_pushed(topo)
-        if not topo.polled:
-            return
+        if topo.polled:
+            await self._read_polled(topo.polled, wait_pending=True)
+
+    async def _read_woken(self, topo: _Topology) -> None:
+        """Read for a cycle a push woke: the pushed devices and the built-in ones at once,
+        and the other polled devices again, since a pushed sample must not meet an older
+        reading of the same current (a grid sample that already shows a car's new draw
+        beside that car's old reading, or the other way round). A device whose read is
+        still running from an earlier cycle is not waited for."""
+        self._read_pushed(topo)
+        self._read_local(topo)
+        if topo.remote:
+            await self._read_polled(topo.remote, wait_pending=False)
+
+    async def _read_polled(self, devices: list[DeviceRuntime], wait_pending: bool) -> None:
+        """Read `devices` concurrently within the cycle's time budget; a read that outlasts
+        it carries over to a later cycle (and is not started twice)."""
         budget = min(READ_TIMEOUT_S, max(0.2, self.site.cycle_ms / 1000.0 * 0.6))
-        for rt in topo.polled:
-            if rt.dev_id not in self._pending:
-                self._pending[rt.dev_id] = asyncio.ensure_future(self._read_one(rt))
-        tasks = list(self._pending.values())
+        pending = self._pending
+        started = []
+        for rt in devices:
+            if rt.dev_id not in pending:
+                pending[rt.dev_id] = task = asyncio.ensure_future(self._read_one(rt))
+                started.append(task)
+        tasks = list(pending.values()) if wait_pending else started
         if tasks:
             await asyncio.wait(tasks, timeout=budget)
-        for dev_id, task in list(self._pending.items()):
+        for dev_id, task in list(pending.items()):
             if task.done():
-                del self._pending[dev_id]
+                del pending[dev_id]
 
     def _read_pushed(self, topo: _Topology) -> None:
         """Take the latest reading of every HTTP-input device (never waits)."""

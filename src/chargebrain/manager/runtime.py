@@ -191,7 +191,8 @@ class ChargingManager(_DeviceInventory, _Pushes, _Reading, _Deciding):
                 log.exception("control cycle failed")
 
     async def cycle(self, poll: bool = True) -> Allocation:
-        """One control cycle. `poll=False` reuses the latest readings (pushed data)."""
+        """One control cycle. `poll=False` (a cycle a push woke) takes the pushed readings
+        and reads the polled devices again without waiting for slow ones."""
         async with self._lock:
             # The cycle sees everything that woke it so far.
             self._urgent = False
@@ -200,9 +201,7 @@ class ChargingManager(_DeviceInventory, _Pushes, _Reading, _Deciding):
             if poll:
                 await self._read_all(self._topology())
             else:
-                topo = self._topology()
-                self._read_pushed(topo)
-                self._read_local(topo)
+                await self._read_woken(self._topology())
             alloc = self._decide(self._topology())
             await _apply(alloc, self.devices, self.clock)
             self.cycle_count += 1

@@ -35,7 +35,7 @@ class _Topology:
     lie above each EVSE."""
 
     __slots__ = ("cons", "evse_nodes", "evses", "grid", "groups_and_evses", "has_grid",
-                 "local", "polled", "pushed", "synchronous", "virtual")
+                 "local", "polled", "pushed", "remote", "synchronous", "virtual")
 
     def __init__(self, ordered: list[DeviceRuntime], devices: dict[str, DeviceRuntime]) -> None:
         """`ordered`: the devices in configured order; `devices`: the same by id."""
@@ -45,6 +45,9 @@ class _Topology:
         self.polled = [rt for rt in readable if not isinstance(rt.driver, AjaxMeter | AjaxEvse)]
         # The controller's own devices: reading them is a look at its registers, no I/O.
         self.local = [rt for rt in self.polled if isinstance(rt.driver, LocalEvse | LocalMeter)]
+        # Polled over I/O: other controllers, Modbus meters and the like.
+        self.remote = [rt for rt in self.polled if not isinstance(rt.driver,
+                                                                  LocalEvse | LocalMeter)]
         # Every device answers at once (HTTP input): a cycle never waits for I/O.
         self.synchronous = not self.polled and all(
             isinstance(rt.driver, AjaxEvse) or rt.driver is None
