@@ -49,7 +49,8 @@ def test_one_car_ten_amps_one_hour_three_phase() -> None:
 
 def test_need_and_battery_room_cap_the_energy() -> None:
     no_taper = {"taper_soc": 1.0}
-    sc = scenario_from_dict(tiny([car("a", "E1", need_kwh=2), car("b", "E2", soc=0.99, **no_taper)]))
+    cars = [car("a", "E1", need_kwh=2), car("b", "E2", soc=0.99, **no_taper)]
+    sc = scenario_from_dict(tiny(cars))
     opt = offline_optimum(sc)
     assert opt.per_car_kwh["a"] == pytest.approx(2.0)
     assert opt.per_car_kwh["b"] == pytest.approx(1.0)  # 1 % of 100 kWh

@@ -12,12 +12,12 @@ Maximises delivered energy, weighted very slightly towards earlier delivery to b
 What a car physically cannot draw is modelled, since no manager can change it: its taper
 near full (in each interval at most the taper current at the state of charge the interval
 starts with, lifted to the charger's 0.5 A floor for the last bit by the chord of
-max(taper, 0.5 A), through one cumulative-energy variable per car and interval) and, while it has the fault, drawing
-less than offered. It is a bound, not a schedule: the 6 A minimum (and each car's minimum
-start current) is relaxed, so are sleep, lag, the other faults and the per-second
-variation of the household load within an interval (averaging constraints that hold
-every second yields constraints on the averages, so every real schedule is feasible
-here). Needs numpy and scipy.
+max(taper, 0.5 A), through one cumulative-energy variable per car and interval) and,
+while it has the fault, drawing less than offered. It is a bound, not a schedule: the
+6 A minimum (and each car's minimum start current) is relaxed, so are sleep, lag, the
+other faults and the per-second variation of the household load within an interval
+(averaging constraints that hold every second yields constraints on the averages, so
+every real schedule is feasible here). Needs numpy and scipy.
 
 This module must never run the simulator or depend on any policy.
 """
