@@ -59,3 +59,56 @@ def test_a_car_that_charged_gets_fresh_attempts_and_a_new_car_too() -> None:
     assert run(tracker, t0, t0 + WAKE_AFTER_S + 1) == [t0 + WAKE_AFTER_S]
     run(tracker, 0.0, 1.0, plugged=False)
     assert tracker.attempts == 0 and tracker.last_wake is None
+
+
+def feed(tracker: WakeTracker, start: float, end: float, *, offer_ma: int,
+         drawing: bool) -> list[float]:
+    """As `run`, with the offered current given (6 A and more counts as offered)."""
+    wakes = []
+    t = start
+    while t < end:
+        if tracker.update(t, plugged=True, offered=offer_ma >= 6000, drawing=drawing,
+                          offer_ma=offer_ma):
+            wakes.append(t)
+        t += 1.0
+    return wakes
+
+
+def test_a_car_that_stops_by_itself_under_the_same_offer_is_left_alone() -> None:
+    """Full, or at its own charge limit: it stopped although its offer stayed; poking it
+    would not make it charge."""
+    tracker = WakeTracker()
+    feed(tracker, 0.0, 600.0, offer_ma=16000, drawing=True)
+    assert feed(tracker, 600.0, 600.0 + 4 * WAKE_RETRY_S, offer_ma=16000, drawing=False) == []
+    assert tracker.finished
+    # A lower offer later (a lending cap) changes nothing; drawing again starts over.
+    assert feed(tracker, 3000.0, 3100.0, offer_ma=6000, drawing=False) == []
+    feed(tracker, 3100.0, 3200.0, offer_ma=6000, drawing=True)
+    assert not tracker.finished
+
+
+def test_a_car_that_tapered_under_a_lending_cap_and_stopped_is_left_alone() -> None:
+    tracker = WakeTracker()
+    feed(tracker, 0.0, 100.0, offer_ma=16000, drawing=True)
+    feed(tracker, 100.0, 200.0, offer_ma=6000, drawing=True)  # capped at draw + 2 A
+    assert feed(tracker, 200.0, 2000.0, offer_ma=6000, drawing=False) == []
+
+
+def test_a_car_paused_by_the_manager_that_then_sleeps_is_woken() -> None:
+    """It stopped because its offer went away; offered again, it ignores it."""
+    tracker = WakeTracker()
+    feed(tracker, 0.0, 600.0, offer_ma=16000, drawing=True)
+    feed(tracker, 600.0, 602.0, offer_ma=0, drawing=True)  # ramping down after the pause
+    assert feed(tracker, 602.0, 1800.0, offer_ma=0, drawing=False) == []
+    assert not tracker.finished
+    assert feed(tracker, 1800.0, 1900.0, offer_ma=6000, drawing=False) == [
+        1800.0 + WAKE_AFTER_S]
+
+
+def test_a_car_whose_offer_came_down_below_what_it_drew_under_is_not_finished() -> None:
+    """Lowered from 16 A to 6 A, a car that needs more to charge stops: not its choice."""
+    tracker = WakeTracker()
+    feed(tracker, 0.0, 100.0, offer_ma=16000, drawing=True)
+    feed(tracker, 100.0, 101.0, offer_ma=6000, drawing=True)
+    feed(tracker, 101.0, 200.0, offer_ma=6000, drawing=False)
+    assert not tracker.finished

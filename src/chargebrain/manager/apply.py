@@ -69,8 +69,10 @@ def _wake_due(rt: DeviceRuntime, d: EvseDecision, mono: float) -> bool:
     r = ev.reading
     drawing = r is not None and (r.currents.peak() >= DRAWING_MA if r.has_meter
                                  else r.state.charging)
-    offered = d.charging_enabled and d.current_ma >= rt.config.min_charging_cur
-    return ev.wakeup.update(mono, plugged=ev.plugged, offered=offered, drawing=drawing)
+    offer = d.current_ma if d.charging_enabled else 0
+    offered = offer > 0 and offer >= rt.config.min_charging_cur
+    return ev.wakeup.update(mono, plugged=ev.plugged, offered=offered, drawing=drawing,
+                            offer_ma=offer)
 
 
 def _write_now(rt: DeviceRuntime, driver: AjaxEvse, cmd: EvseCommand, mono: float) -> None:

@@ -11,6 +11,12 @@ pilot off for 5 s through register 8086; an HTTP-input EVSE is told so in the an
 start after that is tried again every `WAKE_RETRY_S`, at most `WAKE_ATTEMPTS` times per
 plug-in, so a car that is simply full is left alone after a few attempts.
 
+A car that stopped drawing by itself is not woken at all: one that was drawing and then
+stops although it is still offered no less than the current it was drawing under has
+ended its charge (full, or at its own charge limit). Only a car that stopped because its
+offer went away or came down (a pause, a rotation) and then ignores a new offer is
+taken to be asleep. Drawing again, or a new car, starts over.
+
 The tracker is pure: it is fed the facts of each cycle and keeps a little state per EVSE.
 """
 
@@ -38,6 +44,9 @@ class WakeTracker:
     seen_at: float | None = None  # the last cycle that offered current without it drawing
     last_wake: float | None = None
     attempts: int = 0
+    last_offer_ma: int = 0  # the offer of the previous cycle: what a reading responds to
+    drew_under_ma: int | None = None  # the offer it was last seen drawing under
+    finished: bool = False  # it stopped by itself under an unchanged offer
 
     def reset(self) -> None:
         """A new car (or none): start over."""
@@ -45,27 +54,39 @@ class WakeTracker:
         self.seen_at = None
         self.last_wake = None
         self.attempts = 0
+        self.last_offer_ma = 0
+        self.drew_under_ma = None
+        self.finished = False
 
     def update(
-        self, mono: float, *, plugged: bool, offered: bool, drawing: bool
+        self, mono: float, *, plugged: bool, offered: bool, drawing: bool, offer_ma: int = 0
     ) -> bool:
         """One cycle's facts; True when the control pilot should be interrupted now.
 
         `plugged`: a car is connected; `offered`: charging is enabled with at least the
-        EVSE's minimum current; `drawing`: the car takes current. Offered time adds up
-        over separate offers (a car offered current in short turns, as idle cars are,
-        is woken early in a turn once it has ignored `WAKE_AFTER_S` of them).
+        EVSE's minimum current; `drawing`: the car takes current; `offer_ma`: the current
+        this cycle offers (0 when disabled; left at 0, a car is never taken to have
+        finished). Offered time adds up over separate offers (a car offered current in
+        short turns, as idle cars are, is woken early in a turn once it has ignored
+        `WAKE_AFTER_S` of them).
         """
         if not plugged:
             self.reset()
             return False
+        seen, self.last_offer_ma = self.last_offer_ma, offer_ma
         if drawing:
             # It charges: it was awake. Later sleeps get fresh attempts.
             self.unused_s = 0.0
             self.seen_at = None
             self.attempts = 0
+            self.drew_under_ma = seen
+            self.finished = False
             return False
-        if not offered:
+        if self.drew_under_ma is not None:
+            # The first reading without a draw: did it stop under the same offer?
+            self.finished = seen > 0 and seen >= self.drew_under_ma
+            self.drew_under_ma = None
+        if not offered or self.finished:
             self.seen_at = None
             return False
         if self.seen_at is not None:
