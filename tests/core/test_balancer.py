@@ -246,30 +246,44 @@ def test_allocations_are_rounded_down_to_100ma() -> None:
     assert set(currents(allocate(s, BalancerState(), 0.0)).values()) == {6600}
 
 
-def test_higher_priority_is_filled_first_after_everyone_has_the_minimum() -> None:
-    s = site(20, ev("HI", used_phases=1, priority=2), ev("LO", used_phases=1))
-    assert currents(allocate(s, BalancerState(), 0.0)) == {"HI": 14 * A, "LO": 6 * A}
-    # Not enough for two minimums: the lower priority waits.
-    a = allocate(dataclasses.replace(s, config=SiteConfig(10 * A)), BalancerState(), 0.0)
-    assert currents(a) == {"HI": 10 * A, "LO": 0}
+def test_higher_priority_gets_all_it_can_use_first() -> None:
+    """As the vendor documents it: the higher priority is served first, the lower one
+    gets what is left, and pauses when that is below its minimum."""
+    s = site(24, ev("HI", used_phases=1, priority=2), ev("LO", used_phases=1),
+             max_imbalance_cur=0)
+    assert currents(allocate(s, BalancerState(), 0.0)) == {"HI": 16 * A, "LO": 8 * A}
+    # 4 A left: below the lower priority's minimum, so it waits.
+    a = allocate(site(20, *s.evses), BalancerState(), 0.0)
+    assert currents(a) == {"HI": 16 * A, "LO": 0}
     lo = a.by_id()["LO"]
     assert lo.paused and lo.pause_reason is PauseReason.SHORTAGE
     assert lo.lreason is Limit.NONE
     assert lo.reason == "minimum current not available (site phase L1)"
+    a = allocate(dataclasses.replace(s, config=SiteConfig(10 * A)), BalancerState(), 0.0)
+    assert currents(a) == {"HI": 10 * A, "LO": 0}
 
 
-def test_remainder_below_one_step_is_not_handed_to_a_lower_priority() -> None:
+def test_a_charging_lower_priority_car_gives_way_to_a_higher_one() -> None:
+    lo_only = site(20, ev("LO", used_phases=1), ev("HI", used_phases=1, priority=2,
+                                                     state=EvseState.WAITING))
+    a, st, _, now = run(lo_only, 2)
+    assert currents(a) == {"LO": 16 * A, "HI": 0}
+    both = site(20, ev("LO", used_phases=1), ev("HI", used_phases=1, priority=2))
+    a, _, _, _ = run(both, 3, start=now + 3, state=st)
+    assert currents(a) == {"LO": 0, "HI": 16 * A}
+    assert a.by_id()["LO"].paused
+
+
+def test_equal_priorities_share_and_the_remainder_stays_unused() -> None:
     cars = (
         ev("H1", used_phases=1, priority=2),
         ev("H2", used_phases=1, priority=2),
         ev("LO", used_phases=1),
     )
-    started = allocate(site(19, *cars, max_imbalance_cur=0), BalancerState(), 0.0)
-    assert all(d.current_ma > 0 for d in started.evses)
-    # 150 mA remain above the three minimums: too little for both high-priority cars to get
-    # another 100 mA step, and not to be given to the low-priority one instead.
-    a = allocate(site(18.15, *cars, max_imbalance_cur=0), started.state, 3.0)
-    assert currents(a) == {"H1": 6 * A, "H2": 6 * A, "LO": 6 * A}
+    # 18.15 A: 9 A each for the higher priority (the 150 mA below one step for both is
+    # not handed on); nothing the lower priority could start with.
+    a = allocate(site(18.15, *cars, max_imbalance_cur=0), BalancerState(), 0.0)
+    assert currents(a) == {"H1": 9 * A, "H2": 9 * A, "LO": 0}
 
 
 def test_group_priority_ranks_the_group_against_its_siblings() -> None:
@@ -280,7 +294,9 @@ def test_group_priority_ranks_the_group_against_its_siblings() -> None:
         ev("B", group=2, used_phases=1, priority=9),
         groups=groups,
     )
-    assert currents(allocate(s, BalancerState(), 0.0)) == {"A": 14 * A, "B": 6 * A}
+    assert currents(allocate(s, BalancerState(), 0.0)) == {"A": 16 * A, "B": 0}
+    s = dataclasses.replace(s, config=SiteConfig(24 * A, max_imbalance_cur=0))
+    assert currents(allocate(s, BalancerState(), 0.0)) == {"A": 16 * A, "B": 8 * A}
 
 
 def test_first_come_first_served_favours_the_earlier_plug_in() -> None:
@@ -289,7 +305,9 @@ def test_first_come_first_served_favours_the_earlier_plug_in() -> None:
         ev("E1", used_phases=1, fcfs=True, plugged_since=50.0),
         ev("E2", used_phases=1, fcfs=True, plugged_since=10.0),
     )
-    assert currents(allocate(s, BalancerState(), 100.0)) == {"E1": 6 * A, "E2": 14 * A}
+    assert currents(allocate(s, BalancerState(), 100.0)) == {"E1": 0, "E2": 16 * A}
+    s = dataclasses.replace(s, config=SiteConfig(24 * A, max_imbalance_cur=0))
+    assert currents(allocate(s, BalancerState(), 100.0)) == {"E1": 8 * A, "E2": 16 * A}
 
 
 # --- minimum, pauses, hysteresis, rotation ---------------------------------------------------

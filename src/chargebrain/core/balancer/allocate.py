@@ -1,14 +1,16 @@
 """The charging manager's allocation policy: who charges, and with how much current.
 
-Per cycle (see docs/load-management.md):
-1. Admission: in priority order, each competing EVSE's minimum current is reserved if it
-   fits under every limit on its building phases and keeps the phase imbalance in bounds;
-   charging cars come first, then waiting cars and cars that have charged long enough to
-   give way, the least charge given first; idle cars (drawing nothing) are set aside.
-2. Filling: priority tier by priority tier, the current above the minimums is shared by
-   max-min fair water filling over all (node, phase) limits and the imbalance limit.
-3. Idle cars get their minimum where it still fits; increases that cars still coming
-   down leave no room for wait (handover.py).
+Per cycle (see docs/load-management.md), priority tier by priority tier, highest first
+(a lower tier gets what the higher ones cannot use):
+1. Admission: each competing EVSE's minimum current is reserved if it fits under every
+   limit on its building phases and keeps the phase imbalance in bounds; charging cars
+   come first, then waiting cars and cars that have charged long enough to give way, the
+   least charge given first; idle cars (drawing nothing) are set aside.
+2. Filling: the current above the tier's minimums is shared by max-min fair water
+   filling over all (node, phase) limits and the imbalance limit.
+Then cars refused for the imbalance are tried once more; idle cars get their minimum
+where it still fits; increases that cars still coming down leave no room for wait
+(handover.py).
 Pure: same inputs and state give the same output; no I/O, no clock reads, no mutation of
 inputs or of the carried state.
 """
@@ -56,21 +58,50 @@ def allocate(site: SiteInput, state: BalancerState, now: float) -> Allocation:
     cands = [s for s in w.slots if s.kind == CANDIDATE]
     active, idle = split_idle(cands)
     limits = list(w.cap)
-    admitted = admit(w, active)
+    order = by_priority(w, active)
     idle.extend(unprobe(active))
-    order = list(admitted)
-    admitted.sort(key=lambda s: s.tier)
-    if w.imb_limit > 0:
-        w.imb_eff = max(w.imb_limit, w.imbalance())
-    start = 0
-    for i in range(1, len(admitted) + 1):
-        if i == len(admitted) or admitted[i].tier != admitted[start].tier:
-            fill_tier(w, admitted[start:i])
-            start = i
     order.extend(admit_idle(w, idle))
     hand_over(w, limits, order)
     explain(w, cands)
     return finish(w, state)
+
+
+def by_priority(w: Work, active: list[Slot]) -> list[Slot]:
+    """Tier by tier, highest priority first: admit the tier's minimums (stage 1), then
+    give the tier everything above them it can use (stage 2); a lower tier gets what is
+    left. Cars refused for the phase imbalance are tried again at the end, since lower
+    tiers on the other phases may have balanced them. Returns the admitted slots in the
+    order they were admitted."""
+    active.sort(key=lambda s: s.tier)  # stable: ties keep their order
+    blocked: dict[int, tuple[float, ...]] = {}
+    order: list[Slot] = []
+    start, n = 0, len(active)
+    for i in range(1, n + 1):
+        if i == n or active[i].tier != active[start].tier:
+            admitted = admit(w, active[start:i], blocked)
+            order.extend(admitted)
+            fill(w, admitted)
+            start = i
+    refused = [s for s in active if not s.admitted and s.fail == BY_IMBALANCE]
+    while refused:
+        again = admit(w, refused, {}, once_more=True)
+        if not again:
+            break
+        order.extend(again)
+        fill(w, again)
+        refused = [s for s in refused if not s.admitted]
+    return order
+
+
+def fill(w: Work, admitted: list[Slot]) -> None:
+    """Stage 2 for cars just admitted (of one tier, or retried ones tier by tier)."""
+    if w.imb_limit > 0:
+        w.imb_eff = max(w.imb_limit, w.imbalance())
+    start, n = 0, len(admitted)
+    for i in range(1, n + 1):
+        if i == n or admitted[i].tier != admitted[start].tier:
+            fill_tier(w, admitted[start:i])
+            start = i
 
 
 def split_idle(cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
@@ -174,8 +205,14 @@ def rank(w: Work, cands: list[Slot]) -> None:
     cands.sort(key=lambda s: (s.tier, s.order, s.e.id))
 
 
-def admit(w: Work, cands: list[Slot]) -> list[Slot]:
-    """Stage 1: reserve minimum currents in ranking order; returns the admitted slots."""
+def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
+          once_more: bool = False) -> list[Slot]:
+    """Stage 1: reserve minimum currents in ranking order; returns the admitted slots.
+
+    `blocked`: phases (as the imbalance check counts them) of cars refused for the
+    imbalance, with the tier of the first: a lower priority on the same phases waits
+    behind them (kept across tiers). `once_more`: the cars were refused for the imbalance
+    before and are tried once more, their pause undone if they fit now."""
     rank(w, cands)
     now, margin = w.now, w.tun.restart_margin_ma
     admitted: list[Slot] = []
@@ -207,22 +244,29 @@ def admit(w: Work, cands: list[Slot]) -> list[Slot]:
         if not s.incumbent and not s.probing:
             rotated_tiers.add(s.tier)
 
+    def waits(s: Slot) -> bool:
+        """A higher priority on the same phases was refused for the imbalance."""
+        first = blocked.get(s.hmask)
+        return first is not None and first < s.tier
+
     def flush() -> None:
         # Imbalance is not monotone: a car refused for it may fit once others balance it.
         progress = bool(retry)
         while progress:
             progress = False
             for r in retry:
-                if not r.admitted and check(r) == FITS:
+                if not r.admitted and not waits(r) and check(r) == FITS:
                     take(r)
                     progress = True
 
-    # Phases (as the imbalance check counts them) of cars refused for imbalance, with the
-    # tier of the first: a lower priority on the same phases waits behind them.
-    blocked: dict[int, tuple[float, ...]] = {}
+    if once_more:
+        for s in cands:
+            if (s.incumbent or now >= s.mem.pause_until) and check(s) == FITS:
+                s.paused, s.pause_reason, s.reason = False, PauseReason.NONE, ""
+                take(s)
+        return admitted
     for s in cands:
-        first = blocked.get(s.hmask)
-        c = BY_IMBALANCE if first is not None and first < s.tier else check(s)
+        c = BY_IMBALANCE if waits(s) else check(s)
         if not s.incumbent and now < s.mem.pause_until:
             s.fail = BY_TIMER if c == FITS else c
         elif c == FITS:
