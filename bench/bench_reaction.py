@@ -254,7 +254,7 @@ async def measure(evses: int, samples: int) -> dict[str, Any]:
 
 
 def run(quick: bool) -> list[Figure]:
-    samples = 40 if quick else 200
+    samples = 20 if quick else 200
     small = asyncio.run(measure(10, samples))
     large = asyncio.run(measure(250, samples))
     figures = []

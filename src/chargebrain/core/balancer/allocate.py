@@ -82,14 +82,12 @@ def by_priority(w: Work, active: list[Slot]) -> list[Slot]:
             order.extend(admitted)
             fill(w, admitted)
             start = i
-    refused = [s for s in active if not s.admitted and s.fail == BY_IMBALANCE]
-    while refused:
+    refused = [s for s in active if s.fail == BY_IMBALANCE and not s.admitted]
+    if refused:
         again = admit(w, refused, {}, once_more=True)
-        if not again:
-            break
-        order.extend(again)
-        fill(w, again)
-        refused = [s for s in refused if not s.admitted]
+        if again:
+            order.extend(again)
+            fill(w, again)
     return order
 
 
@@ -260,10 +258,21 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                     progress = True
 
     if once_more:
-        for s in cands:
-            if (s.incumbent or now >= s.mem.pause_until) and check(s) == FITS:
-                s.paused, s.pause_reason, s.reason = False, PauseReason.NONE, ""
-                take(s)
+        progress = True
+        while progress:  # one admitted may balance the next
+            progress = False
+            still: dict[int, tuple[float, ...]] = {}  # as `blocked`, for this sweep
+            for s in cands:
+                if s.admitted:
+                    continue
+                first = still.get(s.hmask)
+                if ((first is None or first >= s.tier)
+                        and (s.incumbent or now >= s.mem.pause_until) and check(s) == FITS):
+                    s.paused, s.pause_reason, s.reason = False, PauseReason.NONE, ""
+                    take(s)
+                    progress = True
+                else:
+                    still.setdefault(s.hmask, s.tier)
         return admitted
     for s in cands:
         c = BY_IMBALANCE if waits(s) else check(s)
