@@ -10,6 +10,7 @@ from chargebrain.core.balancer import (
     BalancerState,
     EvseInput,
     Limit,
+    Measurement,
     PauseReason,
     SiteConfig,
     SiteInput,
@@ -166,3 +167,26 @@ def test_a_higher_priority_car_refused_for_imbalance_is_not_overtaken_on_its_pha
     )
     a = allocate(s, BalancerState(), 0.0)
     assert currents(a) == {"LO_A": 6 * A, "LO_B": 0, "HI": 6 * A}
+
+
+def test_a_paused_higher_priority_car_keeps_its_pause_when_tried_once_more() -> None:
+    """HI (priority 2, L1) is paused for a shortage on L1; when that is over, HI alone
+    would unbalance the phases until LO (priority 1, L2) is counted, which happens only
+    in the retry after all tiers. HI must still wait for the end of its pause there."""
+    hi = ev("HI", used_phases=1, priority=2, max_current=6 * A, has_meter=False)
+    lo = ev("LO", used_phases=1, rotation=120, max_current=6 * A, has_meter=False)
+
+    def at(imbalance_a: int, house_l1_a: int) -> SiteInput:
+        cfg = SiteConfig(32 * A, max_imbalance_cur=imbalance_a * A, imbalance_add=True)
+        house = Measurement(current=Phases(house_l1_a * A, 0, 6 * A))
+        return SiteInput(cfg, load=house, evses=(hi, lo))
+
+    a = allocate(at(7, 0), BalancerState(), 0.0)
+    assert currents(a) == {"HI": 6 * A, "LO": 6 * A}
+    a = allocate(at(6, 30), a.state, 3.0)  # 2 A left on L1
+    assert currents(a) == {"HI": 0, "LO": 6 * A} and a.by_id()["HI"].paused
+    a = allocate(at(6, 0), a.state, 6.0)
+    assert currents(a) == {"HI": 0, "LO": 6 * A}, "restarted before its pause ended"
+    pause = SiteConfig(0).min_pause_time
+    a = allocate(at(6, 0), a.state, 3.0 + pause + 3.0)
+    assert currents(a) == {"HI": 6 * A, "LO": 6 * A}
