@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from chargebrain.api import auth
 from chargebrain.api.commands import COMMANDS, Permission
 from chargebrain.clock import VirtualClock
+from chargebrain.store.db import Store
 from tests.api.test_sessions import push
 from tests.api.test_users import (
     ADMIN,
@@ -270,3 +272,22 @@ def test_docs_list_every_command_with_its_permission() -> None:
     table = "\n".join(f"| `{n}` | {p} | {COMMANDS[n].summary} |" for n, p in sorted(
         expected.items()))
     assert rows == expected, f"docs/api.md permission table should read:\n{table}"
+
+
+def test_the_stored_hash_is_read_again_after_a_second(tmp_path: Path) -> None:
+    """The hash is asked for on every request: it is kept for HASH_TTL_S, so a change by
+    another process (`chargebrain set-password`) counts within a second, and a change
+    through this process at once."""
+    store = Store(tmp_path / "a.sqlite")
+    other = Store(tmp_path / "a.sqlite")  # another process's connection
+    try:
+        assert auth.stored_hash(store) == ""
+        auth.set_admin_password(other, "elsewhere")
+        assert auth.stored_hash(store) == ""  # still the one read a moment ago
+        time.sleep(auth.HASH_TTL_S + 0.05)
+        assert auth.verify_password(auth.stored_hash(store), "elsewhere")
+        auth.set_admin_password(store, "here")
+        assert auth.verify_password(auth.stored_hash(store), "here")
+    finally:
+        store.close()
+        other.close()

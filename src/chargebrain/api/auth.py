@@ -81,9 +81,22 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+#: How long a hash read from the store is used before it is read again. Every request
+#: asks for it; a change through the API takes effect at once, one made by `chargebrain
+#: set-password` in another process within this time.
+HASH_TTL_S = 1.0
+_hashes: weakref.WeakKeyDictionary[Store, tuple[float, str]] = weakref.WeakKeyDictionary()
+
+
 def stored_hash(store: Store) -> str:
+    now = time.monotonic()
+    known = _hashes.get(store)
+    if known is not None and now < known[0]:
+        return known[1]
     value = store.get_setting(SETTING, "")
-    return value if isinstance(value, str) else ""
+    stored = value if isinstance(value, str) else ""
+    _hashes[store] = (now + HASH_TTL_S, stored)
+    return stored
 
 
 def admin_password_set(store: Store) -> bool:
@@ -96,6 +109,7 @@ def set_admin_password(store: Store, password: str) -> None:
     if problem is not None:
         raise ValueError(problem)
     store.set_setting(SETTING, hash_password(password))
+    _hashes.pop(store, None)
 
 
 def is_loopback(host: str) -> bool:

@@ -86,9 +86,16 @@ def read_all_json(bank: RegisterBank) -> bytes:
     words = bank.read_words(FIRST_ADDRESS, LAST_ADDRESS - FIRST_ADDRESS, check=False)
     values: list[Any] = list(unpacker.unpack_from(struct.pack(f">{len(words)}H", *words)))
     for i in strings:
-        text = values[i].lstrip(b"\0").split(b"\0", 1)[0].decode("latin-1")
-        values[i] = json.dumps(text, ensure_ascii=False)
+        values[i] = _json_string(values[i])
     return (template % tuple(values)).encode()
+
+
+@functools.lru_cache(maxsize=256)
+def _json_string(raw: bytes) -> str:
+    """A string register's bytes as a JSON string (they hardly ever change: names,
+    serial numbers, versions)."""
+    text = raw.lstrip(b"\0").split(b"\0", 1)[0].decode("latin-1")
+    return json.dumps(text, ensure_ascii=False)
 
 
 @functools.cache
