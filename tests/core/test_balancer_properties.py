@@ -444,3 +444,31 @@ def test_observe_mode_decides_the_same_but_writes_nothing(s: SiteInput) -> None:
     )
     assert [d.current_ma for d in a.evses] == [d.current_ma for d in o.evses]
     assert o.observe and not any(d.write for d in o.evses)
+
+
+@st.composite
+def priority_sites(draw: st.DrawFn) -> SiteInput:
+    """Three-phase cars of several priorities on one connection, nothing else binding."""
+    n = draw(st.integers(2, 8))
+    evses = tuple(
+        EvseInput(f"E{i}", state=EvseState.CHARGING, priority=draw(st.integers(1, 3)),
+                  used_phases=0b111, has_meter=False,
+                  max_current=draw(st.integers(6, 32)) * A)
+        for i in range(n)
+    )
+    limit = draw(st.integers(0, 120)) * A
+    return SiteInput(SiteConfig(limit, max_imbalance_cur=0), evses=evses)
+
+
+@SETTINGS
+@given(priority_sites())
+def test_a_lower_priority_charges_only_when_every_higher_one_has_all_it_wants(
+        s: SiteInput) -> None:
+    """The vendor's priorities: a higher priority gets all it can use first."""
+    by = allocate(s, BalancerState(), 0.0).by_id()
+    for lo in s.evses:
+        if by[lo.id].current_ma == 0:
+            continue
+        for hi in s.evses:
+            if hi.priority > lo.priority:
+                assert by[hi.id].current_ma == hi.max_current, (hi.id, lo.id, by)
