@@ -30,27 +30,33 @@ async def push_grid(http: aiohttp.ClientSession, running: Running, ma: int) -> N
         assert resp.status == 200, await resp.text()
 
 
+async def grid_follows_the_car(http: aiohttp.ClientSession, running: Running, car: Running,
+                               evse_id: str) -> None:
+    """Start the car behind `car`'s built-in EVSE, then push the grid as it is (house +
+    car) several times a second for 3 s: `running`'s manager must never pause `evse_id`
+    (the car taken for household load)."""
+    async def charging() -> bool:
+        await push_grid(http, running, HOUSE_MA + await e1_draw_ma(http, car))
+        return await e1_draw_ma(http, car) == 16_000
+
+    await wait_for(charging)
+    evse = running.app.manager.devices[evse_id].evse
+    assert evse is not None
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        await push_grid(http, running, HOUSE_MA + await e1_draw_ma(http, car))
+        assert evse.decision is not None and evse.decision.charging_enabled
+        await asyncio.sleep(0.02)
+    assert await e1_draw_ma(http, car) == 16_000
+
+
 async def test_the_car_keeps_charging_when_the_grid_sample_is_newer_than_its_reading(
         running: Running, http: aiohttp.ClientSession) -> None:
     mgr = running.app.manager
     mgr.set_site(mgr.site.with_changes(max_total_current=SITE_MA))
     mgr.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
     running.app.hardware.plug(SimCar(max_ma=16_000, phases=3))
-
-    async def charging() -> bool:
-        await push_grid(http, running, HOUSE_MA + await e1_draw_ma(http, running))
-        return await e1_draw_ma(http, running) == 16_000
-
-    await wait_for(charging)
-    # The feeder reports the grid as it is (house + car) several times a second; the
-    # car must not be taken for household load and paused.
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
-        draw = await e1_draw_ma(http, running)
-        await push_grid(http, running, HOUSE_MA + draw)
-        assert mgr.devices["E1"].evse.decision.charging_enabled  # type: ignore[union-attr]
-        await asyncio.sleep(0.02)
-    assert await e1_draw_ma(http, running) == 16_000
+    await grid_follows_the_car(http, running, running, "E1")
 
 
 async def test_a_remote_power_brain_keeps_charging_beside_a_pushed_grid_meter(
@@ -71,17 +77,6 @@ async def test_a_remote_power_brain_keeps_charging_beside_a_pushed_grid_meter(
             "E2", "evse_powerbrain", name="remote", address=f"127.0.0.1:{modbus_port}",
             id=1, max_charging_cur=16_000))
         remote.hardware.plug(SimCar(max_ma=16_000, phases=3))
-
-        async def charging() -> bool:
-            await push_grid(http, running, HOUSE_MA + await e1_draw_ma(http, peer))
-            return await e1_draw_ma(http, peer) == 16_000
-
-        await wait_for(charging)
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:
-            await push_grid(http, running, HOUSE_MA + await e1_draw_ma(http, peer))
-            assert mgr.devices["E2"].evse.decision.charging_enabled  # type: ignore[union-attr]
-            await asyncio.sleep(0.02)
-        assert await e1_draw_ma(http, peer) == 16_000
+        await grid_follows_the_car(http, running, peer, "E2")
     finally:
         await remote.stop()
