@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--stdin", action="store_true",
                         help="read the password from the first line of standard input")
     sim = sub.add_parser("simulate", help="run a simulated site: metrics table, CSV and PNG")
-    sim.add_argument("scenario", help="a scenario JSON file or a shipped scenario name")
+    sim.add_argument("scenario", help="a scenario file (JSON, or YAML ending in .yaml or "
+                     ".yml) or a shipped scenario name")
     sim.add_argument("--hours", type=float, metavar="H", help="simulate only the first H hours")
     sim.add_argument("--out", type=Path, default=Path("sim-out"),
                      help="directory for the CSV and PNG files (default ./sim-out)")

@@ -212,3 +212,56 @@ def test_all_errors_reported_at_once() -> None:
         scenario_from_dict({**MINIMAL, "evses": [{"id": "E1", "phase_rotation": 45}],
                             "cars": [{"id": "a", "evse": "E7", "arrive": 0, "leave": 10,
                                       "need_kwh": 1}], "groups": []})
+
+
+def test_every_shipped_scenario_reads_the_same_from_yaml(tmp_path: Path) -> None:
+    """The YAML format is the JSON object written as YAML."""
+    import yaml
+
+    from chargebrain.sim.scenario import SCENARIO_DIR
+
+    for name in shipped_scenarios():
+        data = json.loads((Path(__file__).parents[2] / "src" / "chargebrain" / "sim"
+                           / SCENARIO_DIR / f"{name}.json").read_text())
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert load_scenario(p) == load_scenario(name), name
+
+
+def test_yaml_times_written_without_quotes_stay_times(tmp_path: Path) -> None:
+    """Plain YAML 1.1 reads 9:30 as the number 570 and 1:30:00 as 5400; a scenario means
+    half past nine and an hour and a half."""
+    text = """
+name: t
+start: 8:00                 # a time of day
+duration: 4h
+site: {max_current_ma: 32000, reserve_ma: 2000}
+evses: [{id: E1, max_ma: 16000}]
+cars:
+  - {id: a, evse: E1, arrive: 9:30, leave: 11:15:30, need_kwh: 10.5, soc: .25}
+faults:
+  - {type: car_underdraw, car: a, factor: 5e-1, from: 1800, to: 10:00}
+"""
+    p = tmp_path / "t.yml"
+    p.write_text(text)
+    sc = load_scenario(p)
+    assert sc.start_s == 8 * H
+    car = sc.car("a")
+    assert (car.arrive_s, car.leave_s) == (int(1.5 * H), int(3.25 * H) + 30)
+    assert (car.need_kwh, car.soc) == (10.5, 0.25)
+    assert sc.faults[0].factor == 0.5
+    assert (sc.faults[0].start_s, sc.faults[0].end_s) == (1800, 2 * H)
+
+
+def test_bad_yaml_is_a_scenario_error(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ScenarioError, match="not valid YAML"):
+        load_scenario(p)
+    p.write_text("- just\n- a list\n")
+    with pytest.raises(ScenarioError, match="expected an object"):
+        load_scenario(p)
+    with pytest.raises(ScenarioError, match="cannot read it"):
+        load_scenario(tmp_path / "missing.yaml")
+    with pytest.raises(ScenarioError, match="cannot read it"):
+        load_scenario(tmp_path / "missing.json")

@@ -889,19 +889,43 @@ def shipped_scenarios() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a scenario by shipped name ("home") or from a JSON file path."""
+    """Load a scenario by shipped name ("home") or from a file: JSON, or YAML when the
+    name ends in .yaml or .yml (the same object; see scenario_yaml.py)."""
     text: str
     source = str(name_or_path)
     path = Path(name_or_path)
-    if path.suffix == ".json" or path.exists():
-        text = path.read_text(encoding="utf-8")
-    else:
-        res = resources.files("chargebrain.sim").joinpath(SCENARIO_DIR, f"{name_or_path}.json")
-        if not res.is_file():
-            raise ScenarioError([f"no such scenario {source!r} ({', '.join(shipped_scenarios())})"])
-        text = res.read_text(encoding="utf-8")
-    return loads_scenario(text, source)
+    yaml = path.suffix.lower() in YAML_SUFFIXES
+    if yaml or path.suffix.lower() == ".json" or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ScenarioError([f"cannot read it: {why}"], source) from None
+        return loads_scenario_yaml(text, source) if yaml else loads_scenario(text, source)
+    res = resources.files("chargebrain.sim").joinpath(SCENARIO_DIR, f"{name_or_path}.json")
+    if not res.is_file():
+        raise ScenarioError([f"no such scenario {source!r} ({', '.join(shipped_scenarios())})"])
+    return loads_scenario(res.read_text(encoding="utf-8"), source)
+
+
+def loads_scenario_yaml(text: str, source: str = "") -> Scenario:
+    """Parse and validate a scenario from YAML text (needs PyYAML, in the `sim` extra)."""
+    try:
+        from chargebrain.sim.scenario_yaml import YamlError, parse_yaml
+    except ImportError:
+        raise ScenarioError(["YAML scenarios need PyYAML: pip install 'chargebrain[sim]'"],
+                            source) from None
+    try:
+        data = parse_yaml(text)
+    except YamlError as e:
+        raise ScenarioError([f"not valid YAML: {e}"], source) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(["$: expected an object"], source)
+    return scenario_from_dict(data, source)
 
 
 def loads_scenario(text: str, source: str = "") -> Scenario:
