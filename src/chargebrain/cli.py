@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--manager-cycle", type=float, metavar="S",
                      help="the charging manager's cycle in seconds (default 3, the vendor's); "
                           "the devices report at the scenario's cycle")
+    sim.add_argument("--seed", type=int, metavar="N",
+                     help="another seed for the scenario's random parts (household, clouds, "
+                          "meter noise), to see how much a result owes to one draw")
     return parser
 
 
@@ -173,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         from chargebrain.sim.compare import simulate_command
 
         return simulate_command(args.scenario, hours=args.hours, out=args.out,
-                                policy=args.policy, manager_cycle_s=args.manager_cycle)
+                                policy=args.policy, manager_cycle_s=args.manager_cycle,
+                                seed=args.seed)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

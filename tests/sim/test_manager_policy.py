@@ -429,3 +429,17 @@ def test_a_car_asleep_after_a_long_pause_is_woken_by_the_manager() -> None:
     assert left_asleep.sessions[0].delivered_kwh == 0
     # Woken a minute after the sauna ends, it charges for most of the remaining 40 minutes.
     assert woken.sessions[0].delivered_kwh > 5
+
+
+def test_simulate_takes_another_seed(tmp_path: Path) -> None:
+    """--seed replaces the scenario's: another draw of household load and meter noise."""
+    runs = {}
+    for seed in (None, "11"):
+        out = tmp_path / (seed or "own")
+        extra = ["--seed", seed] if seed else []
+        assert cli_main(["simulate", "home", "--hours", "0.5", "--policy", "fuse-only",
+                         "--out", str(out), *extra]) == 0
+        runs[seed] = (out / "home-fuse-only.csv").read_text()
+    assert runs[None] != runs["11"]
+    assert cli_main(["simulate", "home", "--hours", "0.5", "--out", str(tmp_path),
+                     "--seed", "-1"]) == 2

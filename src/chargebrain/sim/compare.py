@@ -242,12 +242,13 @@ def format_comparison(c: Comparison) -> str:
 
 def simulate_command(
     scenario_name: str, *, hours: float | None, out: Path, policy: str,
-    manager_cycle_s: float | None = None,
+    manager_cycle_s: float | None = None, seed: int | None = None,
 ) -> int:
     """`chargebrain simulate`: run, print the metrics table (and the comparison for
     policy "all"), write `<scenario>-<policy>.csv` and `.png` into `out`. Returns the exit
     status: 0, or 2 for a scenario that cannot be loaded or an invalid option.
-    `manager_cycle_s`: the charging manager's cycle (default: ManagerPolicy's)."""
+    `manager_cycle_s`: the charging manager's cycle (default: ManagerPolicy's); `seed`
+    replaces the scenario's seed."""
     from chargebrain.sim.output import format_metrics_table, plot_png, write_csv
     from chargebrain.sim.scenario import ScenarioError, load_scenario
 
@@ -259,6 +260,11 @@ def simulate_command(
     if hours is not None and hours <= 0:
         print("chargebrain simulate: --hours must be positive", file=sys.stderr)
         return 2
+    if seed is not None:
+        if seed < 0:
+            print("chargebrain simulate: --seed must not be negative", file=sys.stderr)
+            return 2
+        scenario = replace(scenario, seed=seed)
     if manager_cycle_s is not None and not 0 < manager_cycle_s <= 60:
         print("chargebrain simulate: --manager-cycle must be in (0, 60] s", file=sys.stderr)
         return 2
