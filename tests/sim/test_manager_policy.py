@@ -34,7 +34,13 @@ from chargebrain.sim.core_policy import (
 from chargebrain.sim.manager_policy import EPOCH_DAY, GRID_METER, PV_METER, ManagerPolicy
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
 from chargebrain.sim.runner import run_scenario
-from chargebrain.sim.scenario import Scenario, Site, load_scenario, scenario_from_dict
+from chargebrain.sim.scenario import (
+    Scenario,
+    ScenarioError,
+    Site,
+    load_scenario,
+    scenario_from_dict,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -443,3 +449,61 @@ def test_simulate_takes_another_seed(tmp_path: Path) -> None:
     assert runs[None] != runs["11"]
     assert cli_main(["simulate", "home", "--hours", "0.5", "--out", str(tmp_path),
                      "--seed", "-1"]) == 2
+
+
+# --- the controller's own EVSE -----------------------------------------------------------
+
+
+def on_the_controller(sc: Scenario, evse_id: str) -> Scenario:
+    evses = tuple(replace(e, interface="powerbrain") if e.id == evse_id else e
+                  for e in sc.site.evses)
+    return replace(sc, site=replace(sc.site, evses=evses))
+
+
+def test_the_controllers_own_evse_is_e1_and_read_through_its_registers() -> None:
+    sc = on_the_controller(small_site(), "C")
+    groups = number_groups(sc.site)
+    assert number_evses(sc.site, groups)["C"] == 1 and 1 not in groups.values()
+    with pytest.raises(ValueError, match="E1"):
+        number_evses(sc.site, {"G": 1})
+    car = {"id": "car", "evse": "C", "arrive": 0, "leave": "1h", "need_kwh": 5}
+    jitter = {"grid": {"noise_pct": 0.5}, "evse": {"noise_pct": 1}}  # not frozen meters
+    sc = on_the_controller(small_site(groups=[], cars=[car], meters=jitter,
+                                      evses=[{"id": "A"}, {"id": "C", "used_phases": 1}]),
+                           "C")
+    with ManagerPolicy.for_scenario(sc) as policy:
+        run = run_scenario(sc, policy, shorten=600)
+        rt = policy.manager.devices[policy.device_id("C")]
+        assert policy.device_id("C") == "E1" and rt.config.dev_type == "evse_powerbrain"
+        evse = policy.powerbrain.banks["evse"]
+        # The manager wrote its limit to the controller, whose pilot offers it to the car
+        # that the plant put behind the hardware interface; the controller counted energy.
+        assert evse.get("charging_enable") == 1 and evse.get("charging_cur_limit") >= 60
+        assert policy.plant_evse.pilot.offered_ma == policy.powerbrain.offered_ma() > 0
+        assert evse.get("charge_pilot_state") == 2  # C
+    drawn = run.sessions[0].delivered_kwh
+    assert drawn > 0.5
+    assert evse.get("energy") == pytest.approx(drawn * 1000, abs=20)
+
+
+def test_the_controller_interrupts_the_pilot_to_wake_a_sleeping_car() -> None:
+    """The sleepy car of the test above, behind the controller: the manager writes 5 to
+    register 8086, the firmware switches the pilot off and the car wakes."""
+    sc = on_the_controller(sleepy_site(), "A")
+    with ManagerPolicy.for_scenario(sc) as policy:
+        woken = run_scenario(sc, policy)
+        assert policy.stats()["cars woken"] == 1
+    assert woken.sessions[0].delivered_kwh > 5
+
+
+def test_a_scenario_has_at_most_one_controller_evse_and_it_cannot_go_offline() -> None:
+    base = {"name": "x", "duration": "1h", "site": {"max_current_ma": 32000}, "cars": []}
+    with pytest.raises(ScenarioError, match="one EVSE of its own"):
+        scenario_from_dict({**base, "evses": [{"id": "A", "interface": "powerbrain"},
+                                              {"id": "B", "interface": "powerbrain"}]})
+    with pytest.raises(ScenarioError, match="cannot stop answering"):
+        scenario_from_dict({**base, "evses": [{"id": "A", "interface": "powerbrain"}],
+                            "faults": [{"type": "evse_offline", "evse": "A",
+                                        "from": 60, "to": 120}]})
+    with pytest.raises(ScenarioError, match="interface"):
+        scenario_from_dict({**base, "evses": [{"id": "A", "interface": "modbus"}]})

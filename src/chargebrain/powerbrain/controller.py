@@ -222,6 +222,11 @@ class PowerBrain:
     def fail_safe_active(self) -> bool:
         return self._fail_safe
 
+    @property
+    def cp_interrupted(self) -> bool:
+        """The control pilot is switched off now (a `disconnect_cp` write, counting down)."""
+        return self._disconnect_left > 0
+
     def offered_ma(self) -> int:
         """The current the pilot offers the car now (0 = not allowed to charge)."""
         evse = self.banks["evse"]

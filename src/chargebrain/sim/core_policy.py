@@ -44,8 +44,10 @@ _DEVICE_ID = re.compile(r"^E(\d{1,4})$")
 
 def number_groups(site: Site) -> dict[str, int]:
     """Group id → group number (device E<number>): an id that already reads E<n> keeps n,
-    the others get the smallest free numbers in the order listed."""
+    the others get the smallest free numbers in the order listed (not 1 where the
+    controller's own EVSE is E1)."""
     out: dict[str, int] = {}
+    reserved = {1} if any(e.interface == "powerbrain" for e in site.evses) else set()
     for g in site.groups:
         m = _DEVICE_ID.match(g.id)
         if m and 1 <= int(m.group(1)) <= 9999 and int(m.group(1)) not in out.values():
@@ -54,17 +56,26 @@ def number_groups(site: Site) -> dict[str, int]:
     for g in site.groups:
         if g.id in out:
             continue
-        while n in out.values():
+        while n in out.values() or n in reserved:
             n += 1
         out[g.id] = n
     return out
 
 
 def number_evses(site: Site, groups: Mapping[str, int]) -> dict[str, int]:
-    """EVSE id → device number E<number>, not colliding with the groups' numbers."""
+    """EVSE id → device number E<number>, not colliding with the groups' numbers. The
+    controller's own EVSE (interface "powerbrain") is E1, as on the real controller."""
     taken = set(groups.values())
     out: dict[str, int] = {}
     for e in site.evses:
+        if e.interface == "powerbrain":
+            if 1 in taken:
+                raise ValueError(f"{e.id}: the controller's own EVSE is E1, which a group uses")
+            out[e.id] = 1
+            taken.add(1)
+    for e in site.evses:
+        if e.id in out:
+            continue
         m = _DEVICE_ID.match(e.id)
         if m and 1 <= int(m.group(1)) <= 9999 and int(m.group(1)) not in taken:
             out[e.id] = int(m.group(1))

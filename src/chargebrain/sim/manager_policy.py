@@ -5,7 +5,10 @@
 types and (by default) the charging-rules runtime as its wish provider — and configures it
 from the scenario's site the way an installer would: the site limits, one `evse_group`
 device per group, one HTTP-input EVSE (`evse_ajax`) per EVSE, and HTTP-input meters for
-the grid (role 3) and, when the site has PV, the production (role 2).
+the grid (role 3) and, when the site has PV, the production (role 2). An EVSE with
+`"interface": "powerbrain"` is instead the controller's own E1: the plant's car sits
+behind the Power Brain's hardware interface (controller_evse.py), the controller's
+firmware runs on the virtual clock, and the manager reads and writes its registers.
 
 The scenario's `cycle_s` is how often the devices report; the manager runs on its own
 cycle (`cycle_ms`, by default the vendor's 3 s). Each `decide` sets the virtual clock to
@@ -15,7 +18,8 @@ the snapshot's time and pushes the snapshot's readings through the HTTP-input dr
 application. Then it asks the manager whether a cycle is due (`due_cycle`, the question
 the application's loop asks): the periodic cycle, or one woken by a relevant push. If
 so, the cycle runs (`cycle_now`: the application's `cycle`, which never waits for I/O
-with HTTP-input devices only). It returns per EVSE what `set_ajax_evse` would answer:
+with HTTP-input devices only; with the controller's own EVSE, the same `cycle` on the
+policy's event loop). It returns per EVSE what `set_ajax_evse` would answer:
 the decision's current when charging is enabled, else 0. A reading that is None is
 simply not pushed, so the device goes stale after 30 s like a silent real one, and the
 manager's own staleness, offline and fail-safe handling decide what happens.
@@ -41,6 +45,7 @@ from chargebrain.manager.persistence import ManagerStore
 from chargebrain.manager.rules_runtime import RulesRuntime
 from chargebrain.manager.runtime import ChargingManager
 from chargebrain.powerbrain.controller import PowerBrain
+from chargebrain.sim.controller_evse import PlantEvse
 from chargebrain.sim.core_policy import number_evses, number_groups
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
 from chargebrain.sim.scenario import Scenario, Site
@@ -90,9 +95,14 @@ class ManagerPolicy:
         self.loop = asyncio.new_event_loop()
         self.store = Store(":memory:")
         self.clock = VirtualClock(start=EPOCH_DAY)
+        self.plant_evse = PlantEvse()  # behind the controller's own EVSE, if one is used
+        self.powerbrain = PowerBrain(None, hardware=self.plant_evse)
         self.manager = ChargingManager(
-            self.clock, PowerBrain(None), DeviceTypes(), ManagerStore(self.store)
+            self.clock, self.powerbrain, DeviceTypes(), ManagerStore(self.store)
         )
+        self._builtin: str | None = None  # the scenario EVSE that is the controller's own
+        self._ticked: float | None = None  # virtual monotonic time of the controller's tick
+        self._cp_off = False
         if rules:
             RulesRuntime().install(self.manager)
         self._site: Site | None = None
@@ -174,8 +184,14 @@ class ManagerPolicy:
         for e in site.evses:
             dev_id = f"E{numbers[e.id]}"
             used = 0b001 if e.used_phases == 1 else (0 if self.learn_phases else 0b111)
+            builtin = e.interface == "powerbrain"
+            if builtin:
+                self._builtin = e.id
+                self.powerbrain.start()
+                self._ticked = self.clock.monotonic()
             mgr.upsert_device(DeviceConfig(
-                dev_id, "evse_ajax", name=e.id,
+                dev_id, "evse_powerbrain" if builtin else "evse_ajax", name=e.id,
+                address="evse" if builtin else "", id=1,
                 group=groups[e.group] if e.group is not None else 0,
                 min_charging_cur=e.min_ma, max_charging_cur=e.max_ma, prio=e.prio,
                 phase_rotation=e.phase_rotation, used_phases=used,
@@ -233,11 +249,14 @@ class ManagerPolicy:
                 mgr.push_meter(PV_METER, pv)
                 pushes += 1
         readings = snapshot.evses
+        builtin = self._builtin
+        if builtin is not None:
+            self._tick_controller(readings.get(builtin))
         as_pushed = self._as_pushed
         batch: list[tuple[str, EvseReading]] = []
         for (sid, dev), seen in zip(self._devices, self._pushed, strict=True):
             r = readings.get(sid)
-            if r is None:
+            if r is None or sid == builtin:
                 continue
             pushed = seen[1]
             if seen[0] is not r or pushed is None:
@@ -247,17 +266,47 @@ class ManagerPolicy:
         mgr.push_evses(batch)  # each as `push_evse`, at the same moment
         self.pushes += pushes + len(batch)
         due = mgr.due_cycle()
-        if due is None:
+        if due is not None:
+            if due:
+                self.periodic_cycles += 1
+            else:
+                self.woken_cycles += 1
+            if builtin is None:
+                mgr.cycle_now(poll=due)
+            else:  # the controller's registers are read and written as in the application
+                self.loop.run_until_complete(mgr.cycle(poll=due))
+        elif builtin is None:
             return self._decision  # nothing ran: the EVSEs keep their orders
-        if due:
-            self.periodic_cycles += 1
-        else:
-            self.woken_cycles += 1
-        mgr.cycle_now(poll=due)
-        devices = mgr.devices
         currents: dict[str, int] = {}
         wake: list[str] = []
+        if due is not None:
+            self._take_orders(currents, wake)
+        else:  # the others keep their orders; the controller's pilot may have moved on
+            currents.update((k, v) for k, v in self._last.items() if k != builtin)
+        if builtin is not None:
+            # What the controller's pilot offers now (its firmware may change it between
+            # the manager's cycles: the end of a CP interruption, the fail-safe current).
+            offer = self.powerbrain.offered_ma()
+            if offer > 0:
+                currents[builtin] = offer
+            cp_off = self.powerbrain.cp_interrupted
+            if cp_off and not self._cp_off:
+                wake.append(builtin)
+            self._cp_off = cp_off
+        if currents != self._last:
+            self._last = currents
+            self._decision = Decision(currents)
+        if wake:
+            self.wakes += len(wake)
+            return Decision(self._decision.currents, wake=frozenset(wake))
+        return self._decision
+
+    def _take_orders(self, currents: dict[str, int], wake: list[str]) -> None:
+        """Per HTTP-input EVSE what the answer to `set_ajax_evse` would hand over now."""
+        devices = self.manager.devices
         for sid, dev in self._devices:
+            if sid == self._builtin:
+                continue
             rt = devices[dev]
             ev = rt.evse
             d = ev.decision if ev is not None else None
@@ -266,13 +315,15 @@ class ManagerPolicy:
             if isinstance(rt.driver, AjaxEvse) and rt.driver.wake_pending:
                 rt.driver.take_wake()  # what the answer to set_ajax_evse hands over
                 wake.append(sid)
-        if currents != self._last:
-            self._last = currents
-            self._decision = Decision(currents)
-        if wake:
-            self.wakes += len(wake)
-            return Decision(self._decision.currents, wake=frozenset(wake))
-        return self._decision
+
+    def _tick_controller(self, reading: EvseReading | None) -> None:
+        """The controller's firmware up to now, with the plant's car behind its EVSE as
+        the snapshot shows it."""
+        self.plant_evse.sense(reading)
+        mono = self.clock.monotonic()
+        last = self._ticked if self._ticked is not None else mono
+        self.powerbrain.tick(mono - last, now=mono)
+        self._ticked = mono
 
     # --- lifetime ----------------------------------------------------------------------
 

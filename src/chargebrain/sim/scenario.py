@@ -72,6 +72,12 @@ class EvseSpec:
     max_ma: int = 16_000
     phase_rotation: int = 0  # 0/120/240: at 120 the EVSE's L1, L2, L3 sit on building L2, L3, L1
     used_phases: int = 3  # phases wired to the EVSE: 1 or 3
+    # How the charging manager reaches it: "http" (an HTTP-input EVSE pushing its
+    # readings) or "powerbrain" (the controller's own EVSE, through its hardware interface)
+    interface: str = "http"
+
+
+INTERFACES = ("http", "powerbrain")
 
 
 class _HasId(Protocol):
@@ -508,7 +514,10 @@ def _read_evse(o: _Obj) -> EvseSpec:
         max_ma=o.int_("max_ma", 16_000, lo=IEC_MIN_MA, hi=MAX_EVSE_MA),
         phase_rotation=o.int_("phase_rotation", 0),
         used_phases=o.int_("used_phases", 3),
+        interface=o.str_("interface", "http"),
     )
+    if e.interface not in INTERFACES:
+        o.err("interface", f"must be one of {', '.join(INTERFACES)}, got {e.interface!r}")
     if e.min_ma > e.max_ma:
         o.err("min_ma", f"must not exceed max_ma ({e.max_ma})")
     if e.phase_rotation not in (0, 120, 240):
@@ -837,6 +846,10 @@ def _check_references(
                 break
             seen.add(p)
             p = parents[p]
+    builtin = [i for i, e in enumerate(evses) if e.interface == "powerbrain"]
+    for i in builtin[1:]:
+        errors.append(f"$.evses[{i}].interface: the controller has one EVSE of its own "
+                      f"(already {evses[builtin[0]].id!r})")
     for i, e in enumerate(evses):
         if e.group is not None and e.group not in group_ids:
             errors.append(f"$.evses[{i}].group: unknown group {e.group!r}")
@@ -870,6 +883,10 @@ def _check_references(
                 errors.append(f"$.faults[{i}].meter: the site has no PV meter")
         elif f.kind is FaultKind.EVSE_OFFLINE and f.target not in evse_ids:
             errors.append(f"$.faults[{i}].evse: unknown EVSE {f.target!r}")
+        elif f.kind is FaultKind.EVSE_OFFLINE and any(
+                e.id == f.target and e.interface == "powerbrain" for e in evses):
+            errors.append(f"$.faults[{i}].evse: the controller's own EVSE cannot stop "
+                          "answering the controller")
         elif f.kind is FaultKind.EVSE_OFFLINE and f.fail_safe_ma:
             e = next(e for e in evses if e.id == f.target)
             if f.fail_safe_ma < e.min_ma:
