@@ -32,6 +32,7 @@ from chargebrain.sim.core_policy import (
     number_groups,
 )
 from chargebrain.sim.manager_policy import EPOCH_DAY, GRID_METER, PV_METER, ManagerPolicy
+from chargebrain.sim.metrics import compute_metrics
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
 from chargebrain.sim.runner import run_scenario
 from chargebrain.sim.scenario import (
@@ -501,9 +502,43 @@ def test_a_scenario_has_at_most_one_controller_evse_and_it_cannot_go_offline() -
     with pytest.raises(ScenarioError, match="one EVSE of its own"):
         scenario_from_dict({**base, "evses": [{"id": "A", "interface": "powerbrain"},
                                               {"id": "B", "interface": "powerbrain"}]})
-    with pytest.raises(ScenarioError, match="cannot stop answering"):
+    with pytest.raises(ScenarioError, match="cannot go offline"):
         scenario_from_dict({**base, "evses": [{"id": "A", "interface": "powerbrain"}],
                             "faults": [{"type": "evse_offline", "evse": "A",
                                         "from": 60, "to": 120}]})
     with pytest.raises(ScenarioError, match="interface"):
-        scenario_from_dict({**base, "evses": [{"id": "A", "interface": "modbus"}]})
+        scenario_from_dict({**base, "evses": [{"id": "A", "interface": "ocpp"}]})
+
+
+def test_power_brains_over_modbus_tcp_charge_like_http_input_evses() -> None:
+    """Two EVSEs are other Power Brains that the manager reaches over Modbus TCP (real
+    servers on loopback), beside a pushed grid meter: the cars charge without a pause
+    and as on the same site with HTTP-input EVSEs; each controller counts the energy its
+    car took."""
+    doc: dict[str, object] = {
+        "name": "mixed", "duration": "20m", "cycle_s": 3,
+        "site": {"max_current_ma": 40000, "reserve_ma": 2000},
+        "evses": [{"id": "A", "interface": "modbus"},
+                  {"id": "B", "interface": "modbus", "phase_rotation": 120}],
+        "cars": [{"id": "a", "evse": "A", "arrive": 0, "leave": "20m", "need_kwh": 30},
+                 {"id": "b", "evse": "B", "arrive": 60, "leave": "20m", "need_kwh": 30}],
+        "meters": {"grid": {"noise_pct": 0.5}, "evse": {"noise_pct": 1}},
+        "household": {"base_w": [["00:00", 1500]], "noise_pct": 5},
+    }
+    sc = scenario_from_dict(doc)
+    with ManagerPolicy.for_scenario(sc) as policy:
+        run = run_scenario(sc, policy)
+        ctl = policy.controllers
+        counted = {sid: c.brain.banks["evse"].get("energy") for sid, c in ctl.items()}
+        assert {policy.manager.devices[policy.device_id(s)].config.address.split(":")[0]
+                for s in ("A", "B")} == {"127.0.0.1"}
+    plain = replace(sc, site=replace(sc.site, evses=tuple(
+        replace(e, interface="http") for e in sc.site.evses)))
+    with ManagerPolicy.for_scenario(plain) as policy:
+        http_run = run_scenario(plain, policy)
+    metrics = compute_metrics(run)
+    assert all(c.starts == 1 and c.stops == 0 for c in metrics.cars), metrics.cars
+    for ours, theirs in zip(run.sessions, http_run.sessions, strict=True):
+        assert ours.delivered_kwh == pytest.approx(theirs.delivered_kwh, rel=0.02)
+        assert counted[ours.evse_id] == pytest.approx(ours.delivered_kwh * 1000, abs=20)
+    assert metrics.misbehaviour_excursions == 0

@@ -32,6 +32,7 @@ time, or look at the plant's true state.
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime
 from types import TracebackType
 
@@ -45,11 +46,22 @@ from chargebrain.manager.persistence import ManagerStore
 from chargebrain.manager.rules_runtime import RulesRuntime
 from chargebrain.manager.runtime import ChargingManager
 from chargebrain.powerbrain.controller import PowerBrain
-from chargebrain.sim.controller_evse import PlantEvse
+from chargebrain.servers.modbus_tcp import ModbusTcpServers
+from chargebrain.sim.controller_evse import PlantEvse, SimController
 from chargebrain.sim.core_policy import number_evses, number_groups
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
 from chargebrain.sim.scenario import Scenario, Site
 from chargebrain.store.db import Store
+
+LOOPBACK = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
 
 #: Wall-clock date of the simulated day's midnight (what rules and formulas see as "now").
 EPOCH_DAY = datetime(2024, 6, 3, tzinfo=UTC).timestamp()
@@ -100,9 +112,9 @@ class ManagerPolicy:
         self.manager = ChargingManager(
             self.clock, self.powerbrain, DeviceTypes(), ManagerStore(self.store)
         )
-        self._builtin: str | None = None  # the scenario EVSE that is the controller's own
-        self._ticked: float | None = None  # virtual monotonic time of the controller's tick
-        self._cp_off = False
+        # Scenario EVSEs that are Power Brain EVSEs: the manager's own controller's E1
+        # ("powerbrain") and other controllers over Modbus TCP ("modbus").
+        self.controllers: dict[str, SimController] = {}
         if rules:
             RulesRuntime().install(self.manager)
         self._site: Site | None = None
@@ -184,14 +196,16 @@ class ManagerPolicy:
         for e in site.evses:
             dev_id = f"E{numbers[e.id]}"
             used = 0b001 if e.used_phases == 1 else (0 if self.learn_phases else 0b111)
-            builtin = e.interface == "powerbrain"
-            if builtin:
-                self._builtin = e.id
+            address = ""
+            if e.interface == "powerbrain":
                 self.powerbrain.start()
-                self._ticked = self.clock.monotonic()
+                self.controllers[e.id] = SimController(self.powerbrain, self.plant_evse)
+                address = "evse"
+            elif e.interface == "modbus":
+                address = self._remote_controller(e.id)
             mgr.upsert_device(DeviceConfig(
-                dev_id, "evse_powerbrain" if builtin else "evse_ajax", name=e.id,
-                address="evse" if builtin else "", id=1,
+                dev_id, "evse_powerbrain" if address else "evse_ajax", name=e.id,
+                address=address, id=1,
                 group=groups[e.group] if e.group is not None else 0,
                 min_charging_cur=e.min_ma, max_charging_cur=e.max_ma, prio=e.prio,
                 phase_rotation=e.phase_rotation, used_phases=used,
@@ -249,14 +263,16 @@ class ManagerPolicy:
                 mgr.push_meter(PV_METER, pv)
                 pushes += 1
         readings = snapshot.evses
-        builtin = self._builtin
-        if builtin is not None:
-            self._tick_controller(readings.get(builtin))
+        controllers = self.controllers
+        if controllers:
+            mono = clock.monotonic()
+            for sid, ctl in controllers.items():
+                ctl.tick(readings.get(sid), mono)
         as_pushed = self._as_pushed
         batch: list[tuple[str, EvseReading]] = []
         for (sid, dev), seen in zip(self._devices, self._pushed, strict=True):
             r = readings.get(sid)
-            if r is None or sid == builtin:
+            if r is None or sid in controllers:
                 continue
             pushed = seen[1]
             if seen[0] is not r or pushed is None:
@@ -271,28 +287,27 @@ class ManagerPolicy:
                 self.periodic_cycles += 1
             else:
                 self.woken_cycles += 1
-            if builtin is None:
+            if not controllers:
                 mgr.cycle_now(poll=due)
-            else:  # the controller's registers are read and written as in the application
+            else:  # registers are read and written as in the application (over TCP for
+                # the remote controllers)
                 self.loop.run_until_complete(mgr.cycle(poll=due))
-        elif builtin is None:
+        elif not controllers:
             return self._decision  # nothing ran: the EVSEs keep their orders
         currents: dict[str, int] = {}
         wake: list[str] = []
         if due is not None:
             self._take_orders(currents, wake)
-        else:  # the others keep their orders; the controller's pilot may have moved on
-            currents.update((k, v) for k, v in self._last.items() if k != builtin)
-        if builtin is not None:
+        else:  # the others keep their orders; a controller's pilot may have moved on
+            currents.update((k, v) for k, v in self._last.items() if k not in controllers)
+        for sid, ctl in controllers.items():
             # What the controller's pilot offers now (its firmware may change it between
             # the manager's cycles: the end of a CP interruption, the fail-safe current).
-            offer = self.powerbrain.offered_ma()
+            offer = ctl.offer_ma()
             if offer > 0:
-                currents[builtin] = offer
-            cp_off = self.powerbrain.cp_interrupted
-            if cp_off and not self._cp_off:
-                wake.append(builtin)
-            self._cp_off = cp_off
+                currents[sid] = offer
+            if ctl.woken():
+                wake.append(sid)
         if currents != self._last:
             self._last = currents
             self._decision = Decision(currents)
@@ -305,7 +320,7 @@ class ManagerPolicy:
         """Per HTTP-input EVSE what the answer to `set_ajax_evse` would hand over now."""
         devices = self.manager.devices
         for sid, dev in self._devices:
-            if sid == self._builtin:
+            if sid in self.controllers:
                 continue
             rt = devices[dev]
             ev = rt.evse
@@ -316,14 +331,22 @@ class ManagerPolicy:
                 rt.driver.take_wake()  # what the answer to set_ajax_evse hands over
                 wake.append(sid)
 
-    def _tick_controller(self, reading: EvseReading | None) -> None:
-        """The controller's firmware up to now, with the plant's car behind its EVSE as
-        the snapshot shows it."""
-        self.plant_evse.sense(reading)
-        mono = self.clock.monotonic()
-        last = self._ticked if self._ticked is not None else mono
-        self.powerbrain.tick(mono - last, now=mono)
-        self._ticked = mono
+    def _remote_controller(self, evse_id: str) -> str:
+        """Start another Power Brain for `evse_id`, its EVSE bank served over Modbus TCP
+        on a free loopback port; its address for the manager."""
+        plant = PlantEvse()
+        brain = PowerBrain(None, hardware=plant)
+        brain.start()
+        for _ in range(5):
+            port = _free_port()
+            server = ModbusTcpServers([brain.banks["evse"]], LOOPBACK, port)
+            try:
+                self.loop.run_until_complete(server.start())
+            except OSError:  # taken meanwhile: try another
+                continue
+            self.controllers[evse_id] = SimController(brain, plant, server)
+            return f"{LOOPBACK}:{port}"
+        raise RuntimeError(f"no free port for the controller of {evse_id}")
 
     # --- lifetime ----------------------------------------------------------------------
 
@@ -334,6 +357,9 @@ class ManagerPolicy:
         self.closed = True
         try:
             self.loop.run_until_complete(self.manager.close())
+            for ctl in self.controllers.values():
+                if ctl.server is not None:
+                    self.loop.run_until_complete(ctl.server.stop())
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         finally:
             self.loop.close()

@@ -73,11 +73,12 @@ class EvseSpec:
     phase_rotation: int = 0  # 0/120/240: at 120 the EVSE's L1, L2, L3 sit on building L2, L3, L1
     used_phases: int = 3  # phases wired to the EVSE: 1 or 3
     # How the charging manager reaches it: "http" (an HTTP-input EVSE pushing its
-    # readings) or "powerbrain" (the controller's own EVSE, through its hardware interface)
+    # readings), "powerbrain" (the controller's own EVSE, through its hardware interface)
+    # or "modbus" (another Power Brain, over Modbus TCP)
     interface: str = "http"
 
 
-INTERFACES = ("http", "powerbrain")
+INTERFACES = ("http", "powerbrain", "modbus")
 
 
 class _HasId(Protocol):
@@ -884,9 +885,9 @@ def _check_references(
         elif f.kind is FaultKind.EVSE_OFFLINE and f.target not in evse_ids:
             errors.append(f"$.faults[{i}].evse: unknown EVSE {f.target!r}")
         elif f.kind is FaultKind.EVSE_OFFLINE and any(
-                e.id == f.target and e.interface == "powerbrain" for e in evses):
-            errors.append(f"$.faults[{i}].evse: the controller's own EVSE cannot stop "
-                          "answering the controller")
+                e.id == f.target and e.interface != "http" for e in evses):
+            errors.append(f"$.faults[{i}].evse: a Power Brain EVSE cannot go offline in "
+                          "the simulator (only an HTTP-input EVSE can)")
         elif f.kind is FaultKind.EVSE_OFFLINE and f.fail_safe_ma:
             e = next(e for e in evses if e.id == f.target)
             if f.fail_safe_ma < e.min_ma:
