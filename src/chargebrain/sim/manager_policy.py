@@ -6,9 +6,11 @@ types and (by default) the charging-rules runtime as its wish provider — and c
 from the scenario's site the way an installer would: the site limits, one `evse_group`
 device per group, one HTTP-input EVSE (`evse_ajax`) per EVSE, and HTTP-input meters for
 the grid (role 3) and, when the site has PV, the production (role 2). An EVSE with
-`"interface": "powerbrain"` is instead the controller's own E1: the plant's car sits
-behind the Power Brain's hardware interface (controller_evse.py), the controller's
-firmware runs on the virtual clock, and the manager reads and writes its registers.
+`"interface": "powerbrain"` is instead the controller's own E1, and one with
+`"interface": "modbus"` another Power Brain whose registers a Modbus TCP server serves on
+a loopback port: the plant's car sits behind the controller's hardware interface
+(controller_evse.py), its firmware runs on the virtual clock, and the manager reads and
+writes its registers (directly, or over TCP).
 
 The scenario's `cycle_s` is how often the devices report; the manager runs on its own
 cycle (`cycle_ms`, by default the vendor's 3 s). Each `decide` sets the virtual clock to
@@ -18,8 +20,8 @@ the snapshot's time and pushes the snapshot's readings through the HTTP-input dr
 application. Then it asks the manager whether a cycle is due (`due_cycle`, the question
 the application's loop asks): the periodic cycle, or one woken by a relevant push. If
 so, the cycle runs (`cycle_now`: the application's `cycle`, which never waits for I/O
-with HTTP-input devices only; with the controller's own EVSE, the same `cycle` on the
-policy's event loop). It returns per EVSE what `set_ajax_evse` would answer:
+with HTTP-input devices only; with Power Brain EVSEs, the same `cycle` on the policy's
+event loop). It returns per EVSE what `set_ajax_evse` would answer:
 the decision's current when charging is enabled, else 0. A reading that is None is
 simply not pushed, so the device goes stale after 30 s like a silent real one, and the
 manager's own staleness, offline and fail-safe handling decide what happens.
