@@ -48,7 +48,7 @@ from chargebrain.manager.persistence import ManagerStore
 from chargebrain.manager.rules_runtime import RulesRuntime
 from chargebrain.manager.runtime import ChargingManager
 from chargebrain.powerbrain.controller import PowerBrain
-from chargebrain.servers.modbus_tcp import ModbusTcpServers
+from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
 from chargebrain.sim.controller_evse import PlantEvse, SimController
 from chargebrain.sim.core_policy import number_evses, number_groups
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
@@ -344,7 +344,7 @@ class ManagerPolicy:
             server = ModbusTcpServers([brain.banks["evse"]], LOOPBACK, port)
             try:
                 self.loop.run_until_complete(server.start())
-            except OSError:  # taken meanwhile: try another
+            except (PortInUseError, OSError):  # taken meanwhile: try another
                 continue
             self.controllers[evse_id] = SimController(brain, plant, server)
             return f"{LOOPBACK}:{port}"
