@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chargebrain.cli import main as cli_main
@@ -502,7 +503,7 @@ def test_a_scenario_has_at_most_one_controller_evse_and_it_cannot_go_offline() -
     with pytest.raises(ScenarioError, match="one EVSE of its own"):
         scenario_from_dict({**base, "evses": [{"id": "A", "interface": "powerbrain"},
                                               {"id": "B", "interface": "powerbrain"}]})
-    with pytest.raises(ScenarioError, match="cannot go offline"):
+    with pytest.raises(ScenarioError, match="cannot stop answering"):
         scenario_from_dict({**base, "evses": [{"id": "A", "interface": "powerbrain"}],
                             "faults": [{"type": "evse_offline", "evse": "A",
                                         "from": 60, "to": 120}]})
@@ -542,3 +543,30 @@ def test_power_brains_over_modbus_tcp_charge_like_http_input_evses() -> None:
         assert ours.delivered_kwh == pytest.approx(theirs.delivered_kwh, rel=0.02)
         assert counted[ours.evse_id] == pytest.approx(ours.delivered_kwh * 1000, abs=20)
     assert metrics.misbehaviour_excursions == 0
+
+
+def test_a_power_brain_over_modbus_that_stops_answering_and_comes_back() -> None:
+    """The evse_offline fault on a Modbus Power Brain closes its port: the manager's reads
+    fail for real (a communication error, its last current counted as load), and once
+    the port listens again the manager reconnects and the car charges on."""
+    doc: dict[str, object] = {
+        "name": "dropout", "duration": "20m", "cycle_s": 3,
+        "site": {"max_current_ma": 40000, "reserve_ma": 2000},
+        "evses": [{"id": "A", "interface": "modbus"}, {"id": "B"}],
+        "cars": [{"id": "a", "evse": "A", "arrive": 0, "leave": "20m", "need_kwh": 30},
+                 {"id": "b", "evse": "B", "arrive": 0, "leave": "20m", "need_kwh": 30}],
+        "meters": {"grid": {"noise_pct": 0.5}, "evse": {"noise_pct": 1}},
+        "household": {"base_w": [["00:00", 1500]], "noise_pct": 5},
+        "faults": [{"type": "evse_offline", "evse": "A", "from": "5m", "to": "10m",
+                    "fail_safe_ma": 6000}],
+    }
+    sc = scenario_from_dict(doc)
+    with ManagerPolicy.for_scenario(sc) as policy:
+        run = run_scenario(sc, policy)
+        status = policy.manager.devices[policy.device_id("A")].status
+        assert status.com_errors == 1 and not status.com_err
+        assert policy.controllers["A"].serving
+    trace = next(t for t in run.sessions if t.car_id == "a")
+    drawn = np.frombuffer(trace.drawn_ma, dtype=np.float64)
+    assert drawn[11 * 60:].max() > 6000  # charging again, above the fail-safe current
+    assert compute_metrics(run).misbehaviour_excursions == 0

@@ -66,6 +66,7 @@ class SimController:
         self.brain = brain
         self.plant = plant
         self.server = server
+        self.serving = server is not None  # its server answers (it is started)
         self._ticked: float | None = None  # monotonic time of the last tick
         self._cp_off = False
 

@@ -269,7 +269,12 @@ class ManagerPolicy:
         if controllers:
             mono = clock.monotonic()
             for sid, ctl in controllers.items():
-                ctl.tick(readings.get(sid), mono)
+                r = readings.get(sid)
+                if ctl.server is not None and ctl.serving is (r is None):
+                    # A remote controller that stops answering (no reading) closes its
+                    # port; when it answers again, it listens again.
+                    self._serve(ctl, r is not None)
+                ctl.tick(r, mono)
         as_pushed = self._as_pushed
         batch: list[tuple[str, EvseReading]] = []
         for (sid, dev), seen in zip(self._devices, self._pushed, strict=True):
@@ -333,6 +338,11 @@ class ManagerPolicy:
                 rt.driver.take_wake()  # what the answer to set_ajax_evse hands over
                 wake.append(sid)
 
+    def _serve(self, ctl: SimController, on: bool) -> None:
+        assert ctl.server is not None
+        self.loop.run_until_complete(ctl.server.start() if on else ctl.server.stop())
+        ctl.serving = on
+
     def _remote_controller(self, evse_id: str) -> str:
         """Start another Power Brain for `evse_id`, its EVSE bank served over Modbus TCP
         on a free loopback port; its address for the manager."""
@@ -360,8 +370,8 @@ class ManagerPolicy:
         try:
             self.loop.run_until_complete(self.manager.close())
             for ctl in self.controllers.values():
-                if ctl.server is not None:
-                    self.loop.run_until_complete(ctl.server.stop())
+                if ctl.server is not None and ctl.serving:
+                    self._serve(ctl, False)
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         finally:
             self.loop.close()

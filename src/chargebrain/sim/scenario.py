@@ -885,9 +885,9 @@ def _check_references(
         elif f.kind is FaultKind.EVSE_OFFLINE and f.target not in evse_ids:
             errors.append(f"$.faults[{i}].evse: unknown EVSE {f.target!r}")
         elif f.kind is FaultKind.EVSE_OFFLINE and any(
-                e.id == f.target and e.interface != "http" for e in evses):
-            errors.append(f"$.faults[{i}].evse: a Power Brain EVSE cannot go offline in "
-                          "the simulator (only an HTTP-input EVSE can)")
+                e.id == f.target and e.interface == "powerbrain" for e in evses):
+            errors.append(f"$.faults[{i}].evse: the controller's own EVSE cannot stop "
+                          "answering the controller")
         elif f.kind is FaultKind.EVSE_OFFLINE and f.fail_safe_ma:
             e = next(e for e in evses if e.id == f.target)
             if f.fail_safe_ma < e.min_ma:
