@@ -24,14 +24,9 @@ from chargebrain.core.balancer import (
 )
 from chargebrain.core.model import EvseState
 from chargebrain.core.phases import ZERO, Phases
+from tests.core.balancer_helpers import A, currents, ev
 
-A = 1000  # mA
 CHARGING = EvseState.CHARGING
-
-
-def ev(id: str, **kw: object) -> EvseInput:
-    kw.setdefault("state", CHARGING)
-    return EvseInput(id, **kw)  # type: ignore[arg-type]
 
 
 def site(max_a: float, *evses: EvseInput, **kw: object) -> SiteInput:
@@ -39,10 +34,6 @@ def site(max_a: float, *evses: EvseInput, **kw: object) -> SiteInput:
     groups = kw.pop("groups", ())
     cfg = SiteConfig(max_total_current=int(max_a * A), **kw)  # type: ignore[arg-type]
     return SiteInput(cfg, load, groups, tuple(evses))  # type: ignore[arg-type]
-
-
-def currents(a: Allocation) -> dict[str, int]:
-    return {d.id: d.current_ma for d in a.evses}
 
 
 def feed(s: SiteInput, a: Allocation, draw: Callable[[str, int], int] | None = None) -> SiteInput:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chargebrain.core.balancer import (
-    Allocation,
     BalancerState,
     EvseInput,
     GroupConfig,
@@ -14,8 +13,7 @@ from chargebrain.core.balancer import (
 )
 from chargebrain.core.baselines import equal_split, fcfs_priority
 from chargebrain.core.model import EvseState
-
-A = 1000
+from tests.core.balancer_helpers import A, currents
 
 
 def cars(*specs: tuple[str, int, float]) -> tuple[EvseInput, ...]:
@@ -23,10 +21,6 @@ def cars(*specs: tuple[str, int, float]) -> tuple[EvseInput, ...]:
     return tuple(
         EvseInput(i, used_phases=m, state=EvseState.CHARGING, plugged_since=t) for i, m, t in specs
     )
-
-
-def currents(a: Allocation) -> dict[str, int]:
-    return {d.id: d.current_ma for d in a.evses}
 
 
 def test_equal_split_shares_each_limit_equally() -> None:

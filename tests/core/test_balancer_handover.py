@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chargebrain.core.balancer import (
-    Allocation,
     BalancerState,
     EvseInput,
     GroupConfig,
@@ -24,8 +23,7 @@ from chargebrain.core.balancer import (
 )
 from chargebrain.core.model import EvseState
 from chargebrain.core.phases import Phases
-
-A = 1000
+from tests.core.balancer_helpers import A, currents
 
 
 def ev(id: str, **kw: object) -> EvseInput:
@@ -39,10 +37,6 @@ def measured(s: SiteInput, draws: dict[str, int]) -> SiteInput:
         dataclasses.replace(e, measured=Phases.on_mask(draws.get(e.id, 0), 7)) for e in s.evses
     )
     return dataclasses.replace(s, evses=evses)
-
-
-def currents(a: Allocation) -> dict[str, int]:
-    return {d.id: d.current_ma for d in a.evses}
 
 
 def plug(s: SiteInput, id: str) -> SiteInput:

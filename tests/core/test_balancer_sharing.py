@@ -8,7 +8,6 @@ import dataclasses
 from chargebrain.core.balancer import (
     Allocation,
     BalancerState,
-    EvseInput,
     Limit,
     Measurement,
     PauseReason,
@@ -16,19 +15,8 @@ from chargebrain.core.balancer import (
     SiteInput,
     allocate,
 )
-from chargebrain.core.model import EvseState
 from chargebrain.core.phases import Phases
-
-A = 1000
-
-
-def ev(id: str, **kw: object) -> EvseInput:
-    kw.setdefault("state", EvseState.CHARGING)
-    return EvseInput(id, **kw)  # type: ignore[arg-type]
-
-
-def currents(a: Allocation) -> dict[str, int]:
-    return {d.id: d.current_ma for d in a.evses}
+from tests.core.balancer_helpers import A, currents, ev
 
 
 def draw(s: SiteInput, a: Allocation, **override: int) -> SiteInput:

@@ -23,8 +23,8 @@ from chargebrain.core.balancer import (
 from chargebrain.core.balancer.drawing import floor_of, observe, probing
 from chargebrain.core.model import EvseState
 from chargebrain.core.phases import Phases
+from tests.core.balancer_helpers import A, currents
 
-A = 1000
 TUN = Tuning()
 
 
@@ -71,10 +71,6 @@ def run(
         now += dt
         a = allocate(s, st, now)
     return a, a.state, step(s, a, cars), now
-
-
-def currents(a: Allocation) -> dict[str, int]:
-    return {d.id: d.current_ma for d in a.evses}
 
 
 # --- the draw memory on its own ---------------------------------------------------------------
