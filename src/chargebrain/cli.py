@@ -170,6 +170,9 @@ async def _run(config: Config, password_file: Path | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The Modbus adapters report every failure as ModbusIOError to the code that handles
+    # it; pymodbus's own warnings about the same failures would only be noise.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     if args.command == "set-password":
         return _set_password(args)
     if args.command == "simulate":
@@ -181,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if args.command == "run":
         if not 0 <= args.modbus_port <= 65533:

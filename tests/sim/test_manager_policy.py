@@ -318,6 +318,17 @@ def test_simulate_prints_the_table_and_writes_csv_and_png(
     assert (out / "faults-manager.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_simulate_keeps_pymodbus_quiet_when_a_power_brain_goes_away(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # In the faults scenario E3, another Power Brain over Modbus TCP, closes its port
+    # from 17:20 (20 minutes in); the manager's failed reads are its own business.
+    logging.getLogger("pymodbus").setLevel(logging.NOTSET)
+    caplog.set_level(logging.DEBUG)
+    assert cli_main(["simulate", "faults", "--hours", "0.4", "--out", str(tmp_path)]) == 0
+    assert not [r for r in caplog.records if r.name.startswith("pymodbus")]
+
+
 def test_simulate_all_prints_the_comparison(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
