@@ -12,10 +12,11 @@ import json
 import pytest
 
 from bench import __main__ as runner
+from bench.bench_machine import machine_name, yardstick
 from bench.bench_modbus import Servers, load
 from bench.common import Figure, percentile
 
-EXPECTED = {"cycle", "http", "memory", "modbus", "reaction"}
+EXPECTED = {"cycle", "http", "machine", "memory", "modbus", "reaction"}
 
 
 def test_discovers_the_bench_modules() -> None:
@@ -94,3 +95,9 @@ async def test_a_tiny_modbus_run_against_both_servers() -> None:
     finally:
         await servers.stop()
     await asyncio.sleep(0)
+
+
+def test_the_machine_yardstick_is_a_fixed_workload_and_names_the_machine() -> None:
+    assert yardstick() == yardstick() > 0
+    name = machine_name()
+    assert "CPUs" in name and "Python 3." in name
