@@ -334,7 +334,14 @@ def test_simulate_all_prints_the_comparison(
 ) -> None:
     assert cli_main(["simulate", "home", "--hours", "0.1", "--out", str(tmp_path),
                      "--policy", "all"]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
+    # What runs, and how long each part took, on stderr while it runs.
+    progress = captured.err.splitlines()
+    assert progress[0] == "simulate: offline optimum …"
+    assert progress[1].startswith("simulate: offline optimum: ")
+    assert "simulate: manager …" in progress and "simulate: fuse-only …" in progress
+    assert progress[-1].startswith("simulate: fuse-only: ") and progress[-1].endswith(" s")
     for name in ("manager", "core", "equal-split", "fcfs", "fuse-only"):
         assert (tmp_path / f"home-{name}.csv").exists()
         assert f"\n{name}" in text

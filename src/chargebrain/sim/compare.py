@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -184,14 +185,27 @@ def compare(
     policies: Sequence[str] = (OURS, *BASELINES),
     with_optimum: bool = True,
     manager_cycle_s: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Comparison:
-    """Run every named policy (ours first) and the optimum; check the goals."""
-    optimum = offline_optimum(scenario, shorten=shorten) if with_optimum else None
-    runs = tuple(
-        run_policy(name, scenario, shorten=shorten, optimum=optimum,
-                   manager_cycle_s=manager_cycle_s)
-        for name in policies
-    )
+    """Run every named policy (ours first) and the optimum; check the goals.
+    `progress` is told what starts and how long each part took."""
+    say = progress if progress is not None else (lambda _text: None)
+    optimum = None
+    if with_optimum:
+        say("offline optimum …")
+        start = time.perf_counter()
+        optimum = offline_optimum(scenario, shorten=shorten)
+        say(f"offline optimum: {optimum.total_kwh:.1f} kWh in "
+            f"{time.perf_counter() - start:.1f} s")
+    done = []
+    for name in policies:
+        say(f"{name} …")
+        start = time.perf_counter()
+        done.append(run_policy(name, scenario, shorten=shorten, optimum=optimum,
+                               manager_cycle_s=manager_cycle_s))
+        say(f"{name}: {done[-1].metrics.delivered_kwh:.1f} kWh in "
+            f"{time.perf_counter() - start:.1f} s")
+    runs = tuple(done)
     by_name = {r.name: r for r in runs}
     if OURS in by_name:
         equal = by_name.get("equal-split")
@@ -275,8 +289,9 @@ def simulate_command(
     logging.getLogger("chargebrain").setLevel(logging.ERROR)
     shorten = None if hours is None else hours * 3600.0
     names = POLICIES if policy == "all" else (policy,)
-    comparison = compare(scenario, shorten=shorten, policies=names,
-                         manager_cycle_s=manager_cycle_s)
+    comparison = compare(
+        scenario, shorten=shorten, policies=names, manager_cycle_s=manager_cycle_s,
+        progress=lambda text: print(f"simulate: {text}", file=sys.stderr, flush=True))
     out.mkdir(parents=True, exist_ok=True)
     first = comparison.runs[0]
     print(format_metrics_table(first.metrics))
