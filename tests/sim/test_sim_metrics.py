@@ -103,9 +103,13 @@ def test_group_imbalance_energy_fairness_pv() -> None:
     assert g[1].amp_seconds == pytest.approx(6 * 100)  # 16 A on a 10 A group for 100 s
     assert g[1].misbehaviour_excursions == 1
     assert g[2].amp_seconds == 0
-    # EVSE load 16/0/0 A for 100 s against a 10 A imbalance limit
+    # EVSE load 16/0/0 A for 100 s against a 10 A imbalance limit, from the start: the
+    # policy's doing
     assert m.imbalance_amp_seconds == pytest.approx(6 * 100)
     assert m.imbalance_max_a == pytest.approx(6)
+    assert m.imbalance_misbehaviour_amp_seconds == pytest.approx(6 * 100)
+    assert m.imbalance_misbehaviour_excursions == 1
+    assert m.imbalance_reaction_amp_seconds == 0
     a, b = m.cars
     assert a.delivered_kwh == pytest.approx(16 * 100 * V / 3.6e6)
     assert a.deliverable_kwh == pytest.approx(16 * N * V / 3.6e6)
@@ -142,3 +146,62 @@ def test_metrics_of_real_runs() -> None:
     assert fuse.delivered_kwh > equal.delivered_kwh > 0
     assert equal.fairness is not None and 0 < equal.fairness <= 1
     assert fuse.pv_self_consumption is None
+
+
+def imbalance_run(b_offers: tuple[tuple[int, int], ...], b_drawn: list[float],
+                  a_lowered_at: int | None) -> RunResult:
+    """Car a draws 16 A on L1 (6 A from `a_lowered_at` on); car b, plugged in at 0 on
+    building L2 and L3 (a two-phase car), draws `b_drawn` and leaves at its end. The
+    EVSE spread is a's current − b's."""
+    sc = scenario_from_dict(
+        {
+            "name": "imbalance",
+            "duration": N,
+            "cycle_s": 1,
+            "site": {"max_current_ma": 63000, "max_imbalance_ma": 10000},
+            "evses": [{"id": "E1"}, {"id": "E2"}],
+            "cars": [
+                {"id": "a", "evse": "E1", "arrive": 0, "leave": N, "need_kwh": 50,
+                 "phases": 1},
+                {"id": "b", "evse": "E2", "arrive": 0, "leave": N, "need_kwh": 50},
+            ],
+        }
+    )
+    zeros = [0.0] * N
+    cut = N if a_lowered_at is None else a_lowered_at
+    l1 = [16000.0] * cut + [6000.0] * (N - cut)
+    b = b_drawn + [0.0] * (N - len(b_drawn))
+    sessions = (
+        SessionTrace("a", "E1", 0, N, 1, 0b001, 50.0, 1.0, 0.3, 0.3, array("d", l1),
+                     ((0, 16000),)),
+        SessionTrace("b", "E2", 0, len(b_drawn), 2, 0b110, 50.0, 1.0, 0.3, 0.3,
+                     array("d", b_drawn), b_offers),
+    )
+    evse = (array("d", l1), array("d", b), array("d", b))
+    return RunResult(
+        scenario=sc, policy_name="synthetic", duration_s=N, grid_ma=evse, evse_ma=evse,
+        profile=SiteProfile(N, (zeros, zeros, zeros), zeros, zeros, (zeros, zeros, zeros)),
+        sessions=sessions, cycles=N, refused_offers=0, capped_offers=0, wall_s=0.0,
+        policy_wall_s=0.0,
+    )
+
+
+def test_imbalance_a_car_leaves_behind_is_reaction_the_policys_own_is_not() -> None:
+    # b balances a's 16 A until 500, then draws nothing: 6 A above the limit until the
+    # policy lowers a to 6 A at 505.
+    done = [16000.0] * 500 + [0.0] * (N - 500)
+    for b_drawn in (done, done[:500]):  # b done charging (its offer stays), b unplugged
+        m = compute_metrics(imbalance_run(((0, 16000),), b_drawn, 505), reaction_budget_s=10)
+        assert m.imbalance_amp_seconds == pytest.approx(6 * 5)
+        assert m.imbalance_reaction_amp_seconds == pytest.approx(6 * 5)
+        assert (m.imbalance_misbehaviour_amp_seconds, m.imbalance_misbehaviour_excursions) \
+            == (0, 0)
+    # the same drop because the policy cut b's offer to 0 is the policy's doing
+    m = compute_metrics(imbalance_run(((0, 16000), (500, 0)), done, 505),
+                        reaction_budget_s=10)
+    assert m.imbalance_misbehaviour_amp_seconds == pytest.approx(6 * 5)
+    assert m.imbalance_reaction_amp_seconds == 0
+    # and a spread that outlasts the budget is misbehaviour however it began
+    m = compute_metrics(imbalance_run(((0, 16000),), done, None), reaction_budget_s=10)
+    assert m.imbalance_misbehaviour_amp_seconds == pytest.approx(6 * 500)
+    assert m.imbalance_reaction_amp_seconds == 0

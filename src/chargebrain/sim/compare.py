@@ -231,7 +231,7 @@ def format_comparison(c: Comparison) -> str:
         head,
         "",
         f"{'policy':<13}{'kWh':>8}{'% opt':>7}{'misb A·s':>10}{'n':>5}{'react A·s':>11}"
-        f"{'Jain':>7}{'starts':>8}{'stops':>7}{'imb A·s':>9}{'µs/cycle':>10}{'wall s':>8}",
+        f"{'Jain':>7}{'starts':>8}{'stops':>7}{'imb misb':>9}{'µs/cycle':>10}{'wall s':>8}",
     ]
     for r in c.runs:
         m = r.metrics
@@ -242,7 +242,7 @@ def format_comparison(c: Comparison) -> str:
         lines.append(
             f"{r.name:<13}{m.delivered_kwh:>8.1f}{pct:>7}{m.misbehaviour_amp_seconds:>10.1f}"
             f"{m.misbehaviour_excursions:>5}{m.reaction_amp_seconds:>11.1f}{jain:>7}"
-            f"{m.starts:>8}{m.stops:>7}{m.imbalance_amp_seconds:>9.1f}{per_cycle:>10.0f}"
+            f"{m.starts:>8}{m.stops:>7}{m.imbalance_misbehaviour_amp_seconds:>9.1f}{per_cycle:>10.0f}"
             f"{r.run.wall_s:>8.1f}"
         )
     if c.goals:

@@ -4,6 +4,8 @@ Overload is measured on the true currents for every limit (connection phases, EV
 line, each group) and split in two: excursions that start after a rise of the household
 load (a "load step") and are over within the reaction budget are the unavoidable reaction
 time of any controller that measures before it acts; everything else is misbehaviour.
+The EVSEs' phase imbalance is split the same way, its steps being cars whose draw fell of
+their own doing (unplugged, done charging).
 See docs/simulator.md for every definition. Needs numpy.
 
 This module must never change a run or re-simulate anything; it only reads a RunResult.
@@ -23,6 +25,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 ACTIVE_MA = 500  # a car drawing at least this much per phase counts as charging
+INFINITE_MA = 10**12  # the limit of a check that is off
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,11 @@ class Metrics:
     load_steps: int  # load steps found (summed over phases)
     imbalance_amp_seconds: float  # EVSE load: (max − min phase) above max_imbalance
     imbalance_max_a: float
+    # ... split as overload is, the steps being cars whose draw fell of their own doing
+    # (unplugged, done): the spread they leave behind takes a reaction to mend
+    imbalance_reaction_amp_seconds: float
+    imbalance_misbehaviour_amp_seconds: float
+    imbalance_misbehaviour_excursions: int
     site_imbalance_amp_seconds: float  # the same over everything at the connection
     grid_import_kwh: float
     grid_export_kwh: float
@@ -159,6 +167,33 @@ def overload_stats(
         misbehaviour_excursions=int(mis.sum()),
         misbehaviour_max_a=float(peak[mis].max()) if mis.any() else 0.0,
     )
+
+
+def car_drops(run: RunResult, threshold_ma: float, tolerance_ma: float = 100.0) -> BoolArray:
+    """Seconds at which a car's draw fell by at least `threshold_ma` of its own doing: it
+    was unplugged while drawing, or it drew less although its offer still covered what it
+    drew before (it was done, tapering, asleep). A fall that follows a lowered offer is
+    the policy's doing and does not count."""
+    n = run.duration_s
+    mask = np.zeros(n, dtype=bool)
+    for s in run.sessions:
+        drawn = np.frombuffer(s.drawn_ma, dtype=np.float64)
+        k = drawn.shape[0]
+        if k == 0:
+            continue
+        end = s.arrive_s + k
+        if end < n and drawn[-1] >= threshold_ma:
+            mask[end] = True
+        if k == 1:
+            continue
+        offer = np.zeros(k)
+        for t, ma in s.offers:
+            offer[max(0, t - s.arrive_s):] = ma
+        fell = drawn[:-1] - drawn[1:] >= threshold_ma
+        own = offer[1:] + tolerance_ma >= drawn[:-1]
+        at = np.flatnonzero(fell & own) + 1 + s.arrive_s
+        mask[at[at < n]] = True
+    return mask
 
 
 def _imbalance(phases: FloatArray, limit_ma: int) -> tuple[float, float]:
@@ -254,7 +289,11 @@ def compute_metrics(
                 overload_stats(f"group {g.id}", p + 1, arr[p], g.max_current_ma, None, budget)
             )
 
-    imb_as, imb_max = _imbalance(loads["evse-line"], lim.max_imbalance_ma)
+    evse_line = loads["evse-line"]
+    imbalance = overload_stats(
+        "imbalance", 0, evse_line.max(axis=0) - evse_line.min(axis=0),
+        lim.max_imbalance_ma if lim.max_imbalance_ma > 0 else INFINITE_MA,
+        car_drops(run, step_threshold_ma), budget)
     site_imb_as, _ = _imbalance(grid, lim.max_imbalance_ma)
 
     power_w = grid.sum(axis=0) * volt / 1000.0
@@ -308,8 +347,11 @@ def compute_metrics(
         misbehaviour_amp_seconds=sum(o.misbehaviour_amp_seconds for o in overload),
         reaction_budget_s=budget,
         load_steps=n_steps,
-        imbalance_amp_seconds=imb_as,
-        imbalance_max_a=imb_max,
+        imbalance_amp_seconds=imbalance.amp_seconds,
+        imbalance_max_a=imbalance.max_excursion_a,
+        imbalance_reaction_amp_seconds=imbalance.reaction_amp_seconds,
+        imbalance_misbehaviour_amp_seconds=imbalance.misbehaviour_amp_seconds,
+        imbalance_misbehaviour_excursions=imbalance.misbehaviour_excursions,
         site_imbalance_amp_seconds=site_imb_as,
         grid_import_kwh=grid_import,
         grid_export_kwh=grid_export,

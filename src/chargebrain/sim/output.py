@@ -168,7 +168,11 @@ def format_metrics_table(metrics: Metrics) -> str:
     )
     lines.append(
         f"imbalance   EVSEs {m.imbalance_amp_seconds:.1f} A·s above the limit (max "
-        f"{m.imbalance_max_a:.1f} A over) · whole connection {m.site_imbalance_amp_seconds:.1f} A·s"
+        f"{m.imbalance_max_a:.1f} A over) · after a car's own drop "
+        f"{m.imbalance_reaction_amp_seconds:.1f} A·s · misbehaviour "
+        f"{m.imbalance_misbehaviour_amp_seconds:.1f} A·s in "
+        f"{m.imbalance_misbehaviour_excursions} excursions · whole connection "
+        f"{m.site_imbalance_amp_seconds:.1f} A·s"
     )
     lines.append(
         f"switching   {m.starts} starts · {m.stops} stops · offers refused {m.refused_offers}"
