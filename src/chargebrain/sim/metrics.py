@@ -172,7 +172,7 @@ def overload_stats(
 def car_drops(run: RunResult, threshold_ma: float, tolerance_ma: float = 100.0) -> BoolArray:
     """Seconds at which a car's draw fell by at least `threshold_ma` of its own doing: it
     was unplugged while drawing, or it drew less although its offer still covered what it
-    drew before (it was done, tapering, asleep). A fall that follows a lowered offer is
+    drew before (it was done, or tapering). A fall that follows a lowered offer is
     the policy's doing and does not count."""
     n = run.duration_s
     mask = np.zeros(n, dtype=bool)
