@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chargebrain.core.formula import (
@@ -70,10 +70,14 @@ class ClassicRule:
     solar: float = 0.0
     label: str = ""
     error: str | None = None
+    # Derived once, since every cycle asks: the rule's value or condition is the sun's.
+    solar_mode: bool = field(init=False)  # its value follows the solar current or surplus
+    is_solar: bool = field(init=False)  # ... or at least its condition does
 
-    @property
-    def is_solar(self) -> bool:
-        return self.mode in SOLAR_MODES or self.solar > 0
+    def __post_init__(self) -> None:
+        solar_mode = self.mode in SOLAR_MODES
+        object.__setattr__(self, "solar_mode", solar_mode)
+        object.__setattr__(self, "is_solar", solar_mode or self.solar > 0)
 
 
 def parse_input(spec: str) -> tuple[VarRef, bool]:
@@ -195,10 +199,6 @@ def window_applies(days: int, start: int | None, dur: int, clock: LocalClock) ->
     return since_start + DAY_MINUTES < dur and _day_ok(days, (clock.weekday - 1) % 7)
 
 
-def time_applies(rule: ClassicRule, clock: LocalClock) -> bool:
-    return window_applies(rule.days, rule.time, rule.dur, clock)
-
-
 def _input_active(ref: VarRef, fctx: EvalContext) -> bool:
     v = fctx.resolve(*ref)
     return v is not None and v != 0
@@ -208,7 +208,11 @@ def _conditions_hold(
     rule: ClassicRule, ctx: RuleContext, clock: LocalClock, fctx: EvalContext
 ) -> bool:
     """Every condition except the solar/surplus one (weekdays, time, price level, input)."""
-    if not time_applies(rule, clock):
+    if rule.time is None:  # window_applies without a window, spelt out: asked every cycle
+        days = rule.days
+        if days and not days & (1 << clock.weekday):
+            return False
+    elif not window_applies(rule.days, rule.time, rule.dur, clock):
         return False
     if rule.price_level is not None and (
         ctx.price_level is None or ctx.price_level > rule.price_level
@@ -278,7 +282,7 @@ def evaluate_list(
                 winner = ListOutcome(_clip(_rule_value(rule, ctx, fctx, 0.0), ctx), rule)
             continue
         measure = float(ctx.surplus_ma if rule.mode == MODE_SURPLUS else ctx.solar_ma)
-        in_solar_mode = rule.mode in SOLAR_MODES
+        in_solar_mode = rule.solar_mode
         wanted = applies and winner is None
         value = _rule_value(rule, ctx, fctx, measure) if (in_solar_mode or wanted) else 0.0
         met = measure >= rule.solar if rule.solar > 0 else True

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from chargebrain.core.rules.classic import (
-    SOLAR_MODES,
     ClassicRule,
     compile_rule,
     evaluate_list,
@@ -104,12 +103,16 @@ def _program_error(rule: ProgramRule, message: str) -> ProgramRule:
     return replace(rule, error=message)
 
 
-@dataclass(frozen=True, slots=True)
-class _Part:
+class _Part(NamedTuple):
+    """One list's outcome (a tuple: built for every list of every EVSE each cycle)."""
+
     value: int | None
     source: str
     surplus: bool = False
     undercut: bool = False
+
+
+_NO_PART = _Part(None, "")
 
 
 def _run(
@@ -125,7 +128,7 @@ def _run(
     if rules.kind == "program":
         p = evaluate_program(rules.program, list_name, ctx, clock, state, changes, now)
         if p.value is None:
-            return _Part(None, "")
+            return _NO_PART
         if p.rule is None:
             return _Part(0, f"{who} rules: none applies")
         tail = ", undercut" if p.undercut else ""
@@ -134,11 +137,11 @@ def _run(
         )
     c = evaluate_list(rules.classic, list_name, ctx, clock, state, changes, now)
     if c.value is None:
-        return _Part(None, "")
+        return _NO_PART
     if c.rule is None:
         return _Part(0, f"{who} rules: none applies")
     tail = ", undercut" if c.undercut else ""
-    surplus = c.rule.mode in SOLAR_MODES and c.value > 0
+    surplus = c.rule.solar_mode and c.value > 0
     return _Part(
         c.value, f"{who} rule {c.rule.index + 1} ({c.rule.label}{tail})", surplus, c.undercut
     )
@@ -153,8 +156,7 @@ def _evaluate(
     now: float,
 ) -> RuleResult:
     clock = ctx.clock or LocalClock.at(now, ctx.tz)
-    evse = _Part(None, "")
-    user = _Part(None, "")
+    evse = user = _NO_PART
     if evse_rules is not None and not ctx.override_evse_rules:
         evse = _run(evse_rules, LIST_EVSE, "EVSE", ctx, clock, state, changes, now)
     if user_rules is not None and not ctx.override_user_rules:
