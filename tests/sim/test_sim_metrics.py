@@ -201,6 +201,10 @@ def test_imbalance_a_car_leaves_behind_is_reaction_the_policys_own_is_not() -> N
                         reaction_budget_s=10)
     assert m.imbalance_misbehaviour_amp_seconds == pytest.approx(6 * 5)
     assert m.imbalance_reaction_amp_seconds == 0
+    # a spread a few 1e-12 mA above the limit (float sums meeting it exactly) is at it
+    run = imbalance_run(((0, 16000),), [6000.0 - 3.6e-12] * N, None)
+    m = compute_metrics(run, reaction_budget_s=10)
+    assert (m.imbalance_amp_seconds, m.imbalance_misbehaviour_excursions) == (0, 0)
     # and a spread that outlasts the budget is misbehaviour however it began
     m = compute_metrics(imbalance_run(((0, 16000),), done, None), reaction_budget_s=10)
     assert m.imbalance_misbehaviour_amp_seconds == pytest.approx(6 * 500)

@@ -26,6 +26,9 @@ BoolArray = npt.NDArray[np.bool_]
 
 ACTIVE_MA = 500  # a car drawing at least this much per phase counts as charging
 INFINITE_MA = 10**12  # the limit of a check that is off
+# Less than this above a limit is at the limit: sums of float currents that meet a limit
+# exactly come out a few 1e-12 mA above it, which no meter would show.
+RESOLUTION_MA = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,7 @@ def overload_stats(
 ) -> OverloadStats:
     """Excursions of `current_ma` (one value per second) above `limit_ma`."""
     over = current_ma - limit_ma
-    above = over > 0
+    above = over >= RESOLUTION_MA
     if not above.any():
         return OverloadStats(name, phase, limit_ma, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0)
     edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
