@@ -25,7 +25,6 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 ACTIVE_MA = 500  # a car drawing at least this much per phase counts as charging
-INFINITE_MA = 10**12  # the limit of a check that is off
 # Less than this above a limit is at the limit: sums of float currents that meet a limit
 # exactly come out a few 1e-12 mA above it, which no meter would show.
 RESOLUTION_MA = 1.0
@@ -199,13 +198,15 @@ def car_drops(run: RunResult, threshold_ma: float, tolerance_ma: float = 100.0) 
     return mask
 
 
-def _imbalance(phases: FloatArray, limit_ma: int) -> tuple[float, float]:
-    """(A·s above the limit, largest amount above in A) of max − min over the phases."""
+def imbalance_stats(
+    phases: FloatArray, limit_ma: int, steps: BoolArray | None, budget_s: float
+) -> OverloadStats:
+    """Excursions of the spread (largest − smallest phase, per second) of `phases` above
+    `limit_ma`, split like overload; none when the limit is off (0)."""
     if limit_ma <= 0 or phases.shape[1] == 0:
-        return 0.0, 0.0
-    spread = phases.max(axis=0) - phases.min(axis=0) - limit_ma
-    pos = np.clip(spread, 0.0, None)
-    return float(pos.sum() / 1000.0), float(pos.max() / 1000.0)
+        return OverloadStats("imbalance", 0, limit_ma, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0)
+    spread = phases.max(axis=0) - phases.min(axis=0)
+    return overload_stats("imbalance", 0, spread, limit_ma, steps, budget_s)
 
 
 def per_phase_loads(run: RunResult) -> dict[str, FloatArray]:
@@ -292,12 +293,9 @@ def compute_metrics(
                 overload_stats(f"group {g.id}", p + 1, arr[p], g.max_current_ma, None, budget)
             )
 
-    evse_line = loads["evse-line"]
-    imbalance = overload_stats(
-        "imbalance", 0, evse_line.max(axis=0) - evse_line.min(axis=0),
-        lim.max_imbalance_ma if lim.max_imbalance_ma > 0 else INFINITE_MA,
-        car_drops(run, step_threshold_ma), budget)
-    site_imb_as, _ = _imbalance(grid, lim.max_imbalance_ma)
+    imbalance = imbalance_stats(loads["evse-line"], lim.max_imbalance_ma,
+                                car_drops(run, step_threshold_ma), budget)
+    site_imbalance = imbalance_stats(grid, lim.max_imbalance_ma, None, budget)
 
     power_w = grid.sum(axis=0) * volt / 1000.0
     grid_import = float(np.clip(power_w, 0.0, None).sum() / 3.6e6)
@@ -355,7 +353,7 @@ def compute_metrics(
         imbalance_reaction_amp_seconds=imbalance.reaction_amp_seconds,
         imbalance_misbehaviour_amp_seconds=imbalance.misbehaviour_amp_seconds,
         imbalance_misbehaviour_excursions=imbalance.misbehaviour_excursions,
-        site_imbalance_amp_seconds=site_imb_as,
+        site_imbalance_amp_seconds=site_imbalance.amp_seconds,
         grid_import_kwh=grid_import,
         grid_export_kwh=grid_export,
         pv_kwh=pv_kwh,
