@@ -150,7 +150,7 @@ def _configure(app: App, ports: list[int]) -> None:
     mgr = app.manager
     app.powerbrain.start()
     mgr.load_devices(app.manager_store.load_devices())
-    mgr.ensure_internal_devices()
+    mgr.ensure_internal_devices(app.manager_store.stored_ids())
     mgr.set_site(mgr.site.with_changes(max_total_current=SITE_MAX_MA))
     for i, port in enumerate(ports):
         mgr.upsert_device(DeviceConfig(

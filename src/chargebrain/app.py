@@ -119,7 +119,7 @@ class App:
     async def start(self) -> None:
         self.powerbrain.start()
         self.manager.load_devices(self.manager_store.load_devices())
-        self.manager.ensure_internal_devices()
+        self.manager.ensure_internal_devices(self.manager_store.stored_ids())
         self.cm_vars.load()
         self.sessions.restore()
         self._runner = web.AppRunner(self.http.web, access_log=None, handle_signals=False)

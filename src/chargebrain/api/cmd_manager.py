@@ -82,11 +82,15 @@ def apply_device(mgr: ChargingManager, doc: dict[str, Any]) -> dict[str, Any]:
     dev_id = clean(str(doc.get("dev_id", ""))).upper()
     existing = mgr.devices.get(dev_id) if dev_id else None
     if existing is not None:
-        dev_type = str(doc.get("dev_type", existing.config.dev_type))
-        if dev_type != existing.config.dev_type:
-            raise ApiError(400, f"{dev_id} is a {existing.config.dev_type}; delete it to change "
-                           "its type")
-        base = existing.config
+        base = existing.settings
+        dev_type = str(doc.get("dev_type", base.dev_type))
+        if dev_type != base.dev_type and mgr.types.get(base.dev_type) is not None:
+            # (A device of an unknown type, kept as stored, may be given a type.)
+            if mgr.is_internal(base):
+                raise ApiError(400, f"{dev_id} is built in: its type stays {base.dev_type}")
+            raise ApiError(400, f"{dev_id} is a {base.dev_type}; delete it and create a new "
+                           "device to change its type")
+        base = base.with_changes(dev_type=dev_type)
     else:
         dev_type = str(doc.get("dev_type", ""))
         if not dev_type:
@@ -129,7 +133,8 @@ async def set_params(req: Request) -> Any:
 @command("get_devices", Permission.ADMIN, "The configuration of every device")
 async def get_devices(req: Request) -> Any:
     mgr = _mgr(req)
-    return [views.device_config_json(rt.config, rt.kind_name) for rt in mgr.devices_in_order()]
+    return [views.device_config_json(rt.settings, rt.kind_name)
+            for rt in mgr.devices_in_order()]
 
 
 @command("set_device", Permission.ADMIN, "Create or update one device ({devices:[dev]})")
@@ -255,7 +260,7 @@ async def set_ajax_evse(req: Request) -> Any:
     await mgr.wait_woken()
     decision = rt.evse.decision if rt.evse else None
     answer: dict[str, Any] = {
-        "device_enabled": rt.config.device_enabled,
+        "device_enabled": rt.settings.device_enabled,
         "charging_enabled": bool(decision and decision.charging_enabled),
         "paused": bool(decision and decision.paused),
         "charging_current": decision.current_ma if decision and decision.charging_enabled else 0,

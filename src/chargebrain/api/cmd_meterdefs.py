@@ -49,6 +49,7 @@ async def set_meter_def(req: Request) -> Any:
     except MeterDefinitionError as exc:
         raise ApiError(400, f"invalid meter definition: {exc}") from None
     req.app.types.definitions[definition.dev_type] = definition
+    req.app.manager.retry_faulted()
     return {"dev_type": definition.dev_type, "name": definition.name}
 
 
@@ -60,7 +61,7 @@ async def del_meter_def(req: Request) -> Any:
         raise ApiError(400, "dev_type is required")
     if not dev_type.startswith("meter_"):
         dev_type = "meter_" + dev_type
-    in_use = [rt.dev_id for rt in app.manager.devices.values() if rt.config.dev_type == dev_type]
+    in_use = [rt.dev_id for rt in app.manager.devices.values() if rt.settings.dev_type == dev_type]
     builtin = load_definitions(builtin_definitions_dir(), None)
     if in_use and dev_type not in builtin:
         raise ApiError(400, f"{dev_type} is used by {', '.join(in_use)}")

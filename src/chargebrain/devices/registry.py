@@ -45,10 +45,25 @@ STATIC_TYPES: tuple[DeviceType, ...] = (
 
 
 class DeviceTypes:
-    """The static types plus those of the loaded meter definitions."""
+    """The static types plus those of the loaded meter definitions.
+
+    A stored device may name a type that is not known (any more): its meter definition
+    was deleted or not restored. Such a type is `missing`: it is listed by `names()` (a
+    client looks up every dev_type it sees in get_dev_info), but `get()` does not know
+    it, so no new device of that type can be made.
+    """
 
     def __init__(self, definitions: dict[str, MeterDefinition] | None = None) -> None:
         self.definitions: dict[str, MeterDefinition] = dict(definitions or {})
+        self.missing: dict[str, DeviceType] = {}
+
+    def placeholder(self, dev_type: str, kind: Kind) -> DeviceType:
+        """The type of a stored device whose `dev_type` is unknown (listed by names())."""
+        known = self.missing.get(dev_type)
+        if known is None:
+            known = self.missing[dev_type] = DeviceType(
+                dev_type, f"{dev_type} (unknown type)", kind)
+        return known
 
     def all(self) -> dict[str, DeviceType]:
         out = {t.dev_type: t for t in STATIC_TYPES}
@@ -60,4 +75,7 @@ class DeviceTypes:
         return self.all().get(dev_type)
 
     def names(self) -> dict[str, str]:
-        return {k: t.name for k, t in self.all().items()}
+        out = {k: t.name for k, t in self.all().items()}
+        for dev_type, dtype in self.missing.items():
+            out.setdefault(dev_type, dtype.name)
+        return out

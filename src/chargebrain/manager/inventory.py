@@ -18,6 +18,7 @@ from chargebrain.clock import Clock
 from chargebrain.core.balancer import BalancerState
 from chargebrain.core.formula import Formula, FormulaError, compile_formula
 from chargebrain.devices.base import EvseDriver, MeterDriver
+from chargebrain.devices.faulty import FaultyEvse, FaultyMeter
 from chargebrain.devices.powerbrain import internal_address
 from chargebrain.devices.registry import DeviceType, DeviceTypes, Kind
 from chargebrain.manager.config import ConfigError, DeviceConfig, SiteParams
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from chargebrain.manager.runtime import ConfigStore
 
 log = logging.getLogger("chargebrain.manager")
+
+#: What a faulted EVSE whose maximum current is a formula that does not compile is
+#: counted at: the most a wallbox is built for (63 A, the controller's register range).
+FAULTED_EVSE_MA = 63_000
 
 
 class _DeviceInventory:
@@ -57,8 +62,12 @@ class _DeviceInventory:
         """The EVSEs (devices with EVSE state) in configured order (do not change it)."""
         return self._topology().evses
 
-    def ensure_internal_devices(self) -> None:
-        """The built-in EVSE and S0 meters exist from the first start (meter 2 disabled)."""
+    def ensure_internal_devices(self, stored_ids: Iterable[str] = ()) -> None:
+        """The built-in EVSE and S0 meters exist from the first start (meter 2 disabled).
+
+        A default is made only where no row is stored: a stored built-in device, even one
+        that cannot run as stored, keeps its settings (`stored_ids`: every stored id).
+        """
         defaults = (
             DeviceConfig("E1", "evse_powerbrain", name="Wallbox", address="evse", id=1,
                          number=1, desc="cFos Power Brain Wallbox", max_charging_cur=16000),
@@ -68,19 +77,46 @@ class _DeviceInventory:
                          number=3, desc="cFos Power Brain, S0 Zähler 2", phases=1,
                          device_enabled=False),
         )
-        present = {internal_address(rt.config.address) for rt in self.devices.values()
-                   if rt.config.dev_type in ("evse_powerbrain", "meter_powerbrain")}
+        taken = set(stored_ids) | set(self.devices)
+        present = {internal_address(rt.settings.address) for rt in self.devices.values()
+                   if rt.settings.dev_type in ("evse_powerbrain", "meter_powerbrain")}
         for cfg in defaults:
-            if internal_address(cfg.address) not in present and cfg.dev_id not in self.devices:
+            if internal_address(cfg.address) not in present and cfg.dev_id not in taken:
                 self._install(cfg)
-                self.store.save_device(cfg, self._order.index(cfg.dev_id))
+                self.store.save_device(cfg)
 
-    def load_devices(self, configs: Iterable[DeviceConfig]) -> None:
-        for cfg in configs:
+    def load_devices(self, rows: Iterable[tuple[DeviceConfig, str]]) -> None:
+        """Install every stored device, whatever order the rows were made in.
+
+        Every row is installed first, then the references between devices (groups,
+        attached meters) are resolved, so a device may name one stored after it. A row
+        that cannot run as stored (`problem` from decoding it, an unknown type, a
+        reference to nothing, a driver that cannot be made) is never dropped and never
+        written over: it stays with its stored settings and runs faulted (see
+        `_install_faulted`) until it can be built.
+        """
+        unresolved: list[DeviceConfig] = []
+        for cfg, problem in rows:
+            if problem:
+                self._install_faulted(cfg, problem)
+                continue
             try:
-                self._install(cfg)
+                self.validate_own(cfg)
+                self._install(cfg, resolved=False)
+            except (ConfigError, TypeError, ValueError) as exc:
+                self._install_faulted(cfg, str(exc) or type(exc).__name__)
+                continue
+            unresolved.append(cfg)
+        for cfg in unresolved:
+            try:
+                self.validate_refs(cfg)
             except ConfigError as exc:
-                log.error("device %s not loaded: %s", cfg.dev_id, exc)
+                self._install_faulted(cfg, str(exc))
+        for rt in self.devices_in_order():
+            if rt.fault:
+                log.error("device %s (%s) cannot run as stored: %s; it is kept as it is and "
+                          "counted as a device that does not answer", rt.dev_id,
+                          rt.settings.name or rt.settings.dev_type, rt.fault)
 
     def next_dev_id(self, is_evse: bool) -> str:
         prefix = "E" if is_evse else "M"
@@ -101,22 +137,17 @@ class _DeviceInventory:
 
     def validate(self, cfg: DeviceConfig) -> None:
         """Raise ConfigError if `cfg` cannot be installed as it is."""
+        self.validate_own(cfg)
+        self.validate_refs(cfg)
+
+    def validate_own(self, cfg: DeviceConfig) -> None:
+        """The checks of `cfg` alone: type, id, formulas, address (ConfigError)."""
         dtype = self.dtype_of(cfg.dev_type)
         if cfg.dev_id[:1] != ("E" if dtype.kind in (Kind.EVSE, Kind.GROUP) else "M"):
             raise ConfigError(f"{cfg.dev_type} devices need an id starting with "
                               f"{'E' if dtype.kind in (Kind.EVSE, Kind.GROUP) else 'M'}")
         if not cfg.dev_id[1:].isdigit() or not 1 <= int(cfg.dev_id[1:]) <= 9999:
             raise ConfigError(f"{cfg.dev_id!r} is not a valid device id")
-        if cfg.group:
-            group = self.devices.get(f"E{cfg.group}")
-            if group is None or not group.config.is_group:
-                raise ConfigError(f"group {cfg.group} does not exist (no evse_group E{cfg.group})")
-            if cfg.is_group and self._group_cycle(cfg):
-                raise ConfigError(f"group {cfg.dev_id} would contain itself")
-        if cfg.attach:
-            m = self.devices.get(cfg.attach)
-            if m is None or m.dtype.kind is Kind.EVSE:
-                raise ConfigError(f"attach: {cfg.attach} is not a meter")
         for name, text in self._formula_fields(cfg):
             try:
                 compile_formula(text)
@@ -131,6 +162,20 @@ class _DeviceInventory:
         if needs_address and not addr and not cfg.address.strip():
             raise ConfigError("address is required")
 
+    def validate_refs(self, cfg: DeviceConfig) -> None:
+        """The checks of what `cfg` refers to: its group, its attached meter (ConfigError).
+        A faulted device counts as what its stored settings say it is."""
+        if cfg.group:
+            group = self.devices.get(f"E{cfg.group}")
+            if group is None or not group.settings.is_group:
+                raise ConfigError(f"group {cfg.group} does not exist (no evse_group E{cfg.group})")
+            if cfg.is_group and self._group_cycle(cfg):
+                raise ConfigError(f"group {cfg.dev_id} would contain itself")
+        if cfg.attach:
+            m = self.devices.get(cfg.attach)
+            if m is None or m.settings.is_evse:
+                raise ConfigError(f"attach: {cfg.attach} is not a meter")
+
     def _group_cycle(self, cfg: DeviceConfig) -> bool:
         seen = {cfg.group_number}
         g = cfg.group
@@ -139,7 +184,7 @@ class _DeviceInventory:
                 return True
             seen.add(g)
             parent = self.devices.get(f"E{g}")
-            g = parent.config.group if parent else 0
+            g = parent.settings.group if parent else 0
         return False
 
     @staticmethod
@@ -151,33 +196,111 @@ class _DeviceInventory:
             out.append(("expr", cfg.expr))
         return out
 
-    def _install(self, cfg: DeviceConfig) -> DeviceRuntime:
-        self.validate(cfg)
+    def _install(self, cfg: DeviceConfig, resolved: bool = True) -> DeviceRuntime:
+        """Install `cfg` (checked completely unless `resolved` is False: then its own
+        checks were made and its references are checked once every row is in)."""
+        if resolved:
+            self.validate(cfg)
         dtype = self.dtype_of(cfg.dev_type)
         old = self.devices.get(cfg.dev_id)
         rt = DeviceRuntime(cfg, dtype, manager_min_pause=self.site.min_pause_time)
         if dtype.kind is Kind.EVSE:
             rt.evse = old.evse if old and old.evse else EvseRuntime()
-        if old is not None and old.config.dev_type == cfg.dev_type and old.config.address == (
-            cfg.address
-        ) and old.config.id == cfg.id:
+        if old is not None and not old.fault and old.config.dev_type == cfg.dev_type and (
+                old.config.address == cfg.address) and old.config.id == cfg.id:
             rt.driver, rt.status, rt.meter, rt.model = old.driver, old.status, old.meter, old.model
         else:
+            driver = self._make_driver(cfg, dtype)
             if old is not None and old.driver is not None:
                 self._close_later(old.driver)
-            rt.driver = self._make_driver(cfg, dtype)
+            rt.driver = driver
             rt.status = ComStatus(com_state_since=self.clock.monotonic())
         if not rt.model:
             rt.model = self._model_of(cfg, dtype)
-        for key in [k for k in self._formulas if k.startswith(cfg.dev_id + ".")]:
-            del self._formulas[key]
+        self._forget_formulas(cfg.dev_id)
         for name, text in self._formula_fields(cfg):
             self._formulas[f"{cfg.dev_id}.{name}"] = compile_formula(text)
-        self.devices[cfg.dev_id] = rt
-        if cfg.dev_id not in self._order:
-            self._order.append(cfg.dev_id)
-        self._changed()
+        self._put(rt)
         return rt
+
+    def _install_faulted(self, stored: DeviceConfig, reason: str) -> DeviceRuntime:
+        """Keep a device that cannot run as stored: `stored` stays as it is, the device
+        runs on a safe variant of it (references to nothing dropped, a limit that is no
+        formula counted at its worst) with a driver that fails every read, and its
+        communication state says why from the start."""
+        kind = Kind.EVSE if stored.dev_id[:1].upper() == "E" else Kind.METER
+        dtype = self.types.get(stored.dev_type) or self.types.placeholder(stored.dev_type, kind)
+        safe = self._safe_variant(stored, dtype)
+        old = self.devices.get(stored.dev_id)
+        if old is not None and old.driver is not None:
+            self._close_later(old.driver)
+        rt = DeviceRuntime(safe, dtype, manager_min_pause=self.site.min_pause_time,
+                           fault=reason, stored=stored)
+        if dtype.kind is Kind.EVSE:
+            rt.evse = old.evse if old and old.evse else EvseRuntime()
+        if dtype.kind is Kind.EVSE:
+            rt.driver = FaultyEvse(reason)
+        elif dtype.kind is Kind.METER:
+            rt.driver = FaultyMeter(reason)
+        mono = self.clock.monotonic()
+        rt.status = ComStatus(com_err=True, com_errors=1, last_error=reason,
+                              com_state_since=mono, error_since=mono)
+        rt.model = dtype.name
+        self._forget_formulas(stored.dev_id)
+        for name, text in self._formula_fields(safe):
+            self._formulas[f"{safe.dev_id}.{name}"] = compile_formula(text)
+        self._put(rt)
+        return rt
+
+    def _safe_variant(self, cfg: DeviceConfig, dtype: DeviceType) -> DeviceConfig:
+        """What a faulted device runs on: its group and attached meter only where they
+        exist, its formulas only where they compile (else the worst case: an EVSE may
+        draw FAULTED_EVSE_MA, a group lets nothing through, a formula meter reads 0)."""
+        changes: dict[str, object] = {}
+        try:
+            self.validate_refs(cfg.with_changes(attach=""))
+        except (ConfigError, TypeError, ValueError):
+            changes["group"] = 0
+        try:
+            self.validate_refs(cfg.with_changes(group=0))
+        except (ConfigError, TypeError, ValueError):
+            changes["attach"] = ""
+        for name, text in self._formula_fields(cfg):
+            try:
+                compile_formula(text)
+            except (FormulaError, TypeError, ValueError):
+                if name == "expr":
+                    changes["expr"] = ""
+                else:
+                    changes[name] = 1 if dtype.kind is Kind.GROUP else FAULTED_EVSE_MA
+        if not isinstance(cfg.max_charging_cur, int | str):
+            changes["max_charging_cur"] = 1 if dtype.kind is Kind.GROUP else FAULTED_EVSE_MA
+        return cfg.with_changes(**changes) if changes else cfg
+
+    def retry_faulted(self) -> None:
+        """Try again to build every faulted device from its stored settings (something
+        it refers to may exist now: a group, a meter, a meter definition)."""
+        for rt in [rt for rt in self.devices_in_order() if rt.fault]:
+            stored = rt.settings
+            try:
+                self._install(stored)
+            except (ConfigError, TypeError, ValueError):
+                continue
+            log.info("device %s (%s) runs again as stored", stored.dev_id, stored.name)
+            self.wake()
+        used = {rt.config.dev_type for rt in self.devices.values() if rt.fault}
+        self.types.missing = {t: d for t, d in self.types.missing.items()
+                              if t in used and self.types.get(t) is None}
+
+    def _forget_formulas(self, dev_id: str) -> None:
+        for key in [k for k in self._formulas if k.startswith(dev_id + ".")]:
+            del self._formulas[key]
+
+    def _put(self, rt: DeviceRuntime) -> None:
+        self.devices[rt.dev_id] = rt
+        if rt.dev_id not in self._order:
+            self._order.append(rt.dev_id)
+        self._changed()
 
     def _changed(self) -> None:
         """The devices or the formulas changed: work out the topology again."""
@@ -209,32 +332,31 @@ class _DeviceInventory:
     def upsert_device(self, cfg: DeviceConfig) -> DeviceRuntime:
         """Create or update one device; persisted; effective from the next cycle."""
         old = self.devices.get(cfg.dev_id)
-        if old is not None and self.is_internal(old.config) and not self.is_internal(cfg):
+        if old is not None and self.is_internal(old.settings) and not self.is_internal(cfg):
             raise ConfigError(f"{cfg.dev_id} is built in; its type and address stay")
-        self.validate(cfg)
-        rt = self._install(cfg)
-        self.store.save_device(cfg, self._order.index(cfg.dev_id))
+        self._install(cfg)
+        self.store.save_device(cfg)
+        self.retry_faulted()
         self.wake()
-        return rt
+        return self.devices[cfg.dev_id]
 
     def delete_device(self, dev_id: str) -> None:
         rt = self.devices.get(dev_id)
         if rt is None:
             raise ConfigError(f"no device {dev_id}")
-        if self.is_internal(rt.config):
+        if self.is_internal(rt.settings):
             raise ConfigError(f"{dev_id} is built in: it can be disabled, not deleted")
-        if rt.config.is_group:
-            number = rt.config.group_number
-            members = [d for d, o in self.devices.items() if o.config.group == number]
+        if rt.settings.is_group:
+            number = rt.settings.group_number
+            members = [d for d, o in self.devices.items() if o.settings.group == number]
             if members:
                 raise ConfigError(f"group {dev_id} still has members: {', '.join(members)}")
-        users = [d for d, o in self.devices.items() if o.config.attach == dev_id]
+        users = [d for d, o in self.devices.items() if o.settings.attach == dev_id]
         if users:
             raise ConfigError(f"{dev_id} is attached to {', '.join(users)}")
         del self.devices[dev_id]
         self._order.remove(dev_id)
-        for key in [k for k in self._formulas if k.startswith(dev_id + ".")]:
-            del self._formulas[key]
+        self._forget_formulas(dev_id)
         self._changed()
         if rt.driver is not None:
             self._close_later(rt.driver)
@@ -246,6 +368,10 @@ class _DeviceInventory:
         rt = self.devices.get(dev_id)
         if rt is None:
             raise ConfigError(f"no device {dev_id}")
+        if rt.fault:
+            self.retry_faulted()
+            self.wake()
+            return
         if rt.driver is not None:
             self._close_later(rt.driver)
         fresh = DeviceRuntime(rt.config, rt.dtype, manager_min_pause=self.site.min_pause_time)

@@ -34,21 +34,40 @@ class ManagerStore:
     def load_overdraft(self) -> int:
         return int(self.store.get_setting(OVERDRAFT_KEY, 0) or 0)
 
-    def save_device(self, cfg: DeviceConfig, position: int) -> None:
+    def save_device(self, cfg: DeviceConfig) -> None:
+        """Store a device's settings. A new device goes after every stored one; a stored
+        one keeps its place (so the order survives deletions and restarts)."""
         doc = _stored_doc(cfg)
         self.store.execute(
-            "INSERT INTO devices (dev_id, position, config) VALUES (?, ?, ?) "
-            "ON CONFLICT(dev_id) DO UPDATE SET position = excluded.position, "
-            "config = excluded.config",
-            (cfg.dev_id, position, json.dumps(doc)),
+            "INSERT INTO devices (dev_id, position, config) VALUES "
+            "(?, (SELECT COALESCE(MAX(position), -1) + 1 FROM devices), ?) "
+            "ON CONFLICT(dev_id) DO UPDATE SET config = excluded.config",
+            (cfg.dev_id, json.dumps(doc)),
         )
 
     def delete_device(self, dev_id: str) -> None:
         self.store.execute("DELETE FROM devices WHERE dev_id = ?", (dev_id,))
 
-    def load_devices(self) -> list[DeviceConfig]:
-        rows = self.store.query("SELECT config FROM devices ORDER BY position, dev_id")
-        return [views.device_from_stored(json.loads(row[0])) for row in rows]
+    def load_devices(self) -> list[tuple[DeviceConfig, str]]:
+        """Every stored device in its position, with why its row cannot be read ("" if it
+        can; then the settings are a bare stand-in for the row, which stays as it is)."""
+        out = []
+        for dev_id, text in self.store.query(
+                "SELECT dev_id, config FROM devices ORDER BY position, dev_id"):
+            doc: Any = None
+            try:
+                doc = json.loads(text)
+                if not isinstance(doc, dict):
+                    raise ValueError("not a JSON object")
+                out.append((views.device_from_stored(doc), ""))
+            except (ValueError, TypeError) as exc:
+                dev_type = doc.get("dev_type") if isinstance(doc, dict) else None
+                stand_in = DeviceConfig(str(dev_id), str(dev_type or "unknown"), name=str(dev_id))
+                out.append((stand_in, f"stored settings unreadable: {exc}"))
+        return out
+
+    def stored_ids(self) -> list[str]:
+        return [str(row[0]) for row in self.store.query("SELECT dev_id FROM devices")]
 
 
 def _stored_doc(cfg: DeviceConfig) -> dict[str, Any]:

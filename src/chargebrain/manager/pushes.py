@@ -101,6 +101,8 @@ class _Pushes:
         rt = self.devices.get(dev_id)
         if rt is None:
             raise ConfigError(f"no device {dev_id}")
+        if rt.fault:
+            raise ConfigError(f"{dev_id} cannot run as stored: {rt.fault}")
         if not isinstance(rt.driver, cls):
             raise ConfigError(f"{dev_id} is not an HTTP input device of that kind")
         return rt

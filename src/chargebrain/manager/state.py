@@ -123,6 +123,16 @@ class DeviceRuntime:
     # Pushed meter readings outside this band wake a cycle at once (None: never; see
     # manager.pushes._meter_bands).
     wake_band: WakeBand | None = None
+    # Why the device cannot run as stored ("" = it runs). A faulted device keeps its
+    # stored settings in `stored` (shown and kept as they are) and runs on `config`, a
+    # safe variant of them, with a driver that fails every read (manager.inventory).
+    fault: str = ""
+    stored: DeviceConfig | None = None
+
+    @property
+    def settings(self) -> DeviceConfig:
+        """The device's settings as stored and shown (those in force unless faulted)."""
+        return self.stored if self.stored is not None else self.config
 
     @property
     def kind_name(self) -> str:
