@@ -127,6 +127,8 @@ async def get_cm_vars(req: Request) -> Any:
             "val": _number(value),
             "tmp": not var.persisted,
         })
+        if var.error:
+            out[-1]["error"] = var.error
     predefined: dict[str, int | float] = {
         k: _number(v) for k, v in sorted(mgr.cm_values.items()) if k in READ_ONLY_PREDEFINED
     }

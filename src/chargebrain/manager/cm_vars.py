@@ -86,6 +86,7 @@ class CmVar:
     formula: Formula
     constant: float | None
     persisted: bool = True
+    error: str = ""  # why a stored definition does not compile (it then reads 0)
 
     @property
     def key(self) -> str:
@@ -201,14 +202,16 @@ class CmVars:
     # --- reading ---------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read the stored definitions (at start); broken rows are logged and skipped."""
+        """Read the stored definitions (at start). A stored definition that does not
+        compile (any more) is kept as it is, reads 0 and says why (`error`)."""
         loaded: dict[str, CmVar] = {}
         for name, text in self.store.query("SELECT name, expr FROM cm_vars ORDER BY rowid"):
             try:
                 var = define(str(name), str(text))
             except CmVarError as exc:
-                log.error("CM variable %s not loaded: %s", name, exc)
-                continue
+                log.error("CM variable %s cannot be evaluated as stored (it reads 0): %s",
+                          name, exc)
+                var = CmVar(str(name), str(text), compile_formula("0"), None, error=str(exc))
             loaded[var.key] = var
         self._vars = loaded
         self._order = evaluation_order(loaded.values())
