@@ -345,6 +345,7 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "price_model": p.price_model,
         "fixed_price": p.fixed_price,
         "cycle_time": mgr.cycle_time_ms,
+        "cycle_ms": p.cycle_ms,
         "max_evses": mgr.max_evses,
         "shareware_mode": False,
         "version": VERSION,
@@ -392,7 +393,7 @@ class Viewer:
 
 
 def device_json(rt: DeviceRuntime, mono_now: float, viewer: Viewer = Viewer()) -> dict[str, Any]:
-    cfg = rt.config
+    cfg = rt.settings
     kind = rt.kind_name
     st = rt.status
     com_err_secs = int(mono_now - st.com_state_since)
@@ -425,7 +426,7 @@ def device_json(rt: DeviceRuntime, mono_now: float, viewer: Viewer = Viewer()) -
 
 
 def _evse_json(rt: DeviceRuntime, viewer: Viewer) -> dict[str, Any]:
-    cfg = rt.config
+    cfg = rt.settings
     ev = rt.evse
     assert ev is not None
     reading = ev.reading
@@ -484,7 +485,7 @@ def _evse_json(rt: DeviceRuntime, viewer: Viewer) -> dict[str, Any]:
 
 
 def _meter_json(rt: DeviceRuntime) -> dict[str, Any]:
-    cfg = rt.config
+    cfg = rt.settings
     r = rt.meter
     power = round(r.power_w) if r else 0
     volts = r.voltages if r else (0.0, 0.0, 0.0)
@@ -513,7 +514,7 @@ def _meter_json(rt: DeviceRuntime) -> dict[str, Any]:
 
 
 def _group_json(rt: DeviceRuntime) -> dict[str, Any]:
-    cfg = rt.config
+    cfg = rt.settings
     g = rt.group_state
     return {
         "max_charging_cur": cfg.max_charging_cur,
