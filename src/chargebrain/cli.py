@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+from chargebrain import package_version
 from chargebrain.api import auth
 from chargebrain.app import App, Config, database_path
 from chargebrain.servers.modbus_tcp import PortInUseError
@@ -33,6 +34,8 @@ def _host_port(text: str) -> tuple[str, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chargebrain", description=__doc__)
+    parser.add_argument("--version", action="version",
+                        version=f"chargebrain {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the controller and the charging manager")
     run.add_argument("--data", type=Path, default=Path("chargebrain-data"),

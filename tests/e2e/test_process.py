@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import signal
 import socket
 import subprocess
@@ -67,3 +68,11 @@ def test_modbus_port_in_use(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert f"port {base + 1}" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "chargebrain", "--version"],
+                         capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert out.returncode == 0
+    assert out.stdout == f"chargebrain {importlib.metadata.version('chargebrain')}\n"
+
