@@ -14,8 +14,9 @@ from pathlib import Path
 
 from chargebrain import package_version
 from chargebrain.api import auth
-from chargebrain.app import App, Config, database_path
+from chargebrain.app import App, Config
 from chargebrain.servers.modbus_tcp import PortInUseError
+from chargebrain.store.datadir import DataDirBusyError, database_path
 from chargebrain.store.db import Store
 
 
@@ -143,7 +144,11 @@ def _secure_start(app: App, password_file: Path | None, allow_insecure: bool) ->
 
 async def _run(config: Config, password_file: Path | None = None,
                allow_insecure: bool = False) -> int:
-    app = App(config)
+    try:
+        app = App(config)
+    except DataDirBusyError as exc:
+        print(f"chargebrain: {exc}", file=sys.stderr)
+        return 2
     refusal = _secure_start(app, password_file, allow_insecure)
     if refusal is not None:
         app.store.close()
