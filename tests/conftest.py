@@ -143,8 +143,9 @@ class Process:
 
 @pytest.fixture
 def process(tmp_path: Path) -> Iterator[Process]:
-    """chargebrain as a separate process (for restarts and signals)."""
-    p = Process(tmp_path / "data", free_ports(1), free_ports(3))
+    """chargebrain as a separate process (for restarts and signals). Its data directory is
+    not the in-process app's: one data directory serves one server."""
+    p = Process(tmp_path / "process-data", free_ports(1), free_ports(3))
     try:
         yield p
     finally:

@@ -32,16 +32,12 @@ from chargebrain.manager.users import UserDirectory
 from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.powerbrain.hardware import SimEvseHardware, SimS0Input
 from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
+from chargebrain.store.datadir import DataDirLock, database_path, meterdef_dir
 from chargebrain.store.db import Store
 
 log = logging.getLogger("chargebrain")
 
 CONTROLLER_TICK_S = 0.25
-
-
-def database_path(data_dir: Path) -> Path:
-    """The SQLite file inside a data directory."""
-    return data_dir / "chargebrain.sqlite"
 
 
 @dataclass
@@ -57,6 +53,7 @@ class Config:
 class App:
     config: Config
     clock: Clock = field(default_factory=RealClock)
+    data_lock: DataDirLock = field(init=False)
     store: Store = field(init=False)
     powerbrain: PowerBrain = field(init=False)
     hardware: SimEvseHardware = field(init=False)
@@ -78,6 +75,9 @@ class App:
     http_bound_port: int = 0
 
     def __post_init__(self) -> None:
+        # One server per data directory; raises DataDirBusyError before anything is read.
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_lock = DataDirLock(self.config.data_dir)
         self.store = Store(database_path(self.config.data_dir))
         self.hardware = SimEvseHardware()
         self.s0_inputs = (SimS0Input(), SimS0Input())
@@ -100,7 +100,7 @@ class App:
 
     @property
     def meterdef_dir(self) -> Path:
-        return self.config.data_dir / "meterdefs"
+        return meterdef_dir(self.config.data_dir)
 
     def _load_definitions(self) -> dict[str, MeterDefinition]:
         return load_definitions(builtin_definitions_dir(), self.meterdef_dir)
@@ -174,4 +174,5 @@ class App:
             await self._runner.cleanup()
         self.powerbrain.save_counters()
         self.store.close()
+        self.data_lock.release()
         self._stopped.set()

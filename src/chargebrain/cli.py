@@ -1,6 +1,7 @@
 """Command line: `chargebrain run …` starts the controller and charging manager;
-`chargebrain set-password` sets the admin password; `chargebrain simulate SCENARIO` runs
-a simulated site against the charging manager (needs the `sim` extra)."""
+`chargebrain set-password` sets the admin password; `chargebrain backup` and `chargebrain
+restore` save and restore a data directory; `chargebrain simulate SCENARIO` runs a
+simulated site against the charging manager (needs the `sim` extra)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ import signal
 import sys
 from pathlib import Path
 
+from chargebrain import package_version
 from chargebrain.api import auth
-from chargebrain.app import App, Config, database_path
+from chargebrain.app import App, Config
 from chargebrain.servers.modbus_tcp import PortInUseError
+from chargebrain.store.archive import BackupError
+from chargebrain.store.backup import backup, backup_to_stream
+from chargebrain.store.datadir import DataDirBusyError, database_path
 from chargebrain.store.db import Store
+from chargebrain.store.restore import restore
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -33,6 +39,8 @@ def _host_port(text: str) -> tuple[str, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chargebrain", description=__doc__)
+    parser.add_argument("--version", action="version",
+                        version=f"chargebrain {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the controller and the charging manager")
     run.add_argument("--data", type=Path, default=Path("chargebrain-data"),
@@ -56,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read the password from the first line of this file")
     source.add_argument("--stdin", action="store_true",
                         help="read the password from the first line of standard input")
+    bak = sub.add_parser("backup", help="write a backup archive (.tar.gz) of a data "
+                         "directory; safe while the server runs")
+    bak.add_argument("--data", type=Path, default=Path("chargebrain-data"),
+                     help="data directory (default ./chargebrain-data)")
+    bak.add_argument("archive", metavar="FILE", help="the archive to write; - for stdout")
+    res = sub.add_parser("restore", help="restore a backup archive into a new or empty data "
+                         "directory; stop the server first")
+    res.add_argument("--data", type=Path, default=Path("chargebrain-data"),
+                     help="data directory (default ./chargebrain-data)")
+    res.add_argument("--force", action="store_true", help="restore even if the directory "
+                     "holds data; it is moved aside to DIR.before-restore-<time>")
+    res.add_argument("archive", metavar="FILE", help="the archive to read; - for stdin")
     sim = sub.add_parser("simulate", help="run a simulated site: metrics table, CSV and PNG")
     sim.add_argument("scenario", help="a scenario file (JSON, or YAML ending in .yaml or "
                      ".yml) or a shipped scenario name")
@@ -138,9 +158,44 @@ def _secure_start(app: App, password_file: Path | None, allow_insecure: bool) ->
             "--admin-password-file PATH (or pass --allow-insecure)")
 
 
+def _backup_or_restore(args: argparse.Namespace) -> int:
+    """`chargebrain backup` and `chargebrain restore`; FILE `-` is stdout or stdin."""
+    stdio = args.archive == "-"
+    try:
+        if args.command == "backup":
+            if stdio and sys.stdout.isatty():
+                raise BackupError("will not write an archive to a terminal; name a FILE")
+            if stdio:
+                manifest = backup_to_stream(args.data, sys.stdout.buffer)
+            else:
+                manifest = backup(args.data, Path(args.archive))
+            print(f"chargebrain: backup of {args.data} written to "
+                  f"{'standard output' if stdio else args.archive} ({len(manifest.files)} "
+                  "files)", file=sys.stderr if stdio else sys.stdout)
+            return 0
+        if stdio and sys.stdin.isatty():
+            raise BackupError("no archive on standard input; name a FILE")
+        done = restore(sys.stdin.buffer if stdio else Path(args.archive), args.data,
+                       force=args.force)
+    except BackupError as exc:
+        print(f"chargebrain: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("chargebrain: interrupted, nothing changed", file=sys.stderr)
+        return 130
+    aside = f"; the old contents are in {done.moved_aside}" if done.moved_aside else ""
+    print(f"chargebrain: restored the backup of {done.manifest.created} (chargebrain "
+          f"{done.manifest.chargebrain_version}) into {args.data}{aside}")
+    return 0
+
+
 async def _run(config: Config, password_file: Path | None = None,
                allow_insecure: bool = False) -> int:
-    app = App(config)
+    try:
+        app = App(config)
+    except DataDirBusyError as exc:
+        print(f"chargebrain: {exc}", file=sys.stderr)
+        return 2
     refusal = _secure_start(app, password_file, allow_insecure)
     if refusal is not None:
         app.store.close()
@@ -175,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     if args.command == "set-password":
         return _set_password(args)
+    if args.command in ("backup", "restore"):
+        return _backup_or_restore(args)
     if args.command == "simulate":
         from chargebrain.sim.compare import simulate_command
 

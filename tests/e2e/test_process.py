@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import signal
 import socket
 import subprocess
@@ -67,3 +68,30 @@ def test_modbus_port_in_use(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert f"port {base + 1}" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "chargebrain", "--version"],
+                         capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert out.returncode == 0
+    assert out.stdout == f"chargebrain {importlib.metadata.version('chargebrain')}\n"
+
+
+def test_one_server_per_data_directory(process: Process) -> None:
+    process.start()
+    out = subprocess.run(
+        [sys.executable, "-m", "chargebrain", "run", "--data", str(process.data),
+         "--http", f"127.0.0.1:{free_ports(1)}", "--modbus-port", "0"],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr + out.stdout
+    assert out.stderr.strip().splitlines() == [
+        f"chargebrain: {process.data} is in use by another chargebrain process "
+        "(a running server or a restore)"]
+    assert get(process, "cmd=modbus&device=evse&read=8120d") == 1  # the first still serves
+    assert process.stop() == 0
+    process.start()  # the lock went with the first process
+    assert process.stop(signal.SIGKILL) != 0
+    process.start()  # also after kill -9
+    assert process.stop() == 0
