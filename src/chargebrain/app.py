@@ -118,6 +118,7 @@ class App:
 
     async def start(self) -> None:
         self.powerbrain.start()
+        self._wire_controller()
         self.manager.load_devices(self.manager_store.load_devices())
         self.manager.ensure_internal_devices(self.manager_store.stored_ids())
         self.cm_vars.load()
@@ -155,8 +156,14 @@ class App:
         while True:
             await self.clock.sleep(CONTROLLER_TICK_S)
             now = self.clock.monotonic()
+            self._wire_controller()
             self.powerbrain.tick(now - last, now)
             last = now
+
+    def _wire_controller(self) -> None:
+        """Hand the controller the charging manager's settings it honours: the least time
+        between two contactor changes is the site's `phase_switch_delay`."""
+        self.powerbrain.phase_switch_delay_s = float(self.manager.site.phase_switch_delay)
 
     async def stop(self) -> None:
         for task in self._tasks:

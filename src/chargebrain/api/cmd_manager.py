@@ -119,12 +119,16 @@ async def set_params(req: Request) -> Any:
         apply_device(mgr, devices[0])
         return "ok"
     site, overdraft = views.parse_site_changes(body, mgr.site)
+    controller = mgr.powerbrain
+    hardware = views.parse_hardware_changes(body, controller.phase_switching)
     persist = any(k in views.SITE_FIELDS and views.SITE_FIELDS[k].persist for k in body) or any(
         k in views.WATT_ALIASES for k in body)
     try:
         mgr.set_site(site, persist=persist)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
+    if hardware is not None:
+        controller.configure_phase_switching(hardware)
     if overdraft is not None:
         mgr.reset_overdraft()
     return "ok"

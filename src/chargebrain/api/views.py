@@ -9,7 +9,7 @@ changed; serialising turns the manager's snapshot into the documented shapes, wi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from chargebrain.api.errors import ApiError
@@ -17,6 +17,7 @@ from chargebrain.api.params import parse_bool, parse_int, parse_number
 from chargebrain.core.formula import FormulaError, compile_formula
 from chargebrain.core.rules import validate_rules
 from chargebrain.manager.config import DeviceConfig, Limit, SiteParams
+from chargebrain.powerbrain.phase_switch import CP_OFF_RANGE_S, PhaseSwitchSettings
 
 if TYPE_CHECKING:
     from chargebrain.manager.runtime import ChargingManager
@@ -184,6 +185,16 @@ WATT_ALIASES = {
     "max_imbalance": "max_imbalance_cur",
 }
 SITE_STATE_FIELDS = ("overdraft_cur",)
+# The controller's hardware configuration, set and read with the site parameters (the
+# controller keeps it; API name -> PhaseSwitchSettings attribute).
+HARDWARE_FIELDS: dict[str, Field] = {
+    f.name: f
+    for f in (
+        Field("phase_switch_plugged", _bool),
+        Field("phase_switch_cp_s", _int_range(*CP_OFF_RANGE_S)),
+    )
+}
+_HARDWARE_ATTRS = {"phase_switch_plugged": "plugged", "phase_switch_cp_s": "cp_off_s"}
 
 
 def parse_site_changes(
@@ -202,6 +213,22 @@ def parse_site_changes(
     if "overdraft_cur" in body:
         overdraft = _int_range(0, 0)("overdraft_cur", body["overdraft_cur"])
     return current.with_changes(**changes), overdraft
+
+
+def parse_hardware_changes(
+    body: Mapping[str, Any], current: PhaseSwitchSettings
+) -> PhaseSwitchSettings | None:
+    """New phase-switching settings from a set_params body; None when it names none."""
+    changes = {
+        _HARDWARE_ATTRS[key]: f.parse(key, body[key])
+        for key, f in HARDWARE_FIELDS.items()
+        if key in body
+    }
+    return replace(current, **changes) if changes else None
+
+
+def hardware_json(settings: PhaseSwitchSettings) -> dict[str, Any]:
+    return {key: getattr(settings, attr) for key, attr in _HARDWARE_ATTRS.items()}
 
 
 def site_persisted(params: SiteParams) -> dict[str, Any]:
@@ -340,6 +367,7 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "imbalance_add": p.imbalance_add,
         "min_pause_time": p.min_pause_time,
         "phase_switch_delay": p.phase_switch_delay,
+        **hardware_json(mgr.powerbrain.phase_switching),
         "reduce_on_com_err": p.reduce_on_com_err,
         "surplus_expr": p.surplus_expr,
         "price_model": p.price_model,

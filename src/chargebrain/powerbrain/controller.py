@@ -1,9 +1,11 @@
 """The Power Brain controller: one EVSE and two S0 meters, their state in register banks.
 
-`tick(dt)` runs the controller's firmware logic once: disconnect countdown, fail-safe,
-what to offer the car, and the measurements (pilot state, attached meter, S0 pulses,
-card reader) written back into the banks. Writes coming in through any view go through
-the banks' validation; their side effects and persistence are handled here.
+`tick(dt)` runs the controller's firmware logic once: disconnect countdown, the phase
+contactor (`phase_switch.py`), fail-safe, what to offer the car, and the measurements
+(pilot state, attached meter, S0 pulses, card reader) written back into the banks. Writes
+coming in through any view go through the banks' validation; their side effects and
+persistence are handled here, as is the hardware configuration (phase switching) kept
+in the store's settings.
 
 No sockets and no clock reads: the caller passes the elapsed time and the monotonic now.
 """
@@ -16,11 +18,18 @@ from dataclasses import dataclass
 
 from chargebrain.powerbrain.bank import RegisterBank
 from chargebrain.powerbrain.hardware import (
+    CpState,
     EvseHardware,
     PilotOutput,
     S0Hardware,
     SimEvseHardware,
     SimS0Input,
+)
+from chargebrain.powerbrain.phase_switch import (
+    CP_OFF_RANGE_S,
+    DEFAULT_DELAY_S,
+    PhaseContactor,
+    PhaseSwitchSettings,
 )
 from chargebrain.powerbrain.registers import BY_NAME, Dev, Kind, Register, major_minor
 from chargebrain.store.db import Store
@@ -31,6 +40,13 @@ DEVICE_NAMES = ("evse", "meter1", "meter2")
 VENDOR_ID = 0xCF05
 NO_PULSE_POWER_TIMEOUT_S = 600.0  # after this long without a pulse the power reads 0
 COUNTER_SAVE_PERIOD_S = 60.0
+#: Settings key of the phase-switching configuration ({"plugged": bool, "cp_off_s": int}).
+PHASE_SWITCH_KEY = "phase_switching"
+# Register 8113: bit 8 = switching phases while plugged in is permitted, bit 9 = bit 10
+# is valid, bit 10 = a second relay is present, bit 11 = relay 2 was written over Modbus.
+S0_PHASE_SWITCH_PLUGGED = 1 << 8
+S0_RELAY2_KNOWN = (1 << 9) | (1 << 10)
+S0_RELAY2_EXTERNAL = 1 << 11
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,10 @@ class PowerBrain:
         self._now: float | None = None  # monotonic time of the last tick
         self._last_access: float | None = None
         self._disconnect_left = 0.0
+        self._contactor = PhaseContactor()
+        self.phase_switching = PhaseSwitchSettings()
+        #: Least seconds between two contactor changes (the application sets it).
+        self.phase_switch_delay_s = DEFAULT_DELAY_S
         self._fail_safe = False
         self._since_save = 0.0
         self.serial = ""
@@ -118,6 +138,7 @@ class PowerBrain:
                 self.identity = Identity(**{**self.identity.__dict__, "product_name": name})
             for dev in DEVICE_NAMES:
                 stored[dev] = self.store.load_registers(dev)
+            self.phase_switching = _phase_settings(self.store.get_setting(PHASE_SWITCH_KEY))
         if not self.serial:
             self.serial = new_serial()
             if self.store is not None:
@@ -142,6 +163,7 @@ class PowerBrain:
         evse.set("meter_flags", 1)
         for dev in ("meter1", "meter2"):
             self.banks[dev].set("meter_flags", 0)
+        self._set_s0_inputs(levels=0)
         self._last_access = None
         log.info(
             "controller started: serial %s, restart #%d", self.serial,
@@ -164,6 +186,19 @@ class PowerBrain:
             bank.set_str("name", name)
         if self.store is not None:
             self.store.set_setting("product_name", name)
+
+    def configure_phase_switching(self, settings: PhaseSwitchSettings) -> None:
+        """Set (and keep in the store) the hardware configuration of phase switching."""
+        self.phase_switching = settings
+        if self.store is not None:
+            self.store.set_setting(
+                PHASE_SWITCH_KEY, {"plugged": settings.plugged, "cp_off_s": settings.cp_off_s}
+            )
+        self._set_s0_inputs(self.banks["evse"].get("s0_inputs") & 0b11)
+        log.info(
+            "phase switching while plugged in %s, control pilot off for %d s",
+            "permitted" if settings.plugged else "not permitted", settings.cp_off_s,
+        )
 
     def save_counters(self) -> None:
         if self.store is None:
@@ -205,8 +240,11 @@ class PowerBrain:
             meter.energy_wh = float(value)
         if reg.name == "disconnect_cp":
             self._disconnect_left = float(value)
+            self._show_cp_off()
+        if reg.name == "relay_select":
+            self._switch_contactor(self._now or 0.0)
         if reg.name == "relay2":
-            bank.set("s0_inputs", bank.get("s0_inputs") | (1 << 11))
+            bank.set("s0_inputs", bank.get("s0_inputs") | S0_RELAY2_EXTERNAL)
         if reg.name == "pulsesperkwh":
             meter.pulse_fraction = 0.0
         if not reg.volatile and reg.kind is not Kind.STR:
@@ -224,13 +262,19 @@ class PowerBrain:
 
     @property
     def cp_interrupted(self) -> bool:
-        """The control pilot is switched off now (a `disconnect_cp` write, counting down)."""
-        return self._disconnect_left > 0
+        """The control pilot is switched off now (a `disconnect_cp` write or a phase switch
+        under a plugged car, counting down)."""
+        return self._disconnect_left > 0 or self._contactor.cp_off_left > 0
+
+    @property
+    def one_phase(self) -> bool:
+        """The 1-phase contactor is the one in use (not only asked for in 8087)."""
+        return self._contactor.one_phase
 
     def offered_ma(self) -> int:
         """The current the pilot offers the car now (0 = not allowed to charge)."""
         evse = self.banks["evse"]
-        if evse.get("charging_enable") != 1 or self._disconnect_left > 0:
+        if evse.get("charging_enable") != 1 or self.cp_interrupted:
             return 0
         limit = evse.get("charging_cur_limit")
         if self._fail_safe:
@@ -243,17 +287,17 @@ class PowerBrain:
 
     def tick(self, dt: float, now: float | None = None) -> None:
         """Advance the controller by `dt` seconds (monotonic `now`, if given)."""
-        self._now = now if now is not None else (self._now or 0.0) + dt
+        mono = now if now is not None else (self._now or 0.0) + dt
+        self._now = mono
         if self._last_access is None:
-            self._last_access = self._now
+            self._last_access = mono
         evse = self.banks["evse"]
         # Disconnect countdown.
         if self._disconnect_left > 0:
             self._disconnect_left = max(0.0, self._disconnect_left - dt)
-        evse.set("disconnect_cp", int(self._disconnect_left + 0.999))
         # Fail-safe.
         duration = evse.get("fail_safe_duration")
-        idle = self._now - self._last_access
+        idle = mono - self._last_access
         if duration > 0 and not self._fail_safe and idle >= duration:
             self._fail_safe = True
             log.warning(
@@ -263,13 +307,17 @@ class PowerBrain:
         self.hardware.drive(
             PilotOutput(
                 offered_ma=self.offered_ma(),
-                cp_off=self._disconnect_left > 0,
-                one_phase=evse.get("relay_select") == 1,
+                cp_off=self.cp_interrupted,
+                one_phase=self._contactor.one_phase,
                 relay2=evse.get("relay2") == 1,
             )
         )
         sensed = self.hardware.step(dt)
         evse.set("charge_pilot_state", int(sensed.cp))
+        # The contactor, on what was just sensed (a request held by the delay or until
+        # no car is connected): used from the next step on.
+        self._contactor.count_down(dt)
+        self._switch_contactor(mono)
         evse.set("cable_current", sensed.cable_ma // 100)
         self._measure_evse(sensed.currents_ma, dt)
         rfid = self.hardware.take_rfid()
@@ -280,12 +328,37 @@ class PowerBrain:
             self._measure_s0(dev, self.s0[i].pulses(dt, self.banks[dev].get("pulsesperkwh")), dt)
             if self.banks[dev].get("level") == 0:
                 levels |= 1 << i
-        s0_bits = evse.get("s0_inputs") & ~0b11
-        evse.set("s0_inputs", s0_bits | levels | (1 << 9) | (1 << 10))
+        self._set_s0_inputs(levels)
         self._since_save += dt
         if self._since_save >= COUNTER_SAVE_PERIOD_S:
             self._since_save = 0.0
             self.save_counters()
+
+    def _switch_contactor(self, now: float) -> None:
+        """Carry out the contactor request of 8087 if it may be now; 8086 shows the
+        pilot-off time a switch under a plugged car has left."""
+        evse = self.banks["evse"]
+        self._contactor.carry_out(
+            requested_one_phase=evse.get("relay_select") == 1,
+            car_connected=evse.get("charge_pilot_state") != CpState.A,
+            settings=self.phase_switching,
+            delay_s=self.phase_switch_delay_s,
+            now=now,
+        )
+        self._show_cp_off()
+
+    def _show_cp_off(self) -> None:
+        """8086 reads the seconds the pilot stays off: a disconnect or a phase switch."""
+        cp_off_s = max(self._disconnect_left, self._contactor.cp_off_left)
+        self.banks["evse"].set("disconnect_cp", int(cp_off_s + 0.999))
+
+    def _set_s0_inputs(self, levels: int) -> None:
+        """Register 8113: the S0 input `levels` (bits 0, 1) and the capability bits."""
+        evse = self.banks["evse"]
+        bits = (evse.get("s0_inputs") & S0_RELAY2_EXTERNAL) | levels | S0_RELAY2_KNOWN
+        if self.phase_switching.plugged:
+            bits |= S0_PHASE_SWITCH_PLUGGED
+        evse.set("s0_inputs", bits)
 
     def _card_read(self, rfid: str) -> None:
         evse = self.banks["evse"]
@@ -348,3 +421,15 @@ class PowerBrain:
             volts = bank.get(f"voltage_l{i + 1}")
             amps = power / n / volts if (mask >> i) & 1 and power > 0 else 0.0
             bank.set(f"current_l{i + 1}", round(amps * 10))
+
+
+def _phase_settings(stored: object) -> PhaseSwitchSettings:
+    """The phase-switching configuration as stored (defaults where it is missing)."""
+    if not isinstance(stored, dict):
+        return PhaseSwitchSettings()
+    default = PhaseSwitchSettings()
+    cp_off_s = stored.get("cp_off_s")
+    lo, hi = CP_OFF_RANGE_S
+    if not isinstance(cp_off_s, int) or not lo <= cp_off_s <= hi:
+        cp_off_s = default.cp_off_s
+    return PhaseSwitchSettings(plugged=stored.get("plugged") is True, cp_off_s=cp_off_s)

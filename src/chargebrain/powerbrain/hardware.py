@@ -34,7 +34,7 @@ class PilotOutput:
 
     offered_ma: int  # 0 = no PWM offer (charging not allowed)
     cp_off: bool = False  # CP at 0 V: the car sees an unplug
-    one_phase: bool = False  # relay_select: 1-phase contactor
+    one_phase: bool = False  # the 1-phase contactor is in use: the car gets L1 only
     relay2: bool = False
 
 
@@ -74,6 +74,11 @@ class SimCar:
     cable_ma: int = 32_000
     charged_wh: float = 0.0
     name: str = "car"
+
+    @property
+    def phase_mask(self) -> int:
+        """The wallbox phases it draws on behind the 3-phase contactor (L1 first)."""
+        return (1 << max(1, min(3, self.phases))) - 1
 
     @property
     def wants_energy(self) -> bool:
@@ -122,7 +127,7 @@ class SimEvseHardware:
         if not drawing:
             self._draw = (0, 0, 0)
             return Sensed(CpState.B, car.cable_ma, self._draw)
-        phase_mask = 1 if (out.one_phase or car.phases == 1) else 7
+        phase_mask = 1 if out.one_phase else car.phase_mask
         phase_mask &= self.wired_phases or 7
         draw = tuple(amps if phase_mask & (1 << i) else 0 for i in range(3))
         self._draw = (draw[0], draw[1], draw[2])
