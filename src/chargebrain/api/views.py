@@ -16,6 +16,7 @@ from chargebrain.api.errors import ApiError
 from chargebrain.api.params import parse_bool, parse_int, parse_number
 from chargebrain.core.formula import FormulaError, compile_formula
 from chargebrain.core.rules import validate_rules
+from chargebrain.devices.powerbrain import address_form
 from chargebrain.manager.config import DeviceConfig, Limit, SiteParams
 
 if TYPE_CHECKING:
@@ -277,6 +278,7 @@ def parse_device_changes(body: Mapping[str, Any], base: DeviceConfig, kind: str)
         if f is not None:
             changes[key] = f.parse(key, value)
     cfg = base.with_changes(**changes)
+    cfg = cfg.with_changes(address=address_form(cfg.dev_type, cfg.address))
     limit = cfg.max_charging_cur
     if kind == "evse" and isinstance(limit, int) and 0 < limit < cfg.min_charging_cur:
         raise ApiError(400, "max_charging_cur is below min_charging_cur")
@@ -303,6 +305,8 @@ def device_from_stored(stored: Mapping[str, Any]) -> DeviceConfig:
             values[key] = tuple(values[key])
     if "device_enabled" in values:
         values["device_enabled"] = bool(values["device_enabled"])
+    if isinstance(values.get("address"), str) and isinstance(values.get("dev_type"), str):
+        values["address"] = address_form(values["dev_type"], values["address"])
     return DeviceConfig(**values)
 
 
