@@ -193,6 +193,8 @@ def parse_site_changes(
     """New site params from a set_params body, and an overdraft reset if one was asked."""
     changes: dict[str, Any] = {}
     for key, value in body.items():
+        if key in WATT_ALIASES and WATT_ALIASES[key] in body:
+            continue  # the answer's 1.x echo of a current also given: the current counts
         if key in WATT_ALIASES:
             watts = parse_number(value, key)
             key, value = WATT_ALIASES[key], round(watts / 3 / VOLTAGE * 1000)
