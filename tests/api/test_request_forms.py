@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from chargebrain.api.request_forms import plain_target
 from tests.api.test_users import ADMIN, basic, call, set_password
 from tests.conftest import Running
 
@@ -142,9 +143,36 @@ async def test_encoded_separators_inside_a_plain_query_stay_data(
     answer = await raw_request(
         running, b"/cnf?cmd=set_ajax_meter&dev_id=M5&power_w=5&model=a%3Db%26c%3Dd")
     assert answer.status == 200, answer.body
+    await running.app.manager.wait_cycle()
     _, info = await call(http, running, "cmd=get_dev_info")
     [meter] = [d for d in info["devices"] if d["dev_id"] == "M5"]
     assert meter["model"] == "a=b&c=d"
+    # In an encoded query, a value's own `=` is encoded twice and decoded twice.
+    answer = await raw_request(running, b"/cnf?cmd%3Dset_ajax_meter%26dev_id%3DM5"
+                                        b"%26power_w%3D5%26model%3Dx%253Dy")
+    assert answer.status == 200, answer.body
+    await running.app.manager.wait_cycle()
+    _, info = await call(http, running, "cmd=get_dev_info")
+    [meter] = [d for d in info["devices"] if d["dev_id"] == "M5"]
+    assert meter["model"] == "x=y"
+
+
+@pytest.mark.parametrize("raw,plain", [
+    ("/cnf?cmd=get_dev_info", None),
+    ("/cnf?cmd=set_cm_vars&name=a&val=b%3Dc", None),  # a literal = : a plain query
+    ("/cnf?cmd=x&flags%3DC", None),
+    ("/cnf?cmd%3Dx%26a%3D1", ("/cnf", "cmd=x&a=1", False)),
+    ("/cnf?cmd%3dx&a%3d1", ("/cnf", "cmd=x&a=1", False)),
+    ("/cnf?cmd%26x", None),  # no encoded = at all
+    ("/cnf?a%3Db%2520c%23d", ("/cnf", "a=b%20c%23d", False)),
+    ("//cnf?cmd=x", ("/cnf", "cmd=x", True)),
+    ("/ui//en///sim.htm", ("/ui/en/sim.htm", "", True)),
+    ("/%2F%2Fcnf", None),
+])
+def test_the_plain_form_of_a_request_target(
+    raw: str, plain: tuple[str, str, bool] | None
+) -> None:
+    assert plain_target(raw) == plain
 
 
 # --- one error form -------------------------------------------------------------------

@@ -33,6 +33,8 @@ _QUERY_SAFE = "=&;%+/?:@!$'()*,~[]"
 def plain_target(raw_target: str) -> tuple[str, str, bool] | None:
     """(path, query, path changed) to serve for a raw request target such as
     `//cnf?cmd%3Dget_dev_info`, or None if the target is already plain."""
+    if "//" not in raw_target and "%3" not in raw_target:
+        return None  # the usual request: nothing to look at more closely
     path, _, query = raw_target.partition("?")
     plain_path = _SLASHES.sub("/", path)
     plain_query = query
