@@ -16,7 +16,7 @@ import pytest
 
 from chargebrain.api.request_forms import plain_target
 from tests.api.test_users import ADMIN, basic, call, set_password
-from tests.conftest import Running
+from tests.conftest import Running, wait_for
 
 
 @dataclass
@@ -95,6 +95,14 @@ async def test_repeated_slashes_keep_the_permission_of_the_command(
     assert refused.header("WWW-Authenticate") == ['Basic realm="chargebrain"']
     admin = b"Authorization: " + ADMIN["Authorization"].encode() + b"\r\n"
     assert (await raw_request(running, b"//cnf?cmd=get_devices", headers=admin)).status == 200
+
+
+async def test_repeated_slashes_with_a_body(running: Running) -> None:
+    answer = await raw_request(running, b"//cnf?cmd=set_params", b"POST",
+                               b"Content-Type: application/json\r\n",
+                               b'{"min_pause_time": 301}')
+    assert answer.status == 200 and answer.json() == "ok"
+    assert running.app.manager.site.min_pause_time == 301
 
 
 async def test_repeated_slashes_on_the_credential_check_page(
@@ -248,3 +256,28 @@ async def test_garbage_is_a_json_400(running: Running, caplog: pytest.LogCapture
     assert b"Content-Type: application/json\r\n" in head + b"\r\n"
     assert json.loads(body) == {"error": "not a valid HTTP request"}
     assert_no_traceback(caplog)
+
+
+async def test_broken_bodies_are_json_400_without_traceback(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    json_type = b"Content-Type: application/json\r\n"
+    answer = await raw_request(running, b"/cnf?cmd=get_dev_info", b"POST",
+                               json_type + b"Content-Encoding: gzip\r\n", b"not gzip")
+    assert assert_json_error(answer, 400) == "the request body could not be read"
+    answer = await raw_request(running, b"/cnf?cmd=get_dev_info", b"POST",
+                               json_type + b"Transfer-Encoding: chunked\r\n"
+                               b"\r\nzz\r\nabc\r\n0\r\n")
+    assert_json_error(answer, 400)
+    # A client that goes away in the middle of its body.
+    port = urlsplit(running.base_url).port
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /cnf?cmd=get_dev_info HTTP/1.1\r\nHost: x\r\n" + json_type
+                 + b"Content-Length: 1000\r\n\r\n{\"a\": ")
+    await writer.drain()
+    writer.close()
+    await wait_for(lambda: "could not be read" in caplog.text
+                   and caplog.text.count("could not be read") >= 2)
+    assert_no_traceback(caplog)
+    assert (await raw_request(running, b"/cnf?cmd=get_dev_info")).status == 200

@@ -5,7 +5,8 @@ that are not HTTP never reach a handler or a middleware: the low-level protocol
 (`aiohttp.web_protocol.RequestHandler.handle_error`) answers them itself, in plain text
 that echoes part of the request, and logs each one with a traceback, so any client could
 fill the log. Here the same refusal is a JSON error like every other answer
-(`{"error": …}`, `application/json`, status 400) and is logged as one debug line.
+(`{"error": …}`, `application/json`, status 400) and is logged as one debug line; so is
+a body that fails to decode (found while aiohttp reads the rest of it after the answer).
 Failures of our own code that reach aiohttp (status 500) are still logged with their
 traceback, as a bug, and answered `{"error": "internal error"}`.
 
@@ -20,15 +21,18 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from chargebrain.api.answers import error_response
 
 log = logging.getLogger("chargebrain.http")
+
+_CLIENT_FAULTS = (web.RequestPayloadError, HttpProcessingError, ConnectionError)
 
 
 def refusal(status: int, exc: BaseException | None) -> str:
@@ -65,8 +69,20 @@ class _JsonErrorHandler(RequestHandler):
         return resp
 
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp logs here what fails around a request; a body the client sent broken,
+        or a client gone, is the client's affair: one debug line, no traceback."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, _CLIENT_FAULTS):
+            log.debug("a request failed on the client's side: %s", type(exc).__name__)
+            return
+        super().log_exception(*args, **kw)
+
+
 class _JsonErrorServer(web.Server):
     """aiohttp's server, giving every connection the protocol above."""
+
+    __slots__ = ()
 
     def __call__(self) -> RequestHandler:
         handler = super().__call__()

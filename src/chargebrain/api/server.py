@@ -60,7 +60,12 @@ async def _params(
     body: Any = None
     body_error: str | None = None
     if request.method == "POST" and request.can_read_body:
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except (web.RequestPayloadError, ConnectionError) as exc:
+            # A body that does not decode, or a client gone while sending it.
+            log.debug("the body from %s could not be read: %s", request.remote, exc)
+            raise ApiError(400, "the request body could not be read") from None
         ctype = request.content_type
         looks_json = raw.lstrip()[:1] in (b"{", b"[")
         # `curl -d '{…}'` sends JSON labelled as a form: the body decides, not the label.
@@ -92,7 +97,7 @@ class HttpApi:
 
     async def handle_cnf(self, request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "POST"):
-            return error_response("use GET or POST", 405)
+            return error_response("use GET or POST", 405, headers={"Allow": "GET, POST"})
         try:
             params, multi, body, raw, body_error = await _params(request)
             name = params.get("cmd", "").strip()
