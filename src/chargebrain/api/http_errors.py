@@ -68,7 +68,6 @@ class _JsonErrorHandler(RequestHandler):
         resp.force_close()
         return resp
 
-
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """aiohttp logs here what fails around a request; a body the client sent broken,
         or a client gone, is the client's affair: one debug line, no traceback."""
