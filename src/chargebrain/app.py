@@ -18,6 +18,7 @@ from aiohttp import web
 
 from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.auth import FailureTracker
+from chargebrain.api.http_errors import JsonErrorRunner
 from chargebrain.api.server import HttpApi
 from chargebrain.clock import Clock, RealClock
 from chargebrain.devices.meterdef import MeterDefinition, builtin_definitions_dir, load_definitions
@@ -123,7 +124,7 @@ class App:
         self.manager.ensure_internal_devices(self.manager_store.stored_ids())
         self.cm_vars.load()
         self.sessions.restore()
-        self._runner = web.AppRunner(self.http.web, access_log=None, handle_signals=False)
+        self._runner = JsonErrorRunner(self.http.web, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http_host, self.config.http_port)
         try:

@@ -205,3 +205,24 @@ async def test_dependency_order_and_self_reference(running: Running, http) -> No
         return bool(now["count"] >= first + 2)
 
     await wait_for(counted, timeout=5)
+
+
+async def test_names_with_underscores(running: Running, http) -> None:  # type: ignore[no-untyped-def]
+    """User names may contain `_` like the vendor's predefined ones; a leading `_` stays
+    reserved for those."""
+    assert await call(http, running, "cmd=set_cm_vars&name=my_var&val=5") == (200, "ok")
+    assert await call(http, running, "cmd=set_cm_vars",
+                      {"vars": [{"name": "pv_2", "expr": "CM.my_var * 2"},
+                                {"name": "A_b_", "expr": "cm.PV_2 + 1"}]}) == (200, "ok")
+    status, answer = await call(http, running, "cmd=set_params",
+                                {"max_total_current": "CM.my_var * 1000 + 20000"})
+    assert status == 200, answer
+    await running.app.manager.wait_cycle()
+    await running.app.manager.wait_cycle()
+    values = {v["name"]: v["val"] for v in await get_vars(http, running)}
+    assert values == {"my_var": 5, "pv_2": 10, "A_b_": 11}
+    assert running.app.manager.evaluated_max_total_ma == 25000
+    assert stored(running) == {"my_var": "5", "pv_2": "CM.my_var * 2", "A_b_": "cm.PV_2 + 1"}
+    for name in ("_my_var", "my-var", "1_a", "_"):
+        status, answer = await call(http, running, f"cmd=set_cm_vars&name={name}&val=1")
+        assert status == 400 and answer["error"], name

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from chargebrain.api import answers
 from chargebrain.api.commands import COMMANDS, Caller, Permission
 
 if TYPE_CHECKING:
@@ -293,10 +294,7 @@ async def penalise(app: App, caller: Caller) -> None:
 
 def challenge(message: str) -> web.Response:
     """A 401 JSON answer that asks for HTTP Basic credentials."""
-    return web.json_response(
-        {"error": message}, status=401,
-        headers={"WWW-Authenticate": 'Basic realm="chargebrain"'},
-    )
+    return answers.challenge(message)
 
 
 def forget_verified() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chargebrain.api import views
+from chargebrain.api import known_keys, views
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.params import (
@@ -12,6 +12,7 @@ from chargebrain.api.params import (
     parse_bool,
     parse_number,
     parse_number_list,
+    refuse_unknown,
 )
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases
@@ -52,12 +53,16 @@ async def get_dev_info(req: Request) -> Any:
     return views.dev_info_json(app.manager, app.clock.now(), app.clock.monotonic(), viewer)
 
 
-@command("get_params", Permission.PUBLIC, "Global parameters and the device type names")
-async def get_params(req: Request) -> Any:
-    mgr = _mgr(req)
-    out = views.params_json(mgr, req.app.clock.now())
+def params_answer(mgr: ChargingManager, now: float) -> dict[str, Any]:
+    """The get_params answer."""
+    out = views.params_json(mgr, now)
     out["dev_meta"] = views.dev_meta(mgr)
     return out
+
+
+@command("get_params", Permission.PUBLIC, "Global parameters and the device type names")
+async def get_params(req: Request) -> Any:
+    return params_answer(_mgr(req), req.app.clock.now())
 
 
 @command("get_dev_types", Permission.PUBLIC, "Device types and their display names")
@@ -100,6 +105,7 @@ def apply_device(mgr: ChargingManager, doc: dict[str, Any]) -> dict[str, Any]:
             dev_id = mgr.next_dev_id(kind != "meter")
         base = DeviceConfig(dev_id, dev_type, name=dev_id)
     kind = _kind_of(mgr, dev_type)
+    known_keys.check_device(doc, kind)
     cfg = views.parse_device_changes(doc, base, kind)
     try:
         mgr.upsert_device(cfg)
@@ -112,12 +118,17 @@ def apply_device(mgr: ChargingManager, doc: dict[str, Any]) -> dict[str, Any]:
 async def set_params(req: Request) -> Any:
     body = _object_body(req)
     mgr = _mgr(req)
+    known = known_keys.site_keys(params_answer(mgr, req.app.clock.now()))
+    refuse_unknown(body, known | {"devices"}, "in set_params")
     if "devices" in body:
         devices = body["devices"]
         if not isinstance(devices, list) or len(devices) != 1 or not isinstance(devices[0], dict):
             raise ApiError(400, "devices must be a list with exactly one device object")
         apply_device(mgr, devices[0])
         return "ok"
+    if "overdraft_cur" in body and _same_number(body["overdraft_cur"], mgr.overdraft_cur):
+        # The overdraft as get_params showed it, sent back: no reset asked.
+        body = {k: v for k, v in body.items() if k != "overdraft_cur"}
     site, overdraft = views.parse_site_changes(body, mgr.site)
     controller = mgr.powerbrain
     hardware = views.parse_hardware_changes(body, controller.phase_switching)
@@ -134,6 +145,13 @@ async def set_params(req: Request) -> Any:
     return "ok"
 
 
+def _same_number(value: Any, current: int) -> bool:
+    try:
+        return current != 0 and parse_number(value, "overdraft_cur") == current
+    except ApiError:
+        return False
+
+
 @command("get_devices", Permission.ADMIN, "The configuration of every device")
 async def get_devices(req: Request) -> Any:
     mgr = _mgr(req)
@@ -144,6 +162,8 @@ async def get_devices(req: Request) -> Any:
 @command("set_device", Permission.ADMIN, "Create or update one device ({devices:[dev]})")
 async def set_device(req: Request) -> Any:
     body = _object_body(req)
+    if "devices" in body:
+        refuse_unknown(body, frozenset({"devices"}), "in set_device")
     devices = body.get("devices", [body] if "dev_id" in body or "dev_type" in body else None)
     if not isinstance(devices, list) or len(devices) != 1 or not isinstance(devices[0], dict):
         raise ApiError(400, "devices must be a list with exactly one device object")

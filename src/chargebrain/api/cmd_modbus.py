@@ -1,14 +1,16 @@
 """`cmd=modbus`: the controller's registers over HTTP, exactly as the documentation shows.
 
 A thin view of the register banks: `read=ADDR[d|q|s]`, `count=N`, `read=all`,
-`write=ADDR[d|q|s]` with `value=V` or `values=[…]`. Answers: a bare JSON number, a JSON
-string, a JSON array, an object keyed by address plus suffix, or "ok".
+`write=ADDR[d|q|s]` with `value=V` or `values=[…]` (several `write=` pairs in one request
+are one change). Answers: a bare JSON number, a JSON string, a JSON array, an object keyed
+by address plus suffix, or "ok".
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import struct
 from typing import Any
 
@@ -30,6 +32,8 @@ from chargebrain.powerbrain.registers import (
     words_to_signed,
     words_to_str,
 )
+
+log = logging.getLogger("chargebrain.http")
 
 BAD_SIZE = "bad modbus register size"
 DEVICES = ("evse", "meter1", "meter2")
@@ -151,14 +155,8 @@ def _read(bank: RegisterBank, req: Request) -> Any:
     return [words_to_signed(words[i : i + width]) for i in range(0, len(words), width)]
 
 
-def _write(bank: RegisterBank, req: Request) -> str:
-    address, suffix = _split_address(req.params["write"])
-    if "values" in req.params:
-        raw_values = parse_list(req.params["values"])
-    elif "value" in req.params:
-        raw_values = [req.params["value"]]
-    else:
-        raise ApiError(400, "write needs value= or values=")
+def _words(bank: RegisterBank, address: int, suffix: str, raw_values: list[Any]) -> list[int]:
+    """The words one `write=` puts at `address`; ApiError if a value or size is wrong."""
     if not raw_values:
         raise ApiError(400, "values is empty")
     words: list[int] = []
@@ -166,21 +164,62 @@ def _write(bank: RegisterBank, req: Request) -> str:
         reg = bank.owner(address)
         if reg is None or reg.kind is not Kind.STR or reg.address != address:
             raise ApiError(400, BAD_SIZE, body=BAD_SIZE)
-        words = str_to_words(",".join(clean(str(v)) for v in raw_values), reg.words)
+        return str_to_words(",".join(clean(str(v)) for v in raw_values), reg.words)
+    width = SUFFIX_WORDS[suffix]
+    lo, hi = -(1 << (16 * width - 1)), (1 << (16 * width)) - 1
+    a = address
+    for raw in raw_values:
+        value = parse_int(raw, "value")
+        if not lo <= value <= hi:
+            raise ApiError(400, f"value {value} does not fit {16 * width} bits")
+        reg = bank.owner(a)
+        if reg is not None and (reg.address != a or reg.words != width):
+            raise ApiError(400, BAD_SIZE, body=BAD_SIZE)
+        words.extend(int_to_words(value, width))
+        a += width
+    return words
+
+
+def _write(bank: RegisterBank, req: Request) -> str:
+    if len(req.multi_params.getall("write", [])) > 1:
+        return _write_several(bank, req)
+    address, suffix = _split_address(req.params["write"])
+    if "values" in req.params:
+        raw_values = parse_list(req.params["values"])
+    elif "value" in req.params:
+        raw_values = [req.params["value"]]
     else:
-        width = SUFFIX_WORDS[suffix]
-        lo, hi = -(1 << (16 * width - 1)), (1 << (16 * width)) - 1
-        a = address
-        for raw in raw_values:
-            value = parse_int(raw, "value")
-            if not lo <= value <= hi:
-                raise ApiError(400, f"value {value} does not fit {16 * width} bits")
-            reg = bank.owner(a)
-            if reg is not None and (reg.address != a or reg.words != width):
-                raise ApiError(400, BAD_SIZE, body=BAD_SIZE)
-            words.extend(int_to_words(value, width))
-            a += width
-    bank.write_words(address, words)
+        raise ApiError(400, "write needs value= or values=")
+    bank.write_words(address, _words(bank, address, suffix, raw_values))
+    return "ok"
+
+
+def _write_several(bank: RegisterBank, req: Request) -> str:
+    """`write=A&value=1&write=B&value=2…`: the n-th `write=` takes the n-th `value=` or
+    `values=`, in the order sent. Applied in order as one change: every pair is checked
+    first and nothing is written unless all are valid. A pair aimed at a read-only
+    register is skipped (a "start charging" button sends `write=8092&value=2` first)."""
+    targets: list[str] = []
+    values: list[list[Any]] = []
+    for key, text in req.multi_params.items():
+        if key == "write":
+            targets.append(text)
+        elif key == "value":
+            values.append([text])
+        elif key == "values":
+            values.append(parse_list(text))
+    if len(values) != len(targets):
+        raise ApiError(400, f"each write= needs its own value= or values= "
+                            f"({len(targets)} writes, {len(values)} values)")
+    writes: list[tuple[int, list[int]]] = []
+    for target, raw_values in zip(targets, values, strict=True):
+        address, suffix = _split_address(target)
+        if bank.read_only(address):
+            log.info("cmd=modbus: the write to read-only register %d is skipped", address)
+            continue
+        writes.append((address, _words(bank, address, suffix, raw_values)))
+    if writes:
+        bank.write_many(writes)
     return "ok"
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from chargebrain.api import auth
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
-from chargebrain.api.params import clean, parse_bool, parse_int
+from chargebrain.api.params import clean, parse_bool, parse_int, refuse_unknown
 from chargebrain.core.rules import validate_rules
 from chargebrain.manager.users import (
     MAX_CARDS_PER_USER,
@@ -45,6 +45,13 @@ def user_json(user: User) -> dict[str, Any]:
                    "used_phases": c.used_phases} for c in user.rfids],
         "charging_rules": list(user.charging_rules),
     }
+
+
+# The keys a user object and a card may carry: those user_json shows (all of them can be
+# set). Anything else sent to set_user is refused, naming it.
+_SAMPLE = user_json(User(id="0", rfids=(Card(id="0"),)))
+USER_KEYS = frozenset(_SAMPLE)
+CARD_KEYS = frozenset(_SAMPLE["rfids"][0])
 
 
 def _users(req: Request) -> UserDirectory:
@@ -89,6 +96,7 @@ def _card(value: Any, index: int) -> Card:
     where = f"rfids[{index}]"
     if not isinstance(value, Mapping):
         raise ApiError(400, f"{where}: an object is required")
+    refuse_unknown(value, CARD_KEYS, f"in {where}")
     if "id" not in value:
         raise ApiError(400, f"{where}.id is required")
     used = parse_int(value.get("used_phases", 0), f"{where}.used_phases")
@@ -136,7 +144,8 @@ def _rules(value: Any) -> tuple[dict[str, Any], ...]:
 
 
 def parse_user(doc: Mapping[str, Any], base: User) -> User:
-    """`base` with the fields present in `doc` (unknown fields are ignored)."""
+    """`base` with the fields present in `doc` (an unknown field is a 400)."""
+    refuse_unknown(doc, USER_KEYS, "in the user object")
     name = _text(doc["name"], "name") if "name" in doc else base.name
     display = parse_bool(doc["display"], "display") if "display" in doc else base.display
     dev_ids = _dev_ids(doc["dev_ids"]) if "dev_ids" in doc else base.dev_ids

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from multidict import MultiDict, MultiMapping
+
 from chargebrain.api.errors import ApiError
 
 if TYPE_CHECKING:
@@ -37,11 +39,14 @@ class Caller:
 class Request:
     app: App
     method: str
-    params: dict[str, str]
+    params: dict[str, str]  # the first value of each query and form parameter
     parsed_body: Any
     raw_body: bytes
     caller: Caller = field(default_factory=Caller)
     body_error: str | None = None  # why the body is not JSON, if it is not
+    # Every query and form parameter with all its values, in the order sent (for the
+    # commands that take a parameter more than once, as cmd=modbus with several writes).
+    multi_params: MultiMapping[str] = field(default_factory=MultiDict)
 
     @property
     def body(self) -> Any:

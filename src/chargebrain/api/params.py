@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from chargebrain.api.errors import ApiError
@@ -85,6 +86,14 @@ def require(params: Mapping[str, Any], name: str) -> Any:
     if name not in params:
         raise ApiError(400, f"parameter {name!r} is required")
     return params[name]
+
+
+def refuse_unknown(keys: Iterable[str], known: AbstractSet[str], where: str) -> None:
+    """ApiError 400 naming every key of `keys` that is not in `known`."""
+    unknown = sorted(k for k in keys if k not in known)
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise ApiError(400, f"unknown key{plural} {', '.join(map(repr, unknown))} {where}")
 
 
 def json_body(raw: bytes) -> Any:

@@ -1,58 +1,71 @@
 """The HTTP server: `/cnf?cmd=…` dispatch, authentication, JSON answers, static UI.
 
 Parameters come from the query string and, for POST, from a form body; a JSON body is
-parsed once and handed to the command. Every failure is a JSON error with a 4xx status;
-an unexpected exception is logged and answered 500 without a traceback.
+parsed once and handed to the command. Every failure is a JSON error with a 4xx status
+(also an unknown path, a wrong method or a body over the size limit); an unexpected
+exception is logged and answered 500 without a traceback. Requests that the HTTP parser
+refuses are answered in `http_errors.py`; the request forms that mean the same as the
+plain ones (`//cnf`, an encoded query) are made plain in `request_forms.py`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from multidict import MultiDict
 
 from chargebrain.api import auth
+from chargebrain.api.answers import challenge, error_response, json_response
 from chargebrain.api.commands import COMMANDS, Permission, Request
 from chargebrain.api.errors import ApiError
 from chargebrain.api.params import json_body
+from chargebrain.api.request_forms import plain_request
 
 if TYPE_CHECKING:
     from chargebrain.app import App
 
 log = logging.getLogger("chargebrain.http")
 
-JSON_TYPE = "application/json"
+MAX_PATH_IN_ERROR = 200
 
 
-def json_response(
-    value: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
-        status=status,
-        content_type=JSON_TYPE,
-        headers=headers,
-    )
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own error answers (unknown path, wrong method, body too large) as JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            message = f"no such page: {request.path[:MAX_PATH_IN_ERROR]}"
+        elif exc.status == 405:
+            message = f"method {request.method} is not allowed here"
+        else:
+            message = exc.text or exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return error_response(message, exc.status, headers=headers or None)
 
 
-def _unauthorized(message: str) -> web.Response:
-    return json_response(
-        {"error": message}, status=401, headers={"WWW-Authenticate": 'Basic realm="chargebrain"'}
-    )
-
-
-async def _params(request: web.Request) -> tuple[dict[str, str], Any, bytes, str | None]:
-    """Query and form parameters, the JSON body (or why it is not JSON), the raw body."""
-    params: dict[str, str] = {}
-    for key, value in request.query.items():
-        params.setdefault(key, value)
+async def _params(
+    request: web.Request,
+) -> tuple[dict[str, str], MultiDict[str], Any, bytes, str | None]:
+    """Query and form parameters (the first value of each, and all of them in order),
+    the JSON body (or why it is not JSON), the raw body."""
+    multi: MultiDict[str] = MultiDict(request.query)
     raw = b""
     body: Any = None
     body_error: str | None = None
     if request.method == "POST" and request.can_read_body:
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except (web.RequestPayloadError, ConnectionError) as exc:
+            # A body that does not decode, or a client gone while sending it.
+            log.debug("the body from %s could not be read: %s", request.remote, exc)
+            raise ApiError(400, "the request body could not be read") from None
         ctype = request.content_type
         looks_json = raw.lstrip()[:1] in (b"{", b"[")
         # `curl -d '{…}'` sends JSON labelled as a form: the body decides, not the label.
@@ -60,13 +73,16 @@ async def _params(request: web.Request) -> tuple[dict[str, str], Any, bytes, str
             form = await request.post()
             for key, field_value in form.items():
                 if isinstance(field_value, str):
-                    params.setdefault(key, field_value)
+                    multi.add(key, field_value)
         else:
             try:
                 body = json_body(raw)
             except ApiError as exc:
                 body_error = exc.message
-    return params, body, raw, body_error
+    params: dict[str, str] = {}
+    for key, value in multi.items():
+        params.setdefault(key, value)
+    return params, multi, body, raw, body_error
 
 
 class HttpApi:
@@ -74,30 +90,34 @@ class HttpApi:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.web = web.Application(client_max_size=2 * 1024 * 1024)
+        self.web = web.Application(
+            client_max_size=2 * 1024 * 1024, middlewares=[json_errors, plain_request])
         self.web.router.add_route("*", "/cnf", self.handle_cnf)
         self.web.router.add_get("/ui/en/sim.htm", self.handle_sim_page)
 
     async def handle_cnf(self, request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "POST"):
-            return json_response({"error": "use GET or POST"}, status=405)
+            return error_response("use GET or POST", 405, headers={"Allow": "GET, POST"})
         try:
-            params, body, raw, body_error = await _params(request)
+            params, multi, body, raw, body_error = await _params(request)
             name = params.get("cmd", "").strip()
             cmd = COMMANDS.get(name)
             if cmd is None:
                 raise ApiError(404, f"unknown command {name!r}" if name else "cmd is required")
             caller = await auth.identify(self.app, request)
-            req = Request(self.app, request.method, params, body, raw, caller, body_error)
+            req = Request(self.app, request.method, params, body, raw, caller, body_error,
+                          multi_params=multi)
             if cmd.permission is Permission.ADMIN and not caller.is_admin:
                 await auth.penalise(self.app, caller)
-                return _unauthorized(f"{name} needs the admin password")
+                return challenge(f"{name} needs the admin password")
             result = await cmd.handler(req)
         except ApiError as exc:
             return json_response(exc.body, status=exc.status)
+        except web.HTTPException:
+            raise  # answered as JSON by `json_errors` (e.g. a body over the size limit)
         except Exception:
             log.exception("command %s failed", request.query.get("cmd", "?"))
-            return json_response({"error": "internal error"}, status=500)
+            return error_response("internal error", 500)
         if isinstance(result, web.StreamResponse):
             return result
         return json_response(result)
@@ -106,7 +126,7 @@ class HttpApi:
         caller = await auth.identify(self.app, request)
         if not caller.is_admin:
             await auth.penalise(self.app, caller)
-            return _unauthorized("the simulation page needs the admin password")
+            return challenge("the simulation page needs the admin password")
         return web.Response(text=SIM_PAGE, content_type="text/html")
 
 

@@ -16,6 +16,7 @@ from chargebrain.api.errors import ApiError
 from chargebrain.api.params import parse_bool, parse_int, parse_number
 from chargebrain.core.formula import FormulaError, compile_formula
 from chargebrain.core.rules import validate_rules
+from chargebrain.devices.powerbrain import address_form
 from chargebrain.manager.config import DeviceConfig, Limit, SiteParams
 from chargebrain.powerbrain.phase_switch import CP_OFF_RANGE_S, PhaseSwitchSettings
 
@@ -203,6 +204,8 @@ def parse_site_changes(
     """New site params from a set_params body, and an overdraft reset if one was asked."""
     changes: dict[str, Any] = {}
     for key, value in body.items():
+        if key in WATT_ALIASES and WATT_ALIASES[key] in body:
+            continue  # the answer's 1.x echo of a current also given: the current counts
         if key in WATT_ALIASES:
             watts = parse_number(value, key)
             key, value = WATT_ALIASES[key], round(watts / 3 / VOLTAGE * 1000)
@@ -304,6 +307,7 @@ def parse_device_changes(body: Mapping[str, Any], base: DeviceConfig, kind: str)
         if f is not None:
             changes[key] = f.parse(key, value)
     cfg = base.with_changes(**changes)
+    cfg = cfg.with_changes(address=address_form(cfg.dev_type, cfg.address))
     limit = cfg.max_charging_cur
     if kind == "evse" and isinstance(limit, int) and 0 < limit < cfg.min_charging_cur:
         raise ApiError(400, "max_charging_cur is below min_charging_cur")
@@ -330,6 +334,8 @@ def device_from_stored(stored: Mapping[str, Any]) -> DeviceConfig:
             values[key] = tuple(values[key])
     if "device_enabled" in values:
         values["device_enabled"] = bool(values["device_enabled"])
+    if isinstance(values.get("address"), str) and isinstance(values.get("dev_type"), str):
+        values["address"] = address_form(values["dev_type"], values["address"])
     return DeviceConfig(**values)
 
 

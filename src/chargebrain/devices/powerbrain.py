@@ -28,10 +28,20 @@ CP_TO_STATE = {
 }
 
 
+POWERBRAIN_TYPES = ("evse_powerbrain", "meter_powerbrain")
+
+
 def internal_address(address: str) -> str | None:
     """'evse', 'meter1' or 'meter2' for the built-in devices ('evse:' as firmware 2.x)."""
     a = address.strip().rstrip(":").lower()
     return a if a in INTERNAL_ADDRESSES else None
+
+
+def address_form(dev_type: str, address: str) -> str:
+    """The address as firmware 2.x has it: `evse:`, `meter1:`, `meter2:` for the built-in
+    devices (older versions of chargebrain stored `evse`, `meter1`); others unchanged."""
+    internal = internal_address(address) if dev_type in POWERBRAIN_TYPES else None
+    return f"{internal}:" if internal else address
 
 
 def _limit_words(command: EvseCommand) -> tuple[int, int]:

@@ -66,7 +66,7 @@ READ_ONLY_PREDEFINED: frozenset[str] = frozenset(
     }
 )
 
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 class CmVarError(ValueError):
@@ -94,8 +94,8 @@ class CmVar:
 
 
 def check_name(name: object) -> str:
-    """The variable name, or CmVarError: letters and digits starting with a letter, or one
-    of the writable predefined names."""
+    """The variable name, or CmVarError: letters, digits and `_` starting with a letter
+    (`my_var`, `pv_2`), or one of the writable predefined names (which start with `_`)."""
     if not isinstance(name, str):
         raise CmVarError("name: a string is required")
     text = name.strip()
@@ -111,7 +111,7 @@ def check_name(name: object) -> str:
             raise CmVarError(f"name: {text} is not a writable predefined variable")
         return text
     if not _NAME.fullmatch(text):
-        raise CmVarError(f"name: {text!r} must consist of letters and digits and start "
+        raise CmVarError(f"name: {text!r} must consist of letters, digits and _ and start "
                          "with a letter")
     return text
 

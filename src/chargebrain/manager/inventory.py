@@ -69,11 +69,11 @@ class _DeviceInventory:
         that cannot run as stored, keeps its settings (`stored_ids`: every stored id).
         """
         defaults = (
-            DeviceConfig("E1", "evse_powerbrain", name="Wallbox", address="evse", id=1,
+            DeviceConfig("E1", "evse_powerbrain", name="Wallbox", address="evse:", id=1,
                          number=1, desc="cFos Power Brain Wallbox", max_charging_cur=16000),
-            DeviceConfig("M1", "meter_powerbrain", name="S0 Zähler 1", address="meter1", id=2,
+            DeviceConfig("M1", "meter_powerbrain", name="S0 Zähler 1", address="meter1:", id=2,
                          number=2, desc="cFos Power Brain, S0 Zähler 1", phases=1),
-            DeviceConfig("M2", "meter_powerbrain", name="S0 Zähler 2", address="meter2", id=3,
+            DeviceConfig("M2", "meter_powerbrain", name="S0 Zähler 2", address="meter2:", id=3,
                          number=3, desc="cFos Power Brain, S0 Zähler 2", phases=1,
                          device_enabled=False),
         )

@@ -127,12 +127,44 @@ class RegisterBank:
             if self._owner[a - FIRST_ADDRESS] is None:
                 raise RegisterError(ExceptionCode.ILLEGAL_ADDRESS, f"no register at {a}")
 
+    def read_only(self, address: int) -> bool:
+        """True if a register of this device starts or lies at `address` and cannot be
+        written on it."""
+        reg = self.owner(address)
+        return reg is not None and not reg.writable_on(self.dev)
+
     def write_words(self, address: int, words: Sequence[int]) -> None:
         """Write words; validated as a whole, then applied all at once.
 
         A write may cover part of a multi-word register: the other words keep their
         value and the resulting register value is validated.
         """
+        self.write_many([(address, words)])
+
+    def write_many(self, writes: Sequence[tuple[int, Sequence[int]]]) -> None:
+        """Several writes as one change, in order: each is validated against the words
+        the writes before it leave, and nothing is applied unless all of them are valid.
+        """
+        words_after = list(self._words)
+        pending: list[tuple[Register, list[int], int]] = []
+        for address, words in writes:
+            planned = self._plan(address, words, words_after)
+            for reg, new, _ in planned:
+                i = reg.address - FIRST_ADDRESS
+                words_after[i : i + reg.words] = new
+            pending.extend(planned)
+        if self.on_access is not None:
+            self.on_access()
+        for reg, new, value in pending:
+            self._put(reg.address, new)
+            if self.on_write is not None:
+                self.on_write(reg, value)
+
+    def _plan(
+        self, address: int, words: Sequence[int], current: list[int]
+    ) -> list[tuple[Register, list[int], int]]:
+        """(register, its new words, its new value) for each register the write touches,
+        starting from the words `current`; RegisterError if the write is not allowed."""
         count = len(words)
         if not 1 <= count <= MAX_WRITE_WORDS:
             raise RegisterError(ExceptionCode.ILLEGAL_VALUE, f"count {count} out of 1..123")
@@ -143,13 +175,14 @@ class RegisterBank:
             assert reg is not None
             if not touched or touched[-1] is not reg:
                 touched.append(reg)
-        pending: list[tuple[Register, list[int], int]] = []
+        planned: list[tuple[Register, list[int], int]] = []
         for reg in touched:
             if not reg.writable_on(self.dev):
                 raise RegisterError(
                     ExceptionCode.ILLEGAL_ADDRESS, f"register {reg.address} is read-only"
                 )
-            new = self._slice(reg.address, reg.words)
+            i = reg.address - FIRST_ADDRESS
+            new = current[i : i + reg.words]
             for a in range(max(address, reg.address), min(address + count, reg.end)):
                 new[a - reg.address] = words[a - address] & 0xFFFF
             value = words_to_unsigned(new) if reg.words == 1 else words_to_signed(new)
@@ -158,13 +191,8 @@ class RegisterBank:
                     ExceptionCode.ILLEGAL_VALUE,
                     f"value {value} out of range for register {reg.address} ({reg.name})",
                 )
-            pending.append((reg, new, value))
-        if self.on_access is not None:
-            self.on_access()
-        for reg, new, value in pending:
-            self._put(reg.address, new)
-            if self.on_write is not None:
-                self.on_write(reg, value)
+            planned.append((reg, new, value))
+        return planned
 
     def snapshot(self) -> list[int]:
         return list(self._words)
