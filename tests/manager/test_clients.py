@@ -15,7 +15,7 @@ import aiohttp
 from powerbrain import Powerbrain
 from tests.conftest import ROOT, Running
 
-DUMPS = ROOT.parent / "shared" / "fixtures" / "device-dumps"
+DUMPS = ROOT / "tests" / "fixtures" / "device-dumps"
 
 
 async def test_pypi_powerbrain_client(running: Running) -> None:
