@@ -191,6 +191,11 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
 
 async def _run(config: Config, password_file: Path | None = None,
                allow_insecure: bool = False) -> int:
+    # A stop asked for while starting is a clean stop once started, never a kill.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
         app = App(config)
     except DataDirBusyError as exc:
@@ -213,10 +218,6 @@ async def _run(config: Config, password_file: Path | None = None,
     if config.modbus_port:
         log.info("Modbus TCP: EVSE on port %d, S0 meters on %d and %d", config.modbus_port,
                  config.modbus_port + 1, config.modbus_port + 2)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await app.stop()

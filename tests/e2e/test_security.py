@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import re
+import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,22 +22,30 @@ def run(*args: str, stdin: str | None = None,
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def start(data: Path, host: str, port: int, *extra: str) -> subprocess.Popen[str]:
+def start(data: Path, host: str, port: int = 0,
+          *extra: str) -> tuple[subprocess.Popen[str], int]:
+    """Start a server on `host:port` (port 0: the system picks a free one, so that no
+    other process can take it between a probe and the bind); (process, bound port)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "chargebrain", "run", "--data", str(data), "--http",
          f"{host}:{port}", "--modbus-port", "0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    assert proc.stdout is not None
     deadline = time.monotonic() + 20
+    seen = []
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if not ready:
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"exited: {''.join(seen)}")
+        seen.append(line)
+        found = re.search(r"HTTP API on http://\S+?:(\d+)/cnf", line)
+        if found:
+            return proc, int(found.group(1))
     proc.kill()
-    raise AssertionError("did not start")
+    raise AssertionError(f"did not start: {''.join(seen)}")
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -69,14 +78,12 @@ def test_refuses_non_loopback_without_password(tmp_path: Path) -> None:
 
 
 def test_allow_insecure_starts_and_loopback_needs_nothing(tmp_path: Path) -> None:
-    port = free_ports(1)
-    proc = start(tmp_path / "a", "0.0.0.0", port, "--allow-insecure")
+    proc, port = start(tmp_path / "a", "0.0.0.0", 0, "--allow-insecure")
     try:
         assert status(port, "/cnf?cmd=get_users") == 200  # everyone is admin
     finally:
         stop(proc)
-    port = free_ports(1)
-    proc = start(tmp_path / "b", "localhost", port)
+    proc, port = start(tmp_path / "b", "localhost")
     stop(proc)
 
 
@@ -86,8 +93,7 @@ def test_set_password_then_listen_everywhere(tmp_path: Path) -> None:
     pw_file.write_text("s3cret pass\n")
     out = run("set-password", "--data", str(data), "--password-file", str(pw_file))
     assert out.returncode == 0, out.stderr
-    port = free_ports(1)
-    proc = start(data, "0.0.0.0", port)
+    proc, port = start(data, "0.0.0.0")
     try:
         assert status(port, "/ui/en/sim.htm") == 401
         assert status(port, "/ui/en/sim.htm", "wrong") == 401
@@ -113,8 +119,7 @@ def test_set_password_then_listen_everywhere(tmp_path: Path) -> None:
 def test_admin_password_file_at_start(tmp_path: Path) -> None:
     pw_file = tmp_path / "pw"
     pw_file.write_text("from-file")
-    port = free_ports(1)
-    proc = start(tmp_path / "data", "0.0.0.0", port, "--admin-password-file", str(pw_file))
+    proc, port = start(tmp_path / "data", "0.0.0.0", 0, "--admin-password-file", str(pw_file))
     try:
         assert status(port, "/cnf?cmd=get_users") == 401
         assert status(port, "/cnf?cmd=get_users", "from-file") == 200
