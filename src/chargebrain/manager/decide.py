@@ -25,6 +25,7 @@ from chargebrain.core.balancer import (
 from chargebrain.core.formula import DictEvalContext
 from chargebrain.core.model import MeterReading
 from chargebrain.manager.config import SiteParams
+from chargebrain.manager.cycle_log import log_cycle
 from chargebrain.manager.inputs import _Inputs
 from chargebrain.manager.pushes import WAKE_EVSE_OVER_MA, _meter_bands
 from chargebrain.manager.site import SiteSnapshot, expression_reading, virtual_meter_values
@@ -60,6 +61,7 @@ class _Deciding(_Inputs):
     last_site: SiteSnapshot | None
     evaluated_max_total_ma: int
     evaluated_max_evse_ma: int
+    cycle_count: int
     wish_provider: Callable[[ChargingManager, DictEvalContext, float], None] | None
     _formula_devices: frozenset[str]
 
@@ -105,6 +107,7 @@ class _Deciding(_Inputs):
         site_input = SiteInput(config=config, load=measurements.get(0, Measurement()),
                                groups=tuple(groups), evses=tuple(evses))
         alloc = allocate(site_input, self.balancer_state, mono)
+        log_cycle(site_input, alloc, self.cycle_count + 1)
         if alloc.overdraft_cur != self.balancer_state.overdraft_cur:
             self.store.save_overdraft(alloc.overdraft_cur)
         self.balancer_state = alloc.state

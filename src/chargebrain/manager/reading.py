@@ -60,6 +60,9 @@ def _com_error(rt: DeviceRuntime, message: str, mono: float) -> None:
         never_fed = isinstance(rt.driver, AjaxMeter | AjaxEvse) and rt.driver.pushed_at is None
         level = logging.INFO if never_fed else logging.WARNING
         log.log(level, "%s (%s): %s", rt.dev_id, rt.config.name, message)
+    elif log.isEnabledFor(logging.DEBUG):
+        # Each further failure only in a diagnostic log (the first is logged above).
+        log.debug("%s (%s): still failing: %s", rt.dev_id, rt.config.name, message)
     st.last_error = message
 
 
