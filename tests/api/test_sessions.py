@@ -100,6 +100,25 @@ async def test_device_users_setting_also_requires_authorisation(
     assert (await push(http, running, "E2", 2))["charging_current"] > 0
 
 
+async def test_user_assigned_during_a_session_makes_it_wait_for_a_card(
+        running: Running, http: aiohttp.ClientSession) -> None:
+    await add_evse(http, running, "E2")
+    orders = await push(http, running, "E2", 3, "&current=16000,16000,16000")
+    assert orders["charging_current"] > 0
+    assert (await device(http, running, "E2"))["needs_auth"] is False
+    await add_user(http, running, "alice", ["1234"], ["E2"])
+
+    async def waiting() -> bool:
+        e2 = await device(http, running, "E2")
+        return bool(e2["needs_auth"] and e2["evse"]["current"] == 0)
+
+    await wait_for(waiting)
+    assert (await push(http, running, "E2", 3))["charging_current"] == 0
+    status, body = await call(http, running, "cmd=enter_rfid&rfid=1234")
+    assert status == 200 and body["dev_id"] == "E2"
+    assert (await push(http, running, "E2", 3))["charging_current"] > 0
+
+
 async def test_refusals_are_clear(running: Running, http: aiohttp.ClientSession) -> None:
     await site_with_user(http, running)
     await add_evse(http, running, "E3")

@@ -225,8 +225,19 @@ class SessionManager:
     def on_cycle(self, mgr: ChargingManager, now: float) -> None:
         for rt in mgr.devices.values():
             ev = rt.evse
-            if ev is not None and not ev.plugged:
-                ev.needs_auth = mgr.needs_auth(rt)
+            if ev is None:
+                continue
+            needs = mgr.needs_auth(rt)
+            if needs is ev.needs_auth:
+                continue
+            ev.needs_auth = needs
+            if needs and ev.plugged and not ev.authorised:
+                # Users were assigned to an EVSE whose car charges without a card: from
+                # now on it waits for one, as a car plugged in now would.
+                log.info("%s (%s): users are assigned now; the car waits for "
+                         "authorisation", rt.dev_id, rt.config.name)
+                if rt.config.fixed_rfid:
+                    self._apply_card(rt, rt.config.fixed_rfid, "fixed RFID")
         if self._pending:
             mono = self.clock.monotonic()
             for dev_id in [d for d, p in self._pending.items() if p.until < mono]:
