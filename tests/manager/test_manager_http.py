@@ -232,3 +232,17 @@ async def test_json_body_sent_as_a_form_is_json(running: Running, http) -> None:
                          headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
         assert r.status == 200 and await r.json() == "ok"
     assert running.app.manager.site.max_total_current == 25000
+
+
+async def test_rotated_wallbox_reports_phases_in_its_own_order(
+        running: Running, http: aiohttp.ClientSession) -> None:
+    await add(http, running, {"dev_type": "evse_ajax", "dev_id": "E2", "phase_rotation": 120})
+    await call(http, running, "cmd=set_ajax_evse&dev_id=E2&state=3&current=16000,0,0")
+
+    async def seen() -> dict[str, Any] | None:
+        d = await dev(http, running, "E2")
+        return d if d["current_l1"] == 16000 else None
+
+    e2 = await wait_for(seen)
+    # Its L1 (the building's L2) is the one phase it draws on, in every field.
+    assert e2["phases"] == 1 and (e2["current_l2"], e2["current_l3"]) == (0, 0)

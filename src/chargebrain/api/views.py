@@ -466,7 +466,8 @@ def _evse_json(rt: DeviceRuntime, viewer: Viewer) -> dict[str, Any]:
     reading = ev.reading
     state = int(reading.state) if (reading and not rt.status.com_err) else 6
     d = ev.decision
-    currents = ev.building_currents if reading else None
+    # The wallbox's own phase order, as its current_l1..3 (docs/decisions.md).
+    currents = reading.currents if reading else None
     power = round(reading.power_w) if reading else 0
     out: dict[str, Any] = {
         "min_charging_cur": cfg.min_charging_cur,
