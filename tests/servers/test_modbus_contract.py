@@ -157,6 +157,21 @@ async def test_the_banks_exceptions_and_units_are_as_before(server: ModbusTcpSer
     assert brain.banks["evse"].snapshot() == before
 
 
+async def test_a_failure_behind_the_bank_is_exception_04(server: ModbusTcpServers,
+                                                         brain: PowerBrain,
+                                                         caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    def broken(_register: object, _value: int) -> None:
+        raise OSError("disk full")
+
+    brain.banks["evse"].on_write = broken
+    async with connection(server.ports[0]) as (reader, writer):
+        writer.write(frame(1, 1, fc6(8093, 100)) + frame(2, 1, fc3(8000, 2)))
+        assert await read_frame(reader) == (1, 1, b"\x86\x04")
+        assert await read_frame(reader) == (2, 1, bytes.fromhex("0304cf050000"))
+    assert "disk full" in caplog.text
+
+
 async def test_a_write_of_the_slave_id_is_answered(server: ModbusTcpServers,
                                                   brain: PowerBrain) -> None:
     async with connection(server.ports[0]) as (reader, writer):

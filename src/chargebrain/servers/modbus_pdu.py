@@ -6,7 +6,9 @@ every other function code gets exception 01 (illegal function). A count outside 
 protocol's limits (FC3 1..125, FC16 1..123), a byte count that does not match it or a PDU
 of the wrong length get exception 03 (illegal data value); the bank's own refusals keep
 their codes (02 for gaps, unknown and read-only registers, 03 for values out of range).
-A unit id that is neither the device's slave id nor 0 or 255 gets exception 0B.
+A unit id that is neither the device's slave id nor 0 or 255 gets exception 0B. A
+failure behind the bank (the controller could not apply a write) is logged and answered
+with exception 04 (server device failure).
 
 Pure: no sockets, no clocks. The answers to valid requests are the ones evcc and the
 tests have always seen (FC6 answers with the register's value read back after the write).
@@ -32,6 +34,7 @@ WRITE_SINGLE = 6
 WRITE_MULTIPLE = 16
 # Unit ids every device answers besides its configured slave id (TCP convention).
 ANY_UNIT = (0, 255)
+SERVER_DEVICE_FAILURE = 0x04
 GATEWAY_TARGET_FAILED = 0x0B
 
 _ADDRESS_COUNT = struct.Struct(">HH")
@@ -66,6 +69,9 @@ def answer(bank: RegisterBank, unit: int, pdu: bytes) -> bytes:
             return _write_multiple(bank, pdu)
     except RegisterError as exc:
         return exception_pdu(function_code, int(exc.code))
+    except Exception:
+        log.exception("Modbus request %s failed", pdu[:6].hex())
+        return exception_pdu(function_code, SERVER_DEVICE_FAILURE)
     return exception_pdu(function_code, ExceptionCode.ILLEGAL_FUNCTION)
 
 
