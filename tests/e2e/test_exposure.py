@@ -3,8 +3,8 @@ only allowed client networks, and the HTTP API over TLS."""
 
 from __future__ import annotations
 
+import queue
 import re
-import select
 import shutil
 import signal
 import socket
@@ -12,6 +12,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,18 +38,25 @@ class Server:
              "--modbus-port", str(self.modbus_port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
         self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
         found = self._wait_for(r"HTTP API on (https?)://\S+?:(\d+)/cnf")
         self.scheme, self.http_port = found.group(1), int(found.group(2))
         self._wait_for(r"Modbus TCP on ")
 
-    def _wait_for(self, pattern: str) -> re.Match[str]:
+    def _read(self) -> None:
         assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put("")
+
+    def _wait_for(self, pattern: str) -> re.Match[str]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if not ready:
+            try:
+                line = self._queue.get(timeout=0.2)
+            except queue.Empty:
                 continue
-            line = self.proc.stdout.readline()
             if not line:
                 raise AssertionError(f"exited: {''.join(self.lines)}")
             self.lines.append(line)
