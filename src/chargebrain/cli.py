@@ -286,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.modbus_port <= 65533:
             print("chargebrain: --modbus-port must be 0..65533", file=sys.stderr)
             return 2
+        if not args.modbus_host.strip("[] "):
+            print("chargebrain: --modbus-host needs an address (0.0.0.0 for all)",
+                  file=sys.stderr)
+            return 2
         if (args.tls_cert is None) != (args.tls_key is None):
             print("chargebrain: --tls-cert and --tls-key go together", file=sys.stderr)
             return 2

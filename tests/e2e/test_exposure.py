@@ -145,13 +145,15 @@ def test_modbus_host_and_allowed_networks(tmp_path: Path, servers: list[Server])
     assert any("only clients from 127.0.0.2/32" in line for line in server.lines)
 
 
-def test_modbus_allow_checks_its_networks(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "chargebrain", "run", "--data", str(tmp_path / "data"),
-         "--modbus-allow", "192.168.1.0/24,lan"],
-        capture_output=True, text=True, timeout=30, cwd=ROOT)
-    assert out.returncode == 2
-    assert "'lan' is not an IP network" in out.stderr
+def test_modbus_options_are_checked(tmp_path: Path) -> None:
+    for args, message in ((("--modbus-allow", "192.168.1.0/24,lan"),
+                           "'lan' is not an IP network"),
+                          (("--modbus-host", ""), "--modbus-host needs an address")):
+        out = subprocess.run(
+            [sys.executable, "-m", "chargebrain", "run", "--data", str(tmp_path / "data"),
+             *args], capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert out.returncode == 2
+        assert message in out.stderr
 
 
 async def test_https_with_a_self_signed_certificate(tmp_path: Path,
