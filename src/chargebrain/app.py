@@ -32,7 +32,15 @@ from chargebrain.manager.sessions import SessionManager
 from chargebrain.manager.users import UserDirectory
 from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.powerbrain.hardware import SimEvseHardware, SimS0Input
-from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
+from chargebrain.servers.access import AccessList
+from chargebrain.servers.modbus_tcp import (
+    ConnectionLimits,
+    ListenError,
+    ModbusTcpServers,
+    PortInUseError,
+    bind_failure,
+)
+from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
 from chargebrain.store.datadir import DataDirLock, database_path, meterdef_dir
 from chargebrain.store.db import Store
 
@@ -48,6 +56,15 @@ class Config:
     http_port: int = 4712
     modbus_port: int = 4701  # 0 = Modbus TCP off
     demo: bool = False
+    # Modbus TCP has no authentication: it listens on loopback unless told otherwise,
+    # and admits only clients from these networks.
+    modbus_host: str = "127.0.0.1"
+    modbus_allow: AccessList = field(default_factory=AccessList.local)
+    modbus_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # HTTPS: a certificate and key (PEM), or a self-signed pair made in the data directory.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_self_signed: bool = False
 
 
 @dataclass
@@ -70,6 +87,7 @@ class App:
     rules: RulesRuntime = field(init=False)
     types: DeviceTypes = field(init=False)
     modbus: ModbusTcpServers | None = None
+    tls: TlsSetup | None = None
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -117,7 +135,19 @@ class App:
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
+    def _tls_setup(self) -> TlsSetup | None:
+        """The HTTPS context the configuration asks for; raises TlsError."""
+        config = self.config
+        if config.tls_self_signed:
+            cert, key = ensure_self_signed(config.data_dir, [config.http_host])
+        elif config.tls_cert is not None and config.tls_key is not None:
+            cert, key = config.tls_cert, config.tls_key
+        else:
+            return None
+        return server_context(cert, key)
+
     async def start(self) -> None:
+        self.tls = self._tls_setup()
         self.powerbrain.start()
         self._wire_controller()
         self.manager.load_devices(self.manager_store.load_devices())
@@ -126,20 +156,24 @@ class App:
         self.sessions.restore()
         self._runner = JsonErrorRunner(self.http.web, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http_host, self.config.http_port)
+        host, port = self.config.http_host, self.config.http_port
+        site = web.TCPSite(self._runner, host, port,
+                           ssl_context=self.tls.context if self.tls else None)
         try:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError(self.config.http_host, self.config.http_port) from None
-            raise
+                raise PortInUseError(host, port) from None
+            raise ListenError(host, port, bind_failure(exc)) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_bound_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
         if self.config.modbus_port:
             banks = [self.powerbrain.banks[n] for n in ("evse", "meter1", "meter2")]
-            self.modbus = ModbusTcpServers(banks, self.config.http_host, self.config.modbus_port)
+            self.modbus = ModbusTcpServers(
+                banks, self.config.modbus_host, self.config.modbus_port,
+                limits=self.config.modbus_limits, access=self.config.modbus_allow)
             try:
                 await self.modbus.start()
             except BaseException:

@@ -16,7 +16,9 @@ from pathlib import Path
 from chargebrain import package_version
 from chargebrain.api import auth
 from chargebrain.app import App, Config
-from chargebrain.servers.modbus_tcp import PortInUseError
+from chargebrain.servers.access import AccessList
+from chargebrain.servers.modbus_tcp import ListenError
+from chargebrain.servers.tls import TlsError
 from chargebrain.store.archive import BackupError
 from chargebrain.store.backup import backup, backup_to_stream
 from chargebrain.store.datadir import DataDirBusyError, database_path
@@ -37,6 +39,13 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", number
 
 
+def _networks(text: str) -> AccessList:
+    try:
+        return AccessList.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chargebrain", description=__doc__)
     parser.add_argument("--version", action="version",
@@ -49,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:4712)")
     run.add_argument("--modbus-port", type=int, default=4701, metavar="N",
                      help="Modbus TCP: EVSE on N, S0 meters on N+1, N+2; 0 = off")
+    run.add_argument("--modbus-host", default="127.0.0.1", metavar="HOST",
+                     help="address Modbus TCP listens on (default 127.0.0.1: this machine "
+                          "only; it has no authentication)")
+    run.add_argument("--modbus-allow", type=_networks, metavar="CIDR[,CIDR…]",
+                     help="client networks admitted to Modbus TCP (default: loopback, "
+                          "private and link-local addresses)")
+    run.add_argument("--tls-cert", type=Path, metavar="FILE",
+                     help="serve HTTPS with this certificate (PEM; needs --tls-key)")
+    run.add_argument("--tls-key", type=Path, metavar="FILE",
+                     help="the private key of --tls-cert (PEM, without a passphrase)")
+    run.add_argument("--tls-self-signed", action="store_true",
+                     help="serve HTTPS with a self-signed certificate, made once in "
+                          "DIR/tls/")
     run.add_argument("--demo", action="store_true", help="run the simulated demo site")
     run.add_argument("--log-level", default="INFO",
                      choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
@@ -189,6 +211,28 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_exposure(app: App) -> None:
+    """Say where the servers listen and who can reach them."""
+    log = logging.getLogger("chargebrain")
+    config = app.config
+    log.info("HTTP API on %s://%s:%d/cnf?cmd=get_dev_info",
+             "https" if app.tls else "http", config.http_host, app.http_bound_port)
+    if app.tls is not None:
+        log.info("HTTPS certificate %s, SHA-256 fingerprint %s", app.tls.cert,
+                 app.tls.fingerprint)
+    if not config.modbus_port:
+        return
+    allow = config.modbus_allow
+    log.info("Modbus TCP on %s: EVSE on port %d, S0 meters on %d and %d%s", config.modbus_host,
+             config.modbus_port, config.modbus_port + 1, config.modbus_port + 2,
+             "" if allow == AccessList.local() else f", only clients from {allow}")
+    if auth.is_loopback(config.modbus_host):
+        return
+    log.log(logging.WARNING if allow.reaches_public() else logging.INFO,
+            "Modbus TCP has no authentication: clients from %s can write the charging "
+            "current (--modbus-allow)", allow.describe())
+
+
 async def _run(config: Config, password_file: Path | None = None,
                allow_insecure: bool = False) -> int:
     # A stop asked for while starting is a clean stop once started, never a kill.
@@ -208,18 +252,13 @@ async def _run(config: Config, password_file: Path | None = None,
         return 2
     try:
         await app.start()
-    except PortInUseError as exc:
+    except (ListenError, TlsError) as exc:
         app.store.close()
         print(f"chargebrain: {exc}", file=sys.stderr)
         return 2
-    log = logging.getLogger("chargebrain")
-    log.info("HTTP API on http://%s:%d/cnf?cmd=get_dev_info", config.http_host,
-             app.http_bound_port)
-    if config.modbus_port:
-        log.info("Modbus TCP: EVSE on port %d, S0 meters on %d and %d", config.modbus_port,
-                 config.modbus_port + 1, config.modbus_port + 2)
+    _log_exposure(app)
     await stop.wait()
-    log.info("shutting down")
+    logging.getLogger("chargebrain").info("shutting down")
     await app.stop()
     return 0
 
@@ -247,8 +286,22 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.modbus_port <= 65533:
             print("chargebrain: --modbus-port must be 0..65533", file=sys.stderr)
             return 2
+        if not args.modbus_host.strip("[] "):
+            print("chargebrain: --modbus-host needs an address (0.0.0.0 for all)",
+                  file=sys.stderr)
+            return 2
+        if (args.tls_cert is None) != (args.tls_key is None):
+            print("chargebrain: --tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        if args.tls_self_signed and args.tls_cert is not None:
+            print("chargebrain: --tls-self-signed or --tls-cert, not both", file=sys.stderr)
+            return 2
         host, port = args.http
-        config = Config(args.data, host, port, args.modbus_port, args.demo)
+        config = Config(args.data, host, port, args.modbus_port, args.demo,
+                        modbus_host=args.modbus_host.strip("[]"),
+                        modbus_allow=args.modbus_allow or AccessList.local(),
+                        tls_cert=args.tls_cert, tls_key=args.tls_key,
+                        tls_self_signed=args.tls_self_signed)
         return asyncio.run(_run(config, args.admin_password_file, args.allow_insecure))
     return 2
 
