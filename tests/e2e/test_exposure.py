@@ -3,17 +3,13 @@ only allowed client networks, and the HTTP API over TLS."""
 
 from __future__ import annotations
 
-import queue
 import re
 import shutil
-import signal
 import socket
 import ssl
 import struct
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,57 +19,10 @@ from pymodbus.client import ModbusTcpClient
 
 from chargebrain.servers.tls import ensure_self_signed
 from tests.conftest import ROOT, free_ports
+from tests.e2e.server_process import Server
 
 FC3_IDENTITY = struct.pack(">HHHBBHH", 1, 0, 6, 1, 3, 8000, 2)
 IDENTITY_ANSWER = bytes.fromhex("0001000000070103" "04cf050000")
-
-
-class Server:
-    """chargebrain run … as a process; the HTTP port and scheme it reported."""
-
-    def __init__(self, data: Path, *args: str) -> None:
-        self.modbus_port = free_ports(3)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chargebrain", "run", "--data", str(data),
-             "--modbus-port", str(self.modbus_port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        found = self._wait_for(r"HTTP API on (https?)://\S+?:(\d+)/cnf")
-        self.scheme, self.http_port = found.group(1), int(found.group(2))
-        self._wait_for(r"Modbus TCP on ")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line)
-        self._queue.put("")
-
-    def _wait_for(self, pattern: str) -> re.Match[str]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if not line:
-                raise AssertionError(f"exited: {''.join(self.lines)}")
-            self.lines.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-        self.proc.kill()
-        raise AssertionError(f"no {pattern!r} in time: {''.join(self.lines)}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                assert self.proc.wait(timeout=15) == 0
-            finally:
-                if self.proc.poll() is None:
-                    self.proc.kill()
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
-import select
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import ROOT, free_ports
+from tests.e2e.server_process import Server
 
 
 def run(*args: str, stdin: str | None = None,
@@ -22,35 +20,15 @@ def run(*args: str, stdin: str | None = None,
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def start(data: Path, host: str, port: int = 0,
-          *extra: str) -> tuple[subprocess.Popen[str], int]:
+def start(data: Path, host: str, port: int = 0, *extra: str) -> tuple[Server, int]:
     """Start a server on `host:port` (port 0: the system picks a free one, so that no
-    other process can take it between a probe and the bind); (process, bound port)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chargebrain", "run", "--data", str(data), "--http",
-         f"{host}:{port}", "--modbus-port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 20
-    seen = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if not ready:
-            continue
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"exited: {''.join(seen)}")
-        seen.append(line)
-        found = re.search(r"HTTP API on http://\S+?:(\d+)/cnf", line)
-        if found:
-            return proc, int(found.group(1))
-    proc.kill()
-    raise AssertionError(f"did not start: {''.join(seen)}")
+    other process can take it between a probe and the bind); (server, bound port)."""
+    server = Server(data, "--http", f"{host}:{port}", *extra, modbus=False)
+    return server, server.http_port
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+def stop(server: Server) -> None:
+    server.stop()
 
 
 def status(port: int, path: str, password: str | None = None) -> int:
