@@ -21,6 +21,7 @@ from chargebrain.api.auth import FailureTracker
 from chargebrain.api.http_errors import JsonErrorRunner
 from chargebrain.api.server import HttpApi
 from chargebrain.clock import Clock, RealClock
+from chargebrain.demo import DemoSite, run_demo
 from chargebrain.devices.meterdef import MeterDefinition, builtin_definitions_dir, load_definitions
 from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager.assembly import build_manager
@@ -149,9 +150,9 @@ class App:
         self.spawn(self._controller_loop, "controller")
         self.spawn(self.manager.run, "charging manager")
         if self.config.demo:
-            from chargebrain.demo import run_demo
-
-            self.spawn(lambda: run_demo(self), "demo")
+            demo = DemoSite(self.clock, self.manager, self.powerbrain, self.hardware,
+                            self.s0_inputs)
+            self.spawn(lambda: run_demo(demo), "demo")
 
     async def _controller_loop(self) -> None:
         last = self.clock.monotonic()

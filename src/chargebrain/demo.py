@@ -13,15 +13,14 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from chargebrain.clock import Clock
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases, rotate
 from chargebrain.manager.config import ROLE_DISPLAY, ROLE_GRID, ROLE_PRODUCTION, DeviceConfig
-from chargebrain.powerbrain.hardware import SimCar
-
-if TYPE_CHECKING:
-    from chargebrain.app import App
+from chargebrain.manager.runtime import ChargingManager
+from chargebrain.powerbrain.controller import PowerBrain
+from chargebrain.powerbrain.hardware import SimCar, SimEvseHardware, SimS0Input
 
 log = logging.getLogger("chargebrain.demo")
 VOLTAGE = 230.0
@@ -83,7 +82,19 @@ CARS = (
 )
 
 
-def setup_site(app: App) -> None:
+@dataclass(frozen=True)
+class DemoSite:
+    """What the demo drives: the charging manager, and the controller with its simulated
+    hardware (the car behind E1, the loads behind the S0 inputs)."""
+
+    clock: Clock
+    manager: ChargingManager
+    powerbrain: PowerBrain
+    hardware: SimEvseHardware
+    s0_inputs: tuple[SimS0Input, SimS0Input]
+
+
+def setup_site(app: DemoSite) -> None:
     mgr = app.manager
     if "E2" not in mgr.devices:
         mgr.settings.set(mgr.site.with_changes(title="chargebrain demo", max_total_current=32000,
@@ -94,7 +105,7 @@ def setup_site(app: App) -> None:
         mgr.inventory.upsert_device(m1.with_changes(role=ROLE_DISPLAY, name="Sim-Heatpump S0"))
 
 
-async def run_demo(app: App) -> None:
+async def run_demo(app: DemoSite) -> None:
     clock = app.clock
     rng = random.Random(42)
     setup_site(app)
