@@ -149,11 +149,11 @@ def _configure(app: App, ports: list[int]) -> None:
 
     mgr = app.manager
     app.powerbrain.start()
-    mgr.load_devices(app.manager_store.load_devices())
-    mgr.ensure_internal_devices(app.manager_store.stored_ids())
-    mgr.set_site(mgr.site.with_changes(max_total_current=SITE_MAX_MA))
+    mgr.inventory.load_devices(app.manager_store.load_devices())
+    mgr.inventory.ensure_internal_devices(app.manager_store.stored_ids())
+    mgr.settings.set(mgr.site.with_changes(max_total_current=SITE_MAX_MA))
     for i, port in enumerate(ports):
-        mgr.upsert_device(DeviceConfig(
+        mgr.inventory.upsert_device(DeviceConfig(
             f"E{i + 2}", "evse_powerbrain", name=f"Box {i + 2}", address=f"{HOST}:{port}",
             id=1, max_charging_cur=16_000))
 

@@ -118,9 +118,9 @@ def _add_devices(app: App) -> None:
 
     mgr = app.manager
     for i in range(EXTRA_EVSES):
-        mgr.upsert_device(DeviceConfig(f"E{i + 2}", "evse_ajax", name=f"Sim-{i + 2}"))
+        mgr.inventory.upsert_device(DeviceConfig(f"E{i + 2}", "evse_ajax", name=f"Sim-{i + 2}"))
     for i in range(EXTRA_METERS):
-        mgr.upsert_device(DeviceConfig(f"M{i + 3}", "meter_ajax", name=f"Meter-{i + 3}",
+        mgr.inventory.upsert_device(DeviceConfig(f"M{i + 3}", "meter_ajax", name=f"Meter-{i + 3}",
                                        role=3 if i == 0 else 0))
 
 
@@ -130,10 +130,10 @@ def _push_all(app: App) -> None:
 
     mgr = app.manager
     for i in range(EXTRA_EVSES):
-        mgr.push_evse(f"E{i + 2}", EvseReading(
+        mgr.pushes.push_evse(f"E{i + 2}", EvseReading(
             state=EvseState.CHARGING, currents=Phases(6000, 6000, 6000), power_w=4140.0))
     for i in range(EXTRA_METERS):
-        mgr.push_meter(f"M{i + 3}", MeterReading(
+        mgr.pushes.push_meter(f"M{i + 3}", MeterReading(
             power_w=2300.0, currents=Phases(3000, 3000, 4000)))
 
 

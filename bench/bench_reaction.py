@@ -200,12 +200,12 @@ def _configure(app: App, evses: int) -> None:
     mgr = app.manager
     # The peak hold delays only giving room back after a load falls, never the reaction
     # to a rise measured here; without it each restore between samples is quick.
-    mgr.load_hold_s = 0.0
+    mgr.decider.hold.hold_s = 0.0
     app.hardware.plug(SimCar(max_ma=EVSE_MA, phases=3, name="car"))
-    mgr.set_site(mgr.site.with_changes(max_total_current=SITE_LIMIT_MA, min_pause_time=0))
-    mgr.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
+    mgr.settings.set(mgr.site.with_changes(max_total_current=SITE_LIMIT_MA, min_pause_time=0))
+    mgr.inventory.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
     for n in range(2, evses + 1):
-        mgr.upsert_device(DeviceConfig(f"E{n}", "evse_ajax", name=f"Sim-{n}"))
+        mgr.inventory.upsert_device(DeviceConfig(f"E{n}", "evse_ajax", name=f"Sim-{n}"))
     _push_evses(app, evses)
 
 
@@ -216,7 +216,7 @@ def _push_evses(app: App, evses: int) -> None:
     reading = EvseReading(state=EvseState.WAITING, currents=Phases(0, 0, 0),
                           total_energy_wh=1000.0, has_meter=True)
     for n in range(2, evses + 1):
-        app.manager.push_evse(f"E{n}", reading)
+        app.manager.pushes.push_evse(f"E{n}", reading)
 
 
 async def _keep_fresh(app: App, evses: int) -> None:

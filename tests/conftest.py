@@ -82,7 +82,7 @@ async def observe_only(running: Running) -> None:
     """The charging manager stops writing to the controller (observe mode), as when an
     outside Modbus master (evcc, say) controls the wallbox."""
     mgr = running.app.manager
-    mgr.set_site(mgr.site.with_changes(lb_enabled=False), persist=False)
+    mgr.settings.set(mgr.site.with_changes(lb_enabled=False), persist=False)
     await mgr.wait_cycle()
     await mgr.wait_cycle()
 

@@ -21,8 +21,10 @@ from chargebrain.api.auth import FailureTracker
 from chargebrain.api.http_errors import JsonErrorRunner
 from chargebrain.api.server import HttpApi
 from chargebrain.clock import Clock, RealClock
+from chargebrain.demo import DemoSite, run_demo
 from chargebrain.devices.meterdef import MeterDefinition, builtin_definitions_dir, load_definitions
 from chargebrain.devices.registry import DeviceTypes
+from chargebrain.manager.assembly import build_manager
 from chargebrain.manager.cm_vars import CmVars
 from chargebrain.manager.diaglog import DiagLog
 from chargebrain.manager.persistence import ManagerStore
@@ -103,7 +105,7 @@ class App:
         self.powerbrain = PowerBrain(self.store, self.hardware, self.s0_inputs)
         self.types = DeviceTypes(self._load_definitions())
         self.manager_store = ManagerStore(self.store)
-        self.manager = ChargingManager(
+        self.manager = build_manager(
             self.clock, self.powerbrain, self.types, self.manager_store,
             site=self.manager_store.load_site(),
             overdraft_cur=self.manager_store.load_overdraft(),
@@ -113,7 +115,7 @@ class App:
         self.manager.listeners.append(self.sessions)
         self.cm_vars = CmVars(self.store, self.manager)
         self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
-        self.rules.install(self.manager)
+        self.rules.install(self.manager.decider)
         self.diaglog = DiagLog(self.clock)
         self.http = HttpApi(self)
 
@@ -150,8 +152,8 @@ class App:
         self.tls = self._tls_setup()
         self.powerbrain.start()
         self._wire_controller()
-        self.manager.load_devices(self.manager_store.load_devices())
-        self.manager.ensure_internal_devices(self.manager_store.stored_ids())
+        self.manager.inventory.load_devices(self.manager_store.load_devices())
+        self.manager.inventory.ensure_internal_devices(self.manager_store.stored_ids())
         self.cm_vars.load()
         self.sessions.restore()
         self._runner = JsonErrorRunner(self.http.web, access_log=None, handle_signals=False)
@@ -182,9 +184,9 @@ class App:
         self.spawn(self._controller_loop, "controller")
         self.spawn(self.manager.run, "charging manager")
         if self.config.demo:
-            from chargebrain.demo import run_demo
-
-            self.spawn(lambda: run_demo(self), "demo")
+            demo = DemoSite(self.clock, self.manager, self.powerbrain, self.hardware,
+                            self.s0_inputs)
+            self.spawn(lambda: run_demo(demo), "demo")
 
     async def _controller_loop(self) -> None:
         last = self.clock.monotonic()

@@ -13,15 +13,14 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from chargebrain.clock import Clock
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases, rotate
 from chargebrain.manager.config import ROLE_DISPLAY, ROLE_GRID, ROLE_PRODUCTION, DeviceConfig
-from chargebrain.powerbrain.hardware import SimCar
-
-if TYPE_CHECKING:
-    from chargebrain.app import App
+from chargebrain.manager.runtime import ChargingManager
+from chargebrain.powerbrain.controller import PowerBrain
+from chargebrain.powerbrain.hardware import SimCar, SimEvseHardware, SimS0Input
 
 log = logging.getLogger("chargebrain.demo")
 VOLTAGE = 230.0
@@ -83,18 +82,30 @@ CARS = (
 )
 
 
-def setup_site(app: App) -> None:
+@dataclass(frozen=True)
+class DemoSite:
+    """What the demo drives: the charging manager, and the controller with its simulated
+    hardware (the car behind E1, the loads behind the S0 inputs)."""
+
+    clock: Clock
+    manager: ChargingManager
+    powerbrain: PowerBrain
+    hardware: SimEvseHardware
+    s0_inputs: tuple[SimS0Input, SimS0Input]
+
+
+def setup_site(app: DemoSite) -> None:
     mgr = app.manager
     if "E2" not in mgr.devices:
-        mgr.set_site(mgr.site.with_changes(title="chargebrain demo", max_total_current=32000,
+        mgr.settings.set(mgr.site.with_changes(title="chargebrain demo", max_total_current=32000,
                                            reserve_current=1000))
         for cfg in DEMO_DEVICES:
-            mgr.upsert_device(cfg)
+            mgr.inventory.upsert_device(cfg)
         m1 = mgr.devices["M1"].config
-        mgr.upsert_device(m1.with_changes(role=ROLE_DISPLAY, name="Sim-Heatpump S0"))
+        mgr.inventory.upsert_device(m1.with_changes(role=ROLE_DISPLAY, name="Sim-Heatpump S0"))
 
 
-async def run_demo(app: App) -> None:
+async def run_demo(app: DemoSite) -> None:
     clock = app.clock
     rng = random.Random(42)
     setup_site(app)
@@ -155,7 +166,7 @@ async def run_demo(app: App) -> None:
             if p.car is not None:
                 state = EvseState.CHARGING if draw.total() else EvseState.EV_PRESENT
             if rt is not None:
-                mgr.push_evse(p.dev_id, EvseReading(
+                mgr.pushes.push_evse(p.dev_id, EvseReading(
                     state=state, currents=draw, power_w=draw.total() * VOLTAGE / 1000.0,
                     total_energy_wh=p.energy_wh, has_meter=True, model="Sim wallbox"))
         e1 = app.powerbrain.banks["evse"]
@@ -163,8 +174,8 @@ async def run_demo(app: App) -> None:
         pv_phase = round(pv / 3 / VOLTAGE * 1000)
         grid = house + evse_building + e1_draw - Phases.uniform(pv_phase)
         if "M3" in mgr.devices:
-            mgr.push_meter("M3", MeterReading(
+            mgr.pushes.push_meter("M3", MeterReading(
                 power_w=grid.total() * VOLTAGE / 1000.0, currents=grid, model="Sim grid meter"))
         if "M4" in mgr.devices:
-            mgr.push_meter("M4", MeterReading(power_w=pv, currents=Phases.uniform(pv_phase),
+            mgr.pushes.push_meter("M4", MeterReading(power_w=pv, currents=Phases.uniform(pv_phase),
                                               model="Sim PV inverter"))

@@ -221,7 +221,7 @@ async def test_names_with_underscores(running: Running, http) -> None:  # type: 
     await running.app.manager.wait_cycle()
     values = {v["name"]: v["val"] for v in await get_vars(http, running)}
     assert values == {"my_var": 5, "pv_2": 10, "A_b_": 11}
-    assert running.app.manager.evaluated_max_total_ma == 25000
+    assert running.app.manager.decider.evaluated_max_total_ma == 25000
     assert stored(running) == {"my_var": "5", "pv_2": "CM.my_var * 2", "A_b_": "cm.PV_2 + 1"}
     for name in ("_my_var", "my-var", "1_a", "_"):
         status, answer = await call(http, running, f"cmd=set_cm_vars&name={name}&val=1")

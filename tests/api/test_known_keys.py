@@ -15,7 +15,7 @@ from tests.conftest import Running
 
 async def site_state(running: Running) -> tuple[Any, ...]:
     mgr = running.app.manager
-    return mgr.site, mgr.overdraft_cur, running.app.store.get_setting("site_params")
+    return mgr.site, mgr.decider.overdraft_cur, running.app.store.get_setting("site_params")
 
 
 async def devices_state(http: aiohttp.ClientSession, running: Running) -> Any:

@@ -100,7 +100,7 @@ async def test_create_read_change_delete(running: Running, http: aiohttp.ClientS
     status, users = await call(http, running, "cmd=get_users")
     assert status == 200 and [u["id"] for u in users] == [uid]
     # The EVSE named in dev_ids now waits for authorisation.
-    assert running.app.manager.user_evses == frozenset({"E2"})
+    assert running.app.manager.inventory.user_evses == frozenset({"E2"})
 
     async def e2_needs_auth() -> bool:
         return bool((await device(http, running, "E2"))["needs_auth"])
@@ -110,7 +110,7 @@ async def test_create_read_change_delete(running: Running, http: aiohttp.ClientS
     assert status == 200 and body == "ok"
     assert (await call(http, running, f"cmd=get_user&id={uid}"))[0] == 404
     assert (await call(http, running, f"cmd=del_user&id={uid}"))[0] == 404
-    assert running.app.manager.user_evses == frozenset()
+    assert running.app.manager.inventory.user_evses == frozenset()
 
 
 async def test_admin_set_user_without_id_creates_one(running: Running,

@@ -216,3 +216,15 @@ def test_cm_variable_that_no_longer_compiles_is_kept(process: Process) -> None:
     get(process, "cmd=set_cm_vars&name=a&val=7")
     assert "error" not in {v["name"]: v for v in get(process, "cmd=get_cm_vars")["vars"]}["a"]
     assert process.stop() == 0
+
+
+def test_site_limit_given_as_a_formula_counts_after_a_restart(process: Process) -> None:
+    process.start()
+    get(process, "cmd=set_params", {"max_total_current": "16000 + 9000"})
+    until(lambda: get(process, "cmd=get_params")["max_total_power"] == 17250)
+    process.stop()
+    process.start()
+    assert get(process, "cmd=get_params")["max_total_current"] == "16000 + 9000"
+    # 25 A per phase on three phases at 230 V, evaluated from the stored formula.
+    until(lambda: get(process, "cmd=get_params")["max_total_power"] == 17250)
+    assert process.stop() == 0

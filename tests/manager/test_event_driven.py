@@ -19,6 +19,7 @@ from chargebrain.core.phases import Phases
 from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager import config as C
+from chargebrain.manager.assembly import build_manager
 from chargebrain.manager.config import ConfigError, DeviceConfig, SiteParams
 from chargebrain.manager.persistence import ManagerStore
 from chargebrain.manager.pushes import WAKE_EVSE_OVER_MA, WAKE_METER_MA
@@ -165,11 +166,12 @@ def bare_manager(cycle_ms: int = 3000) -> tuple[ChargingManager, VirtualClock, S
     """A manager whose devices are all HTTP inputs: E1 (16 A, three phases), grid M1."""
     clock = VirtualClock(start=1_700_000_000.0)
     store = Store(":memory:")
-    mgr = ChargingManager(clock, PowerBrain(None), DeviceTypes(), ManagerStore(store))
-    mgr.set_site(SiteParams(max_total_current=32000, reserve_current=0, max_imbalance_cur=0,
-                            cycle_ms=cycle_ms))
-    mgr.upsert_device(DeviceConfig("E1", "evse_ajax", max_charging_cur=16000, used_phases=7))
-    mgr.upsert_device(DeviceConfig("M1", "meter_ajax", role=C.ROLE_GRID))
+    mgr = build_manager(clock, PowerBrain(None), DeviceTypes(), ManagerStore(store))
+    mgr.settings.set(SiteParams(max_total_current=32000, reserve_current=0, max_imbalance_cur=0,
+                                cycle_ms=cycle_ms))
+    mgr.inventory.upsert_device(DeviceConfig("E1", "evse_ajax", max_charging_cur=16000,
+                                             used_phases=7))
+    mgr.inventory.upsert_device(DeviceConfig("M1", "meter_ajax", role=C.ROLE_GRID))
     return mgr, clock, store
 
 
@@ -212,31 +214,31 @@ def test_the_periodic_cycle_is_due_every_cycle_ms_and_a_wake_in_between() -> Non
 def test_pushes_wake_only_when_they_matter() -> None:
     mgr, clock, store = bare_manager()
     try:
-        mgr.push_meter("M1", grid(5))
-        mgr.push_evse("E1", charging())
+        mgr.pushes.push_meter("M1", grid(5))
+        mgr.pushes.push_evse("E1", charging())
         assert mgr.due_cycle() is True
         mgr.cycle_now()
         d = mgr.devices["E1"].evse
         assert d is not None and d.decision is not None and d.decision.current_ma == 16000
         clock.advance(1)
         # noise, a car following its offer, the house a little up: nothing urgent
-        mgr.push_meter("M1", grid(5 + (WAKE_METER_MA - 500) / 1000))
-        mgr.push_evse("E1", charging(15000))
-        mgr.push_evse("E1", charging(16000 + WAKE_EVSE_OVER_MA - 100))
+        mgr.pushes.push_meter("M1", grid(5 + (WAKE_METER_MA - 500) / 1000))
+        mgr.pushes.push_evse("E1", charging(15000))
+        mgr.pushes.push_evse("E1", charging(16000 + WAKE_EVSE_OVER_MA - 100))
         assert mgr.due_cycle() is None
         # the house clearly up
-        mgr.push_meter("M1", grid(5 + (WAKE_METER_MA + 500) / 1000))
+        mgr.pushes.push_meter("M1", grid(5 + (WAKE_METER_MA + 500) / 1000))
         assert mgr.due_cycle() is False
         mgr.cycle_now(poll=False)
         # drawing clearly more than it was given and drew at the last decision (16.9 A)
-        mgr.push_evse("E1", charging(16900 + WAKE_EVSE_OVER_MA + 100))
+        mgr.pushes.push_evse("E1", charging(16900 + WAKE_EVSE_OVER_MA + 100))
         assert mgr.due_cycle() is False
         mgr.cycle_now(poll=False)
         # a card, and a state change
-        mgr.push_evse("E1", EvseReading(EvseState.EV_PRESENT, has_meter=True, rfid="1234"))
+        mgr.pushes.push_evse("E1", EvseReading(EvseState.EV_PRESENT, has_meter=True, rfid="1234"))
         assert mgr.due_cycle() is False
         mgr.cycle_now(poll=False)
-        mgr.push_evse("E1", EvseReading(EvseState.WAITING, has_meter=True))
+        mgr.pushes.push_evse("E1", EvseReading(EvseState.WAITING, has_meter=True))
         assert mgr.due_cycle() is False
     finally:
         store.close()
@@ -245,18 +247,18 @@ def test_pushes_wake_only_when_they_matter() -> None:
 def test_a_reading_after_a_communication_error_matters() -> None:
     mgr, clock, store = bare_manager()
     try:
-        mgr.push_meter("M1", grid(5))
-        mgr.push_evse("E1", charging())
+        mgr.pushes.push_meter("M1", grid(5))
+        mgr.pushes.push_evse("E1", charging())
         mgr.due_cycle()
         mgr.cycle_now()
         clock.advance(31)  # nothing pushed: both go stale at the next periodic cycle
         assert mgr.due_cycle() is True
         mgr.cycle_now()
         assert mgr.devices["E1"].status.com_err and mgr.devices["M1"].status.com_err
-        mgr.push_evse("E1", charging())
+        mgr.pushes.push_evse("E1", charging())
         assert mgr.due_cycle() is False
         mgr.cycle_now(poll=False)
-        mgr.push_meter("M1", grid(5))
+        mgr.pushes.push_meter("M1", grid(5))
         assert mgr.due_cycle() is False
     finally:
         store.close()
@@ -265,18 +267,18 @@ def test_a_reading_after_a_communication_error_matters() -> None:
 def test_a_meter_a_formula_reads_wakes_on_a_change_either_way() -> None:
     mgr, _, store = bare_manager()
     try:
-        mgr.upsert_device(DeviceConfig("M2", "meter_ajax", name="heat pump"))
-        mgr.upsert_device(DeviceConfig("M4", "meter_ajax", name="display only"))
-        mgr.upsert_device(DeviceConfig("E1", "evse_ajax", used_phases=7,
+        mgr.inventory.upsert_device(DeviceConfig("M2", "meter_ajax", name="heat pump"))
+        mgr.inventory.upsert_device(DeviceConfig("M4", "meter_ajax", name="display only"))
+        mgr.inventory.upsert_device(DeviceConfig("E1", "evse_ajax", used_phases=7,
                                        max_charging_cur="32000 - M2.current"))
         for dev in ("M1", "M2", "M4"):
-            mgr.push_meter(dev, grid(10))
-        mgr.push_evse("E1", charging())
+            mgr.pushes.push_meter(dev, grid(10))
+        mgr.pushes.push_evse("E1", charging())
         mgr.due_cycle()
         mgr.cycle_now()
-        mgr.push_meter("M4", grid(30))  # nobody looks at it now
+        mgr.pushes.push_meter("M4", grid(30))  # nobody looks at it now
         assert mgr.due_cycle() is None
-        mgr.push_meter("M2", grid(10 - (WAKE_METER_MA + 500) / 1000))
+        mgr.pushes.push_meter("M2", grid(10 - (WAKE_METER_MA + 500) / 1000))
         assert mgr.due_cycle() is False
     finally:
         store.close()
@@ -285,7 +287,7 @@ def test_a_meter_a_formula_reads_wakes_on_a_change_either_way() -> None:
 def test_cycle_now_needs_devices_without_io() -> None:
     mgr, _, store = bare_manager()
     try:
-        mgr.upsert_device(DeviceConfig("M2", "meter_powerbrain", address="meter1", id=2))
+        mgr.inventory.upsert_device(DeviceConfig("M2", "meter_powerbrain", address="meter1", id=2))
         with pytest.raises(RuntimeError):
             mgr.cycle_now()
     finally:
@@ -296,24 +298,24 @@ def test_device_values_are_filled_for_a_formula_only_when_asked_for() -> None:
     mgr, clock, store = bare_manager()
     try:
         fills = []
-        fill = mgr._fill_devices
+        fill = mgr.decider.fill_devices
 
         def counted(ctx: Any) -> None:
             fills.append(mgr.cycle_count)
             fill(ctx)
 
-        mgr._fill_devices = counted  # type: ignore[method-assign]
-        mgr.push_meter("M1", grid(10))
+        mgr.decider.fill_devices = counted  # type: ignore[method-assign]
+        mgr.pushes.push_meter("M1", grid(10))
         unmetered = EvseReading(EvseState.CHARGING)  # its draw counts as what it is given
-        mgr.push_evse("E1", unmetered)
+        mgr.pushes.push_evse("E1", unmetered)
         mgr.due_cycle()
         mgr.cycle_now()
         assert fills == []  # no formula anywhere: the values are not built in the cycle
         # one asked for afterwards (an API call) is filled then
-        assert mgr.ctx.resolve("dev", "M1", "current_l1") == 10000.0
+        assert mgr.decider.ctx.resolve("dev", "M1", "current_l1") == 10000.0
         assert fills == [1]
         # a formula in the configuration: evaluated on the values the cycle started with
-        mgr.upsert_device(DeviceConfig("E1", "evse_ajax", used_phases=7,
+        mgr.inventory.upsert_device(DeviceConfig("E1", "evse_ajax", used_phases=7,
                                        max_charging_cur="E1.offered + 1000"))
         clock.advance(3)
         mgr.due_cycle()
@@ -332,8 +334,8 @@ def test_device_values_are_filled_for_a_formula_only_when_asked_for() -> None:
 def test_a_changed_override_reaches_the_balancer_although_the_reading_is_the_same() -> None:
     mgr, clock, store = bare_manager()
     try:
-        mgr.push_meter("M1", grid(5))
-        mgr.push_evse("E1", charging(16000))
+        mgr.pushes.push_meter("M1", grid(5))
+        mgr.pushes.push_evse("E1", charging(16000))
         mgr.due_cycle()
         mgr.cycle_now()
         ev = mgr.devices["E1"].evse
@@ -351,21 +353,21 @@ def test_a_changed_override_reaches_the_balancer_although_the_reading_is_the_sam
 def test_pushing_several_evse_readings_at_once_is_pushing_each() -> None:
     mgr, clock, store = bare_manager()
     try:
-        mgr.upsert_device(DeviceConfig("E2", "evse_ajax", max_charging_cur=16000,
+        mgr.inventory.upsert_device(DeviceConfig("E2", "evse_ajax", max_charging_cur=16000,
                                        used_phases=7))
-        mgr.push_meter("M1", grid(5))
-        mgr.push_evses([("E1", charging()), ("E2", charging())])
+        mgr.pushes.push_meter("M1", grid(5))
+        mgr.pushes.push_evses([("E1", charging()), ("E2", charging())])
         mgr.due_cycle()
         mgr.cycle_now()
         clock.advance(1)
-        mgr.push_evses([("E1", charging(2000)), ("E2", charging(3000))])
+        mgr.pushes.push_evses([("E1", charging(2000)), ("E2", charging(3000))])
         assert mgr.due_cycle() is None
         for dev in ("E1", "E2"):
             driver = mgr.devices[dev].driver
             assert isinstance(driver, AjaxEvse) and driver.pushed_at == clock.monotonic()
-        mgr.push_evses([("E1", charging(2000)), ("E2", EvseReading(EvseState.WAITING))])
+        mgr.pushes.push_evses([("E1", charging(2000)), ("E2", EvseReading(EvseState.WAITING))])
         assert mgr.due_cycle() is False
         with pytest.raises(ConfigError):
-            mgr.push_evses([("E9", charging())])
+            mgr.pushes.push_evses([("E9", charging())])
     finally:
         store.close()

@@ -53,8 +53,8 @@ async def grid_follows_the_car(http: aiohttp.ClientSession, running: Running, ca
 async def test_the_car_keeps_charging_when_the_grid_sample_is_newer_than_its_reading(
         running: Running, http: aiohttp.ClientSession) -> None:
     mgr = running.app.manager
-    mgr.set_site(mgr.site.with_changes(max_total_current=SITE_MA))
-    mgr.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
+    mgr.settings.set(mgr.site.with_changes(max_total_current=SITE_MA))
+    mgr.inventory.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
     running.app.hardware.plug(SimCar(max_ma=16_000, phases=3))
     await grid_follows_the_car(http, running, running, "E1")
 
@@ -69,11 +69,11 @@ async def test_a_remote_power_brain_keeps_charging_beside_a_pushed_grid_meter(
     peer = Running(remote, f"http://127.0.0.1:{http_port}", modbus_port)
     try:
         rmgr = remote.manager
-        rmgr.set_site(rmgr.site.with_changes(lb_enabled=False), persist=False)
+        rmgr.settings.set(rmgr.site.with_changes(lb_enabled=False), persist=False)
         mgr = running.app.manager
-        mgr.set_site(mgr.site.with_changes(max_total_current=SITE_MA))
-        mgr.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
-        mgr.upsert_device(DeviceConfig(
+        mgr.settings.set(mgr.site.with_changes(max_total_current=SITE_MA))
+        mgr.inventory.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
+        mgr.inventory.upsert_device(DeviceConfig(
             "E2", "evse_powerbrain", name="remote", address=f"127.0.0.1:{modbus_port}",
             id=1, max_charging_cur=16_000))
         remote.hardware.plug(SimCar(max_ma=16_000, phases=3))

@@ -214,7 +214,7 @@ def test_while_every_device_answers_the_shell_decides_exactly_like_the_core() ->
     not have)."""
     sc = load_scenario("apartment-garage")
     with ManagerPolicy.for_scenario(sc) as policy:
-        policy.manager.load_hold_s = 0.0
+        policy.manager.decider.hold.hold_s = 0.0
         ours = run_scenario(sc, policy, shorten=5400)
     core = run_scenario(sc, core_balancer(), shorten=5400)
     assert ours.cycles == core.cycles == 1800

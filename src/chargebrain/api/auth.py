@@ -35,7 +35,7 @@ from chargebrain.api import answers
 from chargebrain.api.commands import COMMANDS, Caller, Permission
 
 if TYPE_CHECKING:
-    from chargebrain.app import App
+    from chargebrain.api.services import Services
     from chargebrain.store.db import Store
 
 log = logging.getLogger("chargebrain.auth")
@@ -208,7 +208,7 @@ class Attempt:
 
 
 @asynccontextmanager
-async def guarded(app: App, remote: str) -> AsyncIterator[Attempt]:
+async def guarded(app: Services, remote: str) -> AsyncIterator[Attempt]:
     """Check a secret (password, RFID/PIN, user id) from `remote` inside this block.
 
     Waits first if the client has failed before, and holds the client's lock so that
@@ -255,7 +255,7 @@ def _public_request(request: web.Request) -> bool:
     return cmd is not None and cmd.permission is Permission.PUBLIC
 
 
-async def identify(app: App, request: web.Request) -> Caller:
+async def identify(app: Services, request: web.Request) -> Caller:
     remote = request.remote or ""
     stored = stored_hash(app.store)
     if stored == "":
@@ -280,7 +280,7 @@ async def identify(app: App, request: web.Request) -> Caller:
     return Caller(is_admin=False, remote=remote, bad_credentials=True)
 
 
-async def penalise(app: App, caller: Caller) -> None:
+async def penalise(app: Services, caller: Caller) -> None:
     """Called when a request is refused for want of the admin password.
 
     The waiting is done before credentials are checked (see `guarded`), so a refused

@@ -72,7 +72,7 @@ async def get_dev_types(req: Request) -> Any:
 
 def _kind_of(mgr: ChargingManager, dev_type: str) -> str:
     try:
-        dtype = mgr.dtype_of(dev_type)
+        dtype = mgr.inventory.dtype_of(dev_type)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
     if dtype.kind is Kind.EVSE:
@@ -89,9 +89,9 @@ def apply_device(mgr: ChargingManager, doc: dict[str, Any]) -> dict[str, Any]:
     if existing is not None:
         base = existing.settings
         dev_type = str(doc.get("dev_type", base.dev_type))
-        if dev_type != base.dev_type and mgr.types.get(base.dev_type) is not None:
+        if dev_type != base.dev_type and mgr.inventory.types.get(base.dev_type) is not None:
             # (A device of an unknown type, kept as stored, may be given a type.)
-            if mgr.is_internal(base):
+            if mgr.inventory.is_internal(base):
                 raise ApiError(400, f"{dev_id} is built in: its type stays {base.dev_type}")
             raise ApiError(400, f"{dev_id} is a {base.dev_type}; delete it and create a new "
                            "device to change its type")
@@ -102,13 +102,13 @@ def apply_device(mgr: ChargingManager, doc: dict[str, Any]) -> dict[str, Any]:
             raise ApiError(400, "dev_type is required for a new device")
         kind = _kind_of(mgr, dev_type)
         if not dev_id:
-            dev_id = mgr.next_dev_id(kind != "meter")
+            dev_id = mgr.inventory.next_dev_id(kind != "meter")
         base = DeviceConfig(dev_id, dev_type, name=dev_id)
     kind = _kind_of(mgr, dev_type)
     known_keys.check_device(doc, kind)
     cfg = views.parse_device_changes(doc, base, kind)
     try:
-        mgr.upsert_device(cfg)
+        mgr.inventory.upsert_device(cfg)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
     return views.device_config_json(cfg, kind)
@@ -126,22 +126,22 @@ async def set_params(req: Request) -> Any:
             raise ApiError(400, "devices must be a list with exactly one device object")
         apply_device(mgr, devices[0])
         return "ok"
-    if "overdraft_cur" in body and _same_number(body["overdraft_cur"], mgr.overdraft_cur):
+    if "overdraft_cur" in body and _same_number(body["overdraft_cur"], mgr.decider.overdraft_cur):
         # The overdraft as get_params showed it, sent back: no reset asked.
         body = {k: v for k, v in body.items() if k != "overdraft_cur"}
     site, overdraft = views.parse_site_changes(body, mgr.site)
-    controller = mgr.powerbrain
+    controller = mgr.inventory.powerbrain
     hardware = views.parse_hardware_changes(body, controller.phase_switching)
     persist = any(k in views.SITE_FIELDS and views.SITE_FIELDS[k].persist for k in body) or any(
         k in views.WATT_ALIASES for k in body)
     try:
-        mgr.set_site(site, persist=persist)
+        mgr.settings.set(site, persist=persist)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
     if hardware is not None:
         controller.configure_phase_switching(hardware)
     if overdraft is not None:
-        mgr.reset_overdraft()
+        mgr.decider.reset_overdraft()
     return "ok"
 
 
@@ -156,7 +156,7 @@ def _same_number(value: Any, current: int) -> bool:
 async def get_devices(req: Request) -> Any:
     mgr = _mgr(req)
     return [views.device_config_json(rt.settings, rt.kind_name)
-            for rt in mgr.devices_in_order()]
+            for rt in mgr.inventory.devices_in_order()]
 
 
 @command("set_device", Permission.ADMIN, "Create or update one device ({devices:[dev]})")
@@ -173,7 +173,7 @@ async def set_device(req: Request) -> Any:
 @command("del_device", Permission.ADMIN, "Delete a device")
 async def del_device(req: Request) -> Any:
     try:
-        _mgr(req).delete_device(_dev_id(req))
+        _mgr(req).inventory.delete_device(_dev_id(req))
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
     return "ok"
@@ -236,7 +236,7 @@ async def set_ajax_meter(req: Request) -> Any:
     dev_id = _dev_id(req)
     reading = meter_reading_from(_fields(req))
     try:
-        _mgr(req).push_meter(dev_id, reading)
+        _mgr(req).pushes.push_meter(dev_id, reading)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
     return "ok"
@@ -276,7 +276,7 @@ async def set_ajax_evse(req: Request) -> Any:
     reading = evse_reading_from(_fields(req))
     mgr = _mgr(req)
     try:
-        rt = mgr.push_evse(dev_id, reading)
+        rt = mgr.pushes.push_evse(dev_id, reading)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
     # A push that matters has woken a cycle: answer with its decision. Any other push is

@@ -49,7 +49,7 @@ async def set_meter_def(req: Request) -> Any:
     except MeterDefinitionError as exc:
         raise ApiError(400, f"invalid meter definition: {exc}") from None
     req.app.types.definitions[definition.dev_type] = definition
-    req.app.manager.retry_faulted()
+    req.app.manager.inventory.retry_faulted()
     return {"dev_type": definition.dev_type, "name": definition.name}
 
 

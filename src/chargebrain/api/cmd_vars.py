@@ -120,7 +120,8 @@ async def get_cm_vars(req: Request) -> Any:
     for var in cm.all():
         value = cm.value(var.name)
         if value is None:
-            value = var.constant if var.constant is not None else var.formula.evaluate(mgr.ctx)
+            ctx = mgr.decider.ctx
+            value = var.constant if var.constant is not None else var.formula.evaluate(ctx)
         out.append({
             "name": var.name,
             "expr": _number(var.constant) if var.constant is not None else var.text,
@@ -130,7 +131,7 @@ async def get_cm_vars(req: Request) -> Any:
         if var.error:
             out[-1]["error"] = var.error
     predefined: dict[str, int | float] = {
-        k: _number(v) for k, v in sorted(mgr.cm_values.items()) if k in READ_ONLY_PREDEFINED
+        k: _number(v) for k, v in sorted(mgr.decider.cm_values.items()) if k in READ_ONLY_PREDEFINED
     }
     predefined[PRC_VAR] = mgr.site.max_total_cur_prc
     return {"vars": out, "predefined": predefined}

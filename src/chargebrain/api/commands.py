@@ -16,7 +16,7 @@ from multidict import MultiDict, MultiMapping
 from chargebrain.api.errors import ApiError
 
 if TYPE_CHECKING:
-    from chargebrain.app import App
+    from chargebrain.api.services import Services
 
 
 class Permission(IntEnum):
@@ -37,7 +37,7 @@ class Caller:
 
 @dataclass
 class Request:
-    app: App
+    app: Services
     method: str
     params: dict[str, str]  # the first value of each query and form parameter
     parsed_body: Any

@@ -25,7 +25,7 @@ from chargebrain.api.params import json_body
 from chargebrain.api.request_forms import plain_request
 
 if TYPE_CHECKING:
-    from chargebrain.app import App
+    from chargebrain.api.services import Services
 
 log = logging.getLogger("chargebrain.http")
 
@@ -88,7 +88,7 @@ async def _params(
 class HttpApi:
     """The aiohttp application serving the API and the UI."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Services) -> None:
         self.app = app
         self.web = web.Application(
             client_max_size=2 * 1024 * 1024, middlewares=[json_errors, plain_request])

@@ -348,17 +348,17 @@ def _limit_out(value: Limit) -> Limit:
 
 def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
     p = mgr.site
-    s = mgr.last_site
+    s = mgr.decider.last_site
     evse_w = round(s.evse_power_w) if s else 0
     avail_w = round(s.available.clamp_low(0).total() * VOLTAGE / 1000) if s else 0
-    max_total_w = _watts(mgr.evaluated_max_total_ma)
+    max_total_w = _watts(mgr.decider.evaluated_max_total_ma)
     out: dict[str, Any] = {
         "title": p.title,
         "desc": p.desc,
         "max_total_cur_prc": p.max_total_cur_prc,
         "max_total_current": _limit_out(p.max_total_current),
         "reserve_current": p.reserve_current,
-        "overdraft_cur": mgr.overdraft_cur,
+        "overdraft_cur": mgr.decider.overdraft_cur,
         "cur_overdraft": s.overdraft_applied_ma if s else 0,
         "max_total_evse_current": _limit_out(p.max_total_evse_current),
         "cons_evse_power": evse_w,
@@ -373,7 +373,7 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "imbalance_add": p.imbalance_add,
         "min_pause_time": p.min_pause_time,
         "phase_switch_delay": p.phase_switch_delay,
-        **hardware_json(mgr.powerbrain.phase_switching),
+        **hardware_json(mgr.inventory.powerbrain.phase_switching),
         "reduce_on_com_err": p.reduce_on_com_err,
         "surplus_expr": p.surplus_expr,
         "price_model": p.price_model,
@@ -396,8 +396,8 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         # 1.x watt-based names, still read by some clients.
         "max_total_power": max_total_w,
         "power_reserve": _watts(p.reserve_current),
-        "overdraft": _watts(mgr.overdraft_cur),
-        "max_total_evse_power": _watts(mgr.evaluated_max_evse_ma) or max_total_w,
+        "overdraft": _watts(mgr.decider.overdraft_cur),
+        "max_total_evse_power": _watts(mgr.decider.evaluated_max_evse_ma) or max_total_w,
         "consumed_evse_power": evse_w,
         "remaining_evse_power": avail_w,
         "max_imbalance": _watts(p.max_imbalance_cur, phases=1),
@@ -410,7 +410,7 @@ def _watts(ma: int | float | None, phases: int = 3) -> int:
 
 
 def dev_meta(mgr: ChargingManager) -> dict[str, str]:
-    return mgr.types.names()
+    return mgr.inventory.types.names()
 
 
 STATE_CP_TEXT = {1: "Waiting", 2: "Vehicle detected", 3: "Charging", 4: "Charging (vent)",
@@ -569,5 +569,5 @@ def dev_info_json(
         "params": params_json(mgr, now),
         "auth_cnt": mgr.auth_count,
         "loadmgr_disabled": not mgr.site.lb_enabled,
-        "devices": [device_json(rt, mono_now, viewer) for rt in mgr.devices_in_order()],
+        "devices": [device_json(rt, mono_now, viewer) for rt in mgr.inventory.devices_in_order()],
     }

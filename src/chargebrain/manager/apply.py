@@ -10,7 +10,7 @@ interruption where the EVSE allows it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 
 from chargebrain.clock import Clock
@@ -18,7 +18,7 @@ from chargebrain.core.balancer import Allocation, EvseDecision
 from chargebrain.core.model import EvseCommand
 from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.errors import DeviceError
-from chargebrain.manager.reading import READ_TIMEOUT_S, _com_error
+from chargebrain.manager.reading import READ_TIMEOUT_S, com_error
 from chargebrain.manager.state import DeviceRuntime
 from chargebrain.manager.wakeup import DRAWING_MA
 
@@ -37,8 +37,19 @@ def _command(enabled: bool, current_ma: int) -> EvseCommand:
     return cmd
 
 
-async def _apply(alloc: Allocation, devices: dict[str, DeviceRuntime], clock: Clock) -> None:
-    """Write the commands of `alloc` that changed or are due for a refresh."""
+class Writer:
+    """Writes each cycle's decisions to the EVSEs (the inventory's devices)."""
+
+    def __init__(self, clock: Clock, devices: Mapping[str, DeviceRuntime]) -> None:
+        self.clock = clock
+        self.devices = devices  # the same mapping, kept current by the inventory
+
+    async def apply(self, alloc: Allocation) -> None:
+        """Write the commands of `alloc` that changed or are due for a refresh."""
+        await _apply(alloc, self.devices, self.clock)
+
+
+async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock: Clock) -> None:
     mono = clock.monotonic()
     writes: list[Awaitable[None]] = []
     for d in alloc.evses:
@@ -93,7 +104,7 @@ async def _write(rt: DeviceRuntime, cmd: EvseCommand, mono: float, clock: Clock)
     try:
         await asyncio.wait_for(driver.apply(cmd), timeout=READ_TIMEOUT_S)  # type: ignore[union-attr]
     except (DeviceError, TimeoutError, OSError) as exc:
-        _com_error(rt, f"write failed: {exc}", clock.monotonic())
+        com_error(rt, f"write failed: {exc}", clock.monotonic())
         return
     ev.last_command = _command(cmd.enabled, cmd.current_ma) if cmd.wake else cmd
     ev.last_write = mono

@@ -2,7 +2,7 @@
 
 Each variable is a constant or a formula. Definitions are kept in the `cm_vars` table
 unless they were set as temporary (`tmp`), and are evaluated once per control cycle, in
-dependency order, into the formula context and `ChargingManager.cm_values`, where charging
+dependency order, into the formula context and the decider's `cm_values`, where charging
 rules, limits and other formulas read them. The writable predefined variables
 (`_set_price`, `_set_price_level`, `_max_total_current_prc`, `_flag1`..`_flag32`) are
 defined the same way; the read-only predefined ones (`_price`, `_surplus`, …) belong to the
@@ -33,6 +33,7 @@ from chargebrain.core.formula import (
 from chargebrain.store.db import Store
 
 if TYPE_CHECKING:
+    from chargebrain.manager.decide import Decider
     from chargebrain.manager.runtime import ChargingManager
 
 log = logging.getLogger("chargebrain.cm_vars")
@@ -255,7 +256,7 @@ class CmVars:
         if removed:
             for key in removed:
                 self._values.pop(key, None)
-            forget_cm_values(self.manager, removed)
+            forget_cm_values(self.manager.decider, removed)
         self.manager.wake()
 
     def _persist(self, defs: list[CmVar], clear: bool) -> None:
@@ -294,10 +295,10 @@ class CmVars:
         mgr = self.manager
         share = min(100, max(0, round(value)))
         if share != mgr.site.max_total_cur_prc:
-            mgr.set_site(mgr.site.with_changes(max_total_cur_prc=share), persist=False)
+            mgr.settings.set(mgr.site.with_changes(max_total_cur_prc=share), persist=False)
 
 
-def forget_cm_values(manager: ChargingManager, names: Iterable[str]) -> None:
+def forget_cm_values(decider: Decider, names: Iterable[str]) -> None:
     """Make CM variables that no longer exist disappear from the formula context.
 
     The context only ever merges CM values, so it is replaced by a fresh one that the
@@ -306,21 +307,21 @@ def forget_cm_values(manager: ChargingManager, names: Iterable[str]) -> None:
     keys = {n.lower() for n in names}
     if not keys:
         return
-    manager.cm_values = {k: v for k, v in manager.cm_values.items() if k.lower() not in keys}
-    old = manager.ctx
+    decider.cm_values = {k: v for k, v in decider.cm_values.items() if k.lower() not in keys}
+    old = decider.ctx
     for key in keys:
         # Read as 0 (as an unknown variable) for the rest of a running cycle.
         old.set_cm(key, 0.0)
-    manager.ctx = DictEvalContext(now=old.now, tz=old.tz, prices=old.prices)
+    decider.ctx = DictEvalContext(now=old.now, tz=old.tz, prices=old.prices)
 
 
-def sync_cm_values(manager: ChargingManager, ctx: DictEvalContext,
+def sync_cm_values(decider: Decider, ctx: DictEvalContext,
                    values: Mapping[str, float]) -> None:
-    """Publish this cycle's CM values: into `ctx` and `manager.cm_values`, forgetting the
+    """Publish this cycle's CM values: into `ctx` and `decider.cm_values`, forgetting the
     ones that were there last cycle and are gone now."""
     ctx.update_cm(values)
     new_keys = {k.lower() for k in values}
-    gone = {k for k in manager.cm_values if k.lower() not in new_keys}
-    manager.cm_values = dict(values)
+    gone = {k for k in decider.cm_values if k.lower() not in new_keys}
+    decider.cm_values = dict(values)
     if gone:
-        forget_cm_values(manager, gone)
+        forget_cm_values(decider, gone)

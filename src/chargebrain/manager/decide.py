@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from dataclasses import replace
 
+from chargebrain.clock import Clock
 from chargebrain.core.balancer import (
     Allocation,
     BalancerState,
@@ -24,16 +25,26 @@ from chargebrain.core.balancer import (
 )
 from chargebrain.core.formula import DictEvalContext
 from chargebrain.core.model import MeterReading
-from chargebrain.manager.config import SiteParams
 from chargebrain.manager.cycle_log import log_cycle
-from chargebrain.manager.inputs import _Inputs
-from chargebrain.manager.pushes import WAKE_EVSE_OVER_MA, _meter_bands
+from chargebrain.manager.inputs import (
+    LoadHold,
+    eval_limit,
+    evse_input,
+    fill_context,
+    fill_devices,
+)
+from chargebrain.manager.inputs import measurements as measure_loads
+from chargebrain.manager.inventory import DeviceInventory
+from chargebrain.manager.ports import SiteStore
+from chargebrain.manager.pushes import WAKE_EVSE_OVER_MA, meter_bands
+from chargebrain.manager.settings import SiteSettings
 from chargebrain.manager.site import SiteSnapshot, expression_reading, virtual_meter_values
 from chargebrain.manager.state import DeviceRuntime
-from chargebrain.manager.topology import _Topology
+from chargebrain.manager.topology import Topology
+from chargebrain.powerbrain.controller import PowerBrain
 
-if TYPE_CHECKING:
-    from chargebrain.manager.runtime import ChargingManager, ConfigStore
+#: Called once a cycle before the balancer: states each EVSE's rule wish (the rules).
+WishProvider = Callable[["Decider", DictEvalContext, float], None]
 
 log = logging.getLogger("chargebrain.manager")
 
@@ -51,49 +62,83 @@ def _log_change(rt: DeviceRuntime, old: EvseDecision | None, new: EvseDecision |
 
 
 
-class _Deciding(_Inputs):
-    """The decision of a `ChargingManager`'s control cycle (a mixin)."""
+class Decider:
+    """Decides each cycle: from the inventory's readings to the balancer's allocation.
 
-    store: ConfigStore
-    site: SiteParams
-    balancer_state: BalancerState
-    last_allocation: Allocation | None
-    last_site: SiteSnapshot | None
-    evaluated_max_total_ma: int
-    evaluated_max_evse_ma: int
-    cycle_count: int
-    wish_provider: Callable[[ChargingManager, DictEvalContext, float], None] | None
-    _formula_devices: frozenset[str]
+    Owns what the balancer carries from cycle to cycle, the cycle's formula context and
+    the CM values of the last cycle, and the figures of the last decision (the site
+    snapshot, the evaluated limits) that the API and the virtual meters show.
+    """
 
-    def _decide(self, topo: _Topology) -> Allocation:
+    def __init__(self, clock: Clock, powerbrain: PowerBrain, inventory: DeviceInventory,
+                 settings: SiteSettings, store: SiteStore, overdraft_cur: int = 0) -> None:
+        self.clock = clock
+        self.powerbrain = powerbrain
+        self.inventory = inventory
+        self.devices = inventory.devices  # the same mapping, kept current by the inventory
+        self.formulas = inventory.formulas
+        self.settings = settings
+        self.store = store
+        self.balancer_state = BalancerState(overdraft_cur=overdraft_cur)
+        self.last_allocation: Allocation | None = None
+        self.last_site: SiteSnapshot | None = None
+        self.evaluated_max_total_ma = 0
+        self.evaluated_max_evse_ma = 0
+        self.cm_values: dict[str, float] = {}
+        self.ctx = DictEvalContext()
+        self.wish_provider: WishProvider | None = None
+        self.hold = LoadHold(clock)
+        self.cycles = 0  # decisions made so far
+
+    def fill_devices(self, ctx: DictEvalContext) -> None:
+        """Every device's values into `ctx` (when a formula first asks for one)."""
+        fill_devices(ctx, self.devices)
+
+    @property
+    def overdraft_cur(self) -> int:
+        return self.balancer_state.overdraft_cur
+
+    def reset_overdraft(self) -> None:
+        self.balancer_state = replace(self.balancer_state, overdraft_cur=0)
+        self.store.save_overdraft(0)
+
+    def forget(self, dev_id: str) -> None:
+        """Drop what the balancer remembers of one EVSE (it was reset)."""
+        self.balancer_state = replace(
+            self.balancer_state,
+            evses={k: v for k, v in self.balancer_state.evses.items() if k != dev_id},
+        )
+
+    def decide(self, topo: Topology) -> Allocation:
         """Decide on the latest readings; note the decisions and what follows from them."""
         now = self.clock.now()
         mono = self.clock.monotonic()
-        site = self.site
-        ctx = self._fill_context(now)
-        max_total = self._eval_limit("site.max_total_current", site.max_total_current, ctx)
+        site = self.settings.params
+        ctx = self.ctx
+        formulas = self.formulas
+        fill_context(ctx, now, self.powerbrain, self.cm_values, self.fill_devices)
+        max_total = eval_limit(formulas, "site.max_total_current", site.max_total_current, ctx)
         max_total = max_total.scale(site.max_total_cur_prc / 100.0)
-        max_evse = self._eval_limit("site.max_total_evse_current", site.max_total_evse_current,
-                                    ctx)
+        max_evse = eval_limit(formulas, "site.max_total_evse_current",
+                              site.max_total_evse_current, ctx)
         self.evaluated_max_total_ma = max_total.low()
         self.evaluated_max_evse_ma = max_evse.low()
         if self.wish_provider is not None:
-            # This mixin is only ever part of a ChargingManager.
-            self.wish_provider(cast("ChargingManager", self), ctx, now)
-        measurements, figures, raw = self._measurements(topo)
+            self.wish_provider(self, ctx, now)
+        measurements, figures, raw = measure_loads(topo, self.hold)
         groups = []
         evses = []
         for rt in topo.groups_and_evses:
             cfg = rt.config
             if rt.evse is None:
-                limit = self._eval_limit(f"{cfg.dev_id}.max_charging_cur", cfg.max_charging_cur,
-                                         ctx)
+                limit = eval_limit(formulas, f"{cfg.dev_id}.max_charging_cur",
+                                   cfg.max_charging_cur, ctx)
                 groups.append(GroupConfig(
                     id=cfg.group_number, parent=cfg.group, max_current=limit.low(),
                     priority=cfg.prio, load=measurements.get(cfg.group_number),
                     name=cfg.name or cfg.dev_id))
             else:
-                evses.append(self._evse_input(rt, ctx, mono))
+                evses.append(evse_input(rt, ctx, mono, now, formulas))
         config = SiteConfig(
             max_total_current=max_total.low(),
             reserve_current=site.reserve_current,
@@ -107,12 +152,13 @@ class _Deciding(_Inputs):
         site_input = SiteInput(config=config, load=measurements.get(0, Measurement()),
                                groups=tuple(groups), evses=tuple(evses))
         alloc = allocate(site_input, self.balancer_state, mono)
-        log_cycle(site_input, alloc, self.cycle_count + 1)
+        self.cycles += 1
+        log_cycle(site_input, alloc, self.cycles)
         if alloc.overdraft_cur != self.balancer_state.overdraft_cur:
             self.store.save_overdraft(alloc.overdraft_cur)
         self.balancer_state = alloc.state
         self.last_allocation = alloc
-        if self._formulas:
+        if formulas:
             # Formulas still to be evaluated this cycle see the state it started with.
             ctx.materialize()
         # Decisions come in input order: the EVSEs of `groups_and_evses`, as in `devices`.
@@ -155,10 +201,10 @@ class _Deciding(_Inputs):
             produced_w=figures["produced_w"], surplus_w=max(0.0, surplus),
             evse_power_w=evse_power)
         self._virtual_meters(ctx, topo)
-        _meter_bands(topo, measurements, raw, self._formula_devices)
+        meter_bands(topo, measurements, raw, formulas.device_ids)
         return alloc
 
-    def _virtual_meters(self, ctx: DictEvalContext, topo: _Topology) -> None:
+    def _virtual_meters(self, ctx: DictEvalContext, topo: Topology) -> None:
         s = self.last_site
         if s is None or not topo.virtual:
             return
@@ -169,7 +215,7 @@ class _Deciding(_Inputs):
                 currents, power = values[rt.config.dev_type]
                 rt.meter = MeterReading(power_w=power, currents=currents, model=rt.dtype.name)
                 continue
-            formula = self._formulas.get(f"{rt.dev_id}.expr")
+            formula = self.formulas.get(f"{rt.dev_id}.expr")
             if rt.config.dev_type == "meter_expression" and formula is not None:
                 dt = mono - rt.expr_at if rt.expr_at is not None else 0.0
                 rt.expr_at = mono

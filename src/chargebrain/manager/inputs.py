@@ -8,186 +8,195 @@ depends on changed).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from chargebrain.clock import Clock
 from chargebrain.core.balancer import EvseInput, Measurement
-from chargebrain.core.formula import DictEvalContext, Formula
-from chargebrain.core.hold import held_peak, prune
+from chargebrain.core.formula import DictEvalContext
+from chargebrain.core.hold import DEFAULT_HOLD_S, held_peak, prune
 from chargebrain.core.model import EvseState
 from chargebrain.core.phases import ZERO, Phases
 from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.manager import config as C
 from chargebrain.manager.config import Limit
+from chargebrain.manager.formulas import FormulaTable
 from chargebrain.manager.state import OVERRIDE_DISABLE_CHARGING, DeviceRuntime
-from chargebrain.manager.topology import _Topology
+from chargebrain.manager.topology import Topology
 from chargebrain.powerbrain.controller import PowerBrain
 
 
-class _Inputs:
-    """Building the balancer's input for a `ChargingManager` (a mixin)."""
+def eval_limit(formulas: FormulaTable, key: str, value: Limit, ctx: DictEvalContext) -> Phases:
+    """A limit per phase: the number, or its formula (`key`) evaluated for each phase."""
+    if isinstance(value, int):
+        return Phases.uniform(value)
+    formula = formulas.get(key)
+    if formula is None:
+        return Phases.uniform(0)
+    return Phases(*(max(0, round(formula.evaluate(ctx.derive(phase=p)))) for p in (1, 2, 3)))
 
-    clock: Clock
-    powerbrain: PowerBrain
-    devices: dict[str, DeviceRuntime]
-    cm_values: dict[str, float]
-    ctx: DictEvalContext
-    load_hold_s: float
-    _formulas: dict[str, Formula]
-    _load_history: dict[int, list[tuple[float, Phases]]]
 
-    def _eval_limit(self, key: str, value: Limit, ctx: DictEvalContext) -> Phases:
-        if isinstance(value, int):
-            return Phases.uniform(value)
-        formula = self._formulas.get(key)
-        if formula is None:
-            return Phases.uniform(0)
-        return Phases(*(max(0, round(formula.evaluate(ctx.derive(phase=p)))) for p in (1, 2, 3)))
+def fill_context(ctx: DictEvalContext, now: float, powerbrain: PowerBrain,
+                 cm_values: dict[str, float],
+                 filler: Callable[[DictEvalContext], None]) -> None:
+    """Make `ctx` this cycle's formula context. The device values are filled (`filler`)
+    when a formula first asks for one, from the state at the start of the decision."""
+    ctx.set_now(now)
+    ctx.defer_devices(filler)
+    banks = powerbrain.banks
+    bits = banks["evse"].get("s0_inputs")
+    ctx.set_pb("input1", float(bits & 1))
+    ctx.set_pb("input2", float((bits >> 1) & 1))
+    ctx.update_cm(cm_values)
 
-    def _fill_context(self, now: float) -> DictEvalContext:
-        """This cycle's formula context. The device values are filled when a formula first
-        asks for one (`_fill_devices`), from the state at the start of the decision."""
-        ctx = self.ctx
-        ctx.set_now(now)
-        ctx.defer_devices(self._fill_devices)
-        banks = self.powerbrain.banks
-        bits = banks["evse"].get("s0_inputs")
-        ctx.set_pb("input1", float(bits & 1))
-        ctx.set_pb("input2", float((bits >> 1) & 1))
-        ctx.update_cm(self.cm_values)
-        return ctx
 
-    def _fill_devices(self, ctx: DictEvalContext) -> None:
-        for rt in self.devices.values():
-            com_err = rt.status.com_err
-            values: dict[str, float] = {"com_err": 1.0 if com_err else 0.0}
-            m = rt.meter
-            if m is not None:
-                c = m.currents
-                values.update(power_w=float(m.power_w), import_wh=float(m.import_wh),
-                              export_wh=float(m.export_wh), current_l1=float(c.l1),
-                              current_l2=float(c.l2), current_l3=float(c.l3))
-                if m.soc is not None:
-                    values["soc"] = float(m.soc)
-            ev = rt.evse
-            if ev is not None:
-                r = ev.reading
-                if r is not None:
-                    c = r.currents
-                    values.update(power_w=float(r.power_w), current_l1=float(c.l1),
-                                  current_l2=float(c.l2), current_l3=float(c.l3),
-                                  state=float(int(r.state) if not com_err else 6),
-                                  import_wh=float(ev.total_energy_wh))
-                d = ev.decision
-                values.update(offered=float(d.current_ma if d else 0),
-                              min_current=float(rt.config.min_charging_cur),
-                              txn_energy=float(ev.transaction_energy_wh),
-                              charging_dur=float(ev.charging_secs))
-            ctx.set_device_values(rt.dev_id, values)
-
-    def _measurements(
-        self, topo: _Topology
-    ) -> tuple[dict[int, Measurement], dict[str, float], dict[int, Phases]]:
-        """Non-EVSE load per node (0 = site, else group number), from the meter roles;
-        the site's power figures; and the load per node before the peak hold."""
-        grid, cons = topo.grid, topo.cons
-        under: dict[int, list[int]] = {}
-        if grid:
-            for rt, nodes in topo.evse_nodes:
-                ev = rt.evse
-                if not nodes or ev is None or not ev.reading or rt.status.com_err:
-                    continue
-                bc = ev.building_currents
-                for node in nodes:
-                    acc = under.get(node)
-                    if acc is None:
-                        under[node] = [bc.l1, bc.l2, bc.l3]
-                    else:
-                        acc[0] += bc.l1
-                        acc[1] += bc.l2
-                        acc[2] += bc.l3
-        out: dict[int, Measurement] = {}
-        raw: dict[int, Phases] = {}
-        figures = {"grid_w": 0.0, "consumed_w": 0.0, "produced_w": 0.0}
-        for node in set(grid) | set(cons):
-            stale = 0
-            load = ZERO
-            if node in grid:
-                for rt in grid[node]:
-                    if rt.status.com_err or rt.meter is None:
-                        stale |= 7
-                        continue
-                    load = load + rt.meter.currents
-                    if node == 0:
-                        figures["grid_w"] += rt.meter.power_w
-                acc = under.get(node)
-                if acc is not None:
-                    load = load - Phases(acc[0], acc[1], acc[2])
-            else:
-                for rt in cons[node]:
-                    if rt.status.com_err or rt.meter is None:
-                        stale |= 7
-                        continue
-                    sign = -1 if rt.config.role == C.ROLE_PRODUCTION else 1
-                    currents = rt.meter.currents
-                    load = load + (currents if sign > 0 else -currents)
-                    if node == 0:
-                        key = "produced_w" if sign < 0 else "consumed_w"
-                        figures[key] += abs(rt.meter.power_w)
-            raw[node] = load
-            out[node] = Measurement(current=self._held(node, load), stale=stale)
-        return out, figures, raw
-
-    def _held(self, node: int, load: Phases) -> Phases:
-        """The non-EVSE load of a node with a fall believed only after the hold time."""
-        mono = self.clock.monotonic()
-        samples = self._load_history.setdefault(node, [])
-        samples.append((mono, load))
-        prune(samples, mono, self.load_hold_s)
-        return held_peak(samples, mono, self.load_hold_s)
-
-    def _evse_input(self, rt: DeviceRuntime, ctx: DictEvalContext, mono: float) -> EvseInput:
-        cfg = rt.config
+def fill_devices(ctx: DictEvalContext, devices: Mapping[str, DeviceRuntime]) -> None:
+    """Every device's values as formulas read them (`M1.power_w`, `E2.state`, ...)."""
+    for rt in devices.values():
+        com_err = rt.status.com_err
+        values: dict[str, float] = {"com_err": 1.0 if com_err else 0.0}
+        m = rt.meter
+        if m is not None:
+            c = m.currents
+            values.update(power_w=float(m.power_w), import_wh=float(m.import_wh),
+                          export_wh=float(m.export_wh), current_l1=float(c.l1),
+                          current_l2=float(c.l2), current_l3=float(c.l3))
+            if m.soc is not None:
+                values["soc"] = float(m.soc)
         ev = rt.evse
-        assert ev is not None
-        r = ev.reading
-        limit = cfg.max_charging_cur
-        if isinstance(limit, int):
-            max_cur = limit
+        if ev is not None:
+            r = ev.reading
+            if r is not None:
+                c = r.currents
+                values.update(power_w=float(r.power_w), current_l1=float(c.l1),
+                              current_l2=float(c.l2), current_l3=float(c.l3),
+                              state=float(int(r.state) if not com_err else 6),
+                              import_wh=float(ev.total_energy_wh))
+            d = ev.decision
+            values.update(offered=float(d.current_ma if d else 0),
+                          min_current=float(rt.config.min_charging_cur),
+                          txn_energy=float(ev.transaction_energy_wh),
+                          charging_dur=float(ev.charging_secs))
+        ctx.set_device_values(rt.dev_id, values)
+
+
+class LoadHold:
+    """The non-EVSE load of each node with a fall believed only after `hold_s`."""
+
+    def __init__(self, clock: Clock, hold_s: float = DEFAULT_HOLD_S) -> None:
+        self.clock = clock
+        self.hold_s = hold_s
+        # Recent non-EVSE load per node (0 = site, else group number).
+        self._history: dict[int, list[tuple[float, Phases]]] = {}
+
+    def held(self, node: int, load: Phases) -> Phases:
+        mono = self.clock.monotonic()
+        samples = self._history.setdefault(node, [])
+        samples.append((mono, load))
+        prune(samples, mono, self.hold_s)
+        return held_peak(samples, mono, self.hold_s)
+
+
+def measurements(
+    topo: Topology, hold: LoadHold
+) -> tuple[dict[int, Measurement], dict[str, float], dict[int, Phases]]:
+    """Non-EVSE load per node (0 = site, else group number), from the meter roles;
+    the site's power figures; and the load per node before the peak hold."""
+    grid, cons = topo.grid, topo.cons
+    under: dict[int, list[int]] = {}
+    if grid:
+        for rt, nodes in topo.evse_nodes:
+            ev = rt.evse
+            if not nodes or ev is None or not ev.reading or rt.status.com_err:
+                continue
+            bc = ev.building_currents
+            for node in nodes:
+                acc = under.get(node)
+                if acc is None:
+                    under[node] = [bc.l1, bc.l2, bc.l3]
+                else:
+                    acc[0] += bc.l1
+                    acc[1] += bc.l2
+                    acc[2] += bc.l3
+    out: dict[int, Measurement] = {}
+    raw: dict[int, Phases] = {}
+    figures = {"grid_w": 0.0, "consumed_w": 0.0, "produced_w": 0.0}
+    for node in set(grid) | set(cons):
+        stale = 0
+        load = ZERO
+        if node in grid:
+            for rt in grid[node]:
+                if rt.status.com_err or rt.meter is None:
+                    stale |= 7
+                    continue
+                load = load + rt.meter.currents
+                if node == 0:
+                    figures["grid_w"] += rt.meter.power_w
+            acc = under.get(node)
+            if acc is not None:
+                load = load - Phases(acc[0], acc[1], acc[2])
         else:
-            max_cur = self._eval_limit(f"{cfg.dev_id}.max_charging_cur", limit,
-                                       ctx.derive(self_device=cfg.dev_id)).low()
-        if r is not None and r.max_current_ma and isinstance(rt.driver, AjaxEvse):
-            max_cur = min(max_cur, r.max_current_ma)
-        status = rt.status
-        offline = status.error_since if status.com_err else None
-        plugged_since = None
-        if ev.plugged and ev.plugged_at is not None:
-            plugged_since = mono - max(0.0, self.clock.now() - ev.plugged_at)
-        key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
-               ev.needs_auth, ev.authorised, plugged_since)
-        if ev.input is not None and ev.input_cfg is cfg and ev.input_key == key:
-            return ev.input
-        state = r.state if r is not None else EvseState.WAITING
-        if status.com_err:
-            state = EvseState.OFFLINE
-        made = EvseInput(
-            id=cfg.dev_id,
-            group=cfg.group,
-            priority=cfg.prio,
-            min_current=cfg.min_charging_cur,
-            max_current=max_cur,
-            rotation=cfg.phase_rotation,
-            used_phases=cfg.used_phases,
-            state=state,
-            measured=r.currents if r is not None else ZERO,
-            has_meter=bool(r and r.has_meter),
-            rule_current=ev.rule_wish,
-            override_current=ev.ov_cur,
-            override_disable=bool(ev.overrides & OVERRIDE_DISABLE_CHARGING),
-            enabled=cfg.device_enabled,
-            offline_since=offline,
-            needs_auth=ev.needs_auth,
-            authorised=ev.authorised,
-            plugged_since=plugged_since,
-        )
-        ev.input, ev.input_key, ev.input_cfg = made, key, cfg
-        return made
+            for rt in cons[node]:
+                if rt.status.com_err or rt.meter is None:
+                    stale |= 7
+                    continue
+                sign = -1 if rt.config.role == C.ROLE_PRODUCTION else 1
+                currents = rt.meter.currents
+                load = load + (currents if sign > 0 else -currents)
+                if node == 0:
+                    key = "produced_w" if sign < 0 else "consumed_w"
+                    figures[key] += abs(rt.meter.power_w)
+        raw[node] = load
+        out[node] = Measurement(current=hold.held(node, load), stale=stale)
+    return out, figures, raw
+
+
+def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
+               formulas: FormulaTable) -> EvseInput:
+    """The balancer's input for one EVSE (the last one while nothing it depends on
+    changed)."""
+    cfg = rt.config
+    ev = rt.evse
+    assert ev is not None
+    r = ev.reading
+    limit = cfg.max_charging_cur
+    if isinstance(limit, int):
+        max_cur = limit
+    else:
+        max_cur = eval_limit(formulas, f"{cfg.dev_id}.max_charging_cur", limit,
+                             ctx.derive(self_device=cfg.dev_id)).low()
+    if r is not None and r.max_current_ma and isinstance(rt.driver, AjaxEvse):
+        max_cur = min(max_cur, r.max_current_ma)
+    status = rt.status
+    offline = status.error_since if status.com_err else None
+    plugged_since = None
+    if ev.plugged and ev.plugged_at is not None:
+        plugged_since = mono - max(0.0, now - ev.plugged_at)
+    key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
+           ev.needs_auth, ev.authorised, plugged_since)
+    if ev.input is not None and ev.input_cfg is cfg and ev.input_key == key:
+        return ev.input
+    state = r.state if r is not None else EvseState.WAITING
+    if status.com_err:
+        state = EvseState.OFFLINE
+    made = EvseInput(
+        id=cfg.dev_id,
+        group=cfg.group,
+        priority=cfg.prio,
+        min_current=cfg.min_charging_cur,
+        max_current=max_cur,
+        rotation=cfg.phase_rotation,
+        used_phases=cfg.used_phases,
+        state=state,
+        measured=r.currents if r is not None else ZERO,
+        has_meter=bool(r and r.has_meter),
+        rule_current=ev.rule_wish,
+        override_current=ev.ov_cur,
+        override_disable=bool(ev.overrides & OVERRIDE_DISABLE_CHARGING),
+        enabled=cfg.device_enabled,
+        offline_since=offline,
+        needs_auth=ev.needs_auth,
+        authorised=ev.authorised,
+        plugged_since=plugged_since,
+    )
+    ev.input, ev.input_key, ev.input_cfg = made, key, cfg
+    return made

@@ -2,33 +2,30 @@
 
 A device's configuration is validated before it is installed; installing keeps the
 driver and communication state of an unchanged device, compiles its formulas and marks
-the topology for working out again. Changes are persisted and wake a cycle. The site
-parameters are set here too (their formulas are compiled on the way in).
+the topology for working out again. Changes are persisted and wake a cycle. The
+inventory also knows which EVSEs need a user's authorisation (their own `users`, or a
+user's `dev_ids`). It never reads a device and never decides currents.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 from chargebrain.clock import Clock
-from chargebrain.core.balancer import BalancerState
-from chargebrain.core.formula import Formula, FormulaError, compile_formula
+from chargebrain.core.formula import FormulaError, compile_formula
 from chargebrain.devices.base import EvseDriver, MeterDriver
 from chargebrain.devices.faulty import FaultyEvse, FaultyMeter
 from chargebrain.devices.powerbrain import internal_address
 from chargebrain.devices.registry import DeviceType, DeviceTypes, Kind
-from chargebrain.manager.config import ConfigError, DeviceConfig, SiteParams
+from chargebrain.manager.config import ConfigError, DeviceConfig
 from chargebrain.manager.drivers import is_internal, make_driver, model_of
+from chargebrain.manager.formulas import FormulaTable
+from chargebrain.manager.ports import DeviceStore
 from chargebrain.manager.state import ComStatus, DeviceRuntime, EvseRuntime
-from chargebrain.manager.topology import _Topology
+from chargebrain.manager.topology import Topology
 from chargebrain.powerbrain.controller import PowerBrain
-
-if TYPE_CHECKING:
-    from chargebrain.manager.runtime import ConfigStore
 
 log = logging.getLogger("chargebrain.manager")
 
@@ -37,30 +34,31 @@ log = logging.getLogger("chargebrain.manager")
 FAULTED_EVSE_MA = 63_000
 
 
-class _DeviceInventory:
-    """The devices of a `ChargingManager` and the site parameters (a mixin)."""
+class DeviceInventory:
+    """The configured devices: their settings, runtime state and drivers, in order."""
 
-    clock: Clock
-    powerbrain: PowerBrain
-    types: DeviceTypes
-    store: ConfigStore
-    site: SiteParams
-    devices: dict[str, DeviceRuntime]
-    balancer_state: BalancerState
-    _order: list[str]
-    _formulas: dict[str, Formula]
-    _topo: _Topology | None
-    _formula_devices: frozenset[str]
-
-    if TYPE_CHECKING:
-        def wake(self) -> None: ...
+    def __init__(self, clock: Clock, powerbrain: PowerBrain, types: DeviceTypes,
+                 store: DeviceStore, formulas: FormulaTable,
+                 wake: Callable[[], None]) -> None:
+        self.clock = clock
+        self.powerbrain = powerbrain
+        self.types = types
+        self.store = store
+        self.formulas = formulas
+        self._wake = wake
+        self.devices: dict[str, DeviceRuntime] = {}
+        self._order: list[str] = []
+        self._topo: Topology | None = None
+        self.min_pause_time = 300  # the site's, for new devices (SiteSettings keeps it)
+        # EVSEs that some user's dev_ids name (kept current by the user directory).
+        self.user_evses: frozenset[str] = frozenset()
 
     def devices_in_order(self) -> list[DeviceRuntime]:
         return [self.devices[d] for d in self._order]
 
     def evses_in_order(self) -> list[DeviceRuntime]:
         """The EVSEs (devices with EVSE state) in configured order (do not change it)."""
-        return self._topology().evses
+        return self.topology().evses
 
     def ensure_internal_devices(self, stored_ids: Iterable[str] = ()) -> None:
         """The built-in EVSE and S0 meters exist from the first start (meter 2 disabled).
@@ -203,7 +201,7 @@ class _DeviceInventory:
             self.validate(cfg)
         dtype = self.dtype_of(cfg.dev_type)
         old = self.devices.get(cfg.dev_id)
-        rt = DeviceRuntime(cfg, dtype, manager_min_pause=self.site.min_pause_time)
+        rt = DeviceRuntime(cfg, dtype, manager_min_pause=self.min_pause_time)
         if dtype.kind is Kind.EVSE:
             rt.evse = old.evse if old and old.evse else EvseRuntime()
         if old is not None and not old.fault and old.config.dev_type == cfg.dev_type and (
@@ -217,9 +215,9 @@ class _DeviceInventory:
             rt.status = ComStatus(com_state_since=self.clock.monotonic())
         if not rt.model:
             rt.model = self._model_of(cfg, dtype)
-        self._forget_formulas(cfg.dev_id)
+        self.formulas.forget_device(cfg.dev_id)
         for name, text in self._formula_fields(cfg):
-            self._formulas[f"{cfg.dev_id}.{name}"] = compile_formula(text)
+            self.formulas.set(f"{cfg.dev_id}.{name}", compile_formula(text))
         self._put(rt)
         return rt
 
@@ -234,7 +232,7 @@ class _DeviceInventory:
         old = self.devices.get(stored.dev_id)
         if old is not None and old.driver is not None:
             self._close_later(old.driver)
-        rt = DeviceRuntime(safe, dtype, manager_min_pause=self.site.min_pause_time,
+        rt = DeviceRuntime(safe, dtype, manager_min_pause=self.min_pause_time,
                            fault=reason, stored=stored)
         if dtype.kind is Kind.EVSE:
             rt.evse = old.evse if old and old.evse else EvseRuntime()
@@ -246,9 +244,9 @@ class _DeviceInventory:
         rt.status = ComStatus(com_err=True, com_errors=1, last_error=reason,
                               com_state_since=mono, error_since=mono)
         rt.model = dtype.name
-        self._forget_formulas(stored.dev_id)
+        self.formulas.forget_device(stored.dev_id)
         for name, text in self._formula_fields(safe):
-            self._formulas[f"{safe.dev_id}.{name}"] = compile_formula(text)
+            self.formulas.set(f"{safe.dev_id}.{name}", compile_formula(text))
         self._put(rt)
         return rt
 
@@ -287,14 +285,10 @@ class _DeviceInventory:
             except (ConfigError, TypeError, ValueError):
                 continue
             log.info("device %s (%s) runs again as stored", stored.dev_id, stored.name)
-            self.wake()
+            self._wake()
         used = {rt.config.dev_type for rt in self.devices.values() if rt.fault}
         self.types.missing = {t: d for t, d in self.types.missing.items()
                               if t in used and self.types.get(t) is None}
-
-    def _forget_formulas(self, dev_id: str) -> None:
-        for key in [k for k in self._formulas if k.startswith(dev_id + ".")]:
-            del self._formulas[key]
 
     def _put(self, rt: DeviceRuntime) -> None:
         self.devices[rt.dev_id] = rt
@@ -303,15 +297,14 @@ class _DeviceInventory:
         self._changed()
 
     def _changed(self) -> None:
-        """The devices or the formulas changed: work out the topology again."""
+        """The devices changed: work out the topology again."""
         self._topo = None
-        self._formula_devices = frozenset(
-            d for f in self._formulas.values() for d in f.device_ids)
 
-    def _topology(self) -> _Topology:
+    def topology(self) -> Topology:
+        """The shape of the site as a cycle needs it (worked out once per change)."""
         topo = self._topo
         if topo is None:
-            topo = self._topo = _Topology(self.devices_in_order(), self.devices)
+            topo = self._topo = Topology(self.devices_in_order(), self.devices)
         return topo
 
     def _model_of(self, cfg: DeviceConfig, dtype: DeviceType) -> str:
@@ -337,7 +330,7 @@ class _DeviceInventory:
         self._install(cfg)
         self.store.save_device(cfg)
         self.retry_faulted()
-        self.wake()
+        self._wake()
         return self.devices[cfg.dev_id]
 
     def delete_device(self, dev_id: str) -> None:
@@ -356,12 +349,12 @@ class _DeviceInventory:
             raise ConfigError(f"{dev_id} is attached to {', '.join(users)}")
         del self.devices[dev_id]
         self._order.remove(dev_id)
-        self._forget_formulas(dev_id)
+        self.formulas.forget_device(dev_id)
         self._changed()
         if rt.driver is not None:
             self._close_later(rt.driver)
         self.store.delete_device(dev_id)
-        self.wake()
+        self._wake()
 
     def reset_device(self, dev_id: str) -> None:
         """Delete and recreate a device with the same settings (fresh driver and state)."""
@@ -370,11 +363,11 @@ class _DeviceInventory:
             raise ConfigError(f"no device {dev_id}")
         if rt.fault:
             self.retry_faulted()
-            self.wake()
+            self._wake()
             return
         if rt.driver is not None:
             self._close_later(rt.driver)
-        fresh = DeviceRuntime(rt.config, rt.dtype, manager_min_pause=self.site.min_pause_time)
+        fresh = DeviceRuntime(rt.config, rt.dtype, manager_min_pause=self.min_pause_time)
         fresh.driver = self._make_driver(rt.config, rt.dtype)
         fresh.status = ComStatus(com_state_since=self.clock.monotonic())
         fresh.model = self._model_of(rt.config, rt.dtype)
@@ -382,27 +375,15 @@ class _DeviceInventory:
             fresh.evse = EvseRuntime()
         self.devices[dev_id] = fresh
         self._changed()
-        self.balancer_state = replace(
-            self.balancer_state,
-            evses={k: v for k, v in self.balancer_state.evses.items() if k != dev_id},
-        )
-        self.wake()
+        self._wake()
 
-    def set_site(self, params: SiteParams, persist: bool = True) -> None:
-        for name, value in (("max_total_current", params.max_total_current),
-                            ("max_total_evse_current", params.max_total_evse_current),
-                            ("surplus_expr", params.surplus_expr)):
-            if isinstance(value, str) and value.strip():
-                try:
-                    self._formulas[f"site.{name}"] = compile_formula(value)
-                except FormulaError as exc:
-                    raise ConfigError(f"{name}: {exc}") from None
-            else:
-                self._formulas.pop(f"site.{name}", None)
-        self._changed()
-        self.site = params
-        for rt in self.devices.values():
-            rt.manager_min_pause = params.min_pause_time
-        if persist:
-            self.store.save_site(params)
-        self.wake()
+    # --- authorisation ---------------------------------------------------------------
+
+    def set_user_evses(self, dev_ids: frozenset[str]) -> None:
+        """The EVSEs that some user's dev_ids name (the user directory keeps this)."""
+        self.user_evses = dev_ids
+        self._wake()
+
+    def needs_auth(self, rt: DeviceRuntime) -> bool:
+        """An EVSE with at least one user assigned charges only after authorisation."""
+        return bool(rt.config.users) or rt.dev_id in self.user_evses

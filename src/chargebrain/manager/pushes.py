@@ -4,14 +4,13 @@ A pushed reading is kept by its device's driver and taken by the next cycle. It 
 cycle at once when it matters: an EVSE's first reading or one after a communication
 error, a changed state, an RFID, a reading of another kind, a phase drawing clearly more
 than the EVSE was given or drew; a meter's first reading or one after an error, or one
-outside the band that the last decision set for it (`_meter_bands`). Thresholds and why:
+outside the band that the last decision set for it (`meter_bands`). Thresholds and why:
 docs/decisions.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
 
 from chargebrain.clock import Clock
 from chargebrain.core.balancer import Measurement
@@ -22,7 +21,7 @@ from chargebrain.manager import config as C
 from chargebrain.manager.config import ConfigError
 from chargebrain.manager.site import VOLTAGE
 from chargebrain.manager.state import DeviceRuntime, WakeBand
-from chargebrain.manager.topology import _LOAD_ROLES, _Topology
+from chargebrain.manager.topology import LOAD_ROLES, Topology
 
 #: A pushed EVSE reading wakes a cycle at once when a phase draws this much (mA) more
 #: than the EVSE was given or drew at the last decision, whichever is more. EVSE meters
@@ -31,7 +30,7 @@ from chargebrain.manager.topology import _LOAD_ROLES, _Topology
 WAKE_EVSE_OVER_MA = 1000
 #: A pushed meter reading wakes a cycle at once when a phase of the load it measures is
 #: this much (mA) above the value the last decision used, beyond what that decision
-#: counted on top of it (see `_meter_bands`); a meter a formula reads wakes it when a
+#: counted on top of it (see `meter_bands`); a meter a formula reads wakes it when a
 #: phase moves this much either way (or its power by this much at 230 V). Grid meters are
 #: good to about 0.5 % (1 A at 200 A), and a cycle lowers the current at once.
 WAKE_METER_MA = 2000
@@ -39,14 +38,14 @@ _INF = float("inf")
 _UNBOUNDED = (-_INF, -_INF, -_INF), (_INF, _INF, _INF)
 
 
-class _Pushes:
-    """Taking pushed readings for a `ChargingManager` (a mixin)."""
+class Pushes:
+    """Takes pushed readings (HTTP input) and wakes the loop when one matters."""
 
-    clock: Clock
-    devices: dict[str, DeviceRuntime]
-
-    if TYPE_CHECKING:
-        def wake(self) -> None: ...
+    def __init__(self, clock: Clock, devices: Mapping[str, DeviceRuntime],
+                 wake: Callable[[], None]) -> None:
+        self.clock = clock
+        self.devices = devices  # the inventory's devices (the same mapping, kept current)
+        self.wake = wake
 
     def push_meter(self, dev_id: str, reading: MeterReading) -> None:
         """Keep a pushed meter reading; wake a cycle at once if it matters."""
@@ -122,7 +121,7 @@ def _meter_push_matters(rt: DeviceRuntime, reading: MeterReading) -> bool:
                         reading.power_w * factor)
 
 
-def _meter_bands(topo: _Topology, measurements: dict[int, Measurement],
+def meter_bands(topo: Topology, measurements: dict[int, Measurement],
                  raw: dict[int, Phases], formula_devices: frozenset[str]) -> None:
     """Set, for every pushed meter, the band outside which a pushed reading wakes a
     cycle at once (`push_meter`).
@@ -147,7 +146,7 @@ def _meter_bands(topo: _Topology, measurements: dict[int, Measurement],
         node = cfg.group
         band: WakeBand | None = None
         measured = measurements.get(node)
-        counted = cfg.role == C.ROLE_GRID if node in topo.grid else cfg.role in _LOAD_ROLES
+        counted = cfg.role == C.ROLE_GRID if node in topo.grid else cfg.role in LOAD_ROLES
         if measured is not None and counted:
             # How much higher than its present value the load of the node was counted
             # (its peak of the last seconds): a rise eats that first.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chargebrain.clock import Clock
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
@@ -22,13 +22,13 @@ from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.errors import DeviceError
 from chargebrain.devices.powerbrain import LocalEvse, LocalMeter
 from chargebrain.manager import config as C
-from chargebrain.manager.config import DeviceConfig, SiteParams
+from chargebrain.manager.config import DeviceConfig
+from chargebrain.manager.inventory import DeviceInventory
+from chargebrain.manager.ports import SessionListener
+from chargebrain.manager.settings import SiteSettings
 from chargebrain.manager.site import VOLTAGE
 from chargebrain.manager.state import DeviceRuntime
-from chargebrain.manager.topology import _Topology
-
-if TYPE_CHECKING:
-    from chargebrain.manager.runtime import SessionListener
+from chargebrain.manager.topology import Topology
 
 log = logging.getLogger("chargebrain.manager")
 
@@ -49,7 +49,7 @@ def _meter_corrected(cfg: DeviceConfig, r: MeterReading) -> MeterReading:
     )
 
 
-def _com_error(rt: DeviceRuntime, message: str, mono: float) -> None:
+def com_error(rt: DeviceRuntime, message: str, mono: float) -> None:
     """A device failed to answer at `mono` (monotonic time): note it, log the first."""
     st = rt.status
     if not st.com_err:
@@ -66,7 +66,7 @@ def _com_error(rt: DeviceRuntime, message: str, mono: float) -> None:
     st.last_error = message
 
 
-def _com_ok(rt: DeviceRuntime, mono: float) -> None:
+def com_ok(rt: DeviceRuntime, mono: float) -> None:
     """A device answered at `mono` (monotonic time): note it, log a recovery."""
     st = rt.status
     if st.com_err:
@@ -77,23 +77,25 @@ def _com_ok(rt: DeviceRuntime, mono: float) -> None:
     st.last_ok = mono
 
 
-class _Reading:
-    """Reading the devices of a `ChargingManager` (a mixin)."""
+class Readers:
+    """Reads the inventory's devices for each cycle and takes what they report."""
 
-    clock: Clock
-    site: SiteParams
-    devices: dict[str, DeviceRuntime]
-    listeners: list[SessionListener]
-    user_evses: frozenset[str]
-    _pending: dict[str, asyncio.Task[Any]]
+    def __init__(self, clock: Clock, inventory: DeviceInventory, settings: SiteSettings,
+                 listeners: list[SessionListener]) -> None:
+        self.clock = clock
+        self.inventory = inventory
+        self.devices = inventory.devices  # the same mapping, kept current by the inventory
+        self.settings = settings
+        self.listeners = listeners  # told about plug-in, unplug and cards
+        self._pending: dict[str, asyncio.Task[Any]] = {}
 
-    async def _read_all(self, topo: _Topology) -> None:
+    async def read_all(self, topo: Topology) -> None:
         """Read every device: the pushed ones at once, the polled ones concurrently."""
         self._read_pushed(topo)
         if topo.polled:
             await self._read_polled(topo.polled, wait_pending=True)
 
-    async def _read_woken(self, topo: _Topology) -> None:
+    async def read_woken(self, topo: Topology) -> None:
         """Read for a cycle a push woke: the pushed devices and the built-in ones at once,
         and the other polled devices again, since a pushed sample must not meet an older
         reading of the same current (a grid sample that already shows a car's new draw
@@ -107,7 +109,7 @@ class _Reading:
     async def _read_polled(self, devices: list[DeviceRuntime], wait_pending: bool) -> None:
         """Read `devices` concurrently within the cycle's time budget; a read that outlasts
         it carries over to a later cycle (and is not started twice)."""
-        budget = min(READ_TIMEOUT_S, max(0.2, self.site.cycle_ms / 1000.0 * 0.6))
+        budget = min(READ_TIMEOUT_S, max(0.2, self.settings.params.cycle_ms / 1000.0 * 0.6))
         pending = self._pending
         started = []
         for rt in devices:
@@ -121,7 +123,7 @@ class _Reading:
             if task.done():
                 del pending[dev_id]
 
-    def _read_pushed(self, topo: _Topology) -> None:
+    def _read_pushed(self, topo: Topology) -> None:
         """Take the latest reading of every HTTP-input device (never waits)."""
         clock = self.clock
         now, mono = clock.now(), clock.monotonic()
@@ -131,19 +133,19 @@ class _Reading:
             try:
                 reading: MeterReading | EvseReading = driver.latest(mono)
             except DeviceError as exc:
-                _com_error(rt, str(exc) or type(exc).__name__, mono)
+                com_error(rt, str(exc) or type(exc).__name__, mono)
                 continue
             if isinstance(reading, EvseReading):
                 status = rt.status
                 if status.com_err:
-                    _com_ok(rt, mono)
+                    com_ok(rt, mono)
                 else:
                     status.last_ok = mono  # _com_ok, the common case
                 self._evse_reading(rt, reading, now, mono)
             else:
                 self._take(rt, reading, now, mono)
 
-    def _read_local(self, topo: _Topology) -> None:
+    def _read_local(self, topo: Topology) -> None:
         """Read the controller's own devices at once (their registers, no I/O, no wait).
 
         A cycle woken by a push runs on the pushed readings; the built-in devices cost
@@ -164,24 +166,24 @@ class _Reading:
             reading: MeterReading | EvseReading = await asyncio.wait_for(
                 driver.read(), timeout=READ_TIMEOUT_S)
         except (DeviceError, TimeoutError, OSError) as exc:
-            _com_error(rt, str(exc) or type(exc).__name__, self.clock.monotonic())
+            com_error(rt, str(exc) or type(exc).__name__, self.clock.monotonic())
             return
         except Exception as exc:
             log.exception("reading %s failed", rt.dev_id)
-            _com_error(rt, f"internal error: {exc}", self.clock.monotonic())
+            com_error(rt, f"internal error: {exc}", self.clock.monotonic())
             return
         self._take(rt, reading, self.clock.now(), self.clock.monotonic())
 
     def _take(self, rt: DeviceRuntime, reading: MeterReading | EvseReading, now: float,
               mono: float) -> None:
         if isinstance(reading, EvseReading):
-            _com_ok(rt, mono)
+            com_ok(rt, mono)
             self._evse_reading(rt, reading, now, mono)
             return
         corrected = _meter_corrected(rt.config, reading)
         if self._frozen(rt, corrected):
             return
-        _com_ok(rt, mono)
+        com_ok(rt, mono)
         rt.meter = corrected
 
     def _frozen(self, rt: DeviceRuntime, reading: MeterReading) -> bool:
@@ -204,7 +206,7 @@ class _Reading:
         if rt.same_since is None:
             rt.same_since = mono
         if mono - rt.same_since > FROZEN_AFTER_S:
-            _com_error(rt, f"values unchanged for {mono - rt.same_since:.0f} s "
+            com_error(rt, f"values unchanged for {mono - rt.same_since:.0f} s "
                            "(frozen meter?)", mono)
             return True
         return False
@@ -260,7 +262,7 @@ class _Reading:
             ev.plugged = True
             ev.plugged_at = now
             ev.plug_energy_wh = ev.total_energy_wh
-            ev.needs_auth = self.needs_auth(rt)
+            ev.needs_auth = self.inventory.needs_auth(rt)
             log.info("%s (%s): vehicle plugged in", rt.dev_id, rt.config.name)
             for listener in self.listeners:
                 listener.on_plug(rt, now)
@@ -271,12 +273,13 @@ class _Reading:
                 listener.on_unplug(rt, now)
             ev.end_session()
         if prev is None:
-            ev.needs_auth = self.needs_auth(rt)
+            ev.needs_auth = self.inventory.needs_auth(rt)
         if reading.rfid:
             log.info("%s (%s): RFID/PIN %s presented", rt.dev_id, rt.config.name, reading.rfid)
             for listener in self.listeners:
                 listener.on_rfid(rt, reading.rfid, now)
 
-    def needs_auth(self, rt: DeviceRuntime) -> bool:
-        """An EVSE with at least one user assigned charges only after authorisation."""
-        return bool(rt.config.users) or rt.dev_id in self.user_evses
+    def cancel(self) -> None:
+        """Stop the reads still running (at shutdown)."""
+        for task in self._pending.values():
+            task.cancel()

@@ -1,6 +1,6 @@
 """Feeds the charging rules every cycle: the manager's `wish_provider`.
 
-Called by `ChargingManager._decide` after the formula context is filled and before the
+Called by `Decider.decide` (manager.decide) after the formula context is filled and before the
 balancer runs. It measures the site's solar production and surplus from the meter roles
 (or the admin's `surplus_expr`), resolves the energy price from `price_model`, publishes
 the predefined CM variables (`_surplus`, `_price`, `_num_charging`, …), evaluates the CM
@@ -54,7 +54,7 @@ from chargebrain.manager.state import (
 )
 
 if TYPE_CHECKING:
-    from chargebrain.manager.runtime import ChargingManager
+    from chargebrain.manager.decide import Decider
     from chargebrain.manager.users import UserDirectory
 
 log = logging.getLogger("chargebrain.rules")
@@ -103,7 +103,7 @@ class SiteEnergy:
     num_charging: int
 
 
-def measure(mgr: ChargingManager) -> SiteEnergy:
+def measure(mgr: Decider) -> SiteEnergy:
     """Built-in surplus from the site's (group 0) meters.
 
     With a grid meter: EVSE consumption − grid power − discharge of role-5 storage (home
@@ -140,7 +140,7 @@ def measure(mgr: ChargingManager) -> SiteEnergy:
                 all_discharge += -power
     evse_w = 0.0
     num_charging = 0
-    for rt in mgr.evses_in_order():
+    for rt in mgr.inventory.evses_in_order():
         ev = rt.evse
         if ev is None or ev.reading is None or rt.status.com_err:
             continue
@@ -205,19 +205,19 @@ class RulesRuntime:
         self._schedule: PriceSchedule | None = None
         self._last_mono: float | None = None
 
-    def install(self, mgr: ChargingManager) -> None:
-        """Become `mgr`'s wish provider; formulas see wall-clock time in this zone."""
-        mgr.wish_provider = self
-        mgr.ctx.set_now(mgr.ctx.now, self.tz)
+    def install(self, decider: Decider) -> None:
+        """Become the decider's wish provider; formulas see wall-clock time in this zone."""
+        decider.wish_provider = self
+        decider.ctx.set_now(decider.ctx.now, self.tz)
 
     # --- the cycle -------------------------------------------------------------------
 
-    def __call__(self, mgr: ChargingManager, ctx: DictEvalContext, now: float) -> None:
+    def __call__(self, mgr: Decider, ctx: DictEvalContext, now: float) -> None:
         mono = mgr.clock.monotonic()
         dt = 0.0 if self._last_mono is None else max(0.0, mono - self._last_mono)
         self._last_mono = mono
         ctx.set_now(now, self.tz)
-        site = mgr.site
+        site = mgr.settings.params
         energy = measure(mgr)
         predefined: dict[str, float] = {
             "_num_charging": float(energy.num_charging),
@@ -259,7 +259,7 @@ class RulesRuntime:
 
     def _evaluate(
         self,
-        mgr: ChargingManager,
+        mgr: Decider,
         ctx: DictEvalContext,
         now: float,
         energy: SiteEnergy,
@@ -269,7 +269,7 @@ class RulesRuntime:
         clock: LocalClock | None = None
         items: list[tuple[CompiledRules | None, CompiledRules | None, RuleContext]] = []
         targets: list[DeviceRuntime] = []
-        for rt in mgr.evses_in_order():
+        for rt in mgr.inventory.evses_in_order():
             ev = rt.evse
             if ev is None:
                 continue
@@ -415,7 +415,7 @@ class RulesRuntime:
             self.state = self.state.without_device(dev_id)
         self._plugged[dev_id] = plugged
 
-    def _forget_removed(self, mgr: ChargingManager) -> None:
+    def _forget_removed(self, mgr: Decider) -> None:
         gone = [d for d in self._evse_rules if d not in mgr.devices]
         for dev_id in gone:
             self._evse_rules.pop(dev_id, None)

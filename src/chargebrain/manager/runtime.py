@@ -1,20 +1,22 @@
 """The charging manager's control loop: read every device, decide, write what changed.
 
-Each cycle reads all devices concurrently (a slow device's read carries over to the next
-cycle instead of delaying the others), turns readings into immutable inputs for the
-balancer in core/, and applies its decisions to the EVSEs whose command changed. The
-periodic cycle runs every `cycle_ms`; in between, a pushed reading (HTTP input) that
-matters — an EVSE's state changing, a first reading or one after a communication error,
-an EVSE drawing clearly more than it was given, a meter showing load rising beyond what
-the last decision allowed for — runs a cycle at once, so an overload is acted on without
-waiting for the period. Other pushed readings are kept for the next cycle.
+Each cycle the readers read all devices concurrently (a slow device's read carries over
+to the next cycle instead of delaying the others), the decider turns the readings into
+the balancer's input and allocates, and the writer applies the decisions to the EVSEs
+whose command changed. The periodic cycle runs every `cycle_ms`; in between, a pushed
+reading that matters (see manager.pushes) or a changed setting wakes a cycle at once.
 `due_cycle` decides when a cycle is due, for `run` and for the simulator alike.
-Configuration changes take effect at once (they wake a cycle).
 
-The manager's parts live beside this module, one concern each: the device inventory
-(`inventory`), the shape of the site a cycle works on (`topology`), pushed readings and
-which of them wake a cycle (`pushes`), reading the devices (`reading`), the balancer's
-input (`inputs`), deciding (`decide`) and writing the commands (`apply`).
+The loop owns no devices and decides nothing itself: its parts are collaborators with
+narrow interfaces, wired by `manager.assembly.build_manager`:
+
+* `inventory` (manager.inventory): the devices, their settings and drivers;
+* `settings` (manager.settings): the site parameters in force;
+* `pushes` (manager.pushes): pushed readings, and which of them wake the loop;
+* `readers` (manager.reading): reading the devices each cycle;
+* `decider` (manager.decide): from the readings to the allocation;
+* `writer` (manager.apply): writing the decisions to the EVSEs;
+* `signal` (manager.cycle_signal): who woke the loop and who waits for a cycle.
 """
 
 from __future__ import annotations
@@ -23,118 +25,72 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any, Protocol
 
 from chargebrain.clock import Clock
-from chargebrain.core.balancer import Allocation, BalancerState
-from chargebrain.core.formula import DictEvalContext, Formula
-from chargebrain.core.hold import DEFAULT_HOLD_S
-from chargebrain.core.phases import Phases
-from chargebrain.devices.registry import DeviceTypes
-from chargebrain.manager.apply import _apply
-from chargebrain.manager.config import DeviceConfig, SiteParams
-from chargebrain.manager.decide import _Deciding
-from chargebrain.manager.inventory import _DeviceInventory
-from chargebrain.manager.pushes import _Pushes
-from chargebrain.manager.reading import _Reading
-from chargebrain.manager.site import SiteSnapshot
+from chargebrain.core.balancer import Allocation
+from chargebrain.manager.apply import Writer
+from chargebrain.manager.config import SiteParams
+from chargebrain.manager.cycle_signal import CycleSignal
+from chargebrain.manager.decide import Decider
+from chargebrain.manager.inventory import DeviceInventory
+from chargebrain.manager.ports import SessionListener
+from chargebrain.manager.pushes import Pushes
+from chargebrain.manager.reading import Readers
+from chargebrain.manager.settings import SiteSettings
 from chargebrain.manager.state import DeviceRuntime
-from chargebrain.manager.topology import _Topology
-from chargebrain.powerbrain.controller import PowerBrain
 
 log = logging.getLogger("chargebrain.manager")
 
 
-class ConfigStore(Protocol):
-    def save_site(self, params: SiteParams) -> None: ...
-    def save_device(self, cfg: DeviceConfig) -> None: ...
-    def delete_device(self, dev_id: str) -> None: ...
-    def save_overdraft(self, value: int) -> None: ...
+class ChargingManager:
+    """Runs the control loop over its collaborators."""
 
-
-class SessionListener(Protocol):
-    """Told about plug-in, unplug and the end of every cycle (transactions, auth)."""
-
-    def on_plug(self, rt: DeviceRuntime, now: float) -> None: ...
-    def on_unplug(self, rt: DeviceRuntime, now: float) -> None: ...
-    def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None: ...
-    def on_cycle(self, mgr: ChargingManager, now: float) -> None: ...
-
-
-class ChargingManager(_DeviceInventory, _Pushes, _Reading, _Deciding):
-    """Owns the devices and runs the control loop."""
-
-    def __init__(
-        self,
-        clock: Clock,
-        powerbrain: PowerBrain,
-        types: DeviceTypes,
-        store: ConfigStore,
-        site: SiteParams | None = None,
-        overdraft_cur: int = 0,
-    ) -> None:
+    def __init__(self, clock: Clock, signal: CycleSignal, inventory: DeviceInventory,
+                 settings: SiteSettings, pushes: Pushes, readers: Readers,
+                 decider: Decider, writer: Writer,
+                 listeners: list[SessionListener]) -> None:
         self.clock = clock
-        self.powerbrain = powerbrain
-        self.types = types
-        self.store = store
-        self.site = site or SiteParams()
-        self.devices: dict[str, DeviceRuntime] = {}
-        self._order: list[str] = []
-        self.balancer_state = BalancerState(overdraft_cur=overdraft_cur)
-        self.last_allocation: Allocation | None = None
-        self.last_site: SiteSnapshot | None = None
+        self.signal = signal
+        self.inventory = inventory
+        self.settings = settings
+        self.pushes = pushes
+        self.readers = readers
+        self.decider = decider
+        self.writer = writer
+        self.listeners = listeners
         self.cycle_time_ms = 0
         self.cycle_count = 0
         self.max_evses = 1000
-        self.auth_count = 0
-        self.evaluated_max_total_ma = 0
-        self.evaluated_max_evse_ma = 0
-        self.listeners: list[SessionListener] = []
-        self.cm_values: dict[str, float] = {}
-        self.wish_provider: Callable[[ChargingManager, DictEvalContext, float], None] | None = None
-        self._wake = asyncio.Event()
-        self._urgent = False  # something relevant arrived: a cycle is due now
-        self._wakes = 0  # wake() calls so far
-        self._wakes_seen = 0  # wake() calls before the start of the last finished cycle
+        self.auth_count = 0  # authorisations so far (the session manager counts them)
         self._next_periodic: float | None = None  # monotonic time the periodic cycle is due
-        # (wake count a cycle must have seen, future) of callers waiting for a cycle.
-        self._cycle_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._topo: _Topology | None = None
-        self._formula_devices: frozenset[str] = frozenset()
-        # EVSEs that some user's dev_ids name (kept current by the user directory).
-        self.user_evses: frozenset[str] = frozenset()
-        self._pending: dict[str, asyncio.Task[Any]] = {}
         self._lock = asyncio.Lock()
-        self._formulas: dict[str, Formula] = {}
         self._last_cycle_mono: float | None = None
-        self.ctx = DictEvalContext()
-        # Recent non-EVSE load per node (0 = site, else group number), for the peak hold.
-        self._load_history: dict[int, list[tuple[float, Phases]]] = {}
-        self.load_hold_s = DEFAULT_HOLD_S
 
-    # --- the controller and the overdraft ----------------------------------------------
+    # --- what the parts hold, for the API and the session layer -------------------------
+
+    @property
+    def devices(self) -> dict[str, DeviceRuntime]:
+        return self.inventory.devices
+
+    @property
+    def site(self) -> SiteParams:
+        return self.settings.params
 
     @property
     def serial(self) -> str:
-        return self.powerbrain.serial
+        return self.inventory.powerbrain.serial
 
-    @property
-    def overdraft_cur(self) -> int:
-        return self.balancer_state.overdraft_cur
-
-    def reset_overdraft(self) -> None:
-        self.balancer_state = replace(self.balancer_state, overdraft_cur=0)
-        self.store.save_overdraft(0)
+    def reset_device(self, dev_id: str) -> None:
+        """Recreate a device with the same settings: a fresh driver and runtime state,
+        and nothing the balancer remembered of it (ConfigError if there is none)."""
+        self.inventory.reset_device(dev_id)
+        self.decider.forget(dev_id)
 
     # --- the loop ----------------------------------------------------------------------
 
     def wake(self) -> None:
         """Run a cycle now on the latest readings (a relevant push, a changed setting)."""
-        self._urgent = True
-        self._wakes += 1
-        self._wake.set()
+        self.signal.wake()
 
     def due_cycle(self) -> bool | None:
         """Whether a cycle is due now: True for the periodic one (every `cycle_ms`; it
@@ -143,47 +99,40 @@ class ChargingManager(_DeviceInventory, _Pushes, _Reading, _Deciding):
         must run the cycle it is told is due. `run` and the simulator both ask this."""
         mono = self.clock.monotonic()
         nxt = self._next_periodic
+        signal = self.signal
         if nxt is None or mono >= nxt:
-            period = self.site.cycle_ms / 1000.0
+            period = self.settings.params.cycle_ms / 1000.0
             # Keep the rhythm; after a late cycle, the next one a period later.
             nxt = mono + period if nxt is None or nxt + period <= mono else nxt + period
             self._next_periodic = nxt
-            self._urgent = False
+            signal.urgent = False
             return True
-        if self._urgent:
-            self._urgent = False
+        if signal.urgent:
+            signal.urgent = False
             return False
         return None
 
     async def wait_cycle(self, timeout: float = 2.0) -> None:
         """Wake the loop and wait until a cycle has run (shared by concurrent callers)."""
-        self.wake()
-        await self._wait_seen(self._wakes, timeout)
+        self.signal.wake()
+        await self.signal.wait_seen(self.signal.wakes, timeout)
 
     async def wait_woken(self, timeout: float = 2.0) -> None:
         """Wait for the cycle that something relevant woke (a pushed reading that mattered,
         a changed setting), if it has not run yet; return at once when none is pending."""
-        await self._wait_seen(self._wakes, timeout)
-
-    async def _wait_seen(self, wakes: int, timeout: float) -> None:
-        """Wait until a cycle that started after the `wakes`th wake() has finished."""
-        if self._wakes_seen >= wakes:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._cycle_waiters.append((wakes, fut))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        await self.signal.wait_seen(self.signal.wakes, timeout)
 
     async def run(self) -> None:
         """The periodic cycle every `cycle_ms`; in between, a cycle at once when woken."""
+        event = self.signal.event
         while True:
-            self._wake.clear()
+            event.clear()
             due = self.due_cycle()
             if due is None:
                 assert self._next_periodic is not None
                 wait = self._next_periodic - self.clock.monotonic()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wait))
+                    await asyncio.wait_for(event.wait(), timeout=max(0.0, wait))
                 continue
             try:
                 await self.cycle(poll=due)
@@ -194,16 +143,18 @@ class ChargingManager(_DeviceInventory, _Pushes, _Reading, _Deciding):
         """One control cycle. `poll=False` (a cycle a push woke) takes the pushed readings
         and reads the polled devices again without waiting for slow ones."""
         async with self._lock:
+            signal = self.signal
             # The cycle sees everything that woke it so far.
-            self._urgent = False
-            seen = self._wakes
+            signal.urgent = False
+            seen = signal.wakes
             started = time.perf_counter()
+            topo = self.inventory.topology()
             if poll:
-                await self._read_all(self._topology())
+                await self.readers.read_all(topo)
             else:
-                await self._read_woken(self._topology())
-            alloc = self._decide(self._topology())
-            await _apply(alloc, self.devices, self.clock)
+                await self.readers.read_woken(topo)
+            alloc = self.decider.decide(self.inventory.topology())
+            await self.writer.apply(alloc)
             self.cycle_count += 1
             elapsed_ms = round((time.perf_counter() - started) * 1000)
             mono = self.clock.monotonic()
@@ -217,16 +168,8 @@ class ChargingManager(_DeviceInventory, _Pushes, _Reading, _Deciding):
             if listeners:
                 now = self.clock.now()
                 for listener in listeners:
-                    listener.on_cycle(self, now)
-            self._wakes_seen = seen
-            if self._cycle_waiters:
-                waiting = []
-                for wakes, fut in self._cycle_waiters:
-                    if wakes > seen:
-                        waiting.append((wakes, fut))
-                    elif not fut.done():
-                        fut.set_result(None)
-                self._cycle_waiters = waiting
+                    listener.on_cycle(now)
+            signal.cycle_done(seen)
             return alloc
 
     def cycle_now(self, poll: bool = True) -> Allocation:
@@ -239,7 +182,7 @@ class ChargingManager(_DeviceInventory, _Pushes, _Reading, _Deciding):
         """
         if self._lock.locked():
             raise RuntimeError("a cycle is running")
-        if not self._topology().synchronous:
+        if not self.inventory.topology().synchronous:
             raise RuntimeError("some devices are read or written over I/O")
         coro = self.cycle(poll)
         try:
@@ -251,11 +194,11 @@ class ChargingManager(_DeviceInventory, _Pushes, _Reading, _Deciding):
         raise RuntimeError("the cycle had to wait")
 
     async def close(self) -> None:
-        for task in self._pending.values():
-            task.cancel()
+        self.readers.cancel()
         for rt in self.devices.values():
             if rt.driver is not None:
                 try:
                     await rt.driver.close()
                 except Exception:
                     log.debug("closing %s failed", rt.dev_id, exc_info=True)
+

@@ -202,7 +202,7 @@ class SessionManager:
         pending = self._pending.pop(rt.dev_id, None)
         if pending is not None and pending.until >= self.clock.monotonic():
             self._apply_card(rt, pending.rfid, "card presented before plug-in")
-        elif rt.config.fixed_rfid and self.manager.needs_auth(rt):
+        elif rt.config.fixed_rfid and self.manager.inventory.needs_auth(rt):
             self._apply_card(rt, rt.config.fixed_rfid, "fixed RFID")
 
     def on_unplug(self, rt: DeviceRuntime, now: float) -> None:
@@ -222,12 +222,13 @@ class SessionManager:
     def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None:
         self._apply_card(rt, rfid, "card reader")
 
-    def on_cycle(self, mgr: ChargingManager, now: float) -> None:
+    def on_cycle(self, now: float) -> None:
+        mgr = self.manager
         for rt in mgr.devices.values():
             ev = rt.evse
             if ev is None:
                 continue
-            needs = mgr.needs_auth(rt)
+            needs = mgr.inventory.needs_auth(rt)
             if needs is ev.needs_auth:
                 continue
             ev.needs_auth = needs
@@ -254,7 +255,7 @@ class SessionManager:
 
     def allowed(self, user: User, rt: DeviceRuntime) -> bool:
         """May `user` charge at this EVSE? (At an EVSE without users, everyone may.)"""
-        if not self.manager.needs_auth(rt):
+        if not self.manager.inventory.needs_auth(rt):
             return True
         return user.id in rt.config.users or rt.dev_id in user.dev_ids
 
@@ -469,7 +470,7 @@ class SessionManager:
     # --- lookups ------------------------------------------------------------------------
 
     def _evses(self) -> list[DeviceRuntime]:
-        return [rt for rt in self.manager.devices_in_order() if rt.evse is not None]
+        return [rt for rt in self.manager.inventory.devices_in_order() if rt.evse is not None]
 
     def _evse(self, dev_id: str) -> EvseRuntime | None:
         rt = self.manager.devices.get(dev_id)

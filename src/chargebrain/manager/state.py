@@ -121,7 +121,7 @@ class DeviceRuntime:
     same_since: float | None = None  # monotonic time a meter's values stopped changing
     sample_at: float | None = None  # when the pushed sample last checked was pushed
     # Pushed meter readings outside this band wake a cycle at once (None: never; see
-    # manager.pushes._meter_bands).
+    # manager.pushes.meter_bands).
     wake_band: WakeBand | None = None
     # Why the device cannot run as stored ("" = it runs). A faulted device keeps its
     # stored settings in `stored` (shown and kept as they are) and runs on `config`, a

@@ -14,7 +14,7 @@ from chargebrain.manager import config as C
 from chargebrain.manager.state import DeviceRuntime
 
 #: Meter roles that measure a node's load where the node has no grid meter.
-_LOAD_ROLES = (C.ROLE_CONSUMPTION, C.ROLE_PRODUCTION, C.ROLE_STORAGE_HOME, C.ROLE_STORAGE_ALL)
+LOAD_ROLES = (C.ROLE_CONSUMPTION, C.ROLE_PRODUCTION, C.ROLE_STORAGE_HOME, C.ROLE_STORAGE_ALL)
 
 
 def _ancestors(devices: dict[str, DeviceRuntime], group: int) -> list[int]:
@@ -29,7 +29,7 @@ def _ancestors(devices: dict[str, DeviceRuntime], group: int) -> list[int]:
     return nodes
 
 
-class _Topology:
+class Topology:
     """What each cycle needs to know about the configured devices, worked out once per
     configuration change: who is read how, which meters measure which node, which nodes
     lie above each EVSE."""
@@ -63,7 +63,7 @@ class _Topology:
                 continue
             if cfg.role == C.ROLE_GRID:
                 self.grid.setdefault(cfg.group, []).append(rt)
-            elif cfg.role in _LOAD_ROLES:
+            elif cfg.role in LOAD_ROLES:
                 self.cons.setdefault(cfg.group, []).append(rt)
         self.has_grid = any(rt.config.role == C.ROLE_GRID for rt in devices.values())
         # Nodes with a grid meter above each EVSE (its current is taken off their load).

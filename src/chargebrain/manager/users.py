@@ -197,7 +197,7 @@ class UserDirectory:
 
     def _publish(self) -> None:
         self._cards = {card_key(c.id): u.id for u in self._users.values() for c in u.rfids}
-        self.manager.user_evses = frozenset(_evses(self._users.values()))
+        self.manager.inventory.set_user_evses(frozenset(_evses(self._users.values())))
         self.manager.wake()
 
 

@@ -43,10 +43,10 @@ from chargebrain.core.model import EvseReading
 from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager import config as C
+from chargebrain.manager.assembly import build_manager
 from chargebrain.manager.config import DeviceConfig, SiteParams
 from chargebrain.manager.persistence import ManagerStore
 from chargebrain.manager.rules_runtime import RulesRuntime
-from chargebrain.manager.runtime import ChargingManager
 from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
 from chargebrain.sim.controller_evse import PlantEvse, SimController
@@ -111,14 +111,14 @@ class ManagerPolicy:
         self.clock = VirtualClock(start=EPOCH_DAY)
         self.plant_evse = PlantEvse()  # behind the controller's own EVSE, if one is used
         self.powerbrain = PowerBrain(None, hardware=self.plant_evse)
-        self.manager = ChargingManager(
+        self.manager = build_manager(
             self.clock, self.powerbrain, DeviceTypes(), ManagerStore(self.store)
         )
         # Scenario EVSEs that are Power Brain EVSEs: the manager's own controller's E1
         # ("powerbrain") and other controllers over Modbus TCP ("modbus").
         self.controllers: dict[str, SimController] = {}
         if rules:
-            RulesRuntime().install(self.manager)
+            RulesRuntime().install(self.manager.decider)
         self._site: Site | None = None
         self._devices: list[tuple[str, str]] = []  # (scenario EVSE id, device id)
         # per EVSE in `_devices`: [reading from the snapshot, what was pushed for it]
@@ -169,7 +169,7 @@ class ManagerPolicy:
         lim = site.limits
         self.clock.set(EPOCH_DAY + time_of_day_s)
         self._t0 = time_of_day_s
-        mgr.set_site(SiteParams(
+        mgr.settings.set(SiteParams(
             title="simulated site",
             max_total_current=lim.max_current_ma,
             reserve_current=lim.reserve_ma,
@@ -186,7 +186,7 @@ class ManagerPolicy:
                 if g.parent is not None and f"E{groups[g.parent]}" not in mgr.devices:
                     rest.append(g)
                     continue
-                mgr.upsert_device(DeviceConfig(
+                mgr.inventory.upsert_device(DeviceConfig(
                     f"E{groups[g.id]}", "evse_group", name=g.id,
                     group=groups[g.parent] if g.parent is not None else 0,
                     max_charging_cur=g.max_current_ma, prio=g.prio,
@@ -205,7 +205,7 @@ class ManagerPolicy:
                 address = "evse"
             elif e.interface == "modbus":
                 address = self._remote_controller(e.id)
-            mgr.upsert_device(DeviceConfig(
+            mgr.inventory.upsert_device(DeviceConfig(
                 dev_id, "evse_powerbrain" if address else "evse_ajax", name=e.id,
                 address=address, id=1,
                 group=groups[e.group] if e.group is not None else 0,
@@ -215,9 +215,10 @@ class ManagerPolicy:
             ))
             self._devices.append((e.id, dev_id))
             self._pushed.append([None, None])
-        mgr.upsert_device(DeviceConfig(GRID_METER, "meter_ajax", name="grid", role=C.ROLE_GRID))
+        mgr.inventory.upsert_device(DeviceConfig(GRID_METER, "meter_ajax", name="grid",
+                                                 role=C.ROLE_GRID))
         if pv:
-            mgr.upsert_device(DeviceConfig(PV_METER, "meter_ajax", name="pv",
+            mgr.inventory.upsert_device(DeviceConfig(PV_METER, "meter_ajax", name="pv",
                                            role=C.ROLE_PRODUCTION))
 
     def device_id(self, evse_id: str) -> str:
@@ -257,12 +258,12 @@ class ManagerPolicy:
         pushes = 0
         grid = snapshot.meters.get(GRID)
         if grid is not None:
-            mgr.push_meter(GRID_METER, grid)
+            mgr.pushes.push_meter(GRID_METER, grid)
             pushes += 1
         if self._pv:
             pv = snapshot.meters.get(PV)
             if pv is not None:
-                mgr.push_meter(PV_METER, pv)
+                mgr.pushes.push_meter(PV_METER, pv)
                 pushes += 1
         readings = snapshot.evses
         controllers = self.controllers
@@ -286,7 +287,7 @@ class ManagerPolicy:
                 seen[0] = r
                 seen[1] = pushed = as_pushed(r)
             batch.append((dev, pushed))
-        mgr.push_evses(batch)  # each as `push_evse`, at the same moment
+        mgr.pushes.push_evses(batch)  # each as `push_evse`, at the same moment
         self.pushes += pushes + len(batch)
         due = mgr.due_cycle()
         if due is not None:

@@ -1,0 +1,50 @@
+"""What the HTTP API needs from the application: the parts its commands work on.
+
+The composition root (`chargebrain.app.App`) provides these; the API depends on this
+protocol only, never on the application module, so the application can import the API
+without a circle. A test may hand the API any object with these parts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from chargebrain.api.auth import FailureTracker
+    from chargebrain.clock import Clock
+    from chargebrain.devices.registry import DeviceTypes
+    from chargebrain.manager.cm_vars import CmVars
+    from chargebrain.manager.diaglog import DiagLog
+    from chargebrain.manager.runtime import ChargingManager
+    from chargebrain.manager.sessions import SessionManager
+    from chargebrain.manager.users import UserDirectory
+    from chargebrain.powerbrain.controller import PowerBrain
+    from chargebrain.store.db import Store
+
+
+class Services(Protocol):
+    """The application's parts, as the API's commands use them."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def powerbrain(self) -> PowerBrain: ...
+    @property
+    def manager(self) -> ChargingManager: ...
+    @property
+    def users(self) -> UserDirectory: ...
+    @property
+    def sessions(self) -> SessionManager: ...
+    @property
+    def cm_vars(self) -> CmVars: ...
+    @property
+    def diaglog(self) -> DiagLog: ...
+    @property
+    def types(self) -> DeviceTypes: ...
+    @property
+    def auth_failures(self) -> FailureTracker: ...
+    @property
+    def meterdef_dir(self) -> Path: ...

@@ -1,0 +1,46 @@
+"""Wires the charging manager from its parts (used by the application and the simulator).
+
+The composition root of the manager: one place that knows every collaborator and hands
+each the narrow things it needs. Nothing else imports all of them.
+"""
+
+from __future__ import annotations
+
+from chargebrain.clock import Clock
+from chargebrain.devices.registry import DeviceTypes
+from chargebrain.manager.apply import Writer
+from chargebrain.manager.config import SiteParams
+from chargebrain.manager.cycle_signal import CycleSignal
+from chargebrain.manager.decide import Decider
+from chargebrain.manager.formulas import FormulaTable
+from chargebrain.manager.inventory import DeviceInventory
+from chargebrain.manager.ports import ConfigStore, SessionListener
+from chargebrain.manager.pushes import Pushes
+from chargebrain.manager.reading import Readers
+from chargebrain.manager.runtime import ChargingManager
+from chargebrain.manager.settings import SiteSettings
+from chargebrain.powerbrain.controller import PowerBrain
+
+
+def build_manager(
+    clock: Clock,
+    powerbrain: PowerBrain,
+    types: DeviceTypes,
+    store: ConfigStore,
+    site: SiteParams | None = None,
+    overdraft_cur: int = 0,
+) -> ChargingManager:
+    """A charging manager with no devices yet (load them with `inventory.load_devices`)."""
+    signal = CycleSignal()
+    formulas = FormulaTable()
+    inventory = DeviceInventory(clock, powerbrain, types, store, formulas, signal.wake)
+    settings = SiteSettings(site or SiteParams(), formulas, store, inventory, signal.wake)
+    listeners: list[SessionListener] = []
+    return ChargingManager(
+        clock, signal, inventory, settings,
+        pushes=Pushes(clock, inventory.devices, signal.wake),
+        readers=Readers(clock, inventory, settings, listeners),
+        decider=Decider(clock, powerbrain, inventory, settings, store, overdraft_cur),
+        writer=Writer(clock, inventory.devices),
+        listeners=listeners,
+    )

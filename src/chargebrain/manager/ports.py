@@ -1,0 +1,40 @@
+"""What the charging manager's parts need from the rest of the program, as protocols.
+
+The manager's collaborators depend on these narrow interfaces, never on the classes
+that implement them (the SQLite store, the session manager), so that each part can be
+built and tested alone and no part imports the module that assembles them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from chargebrain.manager.config import DeviceConfig, SiteParams
+from chargebrain.manager.state import DeviceRuntime
+
+
+class DeviceStore(Protocol):
+    """Keeps device settings (manager.persistence.ManagerStore in the application)."""
+
+    def save_device(self, cfg: DeviceConfig) -> None: ...
+    def delete_device(self, dev_id: str) -> None: ...
+
+
+class SiteStore(Protocol):
+    """Keeps the site parameters and the overdraft."""
+
+    def save_site(self, params: SiteParams) -> None: ...
+    def save_overdraft(self, value: int) -> None: ...
+
+
+class ConfigStore(DeviceStore, SiteStore, Protocol):
+    """Both of the above."""
+
+
+class SessionListener(Protocol):
+    """Told about plug-in, unplug, cards and the end of every cycle (transactions, auth)."""
+
+    def on_plug(self, rt: DeviceRuntime, now: float) -> None: ...
+    def on_unplug(self, rt: DeviceRuntime, now: float) -> None: ...
+    def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None: ...
+    def on_cycle(self, now: float) -> None: ...
