@@ -93,6 +93,10 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+class PortTaken(RuntimeError):
+    """The process could not listen: another one has its port."""
+
+
 @dataclass
 class Process:
     data: Path
@@ -109,6 +113,17 @@ class Process:
         return f"{self.base_url}/cnf?{query}"
 
     def start(self, *extra: str) -> None:
+        """Start the process and wait until it listens. If another process took one of
+        its ports meanwhile (tests run beside other programs), start on fresh ports."""
+        for _ in range(3):
+            try:
+                self._start(*extra)
+                return
+            except PortTaken:
+                self.http_port, self.modbus_port = free_ports(1), free_ports(3)
+        self._start(*extra)
+
+    def _start(self, *extra: str) -> None:
         self.log_path = self.data.parent / f"process-{time.monotonic_ns()}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
@@ -118,15 +133,20 @@ class Process:
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        # Started when its log says it listens on our port (a connection alone could
+        # reach another process that took the port meanwhile).
+        listening = f":{self.http_port}/cnf"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"chargebrain exited: {self.output()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
+                output = self.output()
+                if "already in use" in output:
+                    self.proc = None
+                    raise PortTaken(output)
+                raise RuntimeError(f"chargebrain exited: {output}")
+            if listening in self.output():
+                return
+            time.sleep(0.05)
         raise RuntimeError("chargebrain did not start")
 
     def output(self) -> str:

@@ -23,9 +23,9 @@ from chargebrain.clock import VirtualClock
 from chargebrain.devices.meterdef import builtin_definitions_dir, load_definitions
 from chargebrain.devices.registry import STATIC_TYPES, DeviceTypes
 from chargebrain.manager import config as C
+from chargebrain.manager.assembly import build_manager
 from chargebrain.manager.config import DeviceConfig, SiteParams
 from chargebrain.manager.persistence import ManagerStore
-from chargebrain.manager.runtime import ChargingManager
 from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.powerbrain.phase_switch import PhaseSwitchSettings
 from chargebrain.store.db import Store
@@ -210,8 +210,8 @@ def test_every_meter_role_is_documented() -> None:
 
 
 def test_every_key_of_get_params_is_explained() -> None:
-    mgr = ChargingManager(VirtualClock(start=1_700_000_000.0), PowerBrain(None),
-                          DeviceTypes(), ManagerStore(Store(":memory:")))
+    mgr = build_manager(VirtualClock(start=1_700_000_000.0), PowerBrain(None),
+                        DeviceTypes(), ManagerStore(Store(":memory:")))
     answer = params_answer(mgr, 0.0)
     explained = set(SITE_ROWS)
     explained |= set(by_name(table(section("### 1.x watt names")), "1.x name"))
