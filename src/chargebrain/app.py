@@ -17,9 +17,10 @@ from pathlib import Path
 from aiohttp import web
 
 from chargebrain import api as _api  # noqa: F401 - registers the commands
-from chargebrain.api.auth import FailureTracker
 from chargebrain.api.http_errors import JsonErrorRunner
+from chargebrain.api.passwords import CheckPool
 from chargebrain.api.server import HttpApi
+from chargebrain.api.throttle import Throttle
 from chargebrain.clock import Clock, RealClock
 from chargebrain.devices.meterdef import MeterDefinition, builtin_definitions_dir, load_definitions
 from chargebrain.devices.registry import DeviceTypes
@@ -59,7 +60,8 @@ class App:
     powerbrain: PowerBrain = field(init=False)
     hardware: SimEvseHardware = field(init=False)
     s0_inputs: tuple[SimS0Input, SimS0Input] = field(init=False)
-    auth_failures: FailureTracker = field(default_factory=FailureTracker)
+    throttle: Throttle = field(init=False)
+    password_checks: CheckPool = field(init=False)
     http: HttpApi = field(init=False)
     manager: ChargingManager = field(init=False)
     manager_store: ManagerStore = field(init=False)
@@ -97,6 +99,8 @@ class App:
         self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
         self.rules.install(self.manager)
         self.diaglog = DiagLog(self.clock)
+        self.throttle = Throttle(self.clock.monotonic)
+        self.password_checks = CheckPool(self.clock.monotonic)
         self.http = HttpApi(self)
 
     @property

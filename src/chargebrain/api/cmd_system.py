@@ -2,8 +2,8 @@
 
 accept_license stores the licence acceptance and the usage-statistics consent (reported
 by accept_license and get_license); change_admin_pwd replaces the admin password after
-checking the old one; set_diag_logging records a DEBUG log for five minutes, which
-get_diag_log downloads.
+checking the old one (within the caller's budget of wrong guesses, see api/throttle.py);
+set_diag_logging records a DEBUG log for five minutes, which get_diag_log downloads.
 
 This module must never store or answer a password in clear text, and never accept a
 new password without the old one.
@@ -11,7 +11,6 @@ new password without the old one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -67,22 +66,17 @@ async def change_admin_pwd(req: Request) -> Any:
     if problem is not None:
         raise ApiError(400, f"new_pwd: {problem}")
     old = req.params.get("old_pwd", "")
-    stored = auth.stored_hash(req.app.store)
-    async with auth.guarded(req.app, req.caller.remote) as attempt:
-        attempt.failed = not await _matches(stored, old)
-    if attempt.failed:
+    check = await auth.check_admin_password(req.app, req.caller.remote, auth.ADMIN_USER, old)
+    if check.refusal is not None:
+        raise auth.too_many(check.refusal)
+    if check.verdict is not auth.Verdict.RIGHT:
         raise ApiError(403, "old_pwd is not the current admin password")
     auth.set_admin_password(req.app.store, new)
-    auth.forget_verified()
     if new:
         log.info("admin password changed")
     else:
         log.warning("admin password removed: every client is admin now")
     return "ok"
-
-
-async def _matches(stored: str, password: str) -> bool:
-    return await asyncio.to_thread(auth.verify_password, stored, password)
 
 
 @command("set_diag_logging", Permission.ADMIN,
