@@ -49,6 +49,8 @@ class Config:
     http_port: int = 4712
     modbus_port: int = 4701  # 0 = Modbus TCP off
     demo: bool = False
+    # Started with --allow-insecure: may be without an admin password beyond loopback.
+    allow_insecure: bool = False
 
 
 @dataclass

@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             print("chargebrain: --modbus-port must be 0..65533", file=sys.stderr)
             return 2
         host, port = args.http
-        config = Config(args.data, host, port, args.modbus_port, args.demo)
+        config = Config(args.data, host, port, args.modbus_port, args.demo,
+                        allow_insecure=args.allow_insecure)
         return asyncio.run(_run(config, args.admin_password_file, args.allow_insecure))
     return 2
 

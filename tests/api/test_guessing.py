@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from chargebrain.api import auth
 from chargebrain.api.throttle import DEFAULT_BUDGETS, Scope, Secret
+from chargebrain.app import App, Config
 from chargebrain.clock import VirtualClock
 from tests.api.test_sessions import push
 from tests.api.test_users import ADMIN, ADMIN_PWD, add_evse, add_user, basic, call, set_password
-from tests.conftest import Running
+from tests.conftest import Running, free_ports
 
 ADDRESS = DEFAULT_BUDGETS[Scope.ADDRESS]
 NETWORK = DEFAULT_BUDGETS[Scope.NETWORK]
@@ -243,3 +245,41 @@ async def test_every_secret_is_throttled(
     assert auth.verify_password(auth.stored_hash(running.app.store), ADMIN_PWD)
     clock.advance(ADDRESS.period_s)
     assert (await call(http, running, "cmd=enter_rfid&rfid=1234&dev_id=E2"))[0] == 200
+
+
+async def test_removing_the_password_is_refused_beyond_loopback(tmp_path: Path,
+                                                                http: aiohttp.ClientSession
+                                                                ) -> None:
+    for allow_insecure in (False, True):
+        port = free_ports(1)
+        app = App(Config(tmp_path / f"data-{allow_insecure}", "0.0.0.0", port, 0,
+                         allow_insecure=allow_insecure), clock=VirtualClock())
+        await app.start()
+        try:
+            running = Running(app, f"http://127.0.0.1:{port}", 0)
+            await set_password(http, running)
+            status, body = await call(
+                http, running, f"cmd=change_admin_pwd&old_pwd={ADMIN_PWD}&new_pwd=",
+                headers=ADMIN)
+            if allow_insecure:
+                assert status == 200
+                assert not auth.admin_password_set(app.store)
+            else:
+                assert status == 403 and "0.0.0.0" in body["error"]
+                assert "--allow-insecure" in body["error"]
+                assert auth.verify_password(auth.stored_hash(app.store), ADMIN_PWD)
+                status, _ = await call(  # changing it is still fine
+                    http, running, f"cmd=change_admin_pwd&old_pwd={ADMIN_PWD}&new_pwd=n",
+                    headers=ADMIN)
+                assert status == 200
+        finally:
+            await app.stop()
+
+
+async def test_removing_the_password_on_loopback(running: Running,
+                                                 http: aiohttp.ClientSession) -> None:
+    await set_password(http, running)
+    status, _ = await call(http, running, f"cmd=change_admin_pwd&old_pwd={ADMIN_PWD}&new_pwd=",
+                           headers=ADMIN)
+    assert status == 200
+    assert (await call(http, running, "cmd=get_users"))[0] == 200

@@ -91,6 +91,12 @@ def set_admin_password(store: Store, password: str) -> None:
         passwords.verified.add(Digests.digest(stored, ADMIN_USER, password))
 
 
+def may_run_without_password(app: App) -> bool:
+    """May the server go on without an admin password? Only when it listens on loopback,
+    or was started with --allow-insecure (as `chargebrain run` decides at start)."""
+    return app.config.allow_insecure or is_loopback(app.config.http_host)
+
+
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost."""
     name = host.strip().strip("[]").lower()

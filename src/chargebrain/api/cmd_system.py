@@ -5,8 +5,9 @@ by accept_license and get_license); change_admin_pwd replaces the admin password
 checking the old one (within the caller's budget of wrong guesses, see api/throttle.py);
 set_diag_logging records a DEBUG log for five minutes, which get_diag_log downloads.
 
-This module must never store or answer a password in clear text, and never accept a
-new password without the old one.
+This module must never store or answer a password in clear text, never accept a new
+password without the old one, and never remove the password while the server listens
+beyond loopback (unless it was started with --allow-insecure).
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ async def change_admin_pwd(req: Request) -> Any:
     problem = auth.password_problem(new)
     if problem is not None:
         raise ApiError(400, f"new_pwd: {problem}")
+    if new == "" and not auth.may_run_without_password(req.app):
+        raise ApiError(403, "the admin password cannot be removed while the server listens "
+                       f"on {req.app.config.http_host}: every client on the network would "
+                       "be admin (only a server started with --allow-insecure allows it)")
     old = req.params.get("old_pwd", "")
     check = await auth.check_admin_password(req.app, req.caller.remote, auth.ADMIN_USER, old)
     if check.refusal is not None:
