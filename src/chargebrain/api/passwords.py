@@ -114,17 +114,25 @@ class CheckPool:
 
     def __init__(self, monotonic: Callable[[], float], workers: int = WORKERS) -> None:
         self.monotonic = monotonic
+        self.workers = workers
         self._free = workers
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self.checks = 0  # checks run
         self.queued = 0  # of which had to wait for a thread
+        self.longest_wait_s = 0.0
+
+    @property
+    def busy(self) -> int:
+        """Checks running or waiting for a thread."""
+        return self.workers - self._free + sum(not f.done() for _, _, f in self._waiting)
 
     async def check(self, priority: int, stored: str, password: str) -> tuple[bool, float]:
         """(is `password` the one `stored` hashes, seconds this check waited to start)."""
         started = self.monotonic()
         await self._acquire(priority)
         waited = self.monotonic() - started
+        self.longest_wait_s = max(self.longest_wait_s, waited)
         try:
             loop = asyncio.get_running_loop()
             ok = await loop.run_in_executor(_EXECUTOR, verify_password, stored, password)
