@@ -160,8 +160,8 @@ async def test_queued_checks_start_by_priority() -> None:
 async def test_the_pool_checks_passwords() -> None:
     stored = passwords.hash_password("right")
     pool = passwords.CheckPool(Now())
-    assert (await pool.check(1, stored, "right"))[0] is True
-    assert (await pool.check(1, stored, "wrong"))[0] is False
+    assert await pool.check(1, stored, "right") is True
+    assert await pool.check(1, stored, "wrong") is False
     assert pool.checks == 2
 
 

@@ -166,7 +166,6 @@ class Verdict(Enum):
 class Check:
     verdict: Verdict
     refusal: Refusal | None = None
-    waited_s: float = 0.0  # how long the scrypt run waited for a thread
 
 
 async def check_admin_password(app: App, remote: str, user: str, password: str) -> Check:
@@ -186,12 +185,11 @@ async def check_admin_password(app: App, remote: str, user: str, password: str) 
         log.debug("not checked: %s", ticket.describe())
         return Check(Verdict.REFUSED, refusal=ticket)
     verdict: Verdict | None = None
-    waited = 0.0
     try:
         if key in passwords.verified:
             verdict = Verdict.RIGHT
         else:
-            ok, waited = await app.password_checks.check(priority, stored, password)
+            ok = await app.password_checks.check(priority, stored, password)
             right = ok and hmac.compare_digest(user.encode(), ADMIN_USER.encode())
             (passwords.verified if right else passwords.rejected).add(key)
             verdict = Verdict.RIGHT if right else Verdict.WRONG
@@ -199,7 +197,7 @@ async def check_admin_password(app: App, remote: str, user: str, password: str) 
         ticket.settle(failed=verdict is Verdict.WRONG, proved=verdict is Verdict.RIGHT)
     if verdict is Verdict.WRONG:
         log.warning("wrong admin password from %s", remote or "?")
-    return Check(verdict, waited_s=waited)
+    return Check(verdict)
 
 
 def _public_request(request: web.Request) -> bool:

@@ -127,8 +127,8 @@ class CheckPool:
         """Checks running or waiting for a thread."""
         return self.workers - self._free + sum(not f.done() for _, _, f in self._waiting)
 
-    async def check(self, priority: int, stored: str, password: str) -> tuple[bool, float]:
-        """(is `password` the one `stored` hashes, seconds this check waited to start)."""
+    async def check(self, priority: int, stored: str, password: str) -> bool:
+        """Is `password` the one `stored` hashes? (Records how long it waited to start.)"""
         started = self.monotonic()
         await self._acquire(priority)
         waited = self.monotonic() - started
@@ -138,7 +138,7 @@ class CheckPool:
             ok = await loop.run_in_executor(_EXECUTOR, verify_password, stored, password)
         finally:
             self._release()
-        return ok, waited
+        return ok
 
     async def _acquire(self, priority: int) -> None:
         self.checks += 1

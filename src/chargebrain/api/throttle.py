@@ -148,9 +148,7 @@ class Throttle:
         self.max_trusted = max_trusted
         self._buckets: dict[_Key, _Bucket] = {}
         self._trusted: dict[tuple[Secret, str], float] = {}  # address -> trusted until
-        # Counters for the record (tests, benchmarks, the log).
-        self.failures_total = 0
-        self.refusals_total = 0
+        self.failures_total = 0  # failed checks since start (for the record)
 
     # --- asking ------------------------------------------------------------------------
 
@@ -168,7 +166,6 @@ class Throttle:
             if over > 0 and (worst is None or over * budget.period_s > worst[0]):
                 worst = (over * budget.period_s, key)
         if worst is not None:
-            self.refusals_total += 1
             wait, (_, scope, prefix) = worst
             return Refusal(secret, scope, prefix, max(MIN_RETRY_S, math.ceil(wait)))
         for key in keys:
