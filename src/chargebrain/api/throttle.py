@@ -56,10 +56,6 @@ class Budget:
     burst: int
     period_s: float
 
-    @property
-    def per_hour(self) -> float:
-        return 3600.0 / self.period_s
-
 
 DEFAULT_BUDGETS = {
     Scope.ADDRESS: Budget(burst=10, period_s=60.0),
