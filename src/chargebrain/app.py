@@ -17,9 +17,10 @@ from pathlib import Path
 from aiohttp import web
 
 from chargebrain import api as _api  # noqa: F401 - registers the commands
-from chargebrain.api.auth import FailureTracker
 from chargebrain.api.http_errors import JsonErrorRunner
+from chargebrain.api.passwords import CheckPool
 from chargebrain.api.server import HttpApi
+from chargebrain.api.throttle import Throttle
 from chargebrain.clock import Clock, RealClock
 from chargebrain.demo import DemoSite, run_demo
 from chargebrain.devices.meterdef import MeterDefinition, builtin_definitions_dir, load_definitions
@@ -67,6 +68,8 @@ class Config:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_self_signed: bool = False
+    # Started with --allow-insecure: may be without an admin password beyond loopback.
+    allow_insecure: bool = False
 
 
 @dataclass
@@ -78,7 +81,8 @@ class App:
     powerbrain: PowerBrain = field(init=False)
     hardware: SimEvseHardware = field(init=False)
     s0_inputs: tuple[SimS0Input, SimS0Input] = field(init=False)
-    auth_failures: FailureTracker = field(default_factory=FailureTracker)
+    throttle: Throttle = field(init=False)
+    password_checks: CheckPool = field(init=False)
     http: HttpApi = field(init=False)
     manager: ChargingManager = field(init=False)
     manager_store: ManagerStore = field(init=False)
@@ -117,7 +121,17 @@ class App:
         self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
         self.rules.install(self.manager.decider)
         self.diaglog = DiagLog(self.clock)
+        self.throttle = Throttle(self.clock.monotonic)
+        self.password_checks = CheckPool(self.clock.monotonic)
         self.http = HttpApi(self)
+
+    @property
+    def http_host(self) -> str:
+        return self.config.http_host
+
+    @property
+    def allow_insecure(self) -> bool:
+        return self.config.allow_insecure
 
     @property
     def meterdef_dir(self) -> Path:

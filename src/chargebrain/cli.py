@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                         modbus_host=args.modbus_host.strip("[]"),
                         modbus_allow=args.modbus_allow or AccessList.local(),
                         tls_cert=args.tls_cert, tls_key=args.tls_key,
-                        tls_self_signed=args.tls_self_signed)
+                        tls_self_signed=args.tls_self_signed,
+                        allow_insecure=args.allow_insecure)
         return asyncio.run(_run(config, args.admin_password_file, args.allow_insecure))
     return 2
 

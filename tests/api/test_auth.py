@@ -1,5 +1,5 @@
 """Authentication and permissions over HTTP: the whole command table, the admin password,
-the credential check page, slowing down guessing, licence and diagnostic logging."""
+the credential check page, licence and diagnostic logging (guessing: test_guessing.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from chargebrain.api import auth
 from chargebrain.api.commands import COMMANDS, Permission
@@ -84,8 +83,6 @@ async def test_public_commands_ignore_wrong_credentials(running: Running,
                 assert resp.content_type == "application/json"
         status, _ = await call(http, running, "cmd=enter_rfid&rfid=1", headers=headers)
         assert status == 403  # unknown card, not 401
-        running.app.auth_failures.succeeded("127.0.0.1")  # no waiting in this test
-    running.app.auth_failures.succeeded("127.0.0.1")
     assert (await call(http, running, "cmd=get_devices", headers=ADMIN))[0] == 200
     assert (await call(http, running, "cmd=get_devices", headers=basic("admin", "x")))[0] == 401
 
@@ -129,63 +126,6 @@ async def test_change_admin_password(running: Running, http: aiohttp.ClientSessi
     assert (await call(http, running, "cmd=get_users", headers=first))[0] == 401
     assert (await call(http, running, "cmd=get_users",
                        headers=basic("admin", "second")))[0] == 200
-
-
-async def test_repeated_failures_are_slowed_down(running: Running,
-                                                 http: aiohttp.ClientSession) -> None:
-    await set_password(http, running)
-    # The default schedule (0.5 s, 1 s, 2 s, ...) scaled down by 5 to keep this test short.
-    tracker = running.app.auth_failures = auth.FailureTracker(base=0.05)
-    bad = basic("admin", "guess")
-
-    async def timed(headers: dict[str, str]) -> tuple[int, float]:
-        started = time.monotonic()
-        status, _ = await call(http, running, "cmd=get_users", headers=headers)
-        return status, time.monotonic() - started
-
-    for _ in range(4):  # the first few cost nothing extra
-        assert tracker.delay("127.0.0.1") == 0
-        assert (await timed(bad))[0] == 401
-    assert tracker.failures("127.0.0.1") == 4
-    status, took = await timed(bad)
-    assert status == 401 and took >= 0.1  # waits before it is even checked
-    # Parallel guesses are checked one after the other, each after its wait.
-    started = time.monotonic()
-    results = await asyncio.gather(*(timed(bad) for _ in range(2)))
-    assert [s for s, _ in results] == [401, 401]
-    assert time.monotonic() - started >= 0.2 + 0.4
-    # The right password waits too (no shortcut), then clears the record.
-    status, took = await timed(ADMIN)
-    assert status == 200 and took >= 0.8
-    assert tracker.failures("127.0.0.1") == 0 and tracker.delay("127.0.0.1") == 0
-
-
-async def test_wrong_pins_count_as_failures(running: Running,
-                                            http: aiohttp.ClientSession) -> None:
-    tracker = running.app.auth_failures
-    for pin in ("1", "2", "3"):
-        assert (await call(http, running, f"cmd=enter_rfid&rfid={pin}"))[0] == 403
-    assert tracker.failures("127.0.0.1") == 3
-    assert tracker.delay("127.0.0.1") == 0
-    assert (await call(http, running, "cmd=get_user&id=1234567890"))[0] == 404
-    assert tracker.failures("127.0.0.1") == 3  # the admin (no password set) guesses nothing
-    tracker.failed("127.0.0.1")
-    assert tracker.delay("127.0.0.1") == pytest.approx(0.5)
-
-
-def test_failure_tracker_schedule() -> None:
-    now = [1000.0]
-    tracker = auth.FailureTracker(monotonic=lambda: now[0], max_clients=3)
-    delays = []
-    for _ in range(9):
-        tracker.failed("a")
-        delays.append(tracker.delay("a"))
-    assert delays == [0, 0, 0, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
-    now[0] += 301
-    assert tracker.delay("a") == 0 and tracker.failures("a") == 0
-    for name in "bcde":
-        tracker.failed(name)
-    assert len(tracker._fails) <= 3
 
 
 def test_loopback_addresses() -> None:

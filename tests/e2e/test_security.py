@@ -116,3 +116,25 @@ def test_admin_password_file_at_start(tmp_path: Path) -> None:
 def test_set_password_refuses_empty(tmp_path: Path) -> None:
     out = run("set-password", "--data", str(tmp_path / "data"), "--stdin", stdin="\n")
     assert out.returncode != 0 and "empty" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_password_stays_while_listening_beyond_loopback(tmp_path: Path) -> None:
+    """change_admin_pwd with an empty new_pwd would make every client on the network
+    admin: refused on 0.0.0.0, allowed only with --allow-insecure."""
+    pw_file = tmp_path / "pw"
+    pw_file.write_text("s3cret")
+    remove = "/cnf?cmd=change_admin_pwd&old_pwd=s3cret&new_pwd="
+    proc, port = start(tmp_path / "a", "0.0.0.0", 0, "--admin-password-file", str(pw_file))
+    try:
+        assert status(port, remove, "s3cret") == 403
+        assert status(port, "/cnf?cmd=get_users") == 401
+        assert status(port, "/cnf?cmd=get_users", "s3cret") == 200
+    finally:
+        stop(proc)
+    proc, port = start(tmp_path / "b", "0.0.0.0", 0, "--admin-password-file", str(pw_file),
+                       "--allow-insecure")
+    try:
+        assert status(port, remove, "s3cret") == 200
+        assert status(port, "/cnf?cmd=get_users") == 200
+    finally:
+        stop(proc)

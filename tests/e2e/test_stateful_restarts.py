@@ -58,8 +58,12 @@ class ConfigurationSurvivesRestarts(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="chargebrain-stateful-"))
         self.p = Process(self.dir / "data", free_ports(1), free_ports(3))
-        self.p.start()
-        self.acked = self.snapshot()
+        try:
+            self.p.start()
+            self.acked = self.snapshot()
+        except BaseException:
+            self.teardown()
+            raise
         self.stored_vars: dict[str, Any] = {}
         self.restarts = 0
 
@@ -199,7 +203,7 @@ class ConfigurationSurvivesRestarts(RuleBasedStateMachine):
         assert self.cm_vars() == self.stored_vars
         ids = {d["dev_id"] for d in get(self.p, "cmd=get_dev_info")["devices"]}
         assert ids == {d["dev_id"] for d in self.acked["devices"]}
-        assert "Traceback" not in self.p.output()
+        assert "Traceback" not in self.p.output(), self.p.output()
 
     @invariant()
     def alive(self) -> None:

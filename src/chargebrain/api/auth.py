@@ -1,38 +1,45 @@
-"""Who is calling: HTTP Basic with user `admin` and the admin password.
+"""Who is calling, and the checks of every secret a client may present.
 
-The password is stored as an scrypt hash in the settings; an empty password (the
-default, as on the real product) makes every caller the admin. Credentials are
-compared in constant time. Every failed attempt to prove who one is (a wrong admin
-password, an unknown RFID/PIN or user id) counts against the client's address: after a
-few failures each further attempt from that address waits before it is checked, one at
-a time, so guessing is slow even with many parallel requests.
+The admin proves who they are with HTTP Basic, user `admin` and the admin password. The
+password is stored as an scrypt hash in the settings; an empty password (the default, as
+on the real product) makes every caller the admin. Users prove who they are with their
+user id or an RFID/PIN of theirs (see the commands).
 
-This module must never log or store a password in clear text, and never answer 401 for
-a command of the public level (get_dev_info, enter_rfid, …) because of wrong
+Every check of a secret first asks the throttle (`throttle.py`) for budget: a failed
+check uses budget of the client's address, its network and everybody; with no budget
+left the secret is not checked and the request is answered at once with 429 and
+`Retry-After`, or, for a public command that brought wrong credentials unasked, as to an
+anonymous caller. Nobody is held waiting. The admin password is checked on a small pool
+of scrypt threads, and right and wrong credentials already seen are answered from keyed
+digests (`passwords.py`).
+
+This module must never log or store a password in clear text, and never answer 401 or
+429 for a command of the public level (get_dev_info, get_params, …) because of
 credentials sent unasked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
 import ipaddress
 import logging
-import secrets
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from chargebrain.api import answers
+from chargebrain.api import answers, passwords
 from chargebrain.api.commands import COMMANDS, Caller, Permission
+from chargebrain.api.errors import ApiError
+from chargebrain.api.passwords import Digests, hash_password
+from chargebrain.api.throttle import Refusal, Secret
 
 if TYPE_CHECKING:
     from chargebrain.api.services import Services
@@ -42,44 +49,10 @@ log = logging.getLogger("chargebrain.auth")
 
 SETTING = "admin_pwd"
 ADMIN_USER = "admin"
-MAX_PASSWORD_LEN = 256
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-# Verified passwords are remembered as keyed digests so a polling client with the right
-# password does not cost an scrypt run per request.
-_CACHE_KEY = secrets.token_bytes(32)
-_CACHE_SIZE = 8
-
-
-def hash_password(password: str) -> str:
-    """`scrypt$salt$hash`, or '' for the empty password."""
-    if password == "":
-        return ""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def verify_password(stored: str, password: str) -> bool:
-    if stored == "":
-        return password == ""
-    try:
-        scheme, salt_hex, digest_hex = stored.split("$")
-        salt, digest = bytes.fromhex(salt_hex), bytes.fromhex(digest_hex)
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    candidate = hashlib.scrypt(password.encode(), salt=salt, dklen=len(digest), **_SCRYPT)
-    return hmac.compare_digest(candidate, digest)
-
-
-def password_problem(password: str) -> str | None:
-    """Why `password` cannot be the admin password, or None if it can."""
-    if len(password) > MAX_PASSWORD_LEN:
-        return f"the password is longer than {MAX_PASSWORD_LEN} characters"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in password):
-        return "the password contains control characters"
-    return None
+# Kept here for the callers that know them from this module.
+MAX_PASSWORD_LEN = passwords.MAX_PASSWORD_LEN
+verify_password = passwords.verify_password
+password_problem = passwords.password_problem
 
 
 #: How long a hash read from the store is used before it is read again. Every request
@@ -109,8 +82,19 @@ def set_admin_password(store: Store, password: str) -> None:
     problem = password_problem(password)
     if problem is not None:
         raise ValueError(problem)
-    store.set_setting(SETTING, hash_password(password))
+    stored = hash_password(password)
+    store.set_setting(SETTING, stored)
     _hashes.pop(store, None)
+    forget_verified()
+    if stored:
+        # This process knows the new password: its first use needs no scrypt run.
+        passwords.verified.add(Digests.digest(stored, ADMIN_USER, password))
+
+
+def may_run_without_password(app: Services) -> bool:
+    """May the server go on without an admin password? Only when it listens on loopback,
+    or was started with --allow-insecure (as `chargebrain run` decides at start)."""
+    return app.allow_insecure or is_loopback(app.http_host)
 
 
 def is_loopback(host: str) -> bool:
@@ -139,67 +123,6 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return user, password
 
 
-class FailureTracker:
-    """Remembers recent failed attempts per client address to slow down guessing.
-
-    The first `free` failures cost nothing; after that every attempt waits
-    `base * 2 ** (failures - free)` seconds (at most `cap`). Failures older than
-    `window` seconds are forgotten.
-    """
-
-    def __init__(self, free: int = 3, base: float = 0.25, cap: float = 5.0,
-                 window: float = 300.0, monotonic: Callable[[], float] = time.monotonic,
-                 max_clients: int = 10_000) -> None:
-        self.free = free
-        self.base = base
-        self.cap = cap
-        self.window = window
-        self.monotonic = monotonic
-        self.max_clients = max_clients
-        self._fails: dict[str, tuple[int, float]] = {}
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary())
-
-    def failures(self, remote: str) -> int:
-        count, last = self._fails.get(remote, (0, 0.0))
-        if self.monotonic() - last > self.window:
-            return 0
-        return count
-
-    def delay(self, remote: str) -> float:
-        """Seconds the next attempt from `remote` has to wait."""
-        count = self.failures(remote)
-        if count <= self.free:
-            return 0.0
-        return float(min(self.cap, self.base * 2 ** (count - self.free)))
-
-    def failed(self, remote: str) -> int:
-        count = self.failures(remote) + 1
-        self._fails[remote] = (count, self.monotonic())
-        if len(self._fails) > self.max_clients:
-            self._forget_oldest()
-        return count
-
-    def succeeded(self, remote: str) -> None:
-        self._fails.pop(remote, None)
-
-    def lock(self, remote: str) -> asyncio.Lock:
-        """One attempt at a time per client (held while it waits and is checked)."""
-        lock = self._locks.get(remote)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[remote] = lock
-        return lock
-
-    def _forget_oldest(self) -> None:
-        now = self.monotonic()
-        for key in [k for k, (_, last) in self._fails.items() if now - last > self.window]:
-            del self._fails[key]
-        while len(self._fails) > self.max_clients:
-            oldest = min(self._fails, key=lambda k: self._fails[k][1])
-            del self._fails[oldest]
-
-
 @dataclass
 class Attempt:
     """The outcome of one guarded attempt; set `failed` when the proof was wrong."""
@@ -207,45 +130,74 @@ class Attempt:
     failed: bool = False
 
 
+def too_many(refusal: Refusal) -> ApiError:
+    """The 429 answer to a check the throttle did not admit."""
+    return ApiError(429, f"{refusal.describe()}; try again in {refusal.retry_after} s",
+                    headers={"Retry-After": str(refusal.retry_after)})
+
+
 @asynccontextmanager
-async def guarded(app: Services, remote: str) -> AsyncIterator[Attempt]:
-    """Check a secret (password, RFID/PIN, user id) from `remote` inside this block.
+async def guarded(app: Services, remote: str, secret: Secret) -> AsyncIterator[Attempt]:
+    """Check a cheap secret (an RFID/PIN, a user id) from `remote` inside this block.
 
-    Waits first if the client has failed before, and holds the client's lock so that
-    parallel attempts are checked one after the other. Mark `attempt.failed` to count it.
+    Raises the 429 ApiError at once when the throttle has no budget for the check (the
+    block does not run). Mark `attempt.failed` when the secret was wrong.
     """
-    tracker = app.auth_failures
-    async with tracker.lock(remote):
-        wait = tracker.delay(remote)
-        if wait > 0:
-            await asyncio.sleep(wait)
-        attempt = Attempt()
-        try:
-            yield attempt
-        finally:
-            if attempt.failed:
-                count = tracker.failed(remote)
-                log.warning("failed attempt from %s (%d in a row)", remote or "?", count)
+    ticket = app.throttle.admit(secret, remote)
+    if isinstance(ticket, Refusal):
+        log.debug("not checked: %s", ticket.describe())
+        raise too_many(ticket)
+    attempt = Attempt()
+    try:
+        yield attempt
+    finally:
+        ticket.settle(failed=attempt.failed)
+        if attempt.failed:
+            log.warning("failed check of %s from %s", secret.value, remote or "?")
 
 
-_verified: set[bytes] = set()
+class Verdict(Enum):
+    RIGHT = "right"
+    WRONG = "wrong"
+    REFUSED = "refused"  # not checked: no budget left
 
 
-def _cache_key(stored: str, password: str) -> bytes:
-    return hmac.new(_CACHE_KEY, f"{stored}\0{password}".encode(), hashlib.sha256).digest()
+@dataclass(frozen=True)
+class Check:
+    verdict: Verdict
+    refusal: Refusal | None = None
 
 
-async def _check_password(stored: str, user: str, password: str) -> bool:
-    user_ok = hmac.compare_digest(user.encode(), ADMIN_USER.encode())
-    key = _cache_key(stored, password)
-    if key in _verified:
-        return user_ok
-    ok = await asyncio.to_thread(verify_password, stored, password)
-    if ok:
-        if len(_verified) >= _CACHE_SIZE:
-            _verified.clear()
-        _verified.add(key)
-    return ok and user_ok
+async def check_admin_password(app: Services, remote: str, user: str, password: str) -> Check:
+    """Is (user, password) the admin's? Asks the throttle first, except for credentials
+    already known to be wrong (answered from their digest, at no cost: their sender
+    learns nothing new). Right credentials already seen skip scrypt but not the throttle:
+    answering them over budget would let anyone test guesses against them for free."""
+    stored = stored_hash(app.store)
+    if stored == "":
+        return Check(Verdict.RIGHT if password == "" else Verdict.WRONG)
+    key = Digests.digest(stored, user, password)
+    if key in passwords.rejected:
+        return Check(Verdict.WRONG)
+    priority = app.throttle.priority(Secret.ADMIN_PASSWORD, remote)
+    ticket = app.throttle.admit(Secret.ADMIN_PASSWORD, remote)
+    if isinstance(ticket, Refusal):
+        log.debug("not checked: %s", ticket.describe())
+        return Check(Verdict.REFUSED, refusal=ticket)
+    verdict: Verdict | None = None
+    try:
+        if key in passwords.verified:
+            verdict = Verdict.RIGHT
+        else:
+            ok = await app.password_checks.check(priority, stored, password)
+            right = ok and hmac.compare_digest(user.encode(), ADMIN_USER.encode())
+            (passwords.verified if right else passwords.rejected).add(key)
+            verdict = Verdict.RIGHT if right else Verdict.WRONG
+    finally:
+        ticket.settle(failed=verdict is Verdict.WRONG, proved=verdict is Verdict.RIGHT)
+    if verdict is Verdict.WRONG:
+        log.warning("wrong admin password from %s", remote or "?")
+    return Check(verdict)
 
 
 def _public_request(request: web.Request) -> bool:
@@ -256,36 +208,26 @@ def _public_request(request: web.Request) -> bool:
 
 
 async def identify(app: Services, request: web.Request) -> Caller:
+    """The caller of `request`. Raises the 429 ApiError when the request brought
+    credentials the throttle has no budget to check, except for a public command, which
+    is then answered as to a caller without credentials."""
     remote = request.remote or ""
-    stored = stored_hash(app.store)
-    if stored == "":
+    if stored_hash(app.store) == "":
         return Caller(is_admin=True, remote=remote)
     creds = basic_credentials(request)
     if creds is None:
         return Caller(is_admin=False, remote=remote)
-    user, password = creds
-    if _public_request(request):
-        # Public commands work whatever credentials come with them; a client that is
-        # failing gets no free password checks through them.
-        if app.auth_failures.delay(remote) > 0:
-            return Caller(is_admin=False, remote=remote, bad_credentials=True)
-        ok = await _check_password(stored, user, password)
-        return Caller(is_admin=ok, remote=remote, bad_credentials=not ok)
-    async with guarded(app, remote) as attempt:
-        ok = await _check_password(stored, user, password)
-        attempt.failed = not ok
-    if ok:
-        app.auth_failures.succeeded(remote)
+    check = await check_admin_password(app, remote, *creds)
+    if check.verdict is Verdict.RIGHT:
         return Caller(is_admin=True, remote=remote)
+    if check.refusal is not None and not _public_request(request):
+        raise too_many(check.refusal)
     return Caller(is_admin=False, remote=remote, bad_credentials=True)
 
 
 async def penalise(app: Services, caller: Caller) -> None:
-    """Called when a request is refused for want of the admin password.
-
-    The waiting is done before credentials are checked (see `guarded`), so a refused
-    request is not held any longer here; this records the refusal for the admin.
-    """
+    """Called when a request is refused for want of the admin password: records the
+    refusal (the failure itself was counted when the password was checked)."""
     if caller.bad_credentials:
         log.info("refused: wrong admin password from %s", caller.remote or "?")
     else:
@@ -298,6 +240,5 @@ def challenge(message: str) -> web.Response:
 
 
 def forget_verified() -> None:
-    """Drop remembered verifications (after the password changed)."""
-    _verified.clear()
-
+    """Drop remembered right credentials (after the password changed)."""
+    passwords.verified.clear()

@@ -3,8 +3,9 @@
 enter_rfid is public (wallbox terminals and Home Assistant call it without credentials);
 override_device takes the admin password or, for what the user may do, an RFID/PIN of
 the user of the running session; get_transactions gives the admin every transaction and
-a user, by their user id, their own. Wrong RFIDs/PINs and user ids count as failed
-attempts of the caller (see api/auth.py).
+a user, by their user id, their own. Every RFID/PIN and user id is checked within the
+caller's budget of wrong guesses (see api/throttle.py): a wrong one uses budget, and
+with none left it is not checked at all (429).
 
 Every parameter is checked before anything changes. This module must never show a
 caller without the admin password another user's transactions.
@@ -25,6 +26,7 @@ from chargebrain.api.cmd_users import own_user, parse_user_id
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.params import clean, parse_number
+from chargebrain.api.throttle import Secret
 from chargebrain.manager.sessions import Outcome, Refused, SessionManager, Transaction
 from chargebrain.manager.state import (
     OVERRIDE_DISABLE_CHARGING,
@@ -98,7 +100,7 @@ async def enter_rfid(req: Request) -> Any:
     assert rfid is not None
     rt = _evse(req, required=False)
     sessions = _sessions(req)
-    async with auth.guarded(req.app, req.caller.remote) as attempt:
+    async with auth.guarded(req.app, req.caller.remote, Secret.CARD) as attempt:
         try:
             outcome = sessions.present(rfid, rt.dev_id if rt is not None else None)
         except Refused as exc:
@@ -154,7 +156,7 @@ async def override_device(req: Request) -> Any:
     rt = _evse(req)
     assert rt is not None and rt.evse is not None
     if rfid is not None:
-        async with auth.guarded(req.app, req.caller.remote) as attempt:
+        async with auth.guarded(req.app, req.caller.remote, Secret.CARD) as attempt:
             user = sessions.session_user(rt, rfid)
             attempt.failed = user is None
         if user is None:

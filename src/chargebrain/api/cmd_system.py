@@ -2,16 +2,16 @@
 
 accept_license stores the licence acceptance and the usage-statistics consent (reported
 by accept_license and get_license); change_admin_pwd replaces the admin password after
-checking the old one; set_diag_logging records a DEBUG log for five minutes, which
-get_diag_log downloads.
+checking the old one (within the caller's budget of wrong guesses, see api/throttle.py);
+set_diag_logging records a DEBUG log for five minutes, which get_diag_log downloads.
 
-This module must never store or answer a password in clear text, and never accept a
-new password without the old one.
+This module must never store or answer a password in clear text, never accept a new
+password without the old one, and never remove the password while the server listens
+beyond loopback (unless it was started with --allow-insecure).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -66,23 +66,22 @@ async def change_admin_pwd(req: Request) -> Any:
     problem = auth.password_problem(new)
     if problem is not None:
         raise ApiError(400, f"new_pwd: {problem}")
+    if new == "" and not auth.may_run_without_password(req.app):
+        raise ApiError(403, "the admin password cannot be removed while the server listens "
+                       f"on {req.app.http_host}: every client on the network would "
+                       "be admin (only a server started with --allow-insecure allows it)")
     old = req.params.get("old_pwd", "")
-    stored = auth.stored_hash(req.app.store)
-    async with auth.guarded(req.app, req.caller.remote) as attempt:
-        attempt.failed = not await _matches(stored, old)
-    if attempt.failed:
+    check = await auth.check_admin_password(req.app, req.caller.remote, auth.ADMIN_USER, old)
+    if check.refusal is not None:
+        raise auth.too_many(check.refusal)
+    if check.verdict is not auth.Verdict.RIGHT:
         raise ApiError(403, "old_pwd is not the current admin password")
     auth.set_admin_password(req.app.store, new)
-    auth.forget_verified()
     if new:
         log.info("admin password changed")
     else:
         log.warning("admin password removed: every client is admin now")
     return "ok"
-
-
-async def _matches(stored: str, password: str) -> bool:
-    return await asyncio.to_thread(auth.verify_password, stored, password)
 
 
 @command("set_diag_logging", Permission.ADMIN,

@@ -19,6 +19,7 @@ from chargebrain.api import auth
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.params import clean, parse_bool, parse_int, refuse_unknown
+from chargebrain.api.throttle import Secret
 from chargebrain.core.rules import validate_rules
 from chargebrain.manager.users import (
     MAX_CARDS_PER_USER,
@@ -27,6 +28,7 @@ from chargebrain.manager.users import (
     User,
     UserDirectory,
     UserError,
+    card_key,
 )
 
 MAX_NAME = 100
@@ -163,10 +165,11 @@ def _id_param(req: Request) -> str | None:
 
 
 async def own_user(req: Request, user_id: str | None) -> User | None:
-    """The user whose id the caller gave (failed guesses count against the caller)."""
+    """The user whose id the caller gave (a wrong id uses the caller's budget of wrong
+    guesses; with none left: the 429 ApiError, the id unchecked)."""
     if user_id is None:
         return None
-    async with auth.guarded(req.app, req.caller.remote) as attempt:
+    async with auth.guarded(req.app, req.caller.remote, Secret.USER_ID) as attempt:
         user = _users(req).get(user_id)
         attempt.failed = user is None
     return user
@@ -220,19 +223,29 @@ async def set_user(req: Request) -> Any:
     if "dev_ids" in body and set(_dev_ids(body["dev_ids"])) != set(current.dev_ids):
         raise ApiError(403, "only the admin can change which EVSEs a user may use (dev_ids)")
     user = parse_user(body, current)
-    return _save(req, User(id=current.id, name=user.name, display=user.display,
-                           dev_ids=current.dev_ids, rfids=user.rfids,
-                           charging_rules=user.charging_rules))
+    changed = User(id=current.id, name=user.name, display=user.display,
+                   dev_ids=current.dev_ids, rfids=user.rfids,
+                   charging_rules=user.charging_rules)
+    new_cards = {card_key(c.id) for c in changed.rfids} - {
+        card_key(c.id) for c in current.rfids}
+    if not new_cards:
+        return _save(req, changed)
+    # Whether an RFID/PIN is taken tells something about other users: a user adding cards
+    # guesses within their budget of wrong guesses, as with enter_rfid.
+    async with auth.guarded(req.app, req.caller.remote, Secret.CARD) as attempt:
+        try:
+            _users(req).save(changed)
+        except DuplicateCard as exc:
+            attempt.failed = True
+            raise ApiError(400, str(exc)) from None
+        except UserError as exc:
+            raise ApiError(400, str(exc)) from None
+    return user_json(changed)
 
 
 def _save(req: Request, user: User) -> dict[str, Any]:
     try:
         _users(req).save(user)
-    except DuplicateCard as exc:
-        if not req.caller.is_admin:
-            # A taken RFID/PIN tells something about other users: count it like a guess.
-            req.app.auth_failures.failed(req.caller.remote)
-        raise ApiError(400, str(exc)) from None
     except UserError as exc:
         raise ApiError(400, str(exc)) from None
     return user_json(user)

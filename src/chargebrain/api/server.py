@@ -112,7 +112,7 @@ class HttpApi:
                 return challenge(f"{name} needs the admin password")
             result = await cmd.handler(req)
         except ApiError as exc:
-            return json_response(exc.body, status=exc.status)
+            return json_response(exc.body, status=exc.status, headers=exc.headers)
         except web.HTTPException:
             raise  # answered as JSON by `json_errors` (e.g. a body over the size limit)
         except Exception:
@@ -123,7 +123,10 @@ class HttpApi:
         return json_response(result)
 
     async def handle_sim_page(self, request: web.Request) -> web.StreamResponse:
-        caller = await auth.identify(self.app, request)
+        try:
+            caller = await auth.identify(self.app, request)
+        except ApiError as exc:
+            return json_response(exc.body, status=exc.status, headers=exc.headers)
         if not caller.is_admin:
             await auth.penalise(self.app, caller)
             return challenge("the simulation page needs the admin password")

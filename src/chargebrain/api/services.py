@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from chargebrain.api.auth import FailureTracker
+    from chargebrain.api.passwords import CheckPool
+    from chargebrain.api.throttle import Throttle
     from chargebrain.clock import Clock
     from chargebrain.devices.registry import DeviceTypes
     from chargebrain.manager.cm_vars import CmVars
@@ -45,6 +46,14 @@ class Services(Protocol):
     @property
     def types(self) -> DeviceTypes: ...
     @property
-    def auth_failures(self) -> FailureTracker: ...
+    def throttle(self) -> Throttle: ...
+    @property
+    def password_checks(self) -> CheckPool: ...
+    @property
+    def http_host(self) -> str:
+        """The address the HTTP API listens on."""
+    @property
+    def allow_insecure(self) -> bool:
+        """Started with --allow-insecure: may be without an admin password anywhere."""
     @property
     def meterdef_dir(self) -> Path: ...
