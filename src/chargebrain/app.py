@@ -19,6 +19,7 @@ from aiohttp import web
 from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.auth import FailureTracker
 from chargebrain.api.http_errors import JsonErrorRunner
+from chargebrain.api.offload import Worker
 from chargebrain.api.server import HttpApi
 from chargebrain.clock import Clock, RealClock
 from chargebrain.devices.meterdef import MeterDefinition, builtin_definitions_dir, load_definitions
@@ -60,6 +61,9 @@ class App:
     hardware: SimEvseHardware = field(init=False)
     s0_inputs: tuple[SimS0Input, SimS0Input] = field(init=False)
     auth_failures: FailureTracker = field(default_factory=FailureTracker)
+    # The thread that compiles and parses for requests, and the order of definition uploads.
+    worker: Worker = field(default_factory=Worker)
+    meterdefs_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     http: HttpApi = field(init=False)
     manager: ChargingManager = field(init=False)
     manager_store: ManagerStore = field(init=False)
@@ -180,6 +184,7 @@ class App:
             await self.modbus.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.worker.close()
         self.powerbrain.save_counters()
         self.store.close()
         self.data_lock.release()
