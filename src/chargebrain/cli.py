@@ -16,12 +16,12 @@ from pathlib import Path
 
 from chargebrain import package_version
 from chargebrain.api import auth
-from chargebrain.app import App, Config
+from chargebrain.app import AddressError, App, Config
 from chargebrain.servers.modbus_tcp import PortInUseError
 from chargebrain.store.archive import BackupError
 from chargebrain.store.backup import backup, backup_to_stream
-from chargebrain.store.datadir import DataDirBusyError, database_path
-from chargebrain.store.db import Store
+from chargebrain.store.datadir import DataDirBusyError
+from chargebrain.store.opening import DataError, open_database
 from chargebrain.store.restore import restore
 
 
@@ -125,7 +125,11 @@ def _set_password(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"chargebrain: {exc}", file=sys.stderr)
         return 2
-    store = Store(database_path(args.data))
+    try:
+        store = open_database(args.data)
+    except DataError as exc:
+        print(f"chargebrain: {exc}", file=sys.stderr)
+        return 2
     try:
         auth.set_admin_password(store, password)
     finally:
@@ -199,7 +203,7 @@ async def _run(config: Config, password_file: Path | None = None,
         loop.add_signal_handler(sig, stop.set)
     try:
         app = App(config)
-    except DataDirBusyError as exc:
+    except (DataDirBusyError, DataError) as exc:
         print(f"chargebrain: {exc}", file=sys.stderr)
         return 2
     refusal = _secure_start(app, password_file, allow_insecure)
@@ -209,7 +213,7 @@ async def _run(config: Config, password_file: Path | None = None,
         return 2
     try:
         await app.start()
-    except PortInUseError as exc:
+    except (PortInUseError, AddressError, DataError) as exc:
         app.store.close()
         print(f"chargebrain: {exc}", file=sys.stderr)
         return 2
