@@ -33,10 +33,15 @@ def _port_free(port: int) -> bool:
     return True
 
 
+# Not the `random` module's generator: hypothesis seeds it, so every test run on this
+# machine would pick the same ports.
+_PORTS = random.SystemRandom()
+
+
 def free_ports(count: int = 1) -> int:
     """The first of `count` consecutive free TCP ports on loopback."""
     for _ in range(200):
-        base = random.randint(20_000, 60_000)
+        base = _PORTS.randint(20_000, 60_000)
         if all(_port_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free ports")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.http_errors import JsonErrorRunner
+from chargebrain.api.offload import Worker
 from chargebrain.api.passwords import CheckPool
 from chargebrain.api.server import HttpApi
 from chargebrain.api.throttle import Throttle
@@ -44,12 +46,44 @@ from chargebrain.servers.modbus_tcp import (
     bind_failure,
 )
 from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
-from chargebrain.store.datadir import DataDirLock, database_path, meterdef_dir
+from chargebrain.store.datadir import DataDirLock, meterdef_dir
 from chargebrain.store.db import Store
+from chargebrain.store.opening import database_errors, open_data_dir
 
 log = logging.getLogger("chargebrain")
 
 CONTROLLER_TICK_S = 0.25
+
+
+class AddressError(ListenError):
+    """The HTTP address cannot be listened on (other than being in use)."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        hint = ""
+        if host.lower().startswith("::ffff:"):
+            hint = f" (an IPv4 address is written as it is: {host[7:]})"
+        super().__init__(host, port, bind_failure(exc) + hint)
+
+
+def check_address(host: str, port: int) -> None:
+    """PortInUseError or AddressError if `host`:`port` cannot be listened on now (each
+    address it names is bound once, as the server will, and let go at once)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise AddressError(host, port, exc) from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUseError(host, port) from None
+                raise AddressError(host, port, exc) from None
 
 
 @dataclass
@@ -83,6 +117,9 @@ class App:
     s0_inputs: tuple[SimS0Input, SimS0Input] = field(init=False)
     throttle: Throttle = field(init=False)
     password_checks: CheckPool = field(init=False)
+    # The thread that compiles and parses for requests, and the order of definition uploads.
+    worker: Worker = field(default_factory=Worker)
+    meterdefs_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     http: HttpApi = field(init=False)
     manager: ChargingManager = field(init=False)
     manager_store: ManagerStore = field(init=False)
@@ -100,10 +137,18 @@ class App:
     http_bound_port: int = 0
 
     def __post_init__(self) -> None:
-        # One server per data directory; raises DataDirBusyError before anything is read.
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_lock = DataDirLock(self.config.data_dir)
-        self.store = Store(database_path(self.config.data_dir))
+        # One server per data directory; raises DataDirBusyError before anything is read,
+        # DataError when the directory or its database cannot be used (nothing changed).
+        self.data_lock, self.store = open_data_dir(self.config.data_dir)
+        try:
+            with database_errors(self.store.path):
+                self._build()
+        except BaseException:
+            self.store.close()
+            self.data_lock.release()
+            raise
+
+    def _build(self) -> None:
         self.hardware = SimEvseHardware()
         self.s0_inputs = (SimS0Input(), SimS0Input())
         self.powerbrain = PowerBrain(self.store, self.hardware, self.s0_inputs)
@@ -164,12 +209,15 @@ class App:
 
     async def start(self) -> None:
         self.tls = self._tls_setup()
-        self.powerbrain.start()
-        self._wire_controller()
-        self.manager.inventory.load_devices(self.manager_store.load_devices())
-        self.manager.inventory.ensure_internal_devices(self.manager_store.stored_ids())
-        self.cm_vars.load()
-        self.sessions.restore()
+        # An address that cannot be listened on stops the start before anything runs.
+        check_address(self.config.http_host, self.config.http_port)
+        with database_errors(self.store.path):
+            self.powerbrain.start()
+            self._wire_controller()
+            self.manager.inventory.load_devices(self.manager_store.load_devices())
+            self.manager.inventory.ensure_internal_devices(self.manager_store.stored_ids())
+            self.cm_vars.load()
+            self.sessions.restore()
         self._runner = JsonErrorRunner(self.http.web, access_log=None, handle_signals=False)
         await self._runner.setup()
         host, port = self.config.http_host, self.config.http_port
@@ -181,7 +229,7 @@ class App:
             await self._runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(host, port) from None
-            raise ListenError(host, port, bind_failure(exc)) from None
+            raise AddressError(host, port, exc) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_bound_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
@@ -230,6 +278,7 @@ class App:
             await self.modbus.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.worker.close()
         self.powerbrain.save_counters()
         self.store.close()
         self.data_lock.release()

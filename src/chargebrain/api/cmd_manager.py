@@ -1,12 +1,17 @@
-"""Charging-manager commands: state, parameters, devices and HTTP-input devices."""
+"""Charging-manager commands: state, parameters, devices and HTTP-input devices.
+
+The formulas of set_params and set_device are compiled in the worker thread before the
+request is checked and applied (api/offload.py).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from chargebrain.api import known_keys, views
+from chargebrain.api import formula_texts, known_keys, views
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
+from chargebrain.api.offload import prepare_request_formulas
 from chargebrain.api.params import (
     clean,
     parse_bool,
@@ -14,6 +19,7 @@ from chargebrain.api.params import (
     parse_number_list,
     refuse_unknown,
 )
+from chargebrain.core.formula import prepared
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases
 from chargebrain.devices.ajax import AjaxEvse
@@ -117,6 +123,13 @@ def apply_device(mgr: ChargingManager, doc: dict[str, Any]) -> dict[str, Any]:
 @command("set_params", Permission.ADMIN, "Set global parameters, or one device's settings")
 async def set_params(req: Request) -> Any:
     body = _object_body(req)
+    compiled = await prepare_request_formulas(req.app.worker,
+                                              lambda: formula_texts.params_body(body))
+    with prepared(compiled):
+        return _set_params(req, body)
+
+
+def _set_params(req: Request, body: dict[str, Any]) -> Any:
     mgr = _mgr(req)
     known = known_keys.site_keys(params_answer(mgr, req.app.clock.now()))
     refuse_unknown(body, known | {"devices"}, "in set_params")
@@ -167,7 +180,10 @@ async def set_device(req: Request) -> Any:
     devices = body.get("devices", [body] if "dev_id" in body or "dev_type" in body else None)
     if not isinstance(devices, list) or len(devices) != 1 or not isinstance(devices[0], dict):
         raise ApiError(400, "devices must be a list with exactly one device object")
-    return apply_device(_mgr(req), devices[0])
+    doc = devices[0]
+    compiled = await prepare_request_formulas(req.app.worker, lambda: formula_texts.device(doc))
+    with prepared(compiled):
+        return apply_device(_mgr(req), doc)
 
 
 @command("del_device", Permission.ADMIN, "Delete a device")

@@ -5,9 +5,10 @@ The user object has the documented shape: id, name, display, dev_ids, rfids
 their own object with their user id instead of the admin password, except `dev_ids`
 (which EVSEs they may use): that stays with the admin.
 
-Every input is validated in full before anything is written; a refused request changes
-nothing. This module must never show one user's data to another, nor tell a caller
-without the admin password whose an RFID/PIN is.
+Every input is validated in full before anything is written (the rule formulas are
+compiled in the worker thread first, api/offload.py); a refused request changes nothing.
+This module must never show one user's data to another, nor tell a caller without the
+admin password whose an RFID/PIN is.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chargebrain.api import auth
+from chargebrain.api import auth, formula_texts
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
+from chargebrain.api.offload import prepare_request_formulas
 from chargebrain.api.params import clean, parse_bool, parse_int, refuse_unknown
 from chargebrain.api.throttle import Secret
+from chargebrain.core.formula import prepared
+from chargebrain.core.formula.cache import Prepared
 from chargebrain.core.rules import validate_rules
 from chargebrain.manager.users import (
     MAX_CARDS_PER_USER,
@@ -210,19 +214,26 @@ async def set_user(req: Request) -> Any:
             raise ApiError(400, "a JSON user object is required in the request body")
         users = _users(req)
         user_id = parse_user_id(body["id"]) if body.get("id") not in (None, "") else None
+        compiled = await _compile_rules(req, body)
         base = users.get(user_id) if user_id else None
         if base is None:
             base = User(id=user_id or users.new_id())
-        user = parse_user(body, base)
+        with prepared(compiled):
+            user = parse_user(body, base)
         return _save(req, user)
     given = body.get("id") if isinstance(body, Mapping) else None
     user_id = parse_user_id(given) if given not in (None, "") else None
-    current = await own_user(req, user_id)
-    if current is None or not isinstance(body, Mapping):
+    known = await own_user(req, user_id)
+    if known is None or not isinstance(body, Mapping):
+        return auth.challenge("set_user needs the admin password or a valid user id")
+    compiled = await _compile_rules(req, body)
+    current = _users(req).get(known.id)  # as it is after the wait
+    if current is None:
         return auth.challenge("set_user needs the admin password or a valid user id")
     if "dev_ids" in body and set(_dev_ids(body["dev_ids"])) != set(current.dev_ids):
         raise ApiError(403, "only the admin can change which EVSEs a user may use (dev_ids)")
-    user = parse_user(body, current)
+    with prepared(compiled):
+        user = parse_user(body, current)
     changed = User(id=current.id, name=user.name, display=user.display,
                    dev_ids=current.dev_ids, rfids=user.rfids,
                    charging_rules=user.charging_rules)
@@ -241,6 +252,12 @@ async def set_user(req: Request) -> Any:
         except UserError as exc:
             raise ApiError(400, str(exc)) from None
     return user_json(changed)
+
+
+async def _compile_rules(req: Request, body: Mapping[str, Any]) -> Prepared:
+    """The user's rule formulas, compiled in the worker thread (only once the caller is
+    known: an unknown caller gets no compiling done)."""
+    return await prepare_request_formulas(req.app.worker, lambda: formula_texts.user_body(body))
 
 
 def _save(req: Request, user: User) -> dict[str, Any]:

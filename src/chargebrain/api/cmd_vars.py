@@ -10,16 +10,20 @@ get_cm_vars
     docs/formulas.md.
 
 Every request is checked completely before anything changes; bad input is a 400 JSON
-error. This module must never evaluate rules or touch devices.
+error. The formulas are compiled in the worker thread first (api/offload.py). This module
+must never evaluate rules or touch devices.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from chargebrain.api import formula_texts
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
+from chargebrain.api.offload import prepare_request_formulas
 from chargebrain.api.params import clean, parse_bool
+from chargebrain.core.formula import prepared
 from chargebrain.manager.cm_vars import (
     MAX_VARS,
     PRC_VAR,
@@ -97,14 +101,18 @@ def _from_query(params: dict[str, str], clear: bool) -> list[CmVar]:
 async def set_cm_vars(req: Request) -> Any:
     clear = _flag(req, "clear")
     tmp = _flag(req, "tmp")
-    if req.body is not None:
-        definitions = _from_body(req.body, clear)
-    else:
-        definitions = _from_query(req.params, clear)
-    try:
-        _vars(req).apply(definitions, clear=clear, tmp=tmp)
-    except CmVarError as exc:
-        raise ApiError(400, str(exc)) from None
+    body = req.body
+    compiled = await prepare_request_formulas(
+        req.app.worker, lambda: formula_texts.cm_vars_request(body, req.params))
+    with prepared(compiled):
+        if body is not None:
+            definitions = _from_body(body, clear)
+        else:
+            definitions = _from_query(req.params, clear)
+        try:
+            _vars(req).apply(definitions, clear=clear, tmp=tmp)
+        except CmVarError as exc:
+            raise ApiError(400, str(exc)) from None
     return "ok"
 
 

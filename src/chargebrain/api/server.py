@@ -21,7 +21,8 @@ from chargebrain.api import auth
 from chargebrain.api.answers import challenge, error_response, json_response
 from chargebrain.api.commands import COMMANDS, Permission, Request
 from chargebrain.api.errors import ApiError
-from chargebrain.api.params import json_body
+from chargebrain.api.offload import Worker
+from chargebrain.api.params import json_body, json_body_pure
 from chargebrain.api.request_forms import plain_request
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("chargebrain.http")
 
 MAX_PATH_IN_ERROR = 200
+# A JSON body up to this size is decoded on the event loop (a few ms at worst).
+INLINE_JSON_BYTES = 256 * 1024
 
 
 @web.middleware
@@ -51,10 +54,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def _params(
-    request: web.Request,
+    request: web.Request, worker: Worker,
 ) -> tuple[dict[str, str], MultiDict[str], Any, bytes, str | None]:
     """Query and form parameters (the first value of each, and all of them in order),
-    the JSON body (or why it is not JSON), the raw body."""
+    the JSON body (or why it is not JSON), the raw body. A body over INLINE_JSON_BYTES is
+    decoded in the worker thread."""
     multi: MultiDict[str] = MultiDict(request.query)
     raw = b""
     body: Any = None
@@ -76,7 +80,10 @@ async def _params(
                     multi.add(key, field_value)
         else:
             try:
-                body = json_body(raw)
+                if len(raw) > INLINE_JSON_BYTES:
+                    body = await worker.run(json_body_pure, raw)
+                else:
+                    body = json_body(raw)
             except ApiError as exc:
                 body_error = exc.message
     params: dict[str, str] = {}
@@ -99,7 +106,7 @@ class HttpApi:
         if request.method not in ("GET", "POST"):
             return error_response("use GET or POST", 405, headers={"Allow": "GET, POST"})
         try:
-            params, multi, body, raw, body_error = await _params(request)
+            params, multi, body, raw, body_error = await _params(request, self.app.worker)
             name = params.get("cmd", "").strip()
             cmd = COMMANDS.get(name)
             if cmd is None:

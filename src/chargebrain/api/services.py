@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from chargebrain.api.offload import Worker
     from chargebrain.api.passwords import CheckPool
     from chargebrain.api.throttle import Throttle
     from chargebrain.clock import Clock
@@ -57,3 +60,9 @@ class Services(Protocol):
         """Started with --allow-insecure: may be without an admin password anywhere."""
     @property
     def meterdef_dir(self) -> Path: ...
+    @property
+    def worker(self) -> Worker:
+        """The thread that compiles and parses the heavy part of a request."""
+    @property
+    def meterdefs_lock(self) -> asyncio.Lock:
+        """Held while a meter definition is uploaded or deleted (in order)."""

@@ -1316,7 +1316,17 @@ def _load_dir(
     directory: Path, strict: bool, errors: list[MeterDefinitionError] | None
 ) -> dict[str, MeterDefinition]:
     found: list[tuple[Path, MeterDefinition]] = []
-    for path in sorted(directory.glob("*.json")):
+    try:
+        paths = sorted(p for p in directory.iterdir() if p.name.endswith(".json"))
+    except OSError as exc:
+        problem = MeterDefinitionError(f"cannot list {directory}: {exc.strerror or exc}")
+        if strict:
+            raise problem from None
+        log.warning("skipping meter definitions: %s", problem)
+        if errors is not None:
+            errors.append(problem)
+        return {}
+    for path in paths:
         if not path.is_file():
             continue
         try:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from chargebrain.core.formula import (
     MAX_LENGTH,
+    MAX_TOTAL_LENGTH,
     NS_CM,
     DictEvalContext,
     Formula,
@@ -158,6 +159,11 @@ def define(name: object, expr: object, persisted: bool = True) -> CmVar:
     return CmVar(key_name, text, formula, None, persisted)
 
 
+def formula_chars(variables: Iterable[CmVar]) -> int:
+    """The length of the variables' formulas together (numbers do not count)."""
+    return sum(len(v.text) for v in variables if v.constant is None)
+
+
 def evaluation_order(variables: Iterable[CmVar]) -> list[CmVar]:
     """Variables ordered so that each comes after the variables its formula reads.
 
@@ -239,7 +245,9 @@ class CmVars:
         """Set several variables at once (`clear` deletes all others first).
 
         Not `tmp`: written to SQLite in one transaction first (an unchanged stored
-        definition is not rewritten). `tmp`: memory only; what is stored stays and comes
+        definition is not rewritten). Refused (CmVarError) beyond MAX_VARS variables, or
+        beyond MAX_TOTAL_LENGTH characters of formulas in all unless the change shrinks
+        them. `tmp`: memory only; what is stored stays and comes
         back after a restart.
         """
         defs = list(definitions)
@@ -248,6 +256,10 @@ class CmVars:
             new[d.key] = CmVar(d.name, d.text, d.formula, d.constant, persisted=not tmp)
         if len(new) > MAX_VARS:
             raise CmVarError(f"no more than {MAX_VARS} variables")
+        total = formula_chars(new.values())
+        if total > MAX_TOTAL_LENGTH and total > formula_chars(self._vars.values()):
+            raise CmVarError(f"the formulas of all variables may hold at most "
+                             f"{MAX_TOTAL_LENGTH} characters ({total} with this change)")
         if not tmp:
             self._persist(defs, clear)
         removed = set(self._vars) - set(new)

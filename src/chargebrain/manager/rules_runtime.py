@@ -66,6 +66,9 @@ PRICE_MODEL_CM_CODE = 2
 PRICE_MODELS = {PRICE_MODEL_FIXED_CODE: PRICE_MODEL_FIXED, PRICE_MODEL_CM_CODE: PRICE_MODEL_CM}
 
 OBSERVE_SOURCE = "observe mode (rules not evaluated)"
+#: Users' compiled rules kept beyond those of the users at an EVSE (a user's rules may
+#: hold 32 KiB of formulas, about 1.5 MB compiled).
+USER_RULES_KEPT = 64
 _CHARGING = frozenset(s for s in EvseState if s.charging)
 
 #: user id -> that user's rules (a classic list, a rule-set object) or None.
@@ -423,8 +426,11 @@ class RulesRuntime:
             self._user_at.pop(dev_id, None)
             self._plugged.pop(dev_id, None)
             self.state = self.state.without_device(dev_id)
-        if len(self._user_rules) > 1000:
-            self._user_rules.clear()
+        if len(self._user_rules) > USER_RULES_KEPT:
+            # Keep the compiled rules of the users at an EVSE now; others compile again.
+            in_use = {id(c) for c in self._user_at.values() if c is not None}
+            self._user_rules = {u: entry for u, entry in self._user_rules.items()
+                                if id(entry[1]) in in_use}
 
 
 def _empty(rules: CompiledRules | None) -> bool:

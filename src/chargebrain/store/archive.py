@@ -24,14 +24,13 @@ import re
 import shutil
 import sqlite3
 import tempfile
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from chargebrain.store.datadir import DATABASE_NAME
-from chargebrain.store.db import MIGRATIONS
+from chargebrain.store.db import MIGRATIONS, schema_tables, sqlite_uri
 
 FORMAT = "chargebrain-backup"
 FORMAT_VERSION = 1
@@ -154,29 +153,12 @@ def check_database(database: Path, where: str, schema_version: int) -> None:
                           f"{', '.join(missing)})")
 
 
-def schema_tables(version: int) -> set[str]:
-    """The tables a chargebrain database of schema `version` has."""
-    db = sqlite3.connect(":memory:")
-    try:
-        for script in MIGRATIONS[:version]:
-            db.executescript(script)
-        return {str(row[0]) for row in
-                db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    finally:
-        db.close()
-
-
 def integrity_problem(db: sqlite3.Connection) -> str | None:
     """What `PRAGMA integrity_check` finds (its first lines), or None."""
     rows = db.execute("PRAGMA integrity_check").fetchall()
     if rows == [("ok",)]:
         return None
     return "; ".join(str(row[0]) for row in rows[:3])
-
-
-def sqlite_uri(path: Path, mode: str) -> str:
-    """A URI that opens `path` (mode `ro` or `rw`) without ever creating it."""
-    return f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
 
 
 # --- files -------------------------------------------------------------------------------

@@ -43,10 +43,10 @@ from chargebrain.store.archive import (
     fsync_dir,
     integrity_problem,
     os_error,
-    sqlite_uri,
     staging_dir,
 )
 from chargebrain.store.datadir import DATABASE_NAME
+from chargebrain.store.db import sqlite_uri
 
 SKIPPED_FILES = frozenset(DATABASE_NAME + suffix for suffix in ("-wal", "-shm", "-journal"))
 _STAGING_PREFIX = ".chargebrain-backup-"

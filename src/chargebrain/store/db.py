@@ -10,8 +10,10 @@ This module knows tables and rows, never the JSON names of the API.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,8 +58,26 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+def schema_tables(version: int) -> set[str]:
+    """The tables a chargebrain database of schema `version` has."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for script in MIGRATIONS[:version]:
+            db.executescript(script)
+        return {str(row[0]) for row in
+                db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+
+
+def sqlite_uri(path: Path, mode: str) -> str:
+    """A URI that opens `path` (mode `ro` or `rw`) without ever creating it."""
+    return f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
+
+
 class Store:
-    """A thread-safe handle on the SQLite file."""
+    """A thread-safe handle on the SQLite file (made if it is not there: the data
+    directory's database is opened through `store/opening.py`, which checks it first)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)

@@ -6,16 +6,22 @@ manager each cycle). See docs/formulas.md for the language as implemented.
 This package must never do I/O, read a clock, or run Python eval/exec.
 """
 
+from chargebrain.core.formula.cache import (
+    compile_formula,
+    prepare_formulas,
+    prepared,
+    validate_formula,
+)
 from chargebrain.core.formula.compiler import (
     FUNCTIONS,
     MAX_DEPTH,
     MAX_LENGTH,
+    MAX_TOTAL_LENGTH,
     RESULT_LIMIT,
     Formula,
-    compile_formula,
+    compile_uncached,
     parse_name,
     unknown_devices,
-    validate_formula,
 )
 from chargebrain.core.formula.context import (
     DATE_FIELDS,
@@ -39,6 +45,7 @@ __all__ = [
     "FUNCTIONS",
     "MAX_DEPTH",
     "MAX_LENGTH",
+    "MAX_TOTAL_LENGTH",
     "NS_CM",
     "NS_DATE",
     "NS_DEVICE",
@@ -55,8 +62,11 @@ __all__ = [
     "PriceSlot",
     "VarRef",
     "compile_formula",
+    "compile_uncached",
     "date_fields",
     "parse_name",
+    "prepare_formulas",
+    "prepared",
     "price_extreme",
     "unknown_devices",
     "validate_formula",

@@ -1,10 +1,11 @@
 """Compile formula text once into a tree of Python closures and evaluate it quickly.
 
-`compile_formula(text)` parses with the shared LALR parser, checks limits (length, nesting),
+`compile_uncached(text)` parses with the shared LALR parser, checks limits (length, nesting),
 resolves every name and function at compile time, folds constant sub-expressions and
 returns a `Formula` whose `evaluate(ctx)` only calls closures. Evaluation never raises for
 arithmetic reasons: division or modulo by zero give 0, unknown variables read as 0, NaN
-results become 0 and infinite results are clamped to +/-RESULT_LIMIT.
+results become 0 and infinite results are clamped to +/-RESULT_LIMIT. (Callers use
+`compile_formula`, which keeps compiled texts: cache.py.)
 This module must never use Python eval/exec, attribute access on user-named objects,
 loops driven by formula values, or any I/O.
 """
@@ -35,6 +36,8 @@ from chargebrain.core.formula.errors import FormulaError
 from chargebrain.core.formula.grammar import parser
 
 MAX_LENGTH = 4096
+# The most formula text one request may carry, and all CM variables together.
+MAX_TOTAL_LENGTH = 64 * 1024
 MAX_DEPTH = 64
 RESULT_LIMIT = 1e15
 # Operator chains up to this many operands become nested closures (fastest); longer chains
@@ -578,8 +581,9 @@ def _syntax_error(exc: LarkError, text: str) -> FormulaError:
     return FormulaError("invalid formula")
 
 
-def compile_formula(text: str) -> Formula:
-    """Compile `text`; raises FormulaError (with the column) if it is not a valid formula."""
+def compile_uncached(text: str) -> Formula:
+    """Compile `text` now; raises FormulaError (with the column) if it is not a valid
+    formula. `compile_formula` (cache.py) is the same with compiled texts kept."""
     if not isinstance(text, str):
         raise FormulaError("formula must be a string")
     if len(text) > MAX_LENGTH:
@@ -601,16 +605,3 @@ def unknown_devices(formula: Formula, known_ids: Iterable[str]) -> set[str]:
     """Device ids the formula references that are not among `known_ids` (case-insensitive)."""
     known = {k.upper() for k in known_ids}
     return {d for d in formula.device_ids if d not in known}
-
-
-def validate_formula(text: object, known_devices: Iterable[str] | None = None) -> list[str]:
-    """Problems with a formula as readable strings (empty list = fine)."""
-    if not isinstance(text, str):
-        return ["formula must be a string"]
-    try:
-        formula = compile_formula(text)
-    except FormulaError as exc:
-        return [str(exc)]
-    if known_devices is None:
-        return []
-    return [f"unknown device '{d}'" for d in sorted(unknown_devices(formula, known_devices))]

@@ -14,7 +14,13 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chargebrain.core.formula import NS_DEVICE, FormulaError, compile_formula, unknown_devices
+from chargebrain.core.formula import (
+    MAX_TOTAL_LENGTH,
+    NS_DEVICE,
+    FormulaError,
+    compile_formula,
+    unknown_devices,
+)
 from chargebrain.core.rules.classic import parse_input
 
 MAX_RULES = 100
@@ -22,7 +28,8 @@ MAX_RULE_SETS = 32
 MAX_COMMENT = 256
 MAX_CURRENT_MA = 1_000_000
 # Formula text compiled per validate_rules call; beyond it the request is refused as a whole.
-MAX_TOTAL_FORMULA_CHARS = 32768
+# Half of what one request may carry: a device has classic rules and a rule set.
+MAX_TOTAL_FORMULA_CHARS = MAX_TOTAL_LENGTH // 2
 
 # key -> (low, high) for integer fields of a classic rule
 _CLASSIC_INTS: dict[str, tuple[int, int]] = {
