@@ -222,7 +222,8 @@ class Lowered(_Marker):
 class Parsed:
     """Input text (or another JSON value) that `parse` turns into an object.
 
-    `parse` raises ValueError with the message to show. The field's JSON Schema is
+    `parse` raises ValueError with the message to show (or `problem_at` for a place
+    inside the value, such as an element of a list). The field's JSON Schema is
     `json_type` (the input's type), since the parsed object has no JSON form of its own.
     """
 
@@ -237,6 +238,8 @@ class Parsed:
         def run(value: Any) -> Any:
             try:
                 return parse(value)
+            except ValidationError:  # problems at places inside the value (`problem_at`)
+                raise
             except ValueError as exc:
                 raise _error(str(exc)) from None
 
@@ -256,10 +259,12 @@ class Shape(BaseModel):
 
     Unknown keys are refused at their own location with `unknown_key` (placeholders `{key}`
     and `{known}`, the sorted field names), so a misspelt setting is never silently ignored.
+    A shape that must tolerate keys it does not know (settings of newer versions) sets
+    `unknown_key = None` and `model_config = ConfigDict(extra="ignore")`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-    unknown_key: ClassVar[str] = "unknown property {key!r}"
+    unknown_key: ClassVar[str | None] = "unknown property {key!r}"
     _known_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
@@ -272,7 +277,7 @@ class Shape(BaseModel):
     def _only_known_keys(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             raise _error(f"must be an object, not {kind(data)}")
-        if not cls._known_keys.issuperset(data):
+        if cls.unknown_key is not None and not cls._known_keys.issuperset(data):
             for key in data:
                 if key not in cls._known_keys:
                     known = ", ".join(sorted(cls._known_keys))

@@ -256,6 +256,12 @@ def test_expression_order_puts_dependencies_first() -> None:
             "must be integers",
         ),
         (
+            '{"rtype": 0, "dev_type": "x", "v": {"address": 1, "reserved": {}}}',
+            "v.reserved",
+            1,
+            "must be integers, not an object",
+        ),
+        (
             '{"rtype": 0, "dev_type": "x", "v": {"expr": "a + M1.power_w"}, "a": {"address": 1}}',
             "v.expr",
             1,
@@ -405,6 +411,9 @@ def test_unknown_global_properties_are_listed_not_refused() -> None:
     assert d.ignored_properties == ("variables", "future")
     d = parse_definition('{"rtype": 0, "dev_type": "x", "variables": {"address": 3}}')
     assert d.variable_names == ("variables",)
+    # Settings objects are lenient too: keys of newer versions are ignored.
+    d = parse_definition('{"rtype": 0, "dev_type": "x", "rtu": {"retries": 2, "parity": "N"}}')
+    assert d.rtu.retries == 2
 
 
 def test_computed_variables_ignore_where_they_would_be_read_from() -> None:
@@ -414,6 +423,15 @@ def test_computed_variables_ignore_where_they_would_be_read_from() -> None:
     )
     t = d.variable("t")
     assert t is not None and t.fixed == "X" and t.http is None and t.query is None
+
+
+def test_of_several_problems_the_first_in_the_file_is_reported() -> None:
+    error = error_of(
+        '{"rtype": 0, "dev_type": "x",\n "v": {"address": 70000},\n "modbus_read": 5}'
+    )
+    assert (error.line, error.field) == (2, "v.address")
+    error = error_of('{"rtype": 0,\n "v": {"address": -1}}')
+    assert (error.line, error.field) == (None, "dev_type")  # the whole file's first
 
 
 def test_source_is_prefixed_to_messages() -> None:

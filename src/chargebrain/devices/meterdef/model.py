@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from chargebrain.devices.meterdef.definition import (
     MAX_INPUT_BITS,
@@ -132,12 +132,27 @@ def _order(value: Any) -> WordOrder:
     raise ValueError(f'order must be "hl" or "lh", not {value!r}')
 
 
-def _reserved_value(value: Any) -> int:
+def _reserved_value(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"reserved values must be integers, not {_kind(value)}")
+        return None
     return int(value)
+
+
+def _reserved(value: Any) -> tuple[int, ...]:
+    """A list of raw values, or one raw value alone."""
+    items = value if isinstance(value, list) else [value]
+    out: list[int] = []
+    for i, item in enumerate(items):
+        number = _reserved_value(item)
+        if number is None:
+            message = f"reserved values must be integers, not {_kind(item)}"
+            if isinstance(value, list):
+                raise problem_at((i,), message, item)
+            raise ValueError(message)
+        out.append(number)
+    return tuple(out)
 
 
 def _template(value: Any) -> Template:
@@ -153,14 +168,7 @@ def _only_http(key: str) -> Parsed:
     return Parsed(refuse)
 
 
-def _as_list(value: Any) -> Any:
-    return value if isinstance(value, list) else [value]
-
-
-Reserved = Annotated[
-    tuple[Annotated[int, Parsed(_reserved_value, "integer")], ...],
-    BeforeValidator(_as_list),
-]
+Reserved = Annotated[tuple[int, ...], Parsed(_reserved, "array")]
 
 
 # -- settings, inputs, outputs -----------------------------------------------------------
@@ -169,6 +177,9 @@ Reserved = Annotated[
 class RtuShape(Shape):
     """Serial line timing (validated; serial lines are not read, use a TCP gateway)."""
 
+    model_config = ConfigDict(extra="ignore")
+    unknown_key: ClassVar[str | None] = None  # as global properties: newer keys are ignored
+
     silence_period: Annotated[int, Integer(0, 60_000)] = 0
     silence_same_slave: Annotated[bool, Boolean()] = False
     retries: Annotated[int, Integer(0, 100)] = 0
@@ -176,6 +187,8 @@ class RtuShape(Shape):
 
 
 class TcpShape(Shape):
+    model_config = ConfigDict(extra="ignore")
+    unknown_key: ClassVar[str | None] = None
     connect_timeout: Annotated[int, Integer(0, 600_000)] = 0
     delay_after_connect: Annotated[int, Integer(0, 60_000)] = 0
 
@@ -191,21 +204,21 @@ Outputs = Annotated[tuple[OutputShape, ...], Field(max_length=MAX_OUTPUTS)]
 
 
 class ModbusInput(Shape):
-    unknown_key: ClassVar[str] = "unknown input property {key!r}"
+    unknown_key: ClassVar[str | None] = "unknown input property {key!r}"
     address: Annotated[int, Integer(0, 0xFFFF)]
     count: Annotated[int, Integer(1, 16)] = 1
     query: Annotated[None, _only_http("query")] = None
 
 
 class HttpInput(Shape):
-    unknown_key: ClassVar[str] = "unknown input property {key!r}"
+    unknown_key: ClassVar[str | None] = "unknown input property {key!r}"
     address: Annotated[HttpAddress, Parsed(_http_address)]
     count: Annotated[int, Integer(1, MAX_INPUT_BITS)] = 1
     query: Annotated[Query | None, Parsed(_query)] = None
 
 
 class MqttInput(Shape):
-    unknown_key: ClassVar[str] = "unknown input property {key!r}"
+    unknown_key: ClassVar[str | None] = "unknown input property {key!r}"
     address: Annotated[str, Parsed(_topic)]
     count: Annotated[int, Integer(1, MAX_INPUT_BITS)] = 1
     query: Annotated[Query | None, Parsed(_query)] = None
@@ -217,7 +230,7 @@ class MqttInput(Shape):
 class VariableShape(Shape):
     """What every variable may carry; the subclasses add where it is read from."""
 
-    unknown_key: ClassVar[str] = "unknown variable property {key!r} (known: {known})"
+    unknown_key: ClassVar[str | None] = "unknown variable property {key!r} (known: {known})"
 
     fixed: Annotated[str | float | None, Parsed(_fixed, "string")] = None
     expr: Annotated[Expression | None, Parsed(_expr)] = None
