@@ -5,8 +5,9 @@ once as pydantic models derived from `Shape`; validation, error messages naming 
 and JSON Schema for forms all follow from that declaration. This module holds what those
 declarations share:
 
-* `Shape`, the base model: frozen, and unknown keys refused with the model's own wording
-  (`unknown_key`), at the key's location. Scalars are declared with the markers below,
+* `Shape`, the base model: frozen, a field's docstring is its description (JSON Schema),
+  and unknown keys are refused with the model's own wording (`unknown_key`), at the key's
+  location. Scalars are declared with the markers below,
   which never coerce silently ("5" is not 5); arrays and objects take JSON lists and dicts.
 * Markers for `Annotated` fields that keep our lenient, well-worded parsing:
   `Integer(lo, hi)` (2.0 is 2, a boolean is not a number), `Boolean()` (also 0 and 1),
@@ -263,7 +264,9 @@ class Shape(BaseModel):
     `unknown_key = None` and `model_config = ConfigDict(extra="ignore")`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, use_attribute_docstrings=True
+    )
     unknown_key: ClassVar[str | None] = "unknown property {key!r}"
     _known_keys: ClassVar[frozenset[str]] = frozenset()
 

@@ -14,6 +14,7 @@ from chargebrain.devices.meterdef import (
     WordOrder,
     builtin_definitions_dir,
     delete_user_definition,
+    json_schema,
     load_definitions,
     parse_definition,
     parse_json5,
@@ -432,6 +433,26 @@ def test_of_several_problems_the_first_in_the_file_is_reported() -> None:
     assert (error.line, error.field) == (2, "v.address")
     error = error_of('{"rtype": 0,\n "v": {"address": -1}}')
     assert (error.line, error.field) == (None, "dev_type")  # the whole file's first
+
+
+@pytest.mark.parametrize(("rtype", "variable"), [(0, "ModbusVariable"), (1, "HttpVariable")])
+def test_json_schema_of_the_file(rtype: int, variable: str) -> None:
+    schema = json_schema(rtype)
+    props = schema["properties"]
+    assert schema["required"] == ["rtype", "dev_type"]
+    assert props["modbus_read"]["enum"] == [3, 4]
+    assert props["upd_delay"]["maximum"] == 3_600_000
+    assert "variables" not in props
+    assert schema["additionalProperties"]["anyOf"][0] == {"$ref": f"#/$defs/{variable}"}
+    var = schema["$defs"][variable]["properties"]
+    assert var["resolution"]["description"].startswith("Multiplier")
+    address_type = var["address"]["anyOf"][0] if rtype == 0 else var["address"]
+    assert address_type["type"] == ("integer" if rtype == 0 else "string")
+    # Every key of the bundled files is a property or a variable.
+    for path in builtin_definitions_dir().glob("*.json"):
+        doc = parse_json5(path.read_text(encoding="utf-8"))
+        if doc["rtype"] == rtype:
+            assert all(k in props or isinstance(v, dict) for k, v in doc.items())
 
 
 def test_source_is_prefixed_to_messages() -> None:

@@ -47,6 +47,7 @@ from chargebrain.devices.meterdef.files import (
     save_user_definition,
 )
 from chargebrain.devices.meterdef.json5 import parse_json5
+from chargebrain.devices.meterdef.model import json_schema
 from chargebrain.devices.meterdef.parse import parse_definition
 from chargebrain.devices.meterdef.query import Query, QueryMiss, parse_query
 
@@ -71,6 +72,7 @@ __all__ = [
     "WordOrder",
     "builtin_definitions_dir",
     "delete_user_definition",
+    "json_schema",
     "load_definition_file",
     "load_definitions",
     "parse_definition",

@@ -90,11 +90,6 @@ _REWRITE = re.compile(
 )
 _WHITESPACE = re.compile(r"[ \t\r\n]*+")
 
-
-def _skip(text: str, pos: int) -> int:
-    """The offset after the JSON whitespace at `pos`."""
-    m = _WHITESPACE.match(text, pos)
-    return m.end() if m else pos
 _MEMBER = re.compile(r'"((?:[^"\\\n]|\\.)*+)"[ \t\r\n]*+:[ \t\r\n]*+')
 _AFTER_MEMBER = re.compile(r"[ \t\r\n]*+([,}])[ \t\r\n]*+")
 
@@ -191,10 +186,8 @@ def _read(text: str, pos: int, whole: bool) -> tuple[Any, int, dict[int, Any]]:
         token = m.group(kind or 0)
 
         if state == _AFTER:
-            if not stack:
-                if whole:
-                    raise _fail(text, at, "unexpected text after the end of the definition")
-                return root, at, offsets
+            if not stack:  # (a value read alone has returned when it was complete)
+                raise _fail(text, at, "unexpected text after the end of the definition")
             frame = stack[-1]
             closer = "}" if frame[1] else "]"
             if token == ",":
@@ -276,8 +269,6 @@ def _read(text: str, pos: int, whole: bool) -> tuple[Any, int, dict[int, Any]]:
                 return root, pos, offsets
 
 
-
-
 # -- the fast reader ------------------------------------------------------------------------
 
 
@@ -295,6 +286,12 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_no_constant)
 # The C scanner: (text, offset) -> (value, end); StopIteration where no value starts.
 _SCAN: Callable[[str, int], tuple[Any, int]] = getattr(_DECODER, "scan_once")  # noqa: B009
+
+
+def _skip(text: str, pos: int) -> int:
+    """The offset after the JSON whitespace at `pos`."""
+    m = _WHITESPACE.match(text, pos)
+    return m.end() if m else pos
 
 
 def _rewrite(text: str) -> str:

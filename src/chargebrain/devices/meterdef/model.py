@@ -59,6 +59,7 @@ __all__ = [
     "ModbusDefinition",
     "MqttDefinition",
     "VariableShape",
+    "json_schema",
 ]
 
 _DEV_TYPE_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -165,7 +166,7 @@ def _only_http(key: str) -> Parsed:
     def refuse(_value: Any) -> None:
         raise ValueError(f"'{key}' is for HTTP and MQTT meters only")
 
-    return Parsed(refuse)
+    return Parsed(refuse, "null")
 
 
 Reserved = Annotated[tuple[int, ...], Parsed(_reserved, "array")]
@@ -181,23 +182,35 @@ class RtuShape(Shape):
     unknown_key: ClassVar[str | None] = None  # as global properties: newer keys are ignored
 
     silence_period: Annotated[int, Integer(0, 60_000)] = 0
+    """Milliseconds of silence before a request."""
     silence_same_slave: Annotated[bool, Boolean()] = False
+    """Keep the silence also between requests to the same unit."""
     retries: Annotated[int, Integer(0, 100)] = 0
     rcv_timeout: Annotated[int, Integer(0, 600_000)] = 0
+    """Milliseconds to wait for an answer."""
 
 
 class TcpShape(Shape):
+    """TCP connection timing (Modbus TCP and HTTP)."""
+
     model_config = ConfigDict(extra="ignore")
     unknown_key: ClassVar[str | None] = None
+
     connect_timeout: Annotated[int, Integer(0, 600_000)] = 0
+    """Milliseconds to connect; 0: the driver's timeout."""
     delay_after_connect: Annotated[int, Integer(0, 60_000)] = 0
+    """Milliseconds to wait after connecting before the first Modbus request."""
 
 
 class OutputShape(Shape):
     """An output or reset: `address` (and `body`) with `${...}` expressions."""
 
-    address: Annotated[Template, Parsed(_template)] = Template("", ())
+    address: Annotated[Template, Parsed(_template)] = Field(
+        default_factory=lambda: Template("", ())
+    )
+    """`[METHOD ]URL`; `${expr}`, `${if expr`yes`no}`, `${address}`, `${id}` are replaced."""
     body: Annotated[Template | None, Parsed(_template)] = None
+    """The request body, with the same replacements."""
 
 
 Outputs = Annotated[tuple[OutputShape, ...], Field(max_length=MAX_OUTPUTS)]
@@ -233,13 +246,21 @@ class VariableShape(Shape):
     unknown_key: ClassVar[str | None] = "unknown variable property {key!r} (known: {known})"
 
     fixed: Annotated[str | float | None, Parsed(_fixed, "string")] = None
+    """A constant (string or number); the variable is not read."""
     expr: Annotated[Expression | None, Parsed(_expr)] = None
+    """A formula over this definition's other variables; the variable is not read."""
     type: Annotated[ValueType, Lowered(ValueType, "type")] = ValueType.INT16
+    """How the raw value is encoded (int16 for Modbus, a number for HTTP by default)."""
     resolution: Annotated[float, Number(nonzero=True)] = 1.0
+    """Multiplier applied to the value; negative inverts."""
     once: Annotated[bool, Boolean()] = False
+    """Read only on the first successful reading."""
     order: Annotated[WordOrder, Parsed(_order)] = WordOrder.HIGH_FIRST
+    """"hl": high word first, "lh": low word first."""
     length: Annotated[int | None, Integer(1, 0xFFFF)] = None
+    """Strings: registers; numbers: 2 formats as a.b, 4 as a.b.c.d."""
     reserved: Reserved | None = None
+    """Raw values that read as 0 (replaces the definition's list)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -273,7 +294,10 @@ class VariableShape(Shape):
 
 
 class ModbusVariable(VariableShape):
+    """A variable of a Modbus meter: read from registers."""
+
     address: Annotated[int | None, Integer(0, 0xFFFF)] = None
+    """Register number."""
     query: Annotated[None, _only_http("query")] = None
     regex: Annotated[None, _only_http("regex")] = None
 
@@ -295,13 +319,20 @@ class ModbusVariable(VariableShape):
 
 
 class HttpVariable(VariableShape):
+    """A variable of an HTTP meter: taken from an answer by query and/or regex."""
+
     type: Annotated[ValueType, Lowered(ValueType, "type")] = ValueType.FLOAT
     address: Annotated[HttpAddress | None, Parsed(_http_address)] = None
+    """`/path`, `GET /path`, `POST /path` or an http:// URL."""
     query: Annotated[Query | None, Parsed(_query)] = None
+    """JSON query selecting the value, e.g. `emeters[0].power`."""
     regex: Annotated[re.Pattern[str] | None, Parsed(_regex)] = None
+    """Regular expression; the value is group 1, or the whole match."""
 
 
 class MqttVariable(VariableShape):
+    """A variable of an MQTT meter (parsed, not read)."""
+
     type: Annotated[ValueType, Lowered(ValueType, "type")] = ValueType.FLOAT
     address: Annotated[str | None, Parsed(_topic)] = None
     query: Annotated[Query | None, Parsed(_query)] = None
@@ -315,23 +346,35 @@ class DefinitionShape(Shape):
     """The global properties every definition has; see the subclasses for the rest."""
 
     rtype: Annotated[int, OneOf(0, 1, 2)]
+    """0 Modbus TCP, 1 HTTP/JSON, 2 MQTT."""
     dev_type: Annotated[str, Parsed(_dev_type)]
+    """Identifier; `meter_` is prefixed unless already there."""
     name: Annotated[str | None, Text()] = None
+    """Display name (default: the dev_type as written)."""
     manufacturer: Annotated[str, Text()] = ""
     mtype: Annotated[int, OneOf(0, 1, 2, 4)] = 1
-    rtu: RtuShape = RtuShape()
-    tcp: TcpShape = TcpShape()
+    """0 other, 1 meter, 2 inverter, 4 battery storage."""
+    rtu: RtuShape = Field(default_factory=RtuShape)
+    tcp: TcpShape = Field(default_factory=TcpShape)
     modbus_read: Annotated[int, OneOf(3, 4)] = 3
+    """Read function code: 3 holding, 4 input registers."""
     modbus_read_max_registers: Annotated[int, Integer(1, 65535)] = MODBUS_MAX_READ
+    """Registers per read request (capped at 125, the protocol's limit)."""
     modbus_write: Annotated[int, OneOf(6, 16)] = 16
     modbus_write_max_registers: Annotated[int, Integer(1, 65535)] = 123
     modbus_allow_gaps: Annotated[bool, Boolean()] = False
+    """One request may span registers no variable uses."""
     upd_delay: Annotated[int, Integer(0, 3_600_000)] = 0
+    """Least milliseconds between two readings."""
     delay_accumulated: Annotated[bool, Boolean()] = False
+    """Read import_wh and export_wh at most every 3 s."""
     ui_addr: Annotated[str, Text()] = ""
+    """The meter's web UI address, if different."""
     reserved: Reserved = ()
+    """Raw values that read as 0, for variables without their own list."""
     outputs: Outputs = ()
     resets: Outputs = ()
+    """Outputs written when the device is deactivated."""
 
     # Declared by each subclass with its own variable and input shapes.
     variables: Any
@@ -360,7 +403,7 @@ class DefinitionShape(Shape):
                 path = ("variables", name, "length")
                 raise problem_at(path, f"{var.length} is out of range 1..{limit}", var.length)
             count = getattr(var, "register_count", 0)
-            if var.address is not None and var.fixed is None and var.expr is None and count > limit:
+            if var.address is not None and count > limit:  # (computed ones have no address)
                 raise problem_at(
                     ("variables", name),
                     f"spans {count} registers, more than the {limit} one request may read",
@@ -395,6 +438,20 @@ class HttpDefinition(DefinitionShape):
 class MqttDefinition(DefinitionShape):
     variables: dict[str, MqttVariable] = Field(default_factory=dict)
     inputs: tuple[MqttInput, ...] = ()
+
+
+def json_schema(rtype: int) -> dict[str, Any]:
+    """JSON Schema of a definition file of this rtype, for forms and editors.
+
+    In the file, the variables are the definition's other keys (other values are ignored),
+    so the model's `variables` property becomes `additionalProperties`.
+    """
+    schema = DEFINITION_SHAPES[rtype].model_json_schema()
+    variables = schema["properties"].pop("variables")
+    schema["additionalProperties"] = {
+        "anyOf": [variables["additionalProperties"], {"not": {"type": "object"}}]
+    }
+    return schema
 
 
 DEFINITION_SHAPES: dict[int, type[DefinitionShape]] = {

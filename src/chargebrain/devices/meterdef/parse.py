@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from chargebrain.devices.meterdef.definition import (
     DEV_TYPE_PREFIX,
+    HttpAddress,
     InputDef,
     MeterDefinition,
     MType,
@@ -126,19 +127,19 @@ def _check_budget(variables: dict[str, Any], doc: dict[str, Any], positions: Pos
 
 
 def _variable(shape: VariableShape, name: str, line: int | None) -> Variable:
+    # A fixed or expr variable has no address, query or regex (they were dropped).
     address = getattr(shape, "address", None)
-    computed = shape.fixed is not None or shape.expr is not None
     return Variable(
         name=name,
         type=shape.type,
         resolution=shape.resolution,
         order=shape.order,
-        register=address if isinstance(address, int) and not computed else None,
-        http=address if not isinstance(address, (int, str)) and not computed else None,
-        topic=address if isinstance(address, str) and not computed else None,
+        register=address if isinstance(address, int) else None,
+        http=address if isinstance(address, HttpAddress) else None,
+        topic=address if isinstance(address, str) else None,
         length=shape.length,
-        query=None if computed else getattr(shape, "query", None),
-        regex=None if computed else getattr(shape, "regex", None),
+        query=getattr(shape, "query", None),
+        regex=getattr(shape, "regex", None),
         fixed=shape.fixed,
         expr=shape.expr,
         once=shape.once,
@@ -166,7 +167,7 @@ def _build(shape: DefinitionShape, positions: Positions, ignored: list[str]) -> 
         InputDef(
             count=i.count,
             register=i.address if isinstance(i.address, int) else None,
-            http=i.address if not isinstance(i.address, (int, str)) else None,
+            http=i.address if isinstance(i.address, HttpAddress) else None,
             topic=i.address if isinstance(i.address, str) else None,
             query=i.query,
         )
