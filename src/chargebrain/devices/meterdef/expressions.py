@@ -86,7 +86,8 @@ def _compile(text: str, what: str) -> Formula:
         at = f" at position {exc.column}" if exc.column else ""
         if exc.column and exc.line > 1:
             at = f" at line {exc.line} of the expression, position {exc.column}"
-        raise ExpressionProblem(f"{what} {text!r}: {exc.message}{at}") from None
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise ExpressionProblem(f"{what} {shown!r}: {exc.message}{at}") from None
 
 
 @dataclass(frozen=True, slots=True)
