@@ -426,3 +426,33 @@ async def test_http_errors_are_device_errors(variable: str, message: str) -> Non
             await meter.read()
     assert message in str(caught.value)
     assert "meter_bad at 127.0.0.1" in str(caught.value)
+
+
+FORMULA_DEF = """{
+  "rtype": 1, "dev_type": "formulas",
+  "power_w_l1": {"address": "POST /api/data", "query": "meters[{\\"phase\\": 1}].p"},
+  "power_w_l2": {"address": "POST /api/data", "query": "meters[{\\"phase\\": 2}].p"},
+  "CM.io": {"address": "POST /api/data", "query": "io"},
+  // The whole formula language, over this definition's own variables.
+  "power_w": {"expr": "max(Power_W_L1, 0) + (power_w_l2 < 0 ? 0 : power_w_l2)"},
+  "export_w": {"expr": "abs(min(power_w_l1 + power_w_l2, 0)) + 0 * power_w"},
+  "io_bit1": {"expr": "(CM.io & 2) != 0"},
+  "ratio": {"expr": "power_w_l1 / (power_w_l2 - power_w_l2)"},
+  "has_io": {"expr": "exists(cm.io) + 2^3"},
+}"""
+
+
+async def test_expressions_are_formulas_over_the_definitions_variables() -> None:
+    definition = parse_definition(FORMULA_DEF)
+    # Dependencies first: export_w reads power_w.
+    assert definition.expr_order.index("power_w") < definition.expr_order.index("export_w")
+    async with (
+        http_server(web_app([])) as port,
+        DefinedMeter(definition, f"127.0.0.1:{port}") as meter,
+    ):
+        reading = await meter.read()
+    assert reading.power_w == 100.0
+    assert reading.extra["export_w"] == 0.0
+    assert reading.extra["io_bit1"] == 1.0  # io = 6
+    assert reading.extra["ratio"] == 0.0  # a zero divisor gives 0, as in every formula
+    assert reading.extra["has_io"] == 9.0

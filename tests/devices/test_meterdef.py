@@ -14,6 +14,7 @@ from chargebrain.devices.meterdef import (
     WordOrder,
     builtin_definitions_dir,
     delete_user_definition,
+    json_schema,
     load_definitions,
     parse_definition,
     parse_json5,
@@ -256,16 +257,28 @@ def test_expression_order_puts_dependencies_first() -> None:
             "must be integers",
         ),
         (
+            '{"rtype": 0, "dev_type": "x", "v": {"address": 1, "reserved": {}}}',
+            "v.reserved",
+            1,
+            "must be integers, not an object",
+        ),
+        (
             '{"rtype": 0, "dev_type": "x", "v": {"expr": "a + M1.power_w"}, "a": {"address": 1}}',
             "v.expr",
             1,
             "refers to 'M1.power_w'",
         ),
         (
-            '{"rtype": 0, "dev_type": "x", "v": {"expr": "abs(a)"}, "a": {"address": 1}}',
+            '{"rtype": 0, "dev_type": "x", "v": {"expr": "foo(a)"}, "a": {"address": 1}}',
             "v.expr",
             1,
-            "function 'abs' is not supported",
+            "unknown function 'foo'",
+        ),
+        (
+            '{"rtype": 0, "dev_type": "x",\n "v": {"expr": "a +"}, "a": {"address": 1}}',
+            "v.expr",
+            2,
+            "expression 'a +': unexpected end of formula at position 4",
         ),
         (
             '{"rtype": 0, "dev_type": "x",\n "a": {"expr": "b"},\n "b": {"expr": "a + 1"}}',
@@ -324,6 +337,31 @@ def test_expression_order_puts_dependencies_first() -> None:
             "unknown property 'url'",
         ),
         ("[1, 2]", None, 1, "one JSON object"),
+        (
+            '{"rtype": 0, "dev_type": "x", "A": {"address": 1}, "a": {"address": 2},\n'
+            ' "v": {"expr": "a * 2"}}',
+            "v.expr",
+            2,
+            "'a' may mean 'A', 'a'",
+        ),
+        (
+            '{"rtype": 1, "dev_type": "x",\n "outputs": [{"address": "/set?p=${power_w +}"}]}',
+            "outputs[0].address",
+            2,
+            "expression 'power_w +': unexpected end of formula",
+        ),
+        (
+            '{"rtype": 1, "dev_type": "x", "resets": [{"address": "/a", "body": "${if x`1"}]}',
+            "resets[0].body",
+            1,
+            "needs the form ${if expr`yes`no}",
+        ),
+        (
+            '{"rtype": 1, "dev_type": "x", "outputs": [{"address": "/a?v=${x"}]}',
+            "outputs[0].address",
+            1,
+            "'${' at position 6 is never closed",
+        ),
     ],
 )
 def test_validation_errors_name_line_and_field(
@@ -345,6 +383,76 @@ def test_empty_and_oversized_and_binary_texts() -> None:
         parse_definition(b"\xff\xfe{")
     d = parse_definition('\ufeff{"rtype": 0, "dev_type": "bom"}'.encode())
     assert d.dev_type == "meter_bom"
+
+
+def test_expressions_are_bounded_per_definition() -> None:
+    many = ",\n".join(f'"e{i}": {{"expr": "a + {i}"}}' for i in range(257))
+    error = error_of('{"rtype": 0, "dev_type": "x", "a": {"address": 1},\n' + many + "}")
+    assert error.field == "e256.expr" and error.line == 258
+    assert "more than 256 expressions" in str(error)
+    long = " + ".join(["a"] * 2000)  # 7999 characters, a valid formula on its own
+    three = ",".join(f'"e{i}": {{"expr": "{long}"}}' for i in range(3))
+    error = error_of('{"rtype": 0, "dev_type": "x", "a": {"address": 1}, ' + three + "}")
+    assert error.field == "e2.expr" and "16384 characters" in str(error)
+
+
+def test_outputs_keep_their_text_and_compile_their_expressions() -> None:
+    d = parse_definition(
+        """{"rtype": 1, "dev_type": "x", "p": {"address": "/s"},
+        outputs: [{"address": "#5#/set?v=${CM.var1 * 2}&on=${if M1.power_w > 0`1`0}&d=${id}"}]}"""
+    )
+    out = d.outputs[0]
+    assert out.address.startswith("#5#/set?v=${CM.var1 * 2}")
+    assert out.address_template is not None
+    assert {f.text for f in out.address_template.formulas} == {"CM.var1 * 2", "M1.power_w > 0"}
+
+
+def test_unknown_global_properties_are_listed_not_refused() -> None:
+    d = parse_definition('{"rtype": 0, "dev_type": "x", "variables": 5, "future": "y"}')
+    assert d.ignored_properties == ("variables", "future")
+    d = parse_definition('{"rtype": 0, "dev_type": "x", "variables": {"address": 3}}')
+    assert d.variable_names == ("variables",)
+    # Settings objects are lenient too: keys of newer versions are ignored.
+    d = parse_definition('{"rtype": 0, "dev_type": "x", "rtu": {"retries": 2, "parity": "N"}}')
+    assert d.rtu.retries == 2
+
+
+def test_computed_variables_ignore_where_they_would_be_read_from() -> None:
+    # The vendor's own example gives a `fixed` variable an `address`; it is not read.
+    d = parse_definition(
+        '{"rtype": 1, "dev_type": "x", "t": {"fixed": "X", "address": 0, "query": 5}}'
+    )
+    t = d.variable("t")
+    assert t is not None and t.fixed == "X" and t.http is None and t.query is None
+
+
+def test_of_several_problems_the_first_in_the_file_is_reported() -> None:
+    error = error_of(
+        '{"rtype": 0, "dev_type": "x",\n "v": {"address": 70000},\n "modbus_read": 5}'
+    )
+    assert (error.line, error.field) == (2, "v.address")
+    error = error_of('{"rtype": 0,\n "v": {"address": -1}}')
+    assert (error.line, error.field) == (None, "dev_type")  # the whole file's first
+
+
+@pytest.mark.parametrize(("rtype", "variable"), [(0, "ModbusVariable"), (1, "HttpVariable")])
+def test_json_schema_of_the_file(rtype: int, variable: str) -> None:
+    schema = json_schema(rtype)
+    props = schema["properties"]
+    assert schema["required"] == ["rtype", "dev_type"]
+    assert props["modbus_read"]["enum"] == [3, 4]
+    assert props["upd_delay"]["maximum"] == 3_600_000
+    assert "variables" not in props
+    assert schema["additionalProperties"]["anyOf"][0] == {"$ref": f"#/$defs/{variable}"}
+    var = schema["$defs"][variable]["properties"]
+    assert var["resolution"]["description"].startswith("Multiplier")
+    address_type = var["address"]["anyOf"][0] if rtype == 0 else var["address"]
+    assert address_type["type"] == ("integer" if rtype == 0 else "string")
+    # Every key of the bundled files is a property or a variable.
+    for path in builtin_definitions_dir().glob("*.json"):
+        doc = parse_json5(path.read_text(encoding="utf-8"))
+        if doc["rtype"] == rtype:
+            assert all(k in props or isinstance(v, dict) for k, v in doc.items())
 
 
 def test_source_is_prefixed_to_messages() -> None:

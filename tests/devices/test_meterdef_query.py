@@ -1,4 +1,4 @@
-"""The JSON query language and the arithmetic of `expr` variables."""
+"""The JSON query language, and `expr` variables in the formula language."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from typing import Any
 
 import pytest
 
+from chargebrain.core.formula import DictEvalContext
 from chargebrain.devices.meterdef import (
     MeterDefinitionError,
     QueryMiss,
     parse_expression,
     parse_query,
+    parse_template,
 )
 
 DOC: dict[str, Any] = {
@@ -115,12 +117,29 @@ def test_query_syntax_errors(query: str, message: str) -> None:
         ("0x10 + 1.5e1", 31.0),
         (".5 * 4", 2.0),
         ("a / zero", 0.0),  # a zero divisor gives 0
-        ("M1.x * 2", 8.0),  # dotted names are names
+        ("M1.x * 2", 8.0),  # a variable spelt like a device field is the variable
+        ("CM.var1 + cm.VAR1", 10.0),  # so is one spelt like a CM variable, in any case
         ("power_w_l1+power_w_l2", 3.0),
+        ("POWER_W_L1", 1.0),  # names are case-insensitive, as everywhere in formulas
+        # The whole formula language: functions, %, ^, comparisons, ?:, exists().
+        ("max(a, b) + min(a, b)", 5.0),
+        ("a % 2 + b % 2", 1.0),
+        ("a ^ 3", 8.0),
+        ("a > 1 ? 10 : 20", 10.0),
+        ("abs(-b) + round(2.5) + clamp(a, 0, 1)", 7.0),
+        ("exists(a)", 1.0),
     ],
 )
 def test_expressions_evaluate(text: str, expected: float) -> None:
-    env = {"a": 2.0, "b": 3.0, "zero": 0.0, "M1.x": 4.0, "power_w_l1": 1.0, "power_w_l2": 2.0}
+    env = {
+        "a": 2.0,
+        "b": 3.0,
+        "zero": 0.0,
+        "M1.x": 4.0,
+        "CM.var1": 5.0,
+        "power_w_l1": 1.0,
+        "power_w_l2": 2.0,
+    }
     assert parse_expression(text).evaluate(env) == expected
 
 
@@ -129,20 +148,20 @@ def test_expression_names_and_missing_values() -> None:
     assert expr.names == {"a", "b", "c"}
     with pytest.raises(KeyError):
         expr.evaluate({"a": 1.0})
+    assert parse_expression("CM.Var1 + M1.x + Power_W").names == {"CM.var1", "M1.x", "power_w"}
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("", "empty"),
-        ("1 +", "a value is missing"),
-        ("(1 + 2", "')' expected"),
-        ("1 + 2)", "unexpected ')'"),
+        ("1 +", "expression '1 +': unexpected end of formula at position 4"),
+        ("(1 + 2", "unexpected end of formula"),
+        ("1 + 2)", "unexpected ')' at position 6"),
         ("a b", "unexpected 'b'"),
-        ("max(a, b)", "function 'max' is not supported"),
-        ("a % 2", "unexpected '%'"),
-        ("a ^ 2", "unexpected '^'"),
-        ("a > 1 ? 1 : 0", "unexpected '>'"),
+        ("foo(a, b)", "unknown function 'foo'"),
+        ("max()", "max() takes at least 1 argument(s), got 0"),
+        ("a.b.c.d", "unknown name 'a.b.c.d'"),
         ("*", "unexpected '*'"),
     ],
 )
@@ -150,3 +169,16 @@ def test_expression_errors(text: str, message: str) -> None:
     with pytest.raises(MeterDefinitionError) as caught:
         parse_expression(text)
     assert message in str(caught.value)
+
+
+def test_output_templates_render_in_the_managers_context() -> None:
+    template = parse_template(
+        "/set?p=${M1.power_w / 2}&on=${if M1.power_w > 0`yes`no}&a=${address}"
+    )
+    ctx = DictEvalContext(devices={"M1": {"power_w": 1001}})
+    fields = {"address": "10.0.0.5", "id": "M3"}
+    assert template.render(ctx, fields) == "/set?p=500.5&on=yes&a=10.0.0.5"
+    ctx.set_device("M1", {"power_w": -4})
+    assert template.render(ctx, fields) == "/set?p=-2&on=no&a=10.0.0.5"
+    assert parse_template("${ id }").render(ctx, fields) == "M3"
+    assert parse_template("plain").parts == ("plain",)

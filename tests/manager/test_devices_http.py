@@ -70,6 +70,19 @@ async def test_uploaded_definition_becomes_a_device_type(running: Running,
     # A broken upload is refused and changes nothing.
     async with http.post(running.url("cmd=set_meter_def"), data=b"{ nonsense") as resp:
         assert resp.status == 400
+        assert "line 1" in (await resp.json())["error"]
+    bad = ABB_LIKE.replace(b'"i[1]", "resolution": 1000', b'"i[1]", "resolution": 0')
+    async with http.post(running.url("cmd=set_meter_def"), data=bad) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"] == (
+            "invalid meter definition: line 7, field 'current_l2.resolution': must not be 0"
+        )
+    bad = ABB_LIKE.replace(b'"query": "e"}', b'"query": "e"}, "x": {"expr": "import_wh *"}')
+    async with http.post(running.url("cmd=set_meter_def"), data=bad) as resp:
+        assert resp.status == 400
+        assert "line 9, field 'x.expr': expression 'import_wh *': unexpected end" in (
+            (await resp.json())["error"]
+        )
     status, _ = await call(http, running, "cmd=del_meter_def&dev_type=test_json")
     assert status == 400  # still used by M6
     await call(http, running, "cmd=del_device&dev_id=M6")

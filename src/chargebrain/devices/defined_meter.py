@@ -33,6 +33,7 @@ from chargebrain.core.model import MeterReading
 from chargebrain.core.phases import Phases
 from chargebrain.devices.errors import DeviceError, ModbusIOError
 from chargebrain.devices.meterdef import (
+    DefinitionValues,
     InputDef,
     MeterDefinition,
     QueryMiss,
@@ -336,7 +337,9 @@ class DefinedMeter:
         return reading
 
     def _evaluate_expressions(self, values: dict[str, Value]) -> None:
-        env = {k: v for k, v in values.items() if isinstance(v, float)}
+        if not self._definition.expr_order:
+            return
+        env = DefinitionValues({k: v for k, v in values.items() if isinstance(v, float)})
         for name in self._definition.expr_order:
             var = self._definition.variable(name)
             if var is None or var.expr is None:
@@ -348,11 +351,10 @@ class DefinedMeter:
                     f"{self._where()}: expression of {name!r} needs {exc.args[0]!r}, "
                     "which has no numeric value"
                 ) from None
-            except OverflowError:
-                result = 0.0
             if not math.isfinite(result):
                 result = 0.0
-            values[name] = env[name] = result
+            values[name] = result
+            env.set(name, result)
 
     def _assemble(self, values: dict[str, Value], inputs: list[int]) -> MeterReading:
         num = {k: v for k, v in values.items() if isinstance(v, float)}
