@@ -83,7 +83,7 @@ def sites(draw: st.DrawFn, max_evses: int = 10) -> SiteInput:
         GroupConfig(
             id=g,
             parent=draw(st.integers(0, g - 1)),
-            max_current=draw(st.one_of(st.just(0), st.integers(6, 60).map(lambda a: a * A))),
+            max_current=draw(st.one_of(st.none(), st.integers(6, 60).map(lambda a: a * A))),
             priority=draw(st.integers(1, 3)),
             load=draw(st.one_of(st.none(), measurements())),
         )
@@ -156,7 +156,7 @@ def check_limits(s: SiteInput, a: Allocation) -> None:
             cap = min(cap, cfg.max_total_evse_current)
         assert load[0][p] <= max(0, cap - fixed[0][p]), ("site", p)
     for g in s.groups:
-        if g.max_current <= 0:
+        if g.max_current is None:
             continue
         gl = assumed(g.load, g.max_current)
         for p in range(3):

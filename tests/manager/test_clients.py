@@ -109,3 +109,14 @@ async def test_home_assistant_poll_shape(running: Running, http: aiohttp.ClientS
 
 def test_fixture_dir_exists() -> None:
     assert (DUMPS / "fw-2.0.1" / "get_dev_info.json").is_file(), Path(DUMPS)
+
+
+async def test_watt_names_convert_both_ways(running: Running, http: aiohttp.ClientSession) -> None:
+    for body, key, expected in (({"max_imbalance": 4600}, "max_imbalance_cur", 20000),
+                                ({"max_total_power": 17250}, "max_total_current", 25000)):
+        async with http.post(running.url("cmd=set_params"), json=body) as resp:
+            assert resp.status == 200
+        async with http.get(running.url("cmd=get_params")) as resp:
+            params = await resp.json()
+        assert params[key] == expected
+    assert params["max_imbalance"] == 4600

@@ -246,3 +246,26 @@ async def test_rotated_wallbox_reports_phases_in_its_own_order(
     e2 = await wait_for(seen)
     # Its L1 (the building's L2) is the one phase it draws on, in every field.
     assert e2["phases"] == 1 and (e2["current_l2"], e2["current_l3"]) == (0, 0)
+
+
+async def test_group_limit_formula_at_or_below_zero_lets_nothing_through(
+        running: Running, http: aiohttp.ClientSession) -> None:
+    await add(http, running, {"dev_type": "evse_group", "dev_id": "E5",
+                              "max_charging_cur": "20000 - 25000"})
+    await add(http, running, {"dev_type": "evse_ajax", "dev_id": "E2", "group": 5})
+    await call(http, running, "cmd=set_ajax_evse&dev_id=E2&state=2")
+
+    async def decided() -> dict[str, Any] | None:
+        d = await dev(http, running, "E2")
+        return d if d["state"] == 2 and d["reason"] else None
+
+    e2 = await wait_for(decided)
+    assert e2["evse"]["current"] == 0 and "group" in e2["reason"]
+    # A configured 0 is no limit of its own.
+    await add(http, running, {"dev_id": "E5", "max_charging_cur": 0})
+
+    async def charging() -> dict[str, Any] | None:
+        status, orders = await call(http, running, "cmd=set_ajax_evse&dev_id=E2&state=2")
+        return orders if orders["charging_current"] == 16000 else None
+
+    await wait_for(charging)

@@ -23,9 +23,11 @@ from chargebrain.core.formula import prepared
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases
 from chargebrain.devices.ajax import AjaxEvse
+from chargebrain.devices.powerbrain import internal_address, meter_unit
 from chargebrain.devices.registry import Kind
 from chargebrain.manager.config import ConfigError, DeviceConfig
 from chargebrain.manager.runtime import ChargingManager
+from chargebrain.manager.users import UserDirectory
 
 
 def _mgr(req: Request) -> ChargingManager:
@@ -88,7 +90,8 @@ def _kind_of(mgr: ChargingManager, dev_type: str) -> str:
     return "meter"
 
 
-def apply_device(mgr: ChargingManager, doc: dict[str, Any]) -> dict[str, Any]:
+def apply_device(mgr: ChargingManager, doc: dict[str, Any],
+                 users: UserDirectory) -> dict[str, Any]:
     """Create or update one device from its JSON settings; returns the stored settings."""
     dev_id = clean(str(doc.get("dev_id", ""))).upper()
     existing = mgr.devices.get(dev_id) if dev_id else None
@@ -113,6 +116,14 @@ def apply_device(mgr: ChargingManager, doc: dict[str, Any]) -> dict[str, Any]:
     kind = _kind_of(mgr, dev_type)
     known_keys.check_device(doc, kind)
     cfg = views.parse_device_changes(doc, base, kind)
+    unknown = [u for u in cfg.users if u not in base.users and users.get(u) is None]
+    if unknown:
+        # (An id stored before its user was deleted stays, so the EVSE stays editable.)
+        raise ApiError(400, f"users: no user {unknown[0]}")
+    if existing is None and "id" not in doc and dev_type == "meter_powerbrain" and not (
+            internal_address(cfg.address)):
+        # Another controller's S0 meters answer as units 2 and 3, never as unit 1.
+        cfg = cfg.with_changes(id=meter_unit(cfg.address))
     try:
         mgr.inventory.upsert_device(cfg)
     except ConfigError as exc:
@@ -137,7 +148,7 @@ def _set_params(req: Request, body: dict[str, Any]) -> Any:
         devices = body["devices"]
         if not isinstance(devices, list) or len(devices) != 1 or not isinstance(devices[0], dict):
             raise ApiError(400, "devices must be a list with exactly one device object")
-        apply_device(mgr, devices[0])
+        apply_device(mgr, devices[0], req.app.users)
         return "ok"
     if "overdraft_cur" in body and _same_number(body["overdraft_cur"], mgr.decider.overdraft_cur):
         # The overdraft as get_params showed it, sent back: no reset asked.
@@ -183,7 +194,7 @@ async def set_device(req: Request) -> Any:
     doc = devices[0]
     compiled = await prepare_request_formulas(req.app.worker, lambda: formula_texts.device(doc))
     with prepared(compiled):
-        return apply_device(_mgr(req), doc)
+        return apply_device(_mgr(req), doc, req.app.users)
 
 
 @command("del_device", Permission.ADMIN, "Delete a device")

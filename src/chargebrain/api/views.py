@@ -185,6 +185,8 @@ WATT_ALIASES = {
     "max_total_evse_power": "max_total_evse_current",
     "max_imbalance": "max_imbalance_cur",
 }
+#: Watt names that mean one phase (the imbalance is a difference between phases).
+SINGLE_PHASE_WATTS = frozenset({"max_imbalance"})
 SITE_STATE_FIELDS = ("overdraft_cur",)
 # The controller's hardware configuration, set and read with the site parameters (the
 # controller keeps it; API name -> PhaseSwitchSettings attribute).
@@ -208,7 +210,8 @@ def parse_site_changes(
             continue  # the answer's 1.x echo of a current also given: the current counts
         if key in WATT_ALIASES:
             watts = parse_number(value, key)
-            key, value = WATT_ALIASES[key], round(watts / 3 / VOLTAGE * 1000)
+            phases = 1 if key in SINGLE_PHASE_WATTS else 3
+            key, value = WATT_ALIASES[key], round(watts / phases / VOLTAGE * 1000)
         f = SITE_FIELDS.get(key)
         if f is not None:
             changes[key] = f.parse(key, value)

@@ -160,6 +160,16 @@ def parse_host_port(address: str, default_port: int) -> tuple[str, int]:
     return host.strip("[]"), number
 
 
+def meter_unit(address: str) -> int:
+    """The Modbus unit of the S0 meter of another controller at `address`: meter 2 answers
+    as unit 3 on port 4703, meter 1 as unit 2 (on 4702, the default)."""
+    try:
+        _, port = parse_host_port(address, 4702)
+    except DeviceError:
+        return 2
+    return 3 if port == 4703 else 2
+
+
 class RemoteEvse:
     """The EVSE of another Power Brain controller over Modbus TCP."""
 

@@ -131,10 +131,12 @@ class Decider:
         for rt in topo.groups_and_evses:
             cfg = rt.config
             if rt.evse is None:
-                limit = eval_limit(formulas, f"{cfg.dev_id}.max_charging_cur",
-                                   cfg.max_charging_cur, ctx)
+                # A configured 0 is no limit of its own; a formula's 0 lets nothing through.
+                limit = None if cfg.max_charging_cur == 0 else eval_limit(
+                    formulas, f"{cfg.dev_id}.max_charging_cur", cfg.max_charging_cur,
+                    ctx).low()
                 groups.append(GroupConfig(
-                    id=cfg.group_number, parent=cfg.group, max_current=limit.low(),
+                    id=cfg.group_number, parent=cfg.group, max_current=limit,
                     priority=cfg.prio, load=measurements.get(cfg.group_number),
                     name=cfg.name or cfg.dev_id))
             else:

@@ -49,14 +49,17 @@ def make_driver(
         return AjaxEvse(clock) if dtype.kind is Kind.EVSE else AjaxMeter(clock)
     internal = internal_address(cfg.address)
     model = model_of(cfg, dtype, powerbrain)
-    if cfg.dev_type == "evse_powerbrain":
-        if internal:
-            return LocalEvse(powerbrain.banks["evse"], model)
-        return RemoteEvse(cfg.address, cfg.id or 1)
-    if cfg.dev_type == "meter_powerbrain":
-        if internal:
-            return LocalMeter(powerbrain.banks[internal], model)
-        return RemoteMeter(cfg.address, cfg.id or 2)
+    try:
+        if cfg.dev_type == "evse_powerbrain":
+            if internal:
+                return LocalEvse(powerbrain.banks["evse"], model)
+            return RemoteEvse(cfg.address, cfg.id or 1)
+        if cfg.dev_type == "meter_powerbrain":
+            if internal:
+                return LocalMeter(powerbrain.banks[internal], model)
+            return RemoteMeter(cfg.address, cfg.id or 2)
+    except (DeviceError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
     definition = types.definitions.get(cfg.dev_type)
     if definition is None:
         raise ConfigError(f"no meter definition for {cfg.dev_type}")

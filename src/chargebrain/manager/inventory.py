@@ -20,7 +20,7 @@ from chargebrain.devices.faulty import FaultyEvse, FaultyMeter
 from chargebrain.devices.powerbrain import internal_address
 from chargebrain.devices.registry import DeviceType, DeviceTypes, Kind
 from chargebrain.manager.config import ConfigError, DeviceConfig
-from chargebrain.manager.drivers import is_internal, make_driver, model_of
+from chargebrain.manager.drivers import BUILT_IN_TYPES, is_internal, make_driver, model_of
 from chargebrain.manager.formulas import FormulaTable
 from chargebrain.manager.ports import DeviceStore
 from chargebrain.manager.state import ComStatus, DeviceRuntime, EvseRuntime
@@ -173,6 +173,13 @@ class DeviceInventory:
             m = self.devices.get(cfg.attach)
             if m is None or m.settings.is_evse:
                 raise ConfigError(f"attach: {cfg.attach} is not a meter")
+        built_in = internal_address(cfg.address) if cfg.dev_type in BUILT_IN_TYPES else None
+        if built_in:
+            for other in self.devices.values():
+                o = other.settings
+                if o.dev_id != cfg.dev_id and o.dev_type in BUILT_IN_TYPES and (
+                        internal_address(o.address) == built_in):
+                    raise ConfigError(f"the built-in {built_in} is {o.dev_id} already")
 
     def _group_cycle(self, cfg: DeviceConfig) -> bool:
         seen = {cfg.group_number}

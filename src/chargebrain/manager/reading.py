@@ -222,7 +222,8 @@ class Readers:
         if attached is not None and attached.meter is not None and not reading.has_meter:
             reading = replace(reading, currents=attached.meter.currents,
                               power_w=attached.meter.power_w,
-                              total_energy_wh=attached.meter.import_wh, has_meter=True)
+                              total_energy_wh=attached.meter.import_wh, has_meter=True,
+                              energy_known=attached.meter.import_wh > 0)
             ev.reading = reading
         c = reading.currents
         rotation = cfg.phase_rotation % 360

@@ -141,7 +141,7 @@ class CorePolicy:
             GroupConfig(
                 id=groups[g.id],
                 parent=groups[g.parent] if g.parent is not None else 0,
-                max_current=g.max_current_ma,
+                max_current=g.max_current_ma or None,
                 priority=g.prio,
                 name=g.id,
             )

@@ -116,7 +116,7 @@ class GroupConfig:
 
     id: int
     parent: int = 0
-    max_current: int = 0  # per phase; 0 = no limit of its own
+    max_current: int | None = None  # per phase; None = no limit of its own (0: nothing)
     priority: int = 1  # ranks the group against its siblings (higher first)
     load: Measurement | None = None  # the group's own non-EVSE load, if metered
     name: str = ""  # shown in reasons; default "E<id>"

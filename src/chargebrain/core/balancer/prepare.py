@@ -327,13 +327,14 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
             w.root_kind[p] = Limit.SUPPLY
         avail[p] = cap[p] = head
     for node, g in enumerate(tree.configs):
-        if g is None or g.max_current <= 0:
+        if g is None or g.max_current is None:
             continue
-        gl = assumed_load(g.load, g.max_current, tun.credit_export)
+        limit = max(0, g.max_current)
+        gl = assumed_load(g.load, limit, tun.credit_export)
         c = node * 3
-        avail[c] = cap[c] = g.max_current - gl[0]
-        avail[c + 1] = cap[c + 1] = g.max_current - gl[1]
-        avail[c + 2] = cap[c + 2] = g.max_current - gl[2]
+        avail[c] = cap[c] = limit - gl[0]
+        avail[c + 1] = cap[c + 1] = limit - gl[1]
+        avail[c + 2] = cap[c + 2] = limit - gl[2]
 
     w.cons_cache = cons_cache_of(tree, cap)
 
