@@ -7,7 +7,6 @@ or raises ApiError (a 4xx JSON answer); none of them changes anything.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
@@ -26,16 +25,19 @@ def parse_number(text: Any, name: str = "value") -> float:
     """A finite number from a JSON value or a lenient string."""
     if isinstance(text, bool):
         return 1.0 if text else 0.0
-    if isinstance(text, int | float):
-        value = float(text)
-    else:
-        s = clean(str(text))
-        if not s:
-            raise ApiError(400, f"{name}: a number is required")
-        try:
-            value = float(int(s, 16)) if s.lower().startswith(("0x", "-0x")) else float(s)
-        except ValueError:
-            raise ApiError(400, f"{name}: {s!r} is not a number") from None
+    try:
+        if isinstance(text, int | float):
+            value = float(text)
+        else:
+            s = clean(str(text))
+            if not s:
+                raise ApiError(400, f"{name}: a number is required")
+            try:
+                value = float(int(s, 16)) if s.lower().startswith(("0x", "-0x")) else float(s)
+            except ValueError:
+                raise ApiError(400, f"{name}: {s[:40]!r} is not a number") from None
+    except OverflowError:  # an integer beyond any float (`0x` and 300 digits)
+        raise ApiError(400, f"{name}: the number is too large") from None
     if not math.isfinite(value):
         raise ApiError(400, f"{name}: {text!r} is not a finite number")
     return value
@@ -95,11 +97,3 @@ def refuse_unknown(keys: Iterable[str], known: AbstractSet[str], where: str) -> 
         plural = "s" if len(unknown) > 1 else ""
         raise ApiError(400, f"unknown key{plural} {', '.join(map(repr, unknown))} {where}")
 
-
-def json_body(raw: bytes) -> Any:
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
