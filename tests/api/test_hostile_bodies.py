@@ -276,3 +276,28 @@ async def test_a_content_length_shorter_than_the_body(
         assert b"\r\nContent-Type: application/json\r\n" in head + b"\r\n"
         assert set(json.loads(body)) == {"error"}
     assert_no_traceback(caplog)
+
+
+# --- meter definitions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("definition", [
+    b'{"rtype": 1, "dev_type": "x", "power_w": {"fixed": ' + b"9" * 5000 + b"}}",
+    b'{"rtype": 0x' + b"f" * 5000 + b', "dev_type": "x"}',
+    b'{"rtype": 1, "dev_type": "x", "a": {"expr": "' + b"(" * 3000 + b"1" + b")" * 3000
+    + b'"}}',
+    b'{"rtype": 1, "dev_type": "x", "a": {"address": "/x", "regex": "' + b"(" * 3000
+    + b")" * 3000 + b'"}}',
+    b'{"rtype": 1, "dev_type": "x", "name": "\\ud800"}',
+    b"[" * 100_000 + b"]" * 100_000,
+])
+async def test_a_hostile_meter_definition_is_a_400(
+    running: Running, caplog: pytest.LogCaptureFixture, definition: bytes
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    before = (await raw_request(running, b"/cnf?cmd=get_meter_defs")).json()
+    message = assert_json_error(await post(running, b"set_meter_def", definition), 400)
+    assert message.startswith("invalid meter definition")
+    assert (await raw_request(running, b"/cnf?cmd=get_meter_defs")).json() == before
+    assert (await raw_request(running, b"/cnf?cmd=get_dev_types")).status == 200
+    assert_no_traceback(caplog)

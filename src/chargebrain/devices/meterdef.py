@@ -62,6 +62,9 @@ __all__ = [
 DEV_TYPE_PREFIX = "meter_"
 MAX_DEFINITION_CHARS = 512 * 1024
 MAX_NESTING = 64
+MAX_NUMBER_CHARS = 64  # digits, sign, point and exponent of one number
+MAX_EXPR_TOKENS = 256  # numbers, names and operators of one `expr`
+MAX_VARIABLES = 256
 MODBUS_MAX_READ = 125  # registers per FC3/FC4 request, by the Modbus protocol
 MAX_INPUT_BITS = 32
 MAX_OUTPUTS = 32
@@ -299,22 +302,41 @@ class _Json5Reader:
                     out.append(_ESCAPES[esc])
                     self.pos += 2
                 elif esc == "u":
-                    digits = text[self.pos + 2 : self.pos + 6]
-                    if not re.fullmatch(r"[0-9a-fA-F]{4}", digits):
-                        raise self.fail("bad \\u escape")
-                    out.append(chr(int(digits, 16)))
-                    self.pos += 6
+                    out.append(self._read_unicode_escape())
                 else:
                     raise self.fail(f"unknown escape \\{esc}")
                 continue
             out.append(ch)
             self.pos += 1
 
+    def _hex4(self, at: int) -> int | None:
+        digits = self.text[at : at + 4]
+        return int(digits, 16) if re.fullmatch(r"[0-9a-fA-F]{4}", digits) else None
+
+    def _read_unicode_escape(self) -> str:
+        """`\\uXXXX` at pos, or a surrogate pair `\\uD83D\\uDE97` as one character; a
+        lone surrogate is no text (it could be neither stored nor answered)."""
+        start = self.pos
+        code = self._hex4(self.pos + 2)
+        if code is None:
+            raise self.fail("bad \\u escape")
+        self.pos += 6
+        if 0xD800 <= code < 0xDC00 and self.text.startswith("\\u", self.pos):
+            low = self._hex4(self.pos + 2)
+            if low is not None and 0xDC00 <= low < 0xE000:
+                self.pos += 6
+                return chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))
+        if 0xD800 <= code < 0xE000:
+            raise self.fail("\\u escape of a lone UTF-16 surrogate", start)
+        return chr(code)
+
     def _read_number(self) -> int | float:
         match = _NUMBER_RE.match(self.text, self.pos)
         if not match:
             raise self.fail("malformed number")
         token = match.group(0)
+        if len(token) > MAX_NUMBER_CHARS:
+            raise self.fail(f"number longer than {MAX_NUMBER_CHARS} characters")
         self.pos = match.end()
         if self._ident_continues(0):
             raise self.fail(f"malformed number {token + self.text[self.pos]!r}")
@@ -324,7 +346,10 @@ class _Json5Reader:
             return sign * int(body, 16)
         if re.fullmatch(r"\d+", body):
             return sign * int(body)
-        return sign * float(body)
+        value = float(body)
+        if not math.isfinite(value):
+            raise self.fail(f"number {token} out of range")
+        return sign * value
 
 
 def parse_json5(text: str) -> Any:
@@ -571,8 +596,15 @@ def parse_expression(text: str) -> Expression:
         kind = match.lastgroup or ""
         tokens.append((kind, match.group(kind), match.start(kind)))
         pos = match.end()
+        if len(tokens) > MAX_EXPR_TOKENS:
+            # A flat sum is a tree as deep as it is long: evaluating it recurses per term.
+            raise MeterDefinitionError(
+                f"expression too long (more than {MAX_EXPR_TOKENS} numbers, names and "
+                "operators)"
+            )
     names: set[str] = set()
     index = 0
+    depth = 0  # open parentheses and unary signs around the atom being read
 
     def fail(message: str) -> MeterDefinitionError:
         where = tokens[index][2] + 1 if index < len(tokens) else len(text) + 1
@@ -597,36 +629,52 @@ def parse_expression(text: str) -> Expression:
             node = _Bin(tok[1], node, unary())
         return node
 
+    def nest() -> None:
+        nonlocal depth
+        depth += 1
+        if depth > MAX_NESTING:
+            raise fail(f"nested too deeply (more than {MAX_NESTING} levels)")
+
     def unary() -> _Node:
-        nonlocal index
+        nonlocal index, depth
         tok = peek()
         if tok is not None and tok[0] == "op" and tok[1] in ("+", "-"):
             index += 1
+            nest()
             operand = unary()
+            depth -= 1
             return _Neg(operand) if tok[1] == "-" else operand
         return atom()
 
     def atom() -> _Node:
-        nonlocal index
+        nonlocal index, depth
         tok = peek()
         if tok is None:
             raise fail("unexpected end, a value is missing")
         kind, value, _ = tok
         index += 1
         if kind == "num":
-            number = int(value, 16) if value[:2] in ("0x", "0X") else float(value)
-            return _Num(float(number))
+            try:
+                number = float(int(value, 16) if value[:2] in ("0x", "0X") else value)
+            except OverflowError:  # a hex integer beyond any float
+                number = math.inf
+            if not math.isfinite(number):
+                index -= 1
+                raise fail(f"number {value[:20]} out of range")
+            return _Num(number)
         if kind == "name":
             if value in ("nan", "inf"):
                 raise fail(f"{value!r} is not a variable")
             names.add(value)
             return _Name(value)
         if value == "(":
+            nest()
             node = sum_()
             closing = peek()
             if closing is None or closing[1] != ")":
                 raise fail("')' expected")
             index += 1
+            depth -= 1
             return node
         index -= 1
         raise fail(f"unexpected {value!r}")
@@ -1022,6 +1070,8 @@ class _Validator:
             if key in _GLOBAL_KEYS:
                 continue
             if isinstance(value, dict):
+                if len(variables) == MAX_VARIABLES:
+                    raise self.fail((key,), f"more than {MAX_VARIABLES} variables")
                 variables.append(self.variable(key, value, rtype, min(max_read, MODBUS_MAX_READ)))
             else:
                 ignored.append(key)
@@ -1157,6 +1207,10 @@ class _Validator:
                 regex = re.compile(pattern)
             except re.error as exc:
                 raise self.fail((name, "regex"), f"bad regular expression: {exc}") from None
+            except (RecursionError, OverflowError):
+                raise self.fail(
+                    (name, "regex"), "bad regular expression: nested too deeply or too large"
+                ) from None
         if rtype is RType.HTTP:
             http = self.http_address(address, (name, "address"))
             return Variable(http=http, query=query, regex=regex, **common)
