@@ -111,6 +111,16 @@ def _float(name: str, value: Any) -> float:
     return parse_number(value, name)
 
 
+def _float_range(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def parse(name: str, value: Any) -> float:
+        v = parse_number(value, name)
+        if not lo <= v <= hi:
+            raise ApiError(400, f"{name}: {v:g} out of range {lo:g}..{hi:g}")
+        return v
+
+    return parse
+
+
 def _rules(name: str, value: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
         raise ApiError(400, f"{name}: a list of rule objects is required")
@@ -280,7 +290,7 @@ METER_FIELDS: dict[str, Field] = {
     for f in (
         Field("role", _int_range(0, 6)),
         Field("invert", _bool),
-        Field("factor", _float),
+        Field("factor", _float_range(-1e6, 1e6)),
         Field("phases", _int_range(1, 7)),
         Field("is_va", _bool),
         Field("expr", _formula_text),
