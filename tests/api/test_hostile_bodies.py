@@ -301,3 +301,18 @@ async def test_a_hostile_meter_definition_is_a_400(
     assert (await raw_request(running, b"/cnf?cmd=get_meter_defs")).json() == before
     assert (await raw_request(running, b"/cnf?cmd=get_dev_types")).status == 200
     assert_no_traceback(caplog)
+
+
+@pytest.mark.parametrize("name", ["max_total_power", "power_reserve", "max_total_evse_power",
+                                  "max_imbalance"])
+@pytest.mark.parametrize("watts", [b"1.7e308", b"-1.7976931348623157e308"])
+async def test_a_watt_name_beyond_any_current_is_a_400(
+    running: Running, caplog: pytest.LogCaptureFixture, name: str, watts: bytes
+) -> None:
+    # Converted to mA (÷ 3 ÷ 230 × 1000) the number overflowed to infinity.
+    caplog.set_level(logging.DEBUG)
+    before = await snapshot(running)
+    body = b'{"%s": %s}' % (name.encode(), watts)
+    assert name in assert_json_error(await post(running, b"set_params", body), 400)
+    assert await snapshot(running) == before
+    assert_no_traceback(caplog)

@@ -195,6 +195,7 @@ WATT_ALIASES = {
     "max_total_evse_power": "max_total_evse_current",
     "max_imbalance": "max_imbalance_cur",
 }
+MAX_WATTS = 1e12  # far above any current a watt name can stand for
 SITE_STATE_FIELDS = ("overdraft_cur",)
 # The controller's hardware configuration, set and read with the site parameters (the
 # controller keeps it; API name -> PhaseSwitchSettings attribute).
@@ -217,7 +218,8 @@ def parse_site_changes(
         if key in WATT_ALIASES and WATT_ALIASES[key] in body:
             continue  # the answer's 1.x echo of a current also given: the current counts
         if key in WATT_ALIASES:
-            watts = parse_number(value, key)
+            # (Bounded first: near the largest float, the mA overflowed to infinity.)
+            watts = _float_range(-MAX_WATTS, MAX_WATTS)(key, value)
             key, value = WATT_ALIASES[key], round(watts / 3 / VOLTAGE * 1000)
         f = SITE_FIELDS.get(key)
         if f is not None:
