@@ -6,6 +6,7 @@ a JSON 4xx, changes nothing and leaves no traceback in the log."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 from typing import Any
@@ -315,4 +316,16 @@ async def test_a_watt_name_beyond_any_current_is_a_400(
     body = b'{"%s": %s}' % (name.encode(), watts)
     assert name in assert_json_error(await post(running, b"set_params", body), 400)
     assert await snapshot(running) == before
+    assert_no_traceback(caplog)
+
+
+async def test_a_gzip_body_over_2_mib_unpacked_is_a_json_413(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    packed = gzip.compress(b'{"title": "' + b"a" * (3 * LIMIT) + b'"}')
+    assert len(packed) < 64 * 1024
+    answer = await post(running, b"set_params", packed,
+                        JSON + b"Content-Encoding: gzip\r\n")
+    assert_json_error(answer, 413)
     assert_no_traceback(caplog)
