@@ -22,10 +22,11 @@ HUGE_DEFINITION = {"rtype": 1, "dev_type": "huge", "power_w": {"fixed": 1e308},
 def test_what_is_implausible() -> None:
     assert implausible(MeterReading(power_w=5000, currents=Phases(16000, 0, -3000))) is None
     assert implausible(EvseReading(total_energy_wh=9e14, max_current_ma=32000)) is None
+    assert implausible(MeterReading(extra={"serial": 1.2e19})) is None
     for reading in (MeterReading(power_w=1e308), MeterReading(power_w=float("nan")),
                     MeterReading(currents=Phases(10**20, 0, 0)),
                     MeterReading(voltages=(230.0, float("inf"), 230.0)),
-                    MeterReading(soc=-1e16), MeterReading(extra={"x": 1e300}),
+                    MeterReading(soc=-1e16),
                     EvseReading(total_energy_wh=2e15), EvseReading(max_current_ma=10**300),
                     EvseReading(power_w=float("-inf"))):
         assert "implausible" in (implausible(reading) or ""), reading

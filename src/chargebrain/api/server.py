@@ -4,9 +4,9 @@ Parameters come from the query string and, for POST, from a form body; a JSON bo
 parsed once and handed to the command (both bodies are parsed strictly, in `bodies.py`).
 Every failure is a JSON error with a 4xx status (also an unknown path, a wrong method or
 a body over the size limit); an unexpected exception is logged and answered 500 without
-a traceback. Requests that the HTTP parser
-refuses are answered in `http_errors.py`; the request forms that mean the same as the
-plain ones (`//cnf`, an encoded query) are made plain in `request_forms.py`.
+a traceback. Requests that the HTTP parser refuses are answered in `http_errors.py`; the
+request forms that mean the same as the plain ones (`//cnf`, an encoded query) are made
+plain in `request_forms.py`.
 """
 
 from __future__ import annotations

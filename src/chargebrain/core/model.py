@@ -71,15 +71,15 @@ PLAUSIBLE_LIMIT = 1e15
 
 def implausible(reading: MeterReading | EvseReading) -> str | None:
     """Why `reading` cannot be true (a number not finite or beyond ±PLAUSIBLE_LIMIT), or
-    None if it can."""
+    None if it can. A meter's `extra` values are not looked at: a definition's own
+    variables (a serial number, say) may be anything, and nothing adds them up."""
     values: Iterable[tuple[str, float]]
     if isinstance(reading, MeterReading):
         values = [("power_w", reading.power_w), ("import_wh", reading.import_wh),
                   ("export_wh", reading.export_wh),
                   *(("current", c) for c in reading.currents),
                   *(("voltage", v) for v in reading.voltages),
-                  *((("soc", reading.soc),) if reading.soc is not None else ()),
-                  *reading.extra.items()]
+                  *((("soc", reading.soc),) if reading.soc is not None else ())]
     else:
         values = [("power_w", reading.power_w), ("total_energy_wh", reading.total_energy_wh),
                   *(("current", c) for c in reading.currents),
