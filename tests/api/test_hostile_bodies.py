@@ -88,7 +88,7 @@ async def test_a_deep_rule_object_is_refused_and_changes_nothing(
 
 
 @pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999",
-                                   b"9" * 400, b"-" + b"9" * 5000])
+                                   b"1" + b"0" * 400 + b".5", b"-" + b"9" * 5000])
 async def test_numbers_json_cannot_carry_are_a_400(
     running: Running, caplog: pytest.LogCaptureFixture, value: bytes
 ) -> None:
@@ -100,6 +100,15 @@ async def test_numbers_json_cannot_carry_are_a_400(
     assert_json_error(await post(running, b"set_params", b'{"min_pause_time": ' + value + b"}"),
                       400)
     assert await snapshot(running) == before
+    assert_no_traceback(caplog)
+
+
+async def test_an_integer_beyond_any_float_is_a_400_where_a_number_is_needed(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = b'{"min_pause_time": ' + b"9" * 400 + b"}"
+    assert "too large" in assert_json_error(await post(running, b"set_params", body), 400)
     assert_no_traceback(caplog)
 
 

@@ -36,7 +36,7 @@ def parse_number(text: Any, name: str = "value") -> float:
                 value = float(int(s, 16)) if s.lower().startswith(("0x", "-0x")) else float(s)
             except ValueError:
                 raise ApiError(400, f"{name}: {s[:40]!r} is not a number") from None
-    except OverflowError:  # an integer beyond any float (`0x` and 300 digits)
+    except OverflowError:  # an integer beyond any float (`0x` and 300 hex digits)
         raise ApiError(400, f"{name}: the number is too large") from None
     if not math.isfinite(value):
         raise ApiError(400, f"{name}: {text!r} is not a finite number")
