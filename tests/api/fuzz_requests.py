@@ -1,10 +1,12 @@
-"""Hostile HTTP requests to `/cnf`, one hypothesis strategy per command of the table.
+"""Hostile HTTP requests to `/cnf`, as a hypothesis strategy.
 
-`requests()` draws a command from `chargebrain.api.commands.COMMANDS` (a new command is
-fuzzed without a change here), GET or POST, the parameters that command reads (found in
-its source, see `read_parameters`) and random ones with values from fuzz_values.py, each
-sometimes twice, and a body: the JSON object the command takes with hostile values (keys
-twice, NaN, 400-digit numbers, lone surrogates), then maybe broken (truncated, nested
+`requests(commands, auths)` draws one of the given commands of
+`chargebrain.api.commands.COMMANDS` (the tests pass each command of the table, so a new
+one is fuzzed without a change here), GET or POST, the parameters that command reads
+(found in its source, see `read_parameters`) and random ones with values from
+fuzz_values.py, one of them sometimes twice, and a body: the JSON object the command
+takes with hostile values (keys twice, NaN, 400-digit numbers, lone surrogates), then
+maybe broken (truncated, nested
 100,000 deep, in UTF-16, with bytes that are no UTF-8), a form, a meter definition, random
 bytes or a body around the 2 MiB limit; sent plainly, chunked or gzip-compressed, with
 the admin's credentials, wrong ones, broken ones or none. `render` makes the bytes.
@@ -24,6 +26,7 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
+from chargebrain import api as api_package
 from chargebrain.api.commands import COMMANDS
 from tests.api.fuzz_values import (
     BODY_OBJECTS,
@@ -44,7 +47,7 @@ BODY_LIMIT = 2 * 1024 * 1024
 #: Commands that answer something else than JSON (only with 200), and its content type.
 TEXT_COMMANDS = {"get_transactions": "text/csv; charset=utf-8",
                  "get_diag_log": "text/plain; charset=utf-8"}
-API_DIR = Path(__file__).resolve().parents[2] / "src" / "chargebrain" / "api"
+API_DIR = Path(api_package.__file__).parent
 #: How a command module reads a parameter: params["x"], params.get("x"), "x" in req.params,
 #: getall("x"), require(req.params, "x"), fields["x"], fields.get("x"), "x" in fields, and
 #: helpers given the request and a name (`_flag(req, "clear")`).

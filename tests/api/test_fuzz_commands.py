@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
 from chargebrain.api.commands import COMMANDS
-from tests.api.fuzz_requests import ADMIN_PASSWORD, FuzzRequest, requests
+from tests.api.fuzz_requests import ADMIN_PASSWORD, FuzzRequest, read_parameters, requests
 from tests.api.fuzz_target import STATS, Fuzzer, ProcessTarget, ThreadTarget, set_up
 from tests.conftest import Process
 
@@ -89,6 +89,19 @@ def password_fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzer
         yield fuzzer
     finally:
         target.close()
+
+
+def test_the_parameters_each_command_reads_are_found() -> None:
+    """The fuzzer finds parameter names in the commands' source; if a change of style hid
+    them, every request would carry random names only."""
+    found = read_parameters()
+    assert set(found) == set(COMMANDS)
+    for cmd, names in {"modbus": {"device", "read", "count", "write", "value", "values"},
+                       "set_cm_vars": {"clear", "tmp", "name", "val", "expr"},
+                       "override_device": {"dev_id", "flags", "mamps", "rfid"},
+                       "get_user": {"id", "user_id"}, "accept_license": {"acc"},
+                       "set_ajax_meter": {"dev_id", "power_w", "current", "voltage"}}.items():
+        assert names <= found[cmd], (cmd, names - found[cmd])
 
 
 #: Each command gets its share of the in-process requests (a new one automatically).
