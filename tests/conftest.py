@@ -33,10 +33,16 @@ def _port_free(port: int) -> bool:
     return True
 
 
+# Not the `random` module: hypothesis seeds it in every example, so a test drawing ports
+# inside one (the stateful restart machine) drew the same ports in every run, and so did
+# the same test running at the same time in another checkout.
+_PORTS = random.SystemRandom()
+
+
 def free_ports(count: int = 1) -> int:
     """The first of `count` consecutive free TCP ports on loopback."""
     for _ in range(200):
-        base = random.randint(20_000, 60_000)
+        base = _PORTS.randint(20_000, 60_000)
         if all(_port_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free ports")
@@ -109,6 +115,17 @@ class Process:
         return f"{self.base_url}/cnf?{query}"
 
     def start(self, *extra: str) -> None:
+        """Start and wait until this process listens (its own log says so: a connection
+        could reach another program that took the port meanwhile). A port taken between
+        choosing and binding it is chosen anew."""
+        for _ in range(5):
+            if self._start(extra):
+                return
+            self.http_port = free_ports(1)
+            self.modbus_port = free_ports(3) if self.modbus_port else 0
+        raise RuntimeError(f"chargebrain found no free port: {self.output()}")
+
+    def _start(self, extra: tuple[str, ...]) -> bool:
         self.log_path = self.data.parent / f"process-{time.monotonic_ns()}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
@@ -118,15 +135,17 @@ class Process:
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        listening = f"HTTP API on http://127.0.0.1:{self.http_port}/"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "is already in use" in self.output():
+                    self.proc = None
+                    return False
                 raise RuntimeError(f"chargebrain exited: {self.output()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            if listening in self.output():
+                return True
+            time.sleep(0.05)
         raise RuntimeError("chargebrain did not start")
 
     def output(self) -> str:
