@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar
 from chargebrain.api import auth, views
 from chargebrain.app import App, Config
 from tests.api.fuzz_requests import ADMIN_PASSWORD, TEXT_COMMANDS, FuzzRequest, render
-from tests.conftest import ROOT, Process, free_ports
+from tests.conftest import ROOT, Process
 
 T = TypeVar("T")
 #: Requests sent and their statuses, over every fuzz test of this run (printed at the end).
@@ -127,7 +127,7 @@ class ThreadTarget:
     """The whole app in this process, in a thread with its own event loop."""
 
     def __init__(self, data: Path, password: str | None) -> None:
-        self.port = free_ports(1)
+        self.port = 0  # the system picks it (no probe-then-bind race)
         self.password = password
         self.loop = asyncio.new_event_loop()
         self.problems = _Problems()
@@ -139,9 +139,10 @@ class ThreadTarget:
             asyncio.set_event_loop(self.loop)
             try:
                 # SQLite wants the thread that opened it: build the app in its thread.
-                self.app = App(Config(data, "127.0.0.1", self.port, 0))
+                self.app = App(Config(data, "127.0.0.1", 0, 0))
                 self._set_password()
                 self.loop.run_until_complete(self.app.start())
+                self.port = self.app.http_bound_port
             except BaseException as exc:
                 failure.append(exc)
                 return
