@@ -33,8 +33,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-# Not the `random` module's generator: hypothesis seeds it, so every test run on this
-# machine would pick the same ports.
+# Not the `random` module: hypothesis seeds it in every example, so a test drawing ports
+# inside one (the stateful restart machine) drew the same ports in every run, and so did
+# the same test running at the same time in another checkout.
 _PORTS = random.SystemRandom()
 
 
@@ -98,10 +99,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-class PortTaken(RuntimeError):
-    """The process could not listen: another one has its port."""
-
-
 @dataclass
 class Process:
     data: Path
@@ -118,17 +115,17 @@ class Process:
         return f"{self.base_url}/cnf?{query}"
 
     def start(self, *extra: str) -> None:
-        """Start the process and wait until it listens. If another process took one of
-        its ports meanwhile (tests run beside other programs), start on fresh ports."""
-        for _ in range(3):
-            try:
-                self._start(*extra)
+        """Start and wait until this process listens (its own log says so: a connection
+        could reach another program that took the port meanwhile). A port taken between
+        choosing and binding it is chosen anew."""
+        for _ in range(5):
+            if self._start(extra):
                 return
-            except PortTaken:
-                self.http_port, self.modbus_port = free_ports(1), free_ports(3)
-        self._start(*extra)
+            self.http_port = free_ports(1)
+            self.modbus_port = free_ports(3) if self.modbus_port else 0
+        raise RuntimeError(f"chargebrain found no free port: {self.output()}")
 
-    def _start(self, *extra: str) -> None:
+    def _start(self, extra: tuple[str, ...]) -> bool:
         self.log_path = self.data.parent / f"process-{time.monotonic_ns()}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
@@ -138,19 +135,16 @@ class Process:
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        # Started when its log says it listens on our port (a connection alone could
-        # reach another process that took the port meanwhile).
-        listening = f":{self.http_port}/cnf"
+        listening = f"HTTP API on http://127.0.0.1:{self.http_port}/"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                output = self.output()
-                if "already in use" in output:
+                if "is already in use" in self.output():
                     self.proc = None
-                    raise PortTaken(output)
-                raise RuntimeError(f"chargebrain exited: {output}")
+                    return False
+                raise RuntimeError(f"chargebrain exited: {self.output()}")
             if listening in self.output():
-                return
+                return True
             time.sleep(0.05)
         raise RuntimeError("chargebrain did not start")
 

@@ -129,7 +129,7 @@ async def test_a_large_json_body_is_decoded_in_the_worker(running: Running,
     # Broken or too deeply nested, large or small: 400, the same message either way.
     for raw in (b"[" * 300_000, b"[" * 1000):
         status, answer = await post(http, running, "cmd=set_cm_vars", raw)
-        assert status == 400 and answer["error"].endswith("nested too deeply")
+        assert status == 400 and answer["error"].endswith("nested deeper than 64 levels")
     broken = json.dumps(body).encode()[:-1]
     status, answer = await post(http, running, "cmd=set_cm_vars", broken)
     assert status == 400 and "not valid JSON" in answer["error"]

@@ -265,7 +265,7 @@ async def test_group_limit_formula_at_or_below_zero_lets_nothing_through(
     await add(http, running, {"dev_id": "E5", "max_charging_cur": 0})
 
     async def charging() -> dict[str, Any] | None:
-        status, orders = await call(http, running, "cmd=set_ajax_evse&dev_id=E2&state=2")
+        _, orders = await call(http, running, "cmd=set_ajax_evse&dev_id=E2&state=2")
         return orders if orders["charging_current"] == 16000 else None
 
     await wait_for(charging)

@@ -19,7 +19,11 @@ CHALLENGE = {"WWW-Authenticate": 'Basic realm="chargebrain"'}
 
 
 def json_bytes(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON. A lone surrogate in a string (no request can bring one in
+    since bodies are parsed strictly, but an older version stored what it was sent) is
+    written as its JSON escape, `\\ud800`, instead of failing the answer."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "backslashreplace")
 
 
 def json_response(

@@ -15,12 +15,12 @@ from chargebrain.api.offload import prepare_request_formulas
 from chargebrain.api.params import (
     clean,
     parse_bool,
+    parse_list,
     parse_number,
-    parse_number_list,
     refuse_unknown,
 )
 from chargebrain.core.formula import prepared
-from chargebrain.core.model import EvseReading, EvseState, MeterReading
+from chargebrain.core.model import PLAUSIBLE_LIMIT, EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases
 from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.powerbrain import internal_address, meter_unit
@@ -222,8 +222,17 @@ def _fields(req: Request) -> dict[str, Any]:
     return {k: v for k, v in req.params.items() if k not in ("cmd", "dev_id")}
 
 
+def _pushed(value: Any, name: str) -> float:
+    """A pushed number: no meter shows more than PLAUSIBLE_LIMIT of anything."""
+    number = parse_number(value, name)
+    if not -PLAUSIBLE_LIMIT <= number <= PLAUSIBLE_LIMIT:
+        raise ApiError(400, f"{name}: {number:g} out of range "
+                            f"{-PLAUSIBLE_LIMIT:g}..{PLAUSIBLE_LIMIT:g}")
+    return number
+
+
 def _triple(value: Any, name: str) -> tuple[float, float, float]:
-    values = parse_number_list(value, name)
+    values = [_pushed(v, name) for v in parse_list(value, name)]
     if len(values) != 3:
         raise ApiError(400, f"{name}: three values are required")
     return values[0], values[1], values[2]
@@ -239,18 +248,19 @@ def meter_reading_from(fields: dict[str, Any]) -> MeterReading:
         voltages = _triple(fields["voltage"], "voltage")
     is_va = parse_bool(fields["is_va"], "is_va") if "is_va" in fields else False
     if "power_w" in fields:
-        power = parse_number(fields["power_w"], "power_w")
+        power = _pushed(fields["power_w"], "power_w")
     elif "power_va" in fields:
-        power = parse_number(fields["power_va"], "power_va")
+        power = _pushed(fields["power_va"], "power_va")
         is_va = is_va or "power_w" not in fields
     else:
-        power = sum(c / 1000.0 * v for c, v in zip(currents, voltages, strict=True))
+        power = _pushed(sum(c / 1000.0 * v for c, v in zip(currents, voltages, strict=True)),
+                        "power_w (of current and voltage)")
     imp = 0.0
     for key in ("import_wh", "import_vah"):
         if key in fields:
-            imp = parse_number(fields[key], key)
-    exp = parse_number(fields["export_wh"], "export_wh") if "export_wh" in fields else 0.0
-    soc = parse_number(fields["soc"], "soc") if "soc" in fields else None
+            imp = _pushed(fields[key], key)
+    exp = _pushed(fields["export_wh"], "export_wh") if "export_wh" in fields else 0.0
+    soc = _pushed(fields["soc"], "soc") if "soc" in fields else None
     if imp < 0 or exp < 0:
         raise ApiError(400, "energy counters cannot be negative")
     model = str(fields.get("model", ""))[:100]
@@ -282,13 +292,13 @@ def evse_reading_from(fields: dict[str, Any]) -> EvseReading:
         currents = Phases(round(a), round(b), round(c))
     max_ma = None
     if "max_charging_current" in fields:
-        max_ma = round(parse_number(fields["max_charging_current"], "max_charging_current"))
+        max_ma = round(_pushed(fields["max_charging_current"], "max_charging_current"))
         if max_ma < 0:
             raise ApiError(400, "max_charging_current cannot be negative")
-    energy = parse_number(fields["total_energy"], "total_energy") if "total_energy" in fields else 0
+    energy = _pushed(fields["total_energy"], "total_energy") if "total_energy" in fields else 0
     if energy < 0:
         raise ApiError(400, "total_energy cannot be negative")
-    power = parse_number(fields["power_w"], "power_w") if "power_w" in fields else sum(
+    power = _pushed(fields["power_w"], "power_w") if "power_w" in fields else sum(
         c / 1000.0 * 230.0 for c in currents)
     return EvseReading(
         state=state, currents=currents, power_w=power, total_energy_wh=energy,

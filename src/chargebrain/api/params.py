@@ -7,11 +7,8 @@ or raises ApiError (a 4xx JSON answer); none of them changes anything.
 
 from __future__ import annotations
 
-import json
-import json.decoder
-import json.scanner
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -28,16 +25,19 @@ def parse_number(text: Any, name: str = "value") -> float:
     """A finite number from a JSON value or a lenient string."""
     if isinstance(text, bool):
         return 1.0 if text else 0.0
-    if isinstance(text, int | float):
-        value = float(text)
-    else:
-        s = clean(str(text))
-        if not s:
-            raise ApiError(400, f"{name}: a number is required")
-        try:
-            value = float(int(s, 16)) if s.lower().startswith(("0x", "-0x")) else float(s)
-        except ValueError:
-            raise ApiError(400, f"{name}: {s!r} is not a number") from None
+    try:
+        if isinstance(text, int | float):
+            value = float(text)
+        else:
+            s = clean(str(text))
+            if not s:
+                raise ApiError(400, f"{name}: a number is required")
+            try:
+                value = float(int(s, 16)) if s.lower().startswith(("0x", "-0x")) else float(s)
+            except ValueError:
+                raise ApiError(400, f"{name}: {s[:40]!r} is not a number") from None
+    except OverflowError:  # an integer beyond any float (`0x` and 300 hex digits)
+        raise ApiError(400, f"{name}: the number is too large") from None
     if not math.isfinite(value):
         raise ApiError(400, f"{name}: {text!r} is not a finite number")
     return value
@@ -97,37 +97,3 @@ def refuse_unknown(keys: Iterable[str], known: AbstractSet[str], where: str) -> 
         plural = "s" if len(unknown) > 1 else ""
         raise ApiError(400, f"unknown key{plural} {', '.join(map(repr, unknown))} {where}")
 
-
-def json_body(raw: bytes) -> Any:
-    """The JSON of a request body (None when it is empty), decoded by the json module's
-    C code: about 25 ms per MiB at worst, during which nothing else runs."""
-    return _decode(raw, json.loads)
-
-
-def json_body_pure(raw: bytes) -> Any:
-    """`json_body` decoded by the json module's Python code (for a large body in the
-    worker thread: slower, but it lets the event loop run every few milliseconds)."""
-    return _decode(raw, _pure_loads)
-
-
-def _decode(raw: bytes, loads: Callable[[bytes], Any]) -> Any:
-    if not raw.strip():
-        return None
-    try:
-        return loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, "the request body is not valid JSON: nested too deeply") from None
-
-
-def _pure_loads(raw: bytes) -> Any:
-    """`json.loads(raw)` by the json module's pure-Python scanner (same results)."""
-    text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-    if text.startswith("\ufeff"):
-        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    decoder = json.JSONDecoder()  # one per call: the scanner's memo is not thread-safe
-    make_scanner = json.scanner.py_make_scanner  # type: ignore[attr-defined]
-    decoder.parse_string = json.decoder.py_scanstring  # type: ignore[attr-defined]
-    decoder.scan_once = make_scanner(decoder)  # type: ignore[attr-defined]
-    return decoder.decode(text)

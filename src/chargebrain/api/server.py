@@ -1,11 +1,12 @@
 """The HTTP server: `/cnf?cmd=…` dispatch, authentication, JSON answers, static UI.
 
 Parameters come from the query string and, for POST, from a form body; a JSON body is
-parsed once and handed to the command. Every failure is a JSON error with a 4xx status
-(also an unknown path, a wrong method or a body over the size limit); an unexpected
-exception is logged and answered 500 without a traceback. Requests that the HTTP parser
-refuses are answered in `http_errors.py`; the request forms that mean the same as the
-plain ones (`//cnf`, an encoded query) are made plain in `request_forms.py`.
+parsed once and handed to the command (both bodies are parsed strictly, in `bodies.py`).
+Every failure is a JSON error with a 4xx status (also an unknown path, a wrong method or
+a body over the size limit); an unexpected exception is logged and answered 500 without
+a traceback. Requests that the HTTP parser refuses are answered in `http_errors.py`; the
+request forms that mean the same as the plain ones (`//cnf`, an encoded query) are made
+plain in `request_forms.py`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from multidict import MultiDict
 
 from chargebrain.api import auth
 from chargebrain.api.answers import challenge, error_response, json_response
+from chargebrain.api.bodies import form_fields, json_body
 from chargebrain.api.commands import COMMANDS, Permission, Request
 from chargebrain.api.errors import ApiError
 from chargebrain.api.offload import Worker
-from chargebrain.api.params import json_body, json_body_pure
 from chargebrain.api.request_forms import plain_request
 
 if TYPE_CHECKING:
@@ -74,14 +75,12 @@ async def _params(
         looks_json = raw.lstrip()[:1] in (b"{", b"[")
         # `curl -d '{…}'` sends JSON labelled as a form: the body decides, not the label.
         if ctype == "application/x-www-form-urlencoded" and not looks_json:
-            form = await request.post()
-            for key, field_value in form.items():
-                if isinstance(field_value, str):
-                    multi.add(key, field_value)
+            for key, field_value in form_fields(raw, request.charset):
+                multi.add(key, field_value)
         else:
             try:
                 if len(raw) > INLINE_JSON_BYTES:
-                    body = await worker.run(json_body_pure, raw)
+                    body = await worker.run(json_body, raw, True)
                 else:
                     body = json_body(raw)
             except ApiError as exc:

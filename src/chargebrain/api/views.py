@@ -111,6 +111,16 @@ def _float(name: str, value: Any) -> float:
     return parse_number(value, name)
 
 
+def _float_range(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def parse(name: str, value: Any) -> float:
+        v = parse_number(value, name)
+        if not lo <= v <= hi:
+            raise ApiError(400, f"{name}: {v:g} out of range {lo:g}..{hi:g}")
+        return v
+
+    return parse
+
+
 def _rules(name: str, value: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
         raise ApiError(400, f"{name}: a list of rule objects is required")
@@ -187,6 +197,7 @@ WATT_ALIASES = {
 }
 #: Watt names that mean one phase (the imbalance is a difference between phases).
 SINGLE_PHASE_WATTS = frozenset({"max_imbalance"})
+MAX_WATTS = 1e12  # far above any current a watt name can stand for
 SITE_STATE_FIELDS = ("overdraft_cur",)
 # The controller's hardware configuration, set and read with the site parameters (the
 # controller keeps it; API name -> PhaseSwitchSettings attribute).
@@ -209,7 +220,8 @@ def parse_site_changes(
         if key in WATT_ALIASES and WATT_ALIASES[key] in body:
             continue  # the answer's 1.x echo of a current also given: the current counts
         if key in WATT_ALIASES:
-            watts = parse_number(value, key)
+            # (Bounded first: near the largest float, the mA overflowed to infinity.)
+            watts = _float_range(-MAX_WATTS, MAX_WATTS)(key, value)
             phases = 1 if key in SINGLE_PHASE_WATTS else 3
             key, value = WATT_ALIASES[key], round(watts / phases / VOLTAGE * 1000)
         f = SITE_FIELDS.get(key)
@@ -283,7 +295,7 @@ METER_FIELDS: dict[str, Field] = {
     for f in (
         Field("role", _int_range(0, 6)),
         Field("invert", _bool),
-        Field("factor", _float),
+        Field("factor", _float_range(-1e6, 1e6)),
         Field("phases", _int_range(1, 7)),
         Field("is_va", _bool),
         Field("expr", _formula_text),

@@ -6,6 +6,7 @@ produce readings and consume commands; the core never does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -61,6 +62,33 @@ class EvseReading:
     rfid: str = ""
     model: str = ""
     energy_known: bool = True  # total_energy_wh is a meter reading (else integrate)
+
+
+#: No meter or EVSE shows more than this of anything (W, mA, V, Wh, %): a reading that
+#: does is broken, and sums of such numbers could overflow a float.
+PLAUSIBLE_LIMIT = 1e15
+
+
+def implausible(reading: MeterReading | EvseReading) -> str | None:
+    """Why `reading` cannot be true (a number not finite or beyond ±PLAUSIBLE_LIMIT), or
+    None if it can. A meter's `extra` values are not looked at: a definition's own
+    variables (a serial number, say) may be anything, and nothing adds them up."""
+    values: Iterable[tuple[str, float]]
+    if isinstance(reading, MeterReading):
+        values = [("power_w", reading.power_w), ("import_wh", reading.import_wh),
+                  ("export_wh", reading.export_wh),
+                  *(("current", c) for c in reading.currents),
+                  *(("voltage", v) for v in reading.voltages),
+                  *((("soc", reading.soc),) if reading.soc is not None else ())]
+    else:
+        values = [("power_w", reading.power_w), ("total_energy_wh", reading.total_energy_wh),
+                  *(("current", c) for c in reading.currents),
+                  *((("max_current_ma", reading.max_current_ma),)
+                    if reading.max_current_ma is not None else ())]
+    for name, value in values:
+        if not abs(value) <= PLAUSIBLE_LIMIT:  # also NaN
+            return f"implausible reading: {name} {value!r:.24}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Polled devices are read concurrently within a time budget (a read that outlasts it
 carries over to the next cycle); HTTP-input devices answer at once with their latest
 pushed reading. A reading updates the device's communication state; a grid or
-consumption meter repeating itself exactly for `FROZEN_AFTER_S` counts as broken. An
+consumption meter repeating itself exactly for `FROZEN_AFTER_S` counts as broken, and so
+does a reading with a number no device can show (`core.model.implausible`). An
 EVSE's reading also updates its energy counters and reports plug-in, unplug and RFID to
 the session listeners.
 """
@@ -16,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from chargebrain.clock import Clock
-from chargebrain.core.model import EvseReading, EvseState, MeterReading
+from chargebrain.core.model import EvseReading, EvseState, MeterReading, implausible
 from chargebrain.core.phases import ZERO, Phases
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.errors import DeviceError
@@ -136,6 +137,10 @@ class Readers:
                 com_error(rt, str(exc) or type(exc).__name__, mono)
                 continue
             if isinstance(reading, EvseReading):
+                problem = implausible(reading)
+                if problem is not None:
+                    com_error(rt, problem, mono)
+                    continue
                 status = rt.status
                 if status.com_err:
                     com_ok(rt, mono)
@@ -176,11 +181,19 @@ class Readers:
 
     def _take(self, rt: DeviceRuntime, reading: MeterReading | EvseReading, now: float,
               mono: float) -> None:
+        problem = implausible(reading)
+        if problem is not None:
+            com_error(rt, problem, mono)
+            return
         if isinstance(reading, EvseReading):
             com_ok(rt, mono)
             self._evse_reading(rt, reading, now, mono)
             return
         corrected = _meter_corrected(rt.config, reading)
+        problem = implausible(corrected)  # the factor may make it so
+        if problem is not None:
+            com_error(rt, problem, mono)
+            return
         if self._frozen(rt, corrected):
             return
         com_ok(rt, mono)
