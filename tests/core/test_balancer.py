@@ -337,7 +337,7 @@ def test_a_car_that_no_longer_fits_pauses_for_the_minimum_pause_time() -> None:
     # Capacity comes back at once: the pause timer holds it.
     a = allocate(s, a.state, now + 6)
     assert a.by_id()[stopped].current_ma == 0
-    assert a.by_id()[stopped].reason == "pause timer"
+    assert a.by_id()[stopped].reason == "pause timer, 297 s left"
     assert a.by_id()[stopped].pause_time == pytest.approx(3.0)
     a = allocate(s, a.state, now + 3 + 299)
     assert a.by_id()[stopped].current_ma == 0
