@@ -210,11 +210,12 @@ def test_the_site_of_a_run_cannot_change() -> None:
 def test_while_every_device_answers_the_shell_decides_exactly_like_the_core() -> None:
     """The manager turns its HTTP-input readings into the balancer's inputs without
     changing them: the same run gives the same currents, second by second (with the
-    manager's peak hold of falling household load switched off, which the bare core does
-    not have)."""
+    manager's peak hold of falling household load and its dead band for falls within the
+    load's jitter switched off, which the bare core does not have)."""
     sc = load_scenario("apartment-garage")
     with ManagerPolicy.for_scenario(sc) as policy:
         policy.manager.decider.hold.hold_s = 0.0
+        policy.manager.decider.hold.fall_band = 0.0
         ours = run_scenario(sc, policy, shorten=5400)
     core = run_scenario(sc, core_balancer(), shorten=5400)
     assert ours.cycles == core.cycles == 1800
