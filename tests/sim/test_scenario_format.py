@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from chargebrain.cli import main as cli_main
 from chargebrain.sim.scenario import (
@@ -21,6 +22,7 @@ from chargebrain.sim.scenario import (
     loads_scenario_yaml,
     scenario_from_dict,
     shipped_scenarios,
+    yaml_text,
 )
 from chargebrain.sim.scenario.lines import JsonLines
 
@@ -82,10 +84,34 @@ def test_every_problem_names_its_field_and_line_in_json() -> None:
     ]
 
 
+LOADERS = [yaml_text._PureLoader] + ([yaml_text._FastLoader] if yaml.__with_libyaml__ else [])
+
+
+@pytest.fixture(params=LOADERS, ids=lambda loader: loader.__name__)
+def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyYAML's own parser, and libyaml's where PyYAML has it: they must read the same."""
+    monkeypatch.setattr(yaml_text, "_ScenarioLoader", request.param)
+
+
+@pytest.mark.usefixtures("yaml_loader")
 def test_every_problem_names_its_field_and_line_in_yaml() -> None:
     assert [(line, field) for line, field, _ in problems_of(loads_scenario_yaml, BROKEN_YAML)] \
         == [(3, "$.site.reserve_ma"), (7, "$.evses[1].phase_rotation"), (9, "$.cars[0].evse"),
             (13, "$.cars[1].leave"), (16, "$.faults[0].type")]
+
+
+@pytest.mark.usefixtures("yaml_loader")
+def test_yaml_reads_times_as_times_and_the_shipped_scenarios_alike() -> None:
+    data, lines = yaml_text.read_yaml("a: 9:30\nb: 1:30:00\nc: 0x1F\nd: 1_000\ne: .5\n"
+                                      "f: 5e-1\ng: [yes, null, ~]\n")
+    assert data == {"a": "9:30", "b": "1:30:00", "c": "0x1F", "d": 1000, "e": 0.5, "f": 0.5,
+                    "g": [True, None, None]}
+    assert lines.line(("g", 1)) == 7
+    for name in shipped_scenarios():
+        doc = json.loads((SHIPPED / f"{name}.json").read_text(encoding="utf-8"))
+        assert loads_scenario_yaml(yaml.safe_dump(doc)) == load_scenario(name), name
+    with pytest.raises(ScenarioError, match=r"not valid YAML: .*line 1"):
+        loads_scenario_yaml("name: [unclosed\n")
 
 
 def test_the_error_text_carries_source_line_and_field(tmp_path: Path) -> None:

@@ -122,7 +122,10 @@ class Part(Shape):
     def _without_comments_and_nulls(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        if all(v is not None and not str(k).startswith("_") for k, v in data.items()):
+        for k, v in data.items():  # (a plain loop: this runs for every object of a file)
+            if v is None or (isinstance(k, str) and k[:1] == "_"):
+                break
+        else:
             return data
         known, nullable = cls._known_keys, cls.nullable
         return {

@@ -8,7 +8,8 @@ numbers are only decimal integers and decimal or exponent floats. Everything els
 tags only, booleans, null) is PyYAML's.
 
 `read_yaml` composes the node tree and constructs the values from it, as `yaml.load`
-does; the nodes are kept (`YamlLines`) so that a problem found later names its line.
+does (with libyaml's parser where PyYAML has it); the nodes are kept (`YamlLines`) so
+that a problem found later names its line.
 
 This is the only module of the simulator that imports PyYAML (the `sim` extra). It must
 never decide what a value means.
@@ -29,23 +30,37 @@ _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 
 
-class _ScenarioLoader(yaml.SafeLoader):
+class _PureLoader(yaml.SafeLoader):
     """The safe loader without base-60 numbers (and without hex, octal or binary ones)."""
 
 
-_ScenarioLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_ScenarioLoader.add_implicit_resolver(
-    _INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
-_ScenarioLoader.add_implicit_resolver(
-    _FLOAT,
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                  |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+_Loader = type[_PureLoader] | type[yaml.CSafeLoader]
+
+
+def _without_base_60(loader: _Loader) -> _Loader:
+    loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    loader.add_implicit_resolver(
+        _INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
+    loader.add_implicit_resolver(
+        _FLOAT,
+        re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                      |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                      |[-+]?\.(?:inf|Inf|INF)
+                      |\.(?:nan|NaN|NAN))$""", re.X),
+        list("-+0123456789."))
+    return loader
+
+
+_ScenarioLoader: _Loader = _without_base_60(_PureLoader)
+if yaml.__with_libyaml__:  # libyaml's parser reads the same 4-5 times faster
+
+    class _FastLoader(yaml.CSafeLoader):
+        """The same, with libyaml's parser."""
+
+    _ScenarioLoader = _without_base_60(_FastLoader)
 
 
 class YamlError(ValueError):
