@@ -306,7 +306,7 @@ class ScenarioShape(Part):
     """The JSON Schema of this format, for editors; not read."""
     name: Name
     description: Annotated[str, Text()] = ""
-    start: TimeOfDay = 0
+    start: TimeOfDay = Field(0, json_schema_extra={"default": "00:00"})
     """Time of day at the start of the run."""
     duration: PositiveDuration
     """Length of the run."""
