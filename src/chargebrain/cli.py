@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import gc
 import getpass
+import json
 import logging
 import signal
 import sys
@@ -100,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "holds data; it is moved aside to DIR.before-restore-<time>")
     res.add_argument("archive", metavar="FILE", help="the archive to read; - for stdin")
     sim = sub.add_parser("simulate", help="run a simulated site: metrics table, CSV and PNG")
-    sim.add_argument("scenario", help="a scenario file (JSON, or YAML ending in .yaml or "
-                     ".yml) or a shipped scenario name")
+    sim.add_argument("scenario", nargs="?", help="a scenario file (JSON, or YAML ending in "
+                     ".yaml or .yml) or a shipped scenario name")
+    sim.add_argument("--schema", action="store_true",
+                     help="print the JSON Schema of scenario files (for editors) and exit")
     sim.add_argument("--hours", type=float, metavar="H", help="simulate only the first H hours")
     sim.add_argument("--out", type=Path, default=Path("sim-out"),
                      help="directory for the CSV and PNG files (default ./sim-out)")
@@ -283,6 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         from chargebrain.sim.compare import simulate_command
 
+        if args.schema:
+            from chargebrain.sim.scenario import json_schema
+
+            print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+            return 0
+        if args.scenario is None:
+            print("chargebrain simulate: which scenario? (a file or a shipped name)",
+                  file=sys.stderr)
+            return 2
         return simulate_command(args.scenario, hours=args.hours, out=args.out,
                                 policy=args.policy, manager_cycle_s=args.manager_cycle,
                                 seed=args.seed)
