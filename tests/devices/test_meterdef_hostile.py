@@ -4,6 +4,8 @@ make a reading infinite or fail a later answer."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chargebrain.core.formula import MAX_DEPTH, MAX_LENGTH
@@ -167,3 +169,11 @@ def test_too_many_variables_name_the_first_one_too_many() -> None:
         parse_definition('{"rtype": 1, "dev_type": "x",\n' + many + "}")
     assert caught.value.line == MAX_VARIABLES + 2
     assert caught.value.field == f"v{MAX_VARIABLES}"
+
+
+def test_a_query_of_thousands_of_indexes_is_read_in_linear_time() -> None:
+    # Each index looked for surrogate escapes in the rest of the query: 70 s for this one.
+    query = "a" + '[{"x":1}]' * 10_000
+    start = time.perf_counter()
+    assert len(parse_query(query).steps) == 10_001
+    assert time.perf_counter() - start < 5.0

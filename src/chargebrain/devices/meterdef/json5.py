@@ -427,10 +427,15 @@ def read_document(text: str) -> tuple[Any, Positions]:
 def read_value(text: str, pos: int) -> tuple[Any, int]:
     """One value starting at `pos` (after whitespace); returns it and the offset after it."""
     try:  # plain JSON (the usual `{"id": 3}`) is read by the C decoder
-        if not LONE_SURROGATE_HINT.search(text, pos):
-            value, end = _SCAN(text, _skip(text, pos))
-            if _depth_within(value, MAX_NESTING) and not text[end : end + 1].isalnum():
-                return value, end
+        start = _skip(text, pos)
+        value, end = _SCAN(text, start)
+        # (Only the value is searched: a query may hold thousands of values.)
+        if (
+            not LONE_SURROGATE_HINT.search(text, start, end)
+            and _depth_within(value, MAX_NESTING)
+            and not text[end : end + 1].isalnum()
+        ):
+            return value, end
     except (_GiveUp, StopIteration, ValueError, RecursionError):
         pass
     value, end, _offsets = _read(text, pos, whole=False)
