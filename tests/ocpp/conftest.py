@@ -83,11 +83,17 @@ def iso(epoch: float) -> str:
 
 
 async def make_central(tmp_path: Path, http: aiohttp.ClientSession,
-                       limits: Limits | None = None, **config: Any) -> AsyncIterator[Central]:
-    clock = VirtualClock()
+                       limits: Limits | None = None, site: dict[str, Any] | None = None,
+                       clock: VirtualClock | None = None, **config: Any
+                       ) -> AsyncIterator[Central]:
+    """chargebrain on `tmp_path`/data with the OCPP server on a free port; `site`: site
+    parameters set before the start."""
+    clock = clock or VirtualClock()
     http_port, ocpp_port = free_ports(1), free_ports(1)
     app = App(Config(tmp_path / "data", "127.0.0.1", http_port, 0, ocpp_port=ocpp_port,
                      ocpp_limits=limits or Limits(), **config), clock=clock)
+    if site:
+        app.manager.settings.set(app.manager.site.with_changes(**site))
     await app.start()
     scheme = "wss" if app.ocpp_tls else "ws"
     try:

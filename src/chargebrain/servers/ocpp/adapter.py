@@ -342,6 +342,7 @@ def _json_response(connection: ServerConnection, status: int, message: str,
                    challenge: bool = False) -> Response:
     response = connection.respond(status, json.dumps({"error": message},
                                                       separators=(",", ":")))
+    del response.headers["Content-Type"]  # (a header may be there several times)
     response.headers["Content-Type"] = "application/json"
     if challenge:
         response.headers["WWW-Authenticate"] = 'Basic realm="chargebrain OCPP"'
@@ -402,8 +403,8 @@ async def serve(host: str, port: int, gate: Gate, welcome: Welcome,
 
     def process_response(connection: ServerConnection, request: Request,
                          response: Response) -> Response | None:
-        if response.status_code == 101 or response.headers.get(
-                "Content-Type") == "application/json":
+        if response.status_code == 101 or response.headers.get_all(
+                "Content-Type") == ["application/json"]:
             return None
         text = response.body.decode("utf-8", "replace").strip() or response.reason_phrase
         return _json_response(connection, response.status_code, text)

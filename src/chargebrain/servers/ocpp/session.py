@@ -73,6 +73,7 @@ class ChargePointSession:
         self._retry: asyncio.Task[None] | None = None
         self._remote: dict[int, str] = {}  # connector → the last remote start or stop asked
         self._unconfigured: set[int] = set()
+        self._refused: dict[int, tuple[Profile, float]] = {}  # connector → (what, retry at)
         self.current = True  # False once a newer connection of the same charge point came
 
     # --- the connection's life ----------------------------------------------------------
@@ -178,10 +179,14 @@ class ChargePointSession:
             self._profiles_due.clear()
             if not self.booted:
                 continue
+            now = self.clock.monotonic()
             for evse in list(self.connectors.values()):
                 want = evse.desired()
-                if want != evse.confirmed:
-                    await self._send_profile(evse, want)
+                refused = self._refused.get(evse.connector)
+                if want == evse.confirmed or (
+                        refused is not None and refused[0] == want and now < refused[1]):
+                    continue  # accepted, or refused lately (it is retried in time)
+                await self._send_profile(evse, want)
 
     async def _send_profile(self, evse: OcppEvse, want: Profile) -> None:
         connector = evse.connector
@@ -203,8 +208,10 @@ class ChargePointSession:
             log.warning("OCPP %s: connector %d did not accept %s: %s", self.id, connector,
                         "clearing its limit" if want == CLEAR else f"{want[0]} A", why)
             evse.refused(why)
+            self._refused[connector] = (want, self.clock.monotonic() + RETRY_S)
             self._retry_later()
             return
+        self._refused.pop(connector, None)
         previous = evse.confirmed
         evse.accepted(want)
         log.debug("OCPP %s: connector %d accepted %s", self.id, connector, want)
@@ -227,7 +234,7 @@ class ChargePointSession:
         changed = self.clock.monotonic()
         await self.clock.sleep(FRESH_AFTER_S)
         sample = evse.state.sample_at
-        if evse.state.sample_s > FRESH_AFTER_S and (sample is None or sample < changed):
+        if evse.state.sample_s > FRESH_AFTER_S and (sample is None or sample <= changed):
             await self._call("TriggerMessage", M.trigger("MeterValues", evse.connector))
 
     def review(self, sessions: Mapping[str, tuple[bool, bool, str, bool]]) -> None:
