@@ -3,14 +3,16 @@ change nothing; the connection goes on."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 from typing import Any
 
 import pytest
 from ocpp.exceptions import PropertyConstraintViolationError
 
-from tests.ocpp.conftest import Central, connected, exchange, raw
+from tests.ocpp.conftest import Central, connected, exchange, raw, wait_for
 
 STATUS = {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
 
@@ -147,3 +149,21 @@ async def test_a_transaction_of_another_charge_point_is_refused(central: Central
             await cp2.stop_tx(tid, 900, central.now_iso(30))
     rows = await transactions(central)
     assert len(rows) == 1 and rows[0]["end"] == ""
+
+
+async def test_an_answer_that_breaks_the_schema_is_a_refusal(central: Central) -> None:
+    await central.add_evse("E2", "CP1")
+    ws = await raw(central, "CP1")
+    await ws.send(json.dumps([2, "b", "BootNotification",
+                              {"chargePointVendor": "A", "chargePointModel": "B"}]))
+    evse = central.app.ocpp.hub.connectors("CP1")[1]
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        if frame[0] == 2 and frame[2] == "SetChargingProfile":
+            await ws.send(json.dumps([3, frame[1], {"status": "Maybe"}]))
+            break
+        if frame[0] == 2:
+            await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
+    await wait_for(lambda: evse.refusal == "FormationViolation")
+    assert evse.confirmed is None
+    await ws.close()

@@ -30,6 +30,7 @@ async def test_boot_is_accepted_and_the_box_is_an_evse(central: Central) -> None
         assert dev["state"] == 1
         assert dev["model"] == "Acme Box 11, serial S-1, firmware 1.2.3"
         assert dev["dev_type"] == "evse_ocpp"
+        await wait_for(lambda: len(cp.received.of("ChangeConfiguration")) == 2)
         configured = {p["key"]: p["value"] for p in cp.received.of("ChangeConfiguration")}
         assert configured["MeterValueSampleInterval"] == "10"
         assert "Current.Import" in configured["MeterValuesSampledData"]

@@ -171,6 +171,7 @@ class Field:
     name: str
     parse: Callable[[str, Any], Any]
     persist: bool = True
+    secret: bool = False  # never shown (get_params says whether it is set)
 
 
 SITE_FIELDS: dict[str, Field] = {
@@ -194,7 +195,7 @@ SITE_FIELDS: dict[str, Field] = {
         Field("max_total_cur_prc", _int_range(0, 100), persist=False),
         Field("cycle_ms", _int_range(200, 10_000)),
         Field("ocpp_srv_port", _int_range(0, 65_535)),
-        Field("ocpp_srv_password", _password),
+        Field("ocpp_srv_password", _password, secret=True),
         Field("ocpp_srv_tls_mode", _word("off", "on")),
         Field("ocpp_srv_accept_unknown", _bool),
     )

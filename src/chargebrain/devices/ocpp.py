@@ -217,7 +217,8 @@ class OcppEvse(AjaxEvse):
 
     def presented(self, card: str) -> bool:
         """Whether the charge point itself presented `card` here lately."""
-        return card.strip().upper() in self.state.cards
+        at = self.state.cards.get(card.strip().upper())
+        return at is not None and self.clock.monotonic() - at <= SAME_CARD_S
 
     def publish(self) -> None:
         """Hand the manager the connector's reading as it is now."""

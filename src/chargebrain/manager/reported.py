@@ -34,6 +34,9 @@ log = logging.getLogger("chargebrain.sessions")
 ACCEPTED = "Accepted"
 BLOCKED = "Blocked"
 INVALID = "Invalid"
+#: A report this much older than now (seconds, by its timestamp) was kept while the EVSE
+#: was offline: it is recorded, but it is not the session running now.
+LATE_S = 120.0
 #: A StartTransaction that repeats an open one's start this closely (seconds) and its
 #: meter value is the same report sent again (its answer was lost): same transaction.
 SAME_START_S = 1.0
@@ -91,13 +94,13 @@ class ReportedTransactions:
             (dev_id, user_id, user_name, id_tag, when, start_wh, start_wh, now))
         rt = self.manager.devices.get(dev_id)
         ev = rt.evse if rt is not None else None
-        if ev is not None and ev.plugged:
+        late = now - when > LATE_S
+        if ev is not None and ev.plugged and not late:
             # The running session's transaction (one it had is closed by its own report,
             # or else by the session manager as abandoned).
             ev.transaction_id = tid
             ev.plug_energy_wh = start_wh
             ev.max_power_w = 0.0
-        late = now - when > 120
         log.info("%s: transaction %d started%s (card %s: %s)", dev_id, tid,
                  " while offline" if late else "", id_tag, status)
         return tid, status

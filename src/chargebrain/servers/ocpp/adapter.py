@@ -160,7 +160,7 @@ class Peer:
         finally:
             self.closed = True
             worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, PeerClosed):
                 await worker
             for future in self._pending.values():
                 if not future.done():

@@ -126,6 +126,7 @@ class CentralSystem:
         self._unknown: dict[str, Unknown] = {}
         self._wrong: dict[str, tuple[int, float]] = {}  # address → (failures, wait until)
         self._listener: Listener | None = None
+        self._closing: set[asyncio.Future[None]] = set()  # replaced connections closing
         hub.listener = self
 
     # --- what sessions see (servers.ocpp.ports.Central) ---------------------------------
@@ -204,7 +205,10 @@ class CentralSystem:
         if old is not None:
             log.info("OCPP: charge point %r connected again; the older connection is closed",
                      cp)
-            await old.close("replaced by a newer connection")
+            old.current = False  # (its end no longer disconnects the connectors)
+            closing = asyncio.ensure_future(old.close("replaced by a newer connection"))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         try:
             await session.run()
         finally:

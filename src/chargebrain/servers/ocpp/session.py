@@ -204,6 +204,9 @@ class ChargePointSession:
             ok, why = False, fault.code
         except TimeoutError:
             ok, why = False, "no answer"
+        except ValueError as exc:  # our payload broke the schema: a bug, logged
+            log.error("OCPP %s: %s", self.id, exc)
+            ok, why = False, "invalid profile"
         if not ok:
             log.warning("OCPP %s: connector %d did not accept %s: %s", self.id, connector,
                         "clearing its limit" if want == CLEAR else f"{want[0]} A", why)
@@ -315,7 +318,7 @@ class ChargePointSession:
         if evse is None and report.connector == 0 and len(self.connectors) == 1:
             evse = next(iter(self.connectors.values()))  # the whole charge point's meter
         tid = report.transaction_id
-        if tid is not None and not self.central.transactions.issued(self._dev_ids(), tid):
+        if tid and not self.central.transactions.issued(self._dev_ids(), tid):
             raise OcppFault(PROPERTY_CONSTRAINT_VIOLATION, f"transaction {tid} is unknown")
         if evse is not None:
             for value in sorted(report.values, key=lambda v: v.timestamp):
