@@ -55,6 +55,7 @@ log = logging.getLogger("chargebrain.ocpp")
 VERSION = "1.6"
 SUBPROTOCOL = "ocpp1.6"
 CALL_TIMEOUT_S = 15.0
+LOUD_EVERY_S = 60.0
 #: OCPP 1.6 JSON allows at most 36 characters in a message id.
 MAX_UNIQUE_ID = 36
 
@@ -369,6 +370,7 @@ async def serve(host: str, port: int, gate: Gate, welcome: Welcome,
     """Listen on `host`:`port` (0: any free port); raises OSError if it cannot."""
     accepted: dict[ServerConnection, str] = {}
     count = [0]
+    warned = [-LOUD_EVERY_S]  # (loop time) a dropped connection is a warning once a minute
 
     class Counted(ServerConnection):
         """Counts TCP connections; one over the limit is dropped at once."""
@@ -377,8 +379,13 @@ async def serve(host: str, port: int, gate: Gate, welcome: Welcome,
             count[0] += 1
             super().connection_made(transport)
             if count[0] > limits.max_connections:
-                log.warning("OCPP: more than %d connections; one from %s dropped",
-                            limits.max_connections, transport.get_extra_info("peername"))
+                now = asyncio.get_running_loop().time()
+                loud = now - warned[0] >= LOUD_EVERY_S
+                if loud:
+                    warned[0] = now
+                log.log(logging.WARNING if loud else logging.DEBUG,
+                        "OCPP: more than %d connections; one from %s dropped",
+                        limits.max_connections, transport.get_extra_info("peername"))
                 transport.abort()  # type: ignore[attr-defined]
 
         def connection_lost(self, exc: Exception | None) -> None:

@@ -48,6 +48,7 @@ BOOTS_KEY = "ocpp_boots"
 MAX_UNKNOWN = 100  # charge points listed as unknown at most (the oldest go)
 MAX_WAIT_S = 60.0  # the longest an address that sent wrong credentials waits
 MAX_ID = 48  # characters of a ChargeBox ID (OCPP 1.6 chargeBoxIdentity)
+LOUD_EVERY_S = 60.0  # refusals are logged at INFO (or WARNING) at most this often
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class CentralSystem:
         self.sessions: dict[str, ChargePointSession] = {}
         self._unknown: dict[str, Unknown] = {}
         self._wrong: dict[str, tuple[int, float]] = {}  # address → (failures, wait until)
+        self._loud_at: dict[str, float] = {}  # kind of refusal → when last logged loudly
         self._listener: Listener | None = None
         self._closing: set[asyncio.Future[None]] = set()  # replaced connections closing
         hub.listener = self
@@ -171,8 +173,8 @@ class CentralSystem:
         if settings.password:
             self._check_credentials(handshake, cp, settings.password)
         if not self._hub.known(cp) and not settings.accept_unknown:
-            log.info("OCPP: unknown charge point %r from %s refused", cp[:MAX_ID],
-                     handshake.remote)
+            self._log_refusal("unknown", logging.INFO, "OCPP: unknown charge point %r from "
+                              "%s refused", cp, handshake.remote)
             raise Refusal(404, f"unknown charge point {cp!r}")
         return cp
 
@@ -194,8 +196,20 @@ class CentralSystem:
         if len(self._wrong) >= 1024:
             self._wrong.pop(next(iter(self._wrong)))
         self._wrong[remote] = (failures + 1, now + min(MAX_WAIT_S, 2.0 ** failures))
-        log.warning("OCPP: wrong credentials for %r from %s", cp, remote)
+        self._log_refusal("credentials", logging.WARNING, "OCPP: wrong credentials for %r "
+                          "from %s", cp, remote)
         raise Refusal(401, "wrong credentials", challenge=True)
+
+    def _log_refusal(self, kind: str, level: int, message: str, *args: object) -> None:
+        """Log a refused handshake: at `level` at most once a minute per kind (someone
+        trying in a loop must not fill the log), else at DEBUG."""
+        now = self._clock.monotonic()
+        last = self._loud_at.get(kind)
+        if last is None or now - last >= LOUD_EVERY_S or now < last:
+            self._loud_at[kind] = now
+            log.log(level, message, *args)
+        else:
+            log.debug(message, *args)
 
     async def welcome(self, cp: str, transport: Transport) -> None:
         """Serve one connection of charge point `cp` until it closes."""
