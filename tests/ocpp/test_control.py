@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from ocpp.v16 import call_result
+
 from tests.ocpp.conftest import Central, TestChargePoint, connected, wait_for
 
 
@@ -161,3 +163,27 @@ async def test_fresh_meter_values_are_asked_for_after_a_change(central: Central)
         central.clock.advance(6)
         await wait_for(lambda: {"requested_message": "MeterValues", "connector_id": 1}
                        in cp.received.of("TriggerMessage")[triggers:])
+
+
+async def test_a_wallbox_that_does_not_answer_never_holds_the_cycle(central: Central) -> None:
+    await central.add_evse("E2", "CP1", max_charging_cur=16000)
+    async with connected(central, "CP1") as cp:
+        release = asyncio.Event()
+
+        async def hang(**kw: object) -> object:
+            cp.received.calls.append(("SetChargingProfile", dict(kw)))
+            await release.wait()
+            return call_result.SetChargingProfile(status="Accepted")
+
+        cp.route_map["SetChargingProfile"]["_on_action"] = hang
+        await cp.boot()
+        await cp.status("Available")
+        await wait_for(lambda: len(cp.received.of("SetChargingProfile")) == 1)
+        mgr = central.app.manager
+        before = mgr.cycle_count
+        for limit in (10000, 12000, 14000):  # changes while the wallbox is silent
+            await central.params(max_total_current=limit)
+            await central.cycle()
+        assert mgr.cycle_count >= before + 3
+        assert not release.is_set() and len(cp.received.of("SetChargingProfile")) == 1
+        release.set()

@@ -85,3 +85,31 @@ async def test_whole_session_with_card_overload_and_transaction(central: Central
     assert row["rfid"] == "CARD1"
     assert row["user_name"] == "alice"
     assert row["start_wh"] == "1000" and row["end_wh"] == "5000"
+
+
+async def test_two_wallboxes_share_their_group_like_any_evses(central: Central) -> None:
+    await central.api("cmd=set_params", {"devices": [{
+        "dev_type": "evse_group", "dev_id": "E10", "name": "garage",
+        "max_charging_cur": 16000}]})
+    await central.add_evse("E2", "CP1", max_charging_cur=16000, group=10)
+    await central.add_evse("E3", "CP2", max_charging_cur=16000, group=10)
+    async with connected(central, "CP1") as cp1, connected(central, "CP2") as cp2:
+        for cp in (cp1, cp2):
+            await cp.boot()
+            await cp.status("Preparing")
+            tid = (await cp.start_tx("ANY", 0, central.now_iso())).transaction_id
+            await cp.status("Charging")
+            # One reports currents, the other only its power (outside the transaction).
+            if cp is cp1:
+                await cp.meter(central.now_iso(), transaction_id=tid, amps=(8, 8, 8),
+                               wh=250)
+            else:
+                await cp.meter(central.now_iso(), watts=5520, wh=4000)
+        await central.cycle()
+        await wait_for(lambda: cp1.received.limits()[-1:] == [8.0]
+                       and cp2.received.limits()[-1:] == [8.0])
+        await central.cycle()
+        e2, e3 = await central.device("E2"), await central.device("E3")
+        assert e2["total_energy"] == 250 and e3["total_energy"] == 4000
+        assert (e3["current_l1"], e3["current_l2"], e3["current_l3"]) == (8000, 8000, 8000)
+        assert e2["power_w"] == 5520
