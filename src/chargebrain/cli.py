@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--modbus-allow", type=_networks, metavar="CIDR[,CIDR…]",
                      help="client networks admitted to Modbus TCP (default: loopback, "
                           "private and link-local addresses)")
+    run.add_argument("--ocpp-port", type=int, metavar="N",
+                     help="the OCPP 1.6J central system's port on the HTTP host; 0 = off "
+                          "(default: the site parameter ocpp_srv_port, 19520)")
     run.add_argument("--tls-cert", type=Path, metavar="FILE",
                      help="serve HTTPS with this certificate (PEM; needs --tls-key)")
     run.add_argument("--tls-key", type=Path, metavar="FILE",
@@ -228,6 +231,12 @@ def _log_exposure(app: App) -> None:
     if app.tls is not None:
         log.info("HTTPS certificate %s, SHA-256 fingerprint %s", app.tls.cert,
                  app.tls.fingerprint)
+    if app.ocpp_bound_port:
+        log.info("OCPP 1.6J central system on %s://%s:%d/<ChargeBox ID>",
+                 "wss" if app.ocpp_tls else "ws", config.http_host, app.ocpp_bound_port)
+        if not auth.is_loopback(config.http_host) and not app.manager.site.ocpp_srv_password:
+            log.warning("OCPP without a password (ocpp_srv_password): any device on the "
+                        "network may connect as a configured charge point")
     if not config.modbus_port:
         return
     allow = config.modbus_allow
@@ -310,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
             print("chargebrain: --modbus-host needs an address (0.0.0.0 for all)",
                   file=sys.stderr)
             return 2
+        if args.ocpp_port is not None and not 0 <= args.ocpp_port <= 65535:
+            print("chargebrain: --ocpp-port must be 0..65535", file=sys.stderr)
+            return 2
         if (args.tls_cert is None) != (args.tls_key is None):
             print("chargebrain: --tls-cert and --tls-key go together", file=sys.stderr)
             return 2
@@ -322,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                         modbus_allow=args.modbus_allow or AccessList.local(),
                         tls_cert=args.tls_cert, tls_key=args.tls_key,
                         tls_self_signed=args.tls_self_signed,
-                        allow_insecure=args.allow_insecure)
+                        allow_insecure=args.allow_insecure, ocpp_port=args.ocpp_port)
         return asyncio.run(_run(config, args.admin_password_file, args.allow_insecure))
     return 2
 

@@ -68,6 +68,23 @@ def _text(limit: int = 200) -> Callable[[str, Any], str]:
     return parse
 
 
+def _word(*allowed: str) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        text = _text(20)(name, value).strip().lower()
+        if text not in allowed:
+            raise ApiError(400, f"{name}: {text!r} is not one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _password(name: str, value: Any) -> str:
+    text = _text(64)(name, value)
+    if any(ord(c) < 32 for c in text):
+        raise ApiError(400, f"{name}: no control characters")
+    return text
+
+
 def _formula_text(name: str, value: Any) -> str:
     text = _text(4096)(name, value)
     if text.strip():
@@ -164,6 +181,7 @@ class Field:
     name: str
     parse: Callable[[str, Any], Any]
     persist: bool = True
+    secret: bool = False  # never shown (get_params says whether it is set)
 
 
 SITE_FIELDS: dict[str, Field] = {
@@ -186,6 +204,10 @@ SITE_FIELDS: dict[str, Field] = {
         Field("fixed_price", _float),
         Field("max_total_cur_prc", _int_range(0, 100), persist=False),
         Field("cycle_ms", _int_range(200, 10_000)),
+        Field("ocpp_srv_port", _int_range(0, 65_535)),
+        Field("ocpp_srv_password", _password, secret=True),
+        Field("ocpp_srv_tls_mode", _word("off", "on")),
+        Field("ocpp_srv_accept_unknown", _bool),
     )
 }
 # 1.x watt-based names some clients still send: converted to per-phase mA.
@@ -393,6 +415,10 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "surplus_expr": p.surplus_expr,
         "price_model": p.price_model,
         "fixed_price": p.fixed_price,
+        "ocpp_srv_port": p.ocpp_srv_port,
+        "ocpp_srv_password_set": bool(p.ocpp_srv_password),
+        "ocpp_srv_tls_mode": p.ocpp_srv_tls_mode,
+        "ocpp_srv_accept_unknown": p.ocpp_srv_accept_unknown,
         "cycle_time": mgr.cycle_time_ms,
         "cycle_ms": p.cycle_ms,
         "max_evses": mgr.max_evses,

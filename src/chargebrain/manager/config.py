@@ -35,6 +35,12 @@ class SiteParams:
     fixed_price: float = 0.0
     max_total_cur_prc: int = 100  # not persisted
     cycle_ms: int = 1000  # control period
+    # The OCPP central system (servers/ocpp): its port (at start; 0 = off, and
+    # `--ocpp-port` wins), the charge points' password, TLS, and unknown charge points.
+    ocpp_srv_port: int = 19520
+    ocpp_srv_password: str = ""
+    ocpp_srv_tls_mode: str = "off"
+    ocpp_srv_accept_unknown: bool = False
 
     def with_changes(self, **changes: Any) -> SiteParams:
         return replace(self, **changes)

@@ -1,7 +1,8 @@
 """Which driver talks to a configured device, and the model string it shows.
 
 The built-in controller is reached through its register banks, another controller over
-Modbus TCP, HTTP-input devices are fed by pushes, other meters through their meter
+Modbus TCP, HTTP-input devices are fed by pushes, an OCPP charge point's connector by
+the OCPP central system (through the hub), other meters through their meter
 definitions. Groups and virtual meters have no driver.
 """
 
@@ -12,6 +13,7 @@ from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.base import EvseDriver, MeterDriver
 from chargebrain.devices.defined_meter import DefinedMeter
 from chargebrain.devices.errors import DeviceError
+from chargebrain.devices.ocpp import OcppEvse, OcppHub
 from chargebrain.devices.powerbrain import (
     LocalEvse,
     LocalMeter,
@@ -40,11 +42,15 @@ def model_of(cfg: DeviceConfig, dtype: DeviceType, powerbrain: PowerBrain) -> st
 
 def make_driver(
     cfg: DeviceConfig, dtype: DeviceType, powerbrain: PowerBrain, types: DeviceTypes,
-    clock: Clock,
+    clock: Clock, ocpp: OcppHub | None = None,
 ) -> MeterDriver | EvseDriver | None:
     """A driver for `cfg`; raises ConfigError if the device cannot be reached that way."""
     if dtype.kind in (Kind.GROUP, Kind.VIRTUAL):
         return None
+    if cfg.dev_type == "evse_ocpp":
+        if ocpp is None:
+            raise ConfigError("no OCPP central system runs here")
+        return OcppEvse(ocpp, cfg.dev_id, cfg.address.strip(), cfg.id, clock)
     if dtype.pushed:
         return AjaxEvse(clock) if dtype.kind is Kind.EVSE else AjaxMeter(clock)
     internal = internal_address(cfg.address)
