@@ -42,7 +42,9 @@ BAD_SIZE = "bad modbus register size"
 #: The commands that show state and need no parameter.
 VIEWS = ("get_dev_info", "get_params", "get_dev_types", "get_devices", "get_users",
          "get_cm_vars", "get_meter_defs", "get_license", "get_transactions", "get_diag_log")
-PERSISTED_SITE_KEYS = (*(k for k, f in views.SITE_FIELDS.items() if f.persist),
+# (A secret is never shown: get_params says only whether it is set.)
+PERSISTED_SITE_KEYS = (*(k for k, f in views.SITE_FIELDS.items() if f.persist and not f.secret),
+                       *(f"{k}_set" for k, f in views.SITE_FIELDS.items() if f.secret),
                        *views.HARDWARE_FIELDS)
 
 
