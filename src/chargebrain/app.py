@@ -45,6 +45,7 @@ from chargebrain.servers.modbus_tcp import (
     PortInUseError,
     bind_failure,
 )
+from chargebrain.servers.mqtt.service import MqttService
 from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
 from chargebrain.store.datadir import DataDirLock, meterdef_dir
 from chargebrain.store.db import Store
@@ -104,6 +105,9 @@ class Config:
     tls_self_signed: bool = False
     # Started with --allow-insecure: may be without an admin password beyond loopback.
     allow_insecure: bool = False
+    # --mqtt URL: stored as the site parameter mqtt_url at start ("" switches MQTT off);
+    # None keeps the stored one.
+    mqtt_url: str | None = None
 
 
 @dataclass
@@ -121,6 +125,7 @@ class App:
     worker: Worker = field(default_factory=Worker)
     meterdefs_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     http: HttpApi = field(init=False)
+    mqtt: MqttService = field(init=False)
     manager: ChargingManager = field(init=False)
     manager_store: ManagerStore = field(init=False)
     users: UserDirectory = field(init=False)
@@ -169,6 +174,9 @@ class App:
         self.throttle = Throttle(self.clock.monotonic)
         self.password_checks = CheckPool(self.clock.monotonic)
         self.http = HttpApi(self)
+        self.mqtt = MqttService(self)
+        self.manager.inventory.topic_feed = self.mqtt.feed
+        self.manager.listeners.append(self.mqtt.listener)
 
     @property
     def http_host(self) -> str:
@@ -218,6 +226,9 @@ class App:
             self.manager.inventory.ensure_internal_devices(self.manager_store.stored_ids())
             self.cm_vars.load()
             self.sessions.restore()
+            if self.config.mqtt_url is not None:
+                params = self.manager.site.with_changes(mqtt_url=self.config.mqtt_url)
+                self.manager.settings.set(params)
         self._runner = JsonErrorRunner(self.http.web, access_log=None, handle_signals=False)
         await self._runner.setup()
         host, port = self.config.http_host, self.config.http_port
@@ -245,6 +256,7 @@ class App:
                 raise
         self.spawn(self._controller_loop, "controller")
         self.spawn(self.manager.run, "charging manager")
+        self.spawn(self.mqtt.run, "mqtt")
         if self.config.demo:
             demo = DemoSite(self.clock, self.manager, self.powerbrain, self.hardware,
                             self.s0_inputs)

@@ -35,6 +35,9 @@ class SiteParams:
     fixed_price: float = 0.0
     max_total_cur_prc: int = 100  # not persisted
     cycle_ms: int = 1000  # control period
+    mqtt_url: str = ""  # the MQTT broker; "" = no MQTT
+    mqtt_serial_prefix: bool = False  # topics under cfos_mqtt_<serial> instead of cfos_mqtt
+    mqtt_ha_discovery: bool = False  # announce every device to Home Assistant
 
     def with_changes(self, **changes: Any) -> SiteParams:
         return replace(self, **changes)
@@ -64,6 +67,7 @@ class DeviceConfig:
     device_enabled: bool = True
     label: str = ""
     group: int = 0  # the group this device belongs to, 0 = main
+    mqtt_publish: bool = False  # its state on <prefix>/get/<dev_id>
     # EVSE settings
     min_charging_cur: int = 6000
     max_charging_cur: Limit = 16_000
