@@ -19,6 +19,7 @@ from aiohttp import web
 
 from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.http_errors import JsonErrorRunner
+from chargebrain.api.metrics import MetricsEndpoint
 from chargebrain.api.offload import Worker
 from chargebrain.api.passwords import CheckPool
 from chargebrain.api.server import HttpApi
@@ -126,6 +127,7 @@ class App:
     meterdefs_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     http: HttpApi = field(init=False)
     mqtt: MqttService = field(init=False)
+    metrics: MetricsEndpoint = field(init=False)
     manager: ChargingManager = field(init=False)
     manager_store: ManagerStore = field(init=False)
     users: UserDirectory = field(init=False)
@@ -177,6 +179,8 @@ class App:
         self.mqtt = MqttService(self)
         self.manager.inventory.topic_feed = self.mqtt.feed
         self.manager.listeners.append(self.mqtt.listener)
+        self.metrics = MetricsEndpoint(self, self.mqtt)
+        self.metrics.install(self.http.web)
 
     @property
     def http_host(self) -> str:

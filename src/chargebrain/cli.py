@@ -236,6 +236,9 @@ def _log_exposure(app: App) -> None:
     config = app.config
     log.info("HTTP API on %s://%s:%d/cnf?cmd=get_dev_info",
              "https" if app.tls else "http", config.http_host, app.http_bound_port)
+    log.info("metrics for Prometheus on %s://%s:%d/metrics (%s)",
+             "https" if app.tls else "http", config.http_host, app.http_bound_port,
+             "public" if app.manager.site.metrics_public else "admin only")
     if app.manager.site.mqtt_url:
         log.info("MQTT broker %s: whoever may publish to its cfos_mqtt topics has the "
                  "admin's rights", masked(app.manager.site.mqtt_url))

@@ -200,6 +200,7 @@ SITE_FIELDS: dict[str, Field] = {
         Field("mqtt_url", _mqtt_url),
         Field("mqtt_serial_prefix", _bool),
         Field("mqtt_ha_discovery", _bool),
+        Field("metrics_public", _bool),
     )
 }
 # 1.x watt-based names some clients still send: converted to per-phase mA.
@@ -415,6 +416,7 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "mqtt_url": masked(p.mqtt_url),
         "mqtt_serial_prefix": p.mqtt_serial_prefix,
         "mqtt_ha_discovery": p.mqtt_ha_discovery,
+        "metrics_public": p.metrics_public,
         "max_evses": mgr.max_evses,
         "shareware_mode": False,
         "version": VERSION,

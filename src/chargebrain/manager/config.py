@@ -38,6 +38,7 @@ class SiteParams:
     mqtt_url: str = ""  # the MQTT broker; "" = no MQTT
     mqtt_serial_prefix: bool = False  # topics under cfos_mqtt_<serial> instead of cfos_mqtt
     mqtt_ha_discovery: bool = False  # announce every device to Home Assistant
+    metrics_public: bool = False  # GET /metrics without the admin password
 
     def with_changes(self, **changes: Any) -> SiteParams:
         return replace(self, **changes)
