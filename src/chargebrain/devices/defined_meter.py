@@ -45,7 +45,7 @@ from chargebrain.devices.meterdef import (
     WordOrder,
 )
 from chargebrain.devices.modbus_client import DEFAULT_PORT, ModbusTcpClientAdapter
-from chargebrain.devices.topics import TopicFeed, topic_problem
+from chargebrain.devices.topics import TopicFeed, feed_for, topics_of
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -60,8 +60,6 @@ __all__ = [
 DEFAULT_TIMEOUT_S = 2.0
 #: An MQTT meter's value older than this is a communication error (as a pushed meter's).
 MQTT_STALE_AFTER_S = 30.0
-#: The device address that means "the configured broker" for an MQTT meter (the vendor's).
-MQTT_ADDRESS = "mqtt"
 # With `delay_accumulated`, energy counters are fetched at most this often.
 ACCUMULATED_INTERVAL_S = 3.0
 MAX_HTTP_BODY = 1024 * 1024
@@ -252,8 +250,8 @@ class DefinedMeter:
         elif definition.rtype is RType.HTTP:
             self._base_url = parse_http_base(address)
         else:
-            self._topics = _mqtt_feed(definition, address, topics)
-            self._topics.watch(self, _topics_of(definition))
+            self._topics = feed_for(definition, address, topics)
+            self._topics.watch(self, topics_of(definition))
         self._once: dict[str, Value] = {}
         self._energy: dict[str, Value] = {}
         self._energy_at: float | None = None
@@ -604,28 +602,6 @@ class DefinedMeter:
             if item.topic is not None:
                 inputs.extend(self._http_input(item, answer(item.topic)))
         return values, inputs
-
-
-def _topics_of(definition: MeterDefinition) -> list[str]:
-    topics = [v.topic for v in definition.variables if v.is_read and v.topic is not None]
-    topics += [i.topic for i in definition.inputs if i.topic is not None]
-    return list(dict.fromkeys(topics))
-
-
-def _mqtt_feed(definition: MeterDefinition, address: str, topics: TopicFeed | None) -> TopicFeed:
-    """The feed an MQTT meter reads from, once its definition and address are checked."""
-    name = definition.dev_type
-    if topics is None:
-        raise DeviceError(f"meter definition {name} uses MQTT (rtype 2); MQTT meters are "
-                          "read through the MQTT connection of a running server")
-    if address.strip().lower() != MQTT_ADDRESS:
-        raise DeviceError(f"an MQTT meter's address is 'mqtt' (the broker of mqtt_url), "
-                          f"not {address[:60]!r}")
-    for topic in _topics_of(definition):
-        problem = topic_problem(topic)
-        if problem is not None:
-            raise DeviceError(f"meter definition {name}: {problem}")
-    return topics
 
 
 class _Answer:
