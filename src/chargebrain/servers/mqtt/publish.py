@@ -38,12 +38,9 @@ if TYPE_CHECKING:
 TICKING = frozenset({"time", "cycle_time", "com_err_secs", "pause_time"})
 
 
-def _steady(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _steady(v) for k, v in value.items() if k not in TICKING}
-    if isinstance(value, list):
-        return [_steady(v) for v in value]
-    return value
+def _steady(doc: dict[str, Any]) -> bytes:
+    """What counts of a device or of the parameters (their ticking keys are at the top)."""
+    return json_bytes({k: v for k, v in doc.items() if k not in TICKING})
 
 
 def _iso(t: float) -> str:
@@ -57,12 +54,14 @@ class StatePublisher:
         self.app = app
         self.outbox = outbox
         self._sent: dict[str, bytes] = {}  # topic → the steady form last handed over
+        self._objects: dict[str, object] = {}  # topic → the document last handed over
         self._groups: dict[str, set[str]] = {}  # "devices"/"discovery" → topics published
         self._discovery_cache: dict[str, tuple[object, str, dict[str, dict[str, Any]]]] = {}
 
     def reset(self) -> None:
         """Publish everything anew (after a reconnect: the broker may have lost it)."""
         self._sent.clear()
+        self._objects.clear()
 
     def _viewer(self) -> views.Viewer:
         users = self.app.users
@@ -73,20 +72,31 @@ class StatePublisher:
 
         return views.Viewer(admin=False, user_label=user_label)
 
-    def _put(self, topic: str, doc: Any) -> None:
-        key = json_bytes(_steady(doc))
+    def _put(self, topic: str, doc: Any, key: bytes | None = None) -> None:
+        """Hand `doc` to the outbox unless it is the document last handed over for
+        `topic`, or its steady form `key` (the whole document if None) is that one's."""
+        if self._objects.get(topic) is doc and topic in self._sent:
+            return  # (the same object: a cached discovery config)
+        payload: bytes | None = None
+        if key is None:
+            payload = key = json_bytes(doc)
+        self._objects[topic] = doc
         if self._sent.get(topic) == key:
             return
         self._sent[topic] = key
-        self.outbox.put_state(Outgoing(topic, json_bytes(doc), retain=True))
+        if payload is None:
+            payload = json_bytes(doc)
+        self.outbox.put_state(Outgoing(topic, payload, retain=True))
 
-    def _sync(self, group: str, docs: dict[str, Any]) -> None:
-        """Publish `docs` (topic → document); clear the group's topics no longer in it."""
-        for topic, doc in docs.items():
-            self._put(topic, doc)
+    def _sync(self, group: str, docs: dict[str, tuple[Any, bytes | None]]) -> None:
+        """Publish `docs` (topic → (document, steady form or None)); clear the group's
+        topics no longer in it."""
+        for topic, (doc, key) in docs.items():
+            self._put(topic, doc, key)
         before = self._groups.get(group, set())
         for gone in before - docs.keys():
             self._sent.pop(gone, None)
+            self._objects.pop(gone, None)
             self.outbox.put_state(Outgoing(gone, b"", retain=True))
         self._groups[group] = set(docs)
 
@@ -97,22 +107,29 @@ class StatePublisher:
         clock = app.clock
         now = clock.now()
         info = views.dev_info_json(mgr, now, clock.monotonic(), self._viewer())
-        self._put(f"{prefix}/get/dev_info", info)
-        self._put(f"{prefix}/get/params", params_answer(mgr, now))
+        # Each device's steady form is made once: for its own topic and for dev_info's.
+        keys = [_steady(doc) for doc in info["devices"]]
+        head = json_bytes({k: v for k, v in info.items() if k not in ("params", "devices")})
+        self._put(f"{prefix}/get/dev_info", info,
+                  b"\n".join([head, _steady(info["params"]), *keys]))
+        answer = params_answer(mgr, now)
+        self._put(f"{prefix}/get/params", answer, _steady(answer))
         every = discovery is not None
-        devices: dict[str, Any] = {}
-        for doc in info["devices"]:
+        devices: dict[str, tuple[Any, bytes | None]] = {}
+        for doc, key in zip(info["devices"], keys, strict=True):
             rt = mgr.devices.get(doc["dev_id"])
             if rt is not None and (every or rt.settings.mqtt_publish):
-                devices[f"{prefix}/get/{rt.dev_id}"] = doc
+                devices[f"{prefix}/get/{rt.dev_id}"] = (doc, key)
         self._sync("devices", devices)
-        configs: dict[str, Any] = {}
+        configs: dict[str, tuple[Any, bytes | None]] = {}
         if discovery is not None:
-            configs.update(discovery.site(mgr.site.title))
+            site = discovery.site(mgr.site.title)
+            configs.update((t, (c, None)) for t, c in site.items())
             for doc in info["devices"]:
                 rt = mgr.devices.get(doc["dev_id"])
                 if rt is not None:
-                    configs.update(self._discovery_of(discovery, rt, str(doc.get("model", ""))))
+                    found = self._discovery_of(discovery, rt, str(doc.get("model", "")))
+                    configs.update((t, (c, None)) for t, c in found.items())
         self._sync("discovery", configs)
         for gone in [d for d in self._discovery_cache if d not in mgr.devices]:
             del self._discovery_cache[gone]
