@@ -71,6 +71,10 @@ async def test_api_calls_run_as_the_admin(mqtt_site: Running, broker: Broker,
         await client.publish(f"{P}/api/cmd=override_device&dev_id=E1", b"mamps=10000")
         await client.wait(f"{P}/api_res", lambda p: isinstance(p, dict) and p.get("ov_cur")
                           == 10000)
+        # An answer that is no JSON comes as HTTP would send it.
+        await client.publish(f"{P}/api/cmd=get_transactions", b"")
+        await client.wait(f"{P}/api_res", lambda p: isinstance(p, str) and p.startswith(
+            "id,dev_id,user_id"))
     assert mqtt_site.app.manager.site.max_total_current == 25000
     assert {d["dev_id"] for d in json.loads(devices.payload)} >= {"E1", "M1"}
     assert json.loads(unknown.payload) == {"error": "unknown command 'no_such_command'"}
