@@ -62,6 +62,7 @@ class Complaints:
             return
         if len(self._last) > 1000:
             self._last.clear()
+            self._quiet.clear()
         self._last[kind] = now
         quiet = self._quiet.pop(kind, 0)
         more = f" ({quiet} more like it not logged)" if quiet else ""

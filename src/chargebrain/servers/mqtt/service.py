@@ -165,6 +165,9 @@ class MqttService:
                 level = logging.DEBUG if complained else logging.WARNING
                 log.log(level, "MQTT: %s; trying again in %g s", exc, backoff)
                 complained = True
+            except Exception:  # a fault of ours: the connection starts again, later
+                self.feed.set_problem(f"MQTT broker {url.where}: internal error")
+                log.exception("MQTT: the connection failed; trying again in %g s", backoff)
             finally:
                 self.connected = False
             await self._until_changed(wanted, backoff)
@@ -237,7 +240,10 @@ class MqttService:
             discovery = None
             if site.mqtt_ha_discovery:
                 discovery = Discovery(self.app.powerbrain.serial, prefix, version)
-            self.publisher.publish(prefix, discovery)
+            try:
+                self.publisher.publish(prefix, discovery)
+            except Exception:  # a fault of ours must not end the connection
+                log.exception("MQTT: building the state to publish failed")
             period = max(MIN_PUBLISH_INTERVAL_S, site.cycle_ms / 1000.0)
             await asyncio.sleep(max(0.0, started + period - loop.time()))
 
