@@ -19,6 +19,7 @@ from chargebrain.core.rules import validate_rules
 from chargebrain.devices.powerbrain import address_form
 from chargebrain.manager.config import DeviceConfig, Limit, SiteParams
 from chargebrain.powerbrain.phase_switch import CP_OFF_RANGE_S, PhaseSwitchSettings
+from chargebrain.servers.mqtt.url import BrokerUrlError, masked, parse_broker_url
 
 if TYPE_CHECKING:
     from chargebrain.manager.runtime import ChargingManager
@@ -169,6 +170,16 @@ def _crule_set(name: str, value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
+def _mqtt_url(name: str, value: Any) -> str:
+    text = _text(500)(name, value).strip()
+    if text:
+        try:
+            parse_broker_url(text)
+        except BrokerUrlError as exc:
+            raise ApiError(400, f"{name}: {exc}") from None
+    return text
+
+
 def _attach(name: str, value: Any) -> str:
     s = _text(16)(name, value).strip()
     if s and not (s[0] in "Mm" and s[1:].isdigit()):
@@ -208,6 +219,10 @@ SITE_FIELDS: dict[str, Field] = {
         Field("ocpp_srv_password", _password, secret=True),
         Field("ocpp_srv_tls_mode", _word("off", "on")),
         Field("ocpp_srv_accept_unknown", _bool),
+        Field("mqtt_url", _mqtt_url),
+        Field("mqtt_serial_prefix", _bool),
+        Field("mqtt_ha_discovery", _bool),
+        Field("metrics_public", _bool),
     )
 }
 # 1.x watt-based names some clients still send: converted to per-phase mA.
@@ -246,6 +261,8 @@ def parse_site_changes(
             watts = _float_range(-MAX_WATTS, MAX_WATTS)(key, value)
             phases = 1 if key in SINGLE_PHASE_WATTS else 3
             key, value = WATT_ALIASES[key], round(watts / phases / VOLTAGE * 1000)
+        if key == "mqtt_url" and value == masked(current.mqtt_url):
+            continue  # get_params' form (the password hidden) sent back: no change
         f = SITE_FIELDS.get(key)
         if f is not None:
             changes[key] = f.parse(key, value)
@@ -291,6 +308,7 @@ COMMON_FIELDS: dict[str, Field] = {
         Field("device_enabled", _bool),
         Field("label", _text(100)),
         Field("group", _int_range(0, 10_000)),
+        Field("mqtt_publish", _bool),
     )
 }
 EVSE_FIELDS: dict[str, Field] = {
@@ -421,6 +439,10 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "ocpp_srv_accept_unknown": p.ocpp_srv_accept_unknown,
         "cycle_time": mgr.cycle_time_ms,
         "cycle_ms": p.cycle_ms,
+        "mqtt_url": masked(p.mqtt_url),
+        "mqtt_serial_prefix": p.mqtt_serial_prefix,
+        "mqtt_ha_discovery": p.mqtt_ha_discovery,
+        "metrics_public": p.metrics_public,
         "max_evses": mgr.max_evses,
         "shareware_mode": False,
         "version": VERSION,

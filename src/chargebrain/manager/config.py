@@ -41,6 +41,10 @@ class SiteParams:
     ocpp_srv_password: str = ""
     ocpp_srv_tls_mode: str = "off"
     ocpp_srv_accept_unknown: bool = False
+    mqtt_url: str = ""  # the MQTT broker; "" = no MQTT
+    mqtt_serial_prefix: bool = False  # topics under cfos_mqtt_<serial> instead of cfos_mqtt
+    mqtt_ha_discovery: bool = False  # announce every device to Home Assistant
+    metrics_public: bool = False  # GET /metrics without the admin password
 
     def with_changes(self, **changes: Any) -> SiteParams:
         return replace(self, **changes)
@@ -70,6 +74,7 @@ class DeviceConfig:
     device_enabled: bool = True
     label: str = ""
     group: int = 0  # the group this device belongs to, 0 = main
+    mqtt_publish: bool = False  # its state on <prefix>/get/<dev_id>
     # EVSE settings
     min_charging_cur: int = 6000
     max_charging_cur: Limit = 16_000
