@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.bench_http import server_round
 from bench.common import HOST, Figure, free_port, module_main, per_call_seconds
-from chargebrain.api.pushes import evse_reading, meter_reading
+from chargebrain.api.shapes.pushes import evse_reading, meter_reading
 
 EVSE_QUERY = {"state": "3", "current": "9800,9900,9700", "power_w": "6762.5",
               "total_energy": "123456", "rfid": "", "model": "feeder 1.2"}

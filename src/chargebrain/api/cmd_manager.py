@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chargebrain.api import formula_texts, known_keys, pushes, views
+from chargebrain.api import formula_texts, known_keys, views
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.offload import prepare_request_formulas
@@ -17,6 +17,9 @@ from chargebrain.api.params import (
     parse_number,
     refuse_unknown,
 )
+from chargebrain.api.shapes import pushes
+from chargebrain.api.shapes.devices import device_changes
+from chargebrain.api.shapes.site import site_changes
 from chargebrain.core.formula import prepared
 from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.powerbrain import internal_address, meter_unit
@@ -111,7 +114,7 @@ def apply_device(mgr: ChargingManager, doc: dict[str, Any],
         base = DeviceConfig(dev_id, dev_type, name=dev_id)
     kind = _kind_of(mgr, dev_type)
     known_keys.check_device(doc, kind)
-    cfg = views.parse_device_changes(doc, base, kind)
+    cfg = device_changes(doc, base, kind)
     unknown = [u for u in cfg.users if u not in base.users and users.get(u) is None]
     if unknown:
         # (An id stored before its user was deleted stays, so the EVSE stays editable.)
@@ -149,18 +152,15 @@ def _set_params(req: Request, body: dict[str, Any]) -> Any:
     if "overdraft_cur" in body and _same_number(body["overdraft_cur"], mgr.decider.overdraft_cur):
         # The overdraft as get_params showed it, sent back: no reset asked.
         body = {k: v for k, v in body.items() if k != "overdraft_cur"}
-    site, overdraft = views.parse_site_changes(body, mgr.site)
     controller = mgr.inventory.powerbrain
-    hardware = views.parse_hardware_changes(body, controller.phase_switching)
-    persist = any(k in views.SITE_FIELDS and views.SITE_FIELDS[k].persist for k in body) or any(
-        k in views.WATT_ALIASES for k in body)
+    changes = site_changes(body, mgr.site, controller.phase_switching)
     try:
-        mgr.settings.set(site, persist=persist)
+        mgr.settings.set(changes.site, persist=changes.persist)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
-    if hardware is not None:
-        controller.configure_phase_switching(hardware)
-    if overdraft is not None:
+    if changes.hardware is not None:
+        controller.configure_phase_switching(changes.hardware)
+    if changes.reset_overdraft:
         mgr.decider.reset_overdraft()
     return "ok"
 
