@@ -19,6 +19,7 @@ from chargebrain.api.params import (
 )
 from chargebrain.api.shapes import pushes
 from chargebrain.api.shapes.devices import device_changes
+from chargebrain.api.shapes.schema import config_schema
 from chargebrain.api.shapes.site import site_changes
 from chargebrain.core.formula import prepared
 from chargebrain.devices.ajax import AjaxEvse
@@ -70,6 +71,12 @@ def params_answer(mgr: ChargingManager, now: float) -> dict[str, Any]:
 @command("get_params", Permission.PUBLIC, "Global parameters and the device type names")
 async def get_params(req: Request) -> Any:
     return params_answer(_mgr(req), req.app.clock.now())
+
+
+@command("get_config_schema", Permission.PUBLIC,
+         "JSON Schema of the settings (site, each kind of device, user) for forms")
+async def get_config_schema(req: Request) -> Any:
+    return config_schema()
 
 
 @command("get_dev_types", Permission.PUBLIC, "Device types and their display names")
