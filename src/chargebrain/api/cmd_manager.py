@@ -1,7 +1,9 @@
 """Charging-manager commands: state, parameters, devices and HTTP-input devices.
 
-The formulas of set_params and set_device are compiled in the worker thread before the
-request is checked and applied (api/offload.py).
+What set_params, set_device and the pushes take is declared in api/shapes/ (and
+get_config_schema shows it); this module applies it. The formulas of set_params and
+set_device are compiled in the worker thread before the request is checked and applied
+(api/offload.py).
 """
 
 from __future__ import annotations

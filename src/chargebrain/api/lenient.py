@@ -89,24 +89,17 @@ class Lenient:
 def ui(unit: str = "", *, advanced: bool = False, default: bool = True) -> FieldInfo:
     """A field's form hints: its `unit`, whether it is an `advanced` setting, and (with
     `default=False`) no default shown (one the form cannot state, such as "the id")."""
-    extra: dict[str, Any] = {"advanced": advanced}
+    hints: dict[str, Any] = {"advanced": advanced}
     if unit:
-        extra["unit"] = unit
-    if not default:
-        extra["default"] = None
-    info: FieldInfo = Field(json_schema_extra=_hints(extra))
-    return info
+        hints["unit"] = unit
 
-
-def _hints(extra: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     def apply(schema: dict[str, Any]) -> None:
-        for key, value in extra.items():
-            if value is None:
-                schema.pop(key, None)
-            else:
-                schema[key] = value
+        schema.update(hints)
+        if not default:
+            schema.pop("default", None)
 
-    return apply
+    info: FieldInfo = Field(json_schema_extra=apply)
+    return info
 
 
 class Body(Shape):
@@ -148,10 +141,11 @@ class FieldReader:
     """A shape's fields read into a dict of the keys sent, without making the model.
 
     For the hot path (set_ajax_evse, pushed every few seconds by every HTTP-input
-    wallbox): a model instance and a model validator cost about 3 µs more per request in
-    the running server. The same markers read the same values, with the same problems.
-    Only a shape whose checks are all its fields' markers can be read so (a shape with
-    validators of its own is refused when the reader is made); `not_object` stays.
+    wallbox): making the model and running its model validator cost about 4 µs more per
+    push in the running server (docs/performance.md). The same markers read the same
+    values, with the same problems. Only a shape whose checks are all its fields' markers
+    can be read so (a shape with validators of its own is refused when the reader is
+    made); `not_object` stays.
     """
 
     __slots__ = ("_validate", "not_object")
