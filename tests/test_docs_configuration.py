@@ -212,7 +212,7 @@ def _probe(shape: type[Body], name: str, cell: str, schema: dict[str, Any]) -> i
         accepts, refuses = ["a" * n], ["a" * (n + 1)]
         assert schema["maxLength"] == n, name
     if "or a formula" in cell:
-        assert schema.get("formula") is True, name
+        assert schema["formula"] is True, name
         accepts.append("min(16000, 20000)")
     for value in accepts:
         check(shape, {name: value})
@@ -270,12 +270,13 @@ def test_units_are_the_fields_units() -> None:
             assert "unit" not in schema or schema.get("formula"), name
 
 
-def test_every_setting_says_whether_it_is_advanced() -> None:
+def test_every_setting_says_whether_it_is_advanced_or_a_formula() -> None:
     forms = [SCHEMA["site"], *SCHEMA["device"].values(), SCHEMA["user"]]
     forms.append(SCHEMA["user"]["properties"]["rfids"]["items"])
     for form in forms:
         for name, schema in form["properties"].items():
             assert isinstance(schema.get("advanced"), bool), name
+            assert isinstance(schema.get("formula"), bool), name
             assert "type" in schema and schema["description"], name
 
 

@@ -87,14 +87,16 @@ class Lenient:
 
 
 def ui(unit: str = "", *, advanced: bool = False, default: bool = True) -> FieldInfo:
-    """A field's form hints: its `unit`, whether it is an `advanced` setting, and (with
-    `default=False`) no default shown (one the form cannot state, such as "the id")."""
+    """A field's form hints: its `unit`, whether it is an `advanced` setting, `formula`
+    false unless its marker says a formula may stand for it, and (with `default=False`)
+    no default shown (one the form cannot state, such as "the id")."""
     hints: dict[str, Any] = {"advanced": advanced}
     if unit:
         hints["unit"] = unit
 
     def apply(schema: dict[str, Any]) -> None:
         schema.update(hints)
+        schema.setdefault("formula", False)  # (a formula field's marker says true)
         if not default:
             schema.pop("default", None)
 

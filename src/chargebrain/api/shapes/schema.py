@@ -4,9 +4,9 @@
 "meter": …, "group": …}, "user": …}`, each a JSON Schema object of the settings that
 set_params, set_device and set_user take. Every property has its `type`, `description`
 (the field's docstring, on one line), `default`, the range (`minimum`/`maximum`, `enum`,
-`maxLength`) and two form hints: `advanced` (a tuning setting a form may fold away) and,
-where it has one, `unit` (`mA`, `s`, …); `formula: true` marks a value a formula may stand
-for. Read-only keys the answers show (get_params' figures, a device's state), the 1.x watt
+`maxLength`) and form hints: `advanced` (a tuning setting a form may fold away), `formula`
+(whether a formula may stand for the value) and, where it has one, `unit` (`mA`, `s`, …).
+Read-only keys the answers show (get_params' figures, a device's state), the 1.x watt
 names and `overdraft_cur` are not in it; nested objects (a user's cards) are inline.
 
 All of it is public: declarations, no configuration and no secrets. This module must
