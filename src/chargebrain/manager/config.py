@@ -1,6 +1,7 @@
 """Typed configuration of the charging manager: site parameters and device settings.
 
-Plain frozen values; validation and the JSON names of the API live in api/views.py.
+Plain frozen values, and the defaults of every setting; what the API accepts is declared
+in api/shapes/ (which takes these defaults), what it shows in api/views.py.
 A limit that may be a formula is kept as `Limit`: either a number (mA) or formula text.
 """
 

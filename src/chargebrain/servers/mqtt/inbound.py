@@ -24,9 +24,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from chargebrain.api.bodies import json_body
-from chargebrain.api.cmd_manager import evse_reading_from, meter_reading_from
 from chargebrain.api.errors import ApiError
 from chargebrain.api.local_calls import call
+from chargebrain.api.shapes.pushes import evse_reading, meter_reading
 from chargebrain.devices.registry import Kind
 from chargebrain.manager.config import ConfigError
 from chargebrain.servers.mqtt.adapter import Inbound
@@ -149,9 +149,9 @@ class InboundHandler:
             if not isinstance(doc, dict):
                 raise ApiError(400, "a JSON object is required")
             if rt.dtype.kind is Kind.EVSE:
-                mgr.pushes.push_evse(rt.dev_id, evse_reading_from(doc))
+                mgr.pushes.push_evse(rt.dev_id, evse_reading(doc))
             else:
-                mgr.pushes.push_meter(rt.dev_id, meter_reading_from(doc))
+                mgr.pushes.push_meter(rt.dev_id, meter_reading(doc))
         except (ApiError, ConfigError) as exc:
             text = exc.message if isinstance(exc, ApiError) else str(exc)
             self._ignore(f"set {rt.dev_id}", "ignored set/%s: %s", rt.dev_id, text)
