@@ -131,7 +131,7 @@ class Process:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chargebrain", "run", "--data", str(self.data),
              "--http", f"127.0.0.1:{self.http_port}", "--modbus-port", str(self.modbus_port),
-             *extra],
+             *(() if "--ocpp-port" in extra else ("--ocpp-port", "0")), *extra],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

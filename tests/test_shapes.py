@@ -164,3 +164,44 @@ def test_json_schema_carries_ranges_and_choices() -> None:
     assert schema["$defs"]["Colour"]["enum"] == ["red", "blue"]
     assert props["pattern"]["type"] == "string"
     assert schema["required"] == ["port"]
+
+
+class Bounded(Shape):
+    share: Annotated[float, Number(lo=0, hi=1)] = 0.5
+    size: Annotated[float, Number(above=0)] = 1.0
+    start: Annotated[int, Integer()] = Field(0, alias="from")
+    """Written as `from`, a Python keyword."""
+
+    @model_validator(mode="after")
+    def _share_below_size(self) -> Bounded:
+        if self.share > self.size:
+            raise ValueError("share must not exceed size")
+        return self
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"share": 1.5}, "share", "1.5 is out of range 0..1"),
+        ({"share": -0.25}, "share", "-0.25 is out of range 0..1"),
+        ({"size": 0}, "size", "must be more than 0, not 0"),
+        ({"from": "x"}, "from", "must be an integer, not the string 'x'"),
+        ({"start": 1}, "start", "unknown property 'start'"),
+        ({"share": 1, "size": 0.5}, "", "share must not exceed size"),
+    ],
+)
+def test_bounded_numbers_aliases_and_plain_value_errors(
+    data: Any, field: str, message: str
+) -> None:
+    with pytest.raises(ShapeError) as caught:
+        validate(Bounded, data)
+    problem = caught.value.problems[0]
+    assert (problem.field, problem.message) == (field, message)
+
+
+def test_bounded_numbers_and_aliases_in_json_schema() -> None:
+    assert validate(Bounded, {"from": 3}).start == 3
+    props = Bounded.model_json_schema()["properties"]
+    assert (props["share"]["minimum"], props["share"]["maximum"]) == (0, 1)
+    assert props["size"]["exclusiveMinimum"] == 0
+    assert "from" in props and props["from"]["description"].startswith("Written as")

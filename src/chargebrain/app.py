@@ -19,6 +19,7 @@ from aiohttp import web
 
 from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.http_errors import JsonErrorRunner
+from chargebrain.api.metrics import MetricsEndpoint
 from chargebrain.api.offload import Worker
 from chargebrain.api.passwords import CheckPool
 from chargebrain.api.server import HttpApi
@@ -26,11 +27,13 @@ from chargebrain.api.throttle import Throttle
 from chargebrain.clock import Clock, RealClock
 from chargebrain.demo import DemoSite, run_demo
 from chargebrain.devices.meterdef import MeterDefinition, builtin_definitions_dir, load_definitions
+from chargebrain.devices.ocpp import OcppHub
 from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager.assembly import build_manager
 from chargebrain.manager.cm_vars import CmVars
 from chargebrain.manager.diaglog import DiagLog
 from chargebrain.manager.persistence import ManagerStore
+from chargebrain.manager.reported import ReportedTransactions
 from chargebrain.manager.rules_runtime import RulesRuntime, local_zone, user_rules_of
 from chargebrain.manager.runtime import ChargingManager
 from chargebrain.manager.sessions import SessionManager
@@ -45,6 +48,9 @@ from chargebrain.servers.modbus_tcp import (
     PortInUseError,
     bind_failure,
 )
+from chargebrain.servers.mqtt.service import MqttService
+from chargebrain.servers.ocpp.adapter import Limits as OcppLimits
+from chargebrain.servers.ocpp.server import CentralSystem, OcppSettings, StoredBoots
 from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
 from chargebrain.store.datadir import DataDirLock, meterdef_dir
 from chargebrain.store.db import Store
@@ -104,6 +110,14 @@ class Config:
     tls_self_signed: bool = False
     # Started with --allow-insecure: may be without an admin password beyond loopback.
     allow_insecure: bool = False
+    # The OCPP central system, on the HTTP host: its port (0 = off; None = the site
+    # parameter ocpp_srv_port, as `chargebrain run` without --ocpp-port), its limits.
+    # Off unless asked, so that an embedded App (tests, tools) never listens unasked.
+    ocpp_port: int | None = 0
+    ocpp_limits: OcppLimits = field(default_factory=OcppLimits)
+    # --mqtt URL: stored as the site parameter mqtt_url at start ("" switches MQTT off);
+    # None keeps the stored one.
+    mqtt_url: str | None = None
 
 
 @dataclass
@@ -121,6 +135,8 @@ class App:
     worker: Worker = field(default_factory=Worker)
     meterdefs_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     http: HttpApi = field(init=False)
+    mqtt: MqttService = field(init=False)
+    metrics: MetricsEndpoint = field(init=False)
     manager: ChargingManager = field(init=False)
     manager_store: ManagerStore = field(init=False)
     users: UserDirectory = field(init=False)
@@ -131,6 +147,9 @@ class App:
     types: DeviceTypes = field(init=False)
     modbus: ModbusTcpServers | None = None
     tls: TlsSetup | None = None
+    ocpp: CentralSystem = field(init=False)
+    ocpp_tls: TlsSetup | None = None
+    ocpp_bound_port: int = 0
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -154,14 +173,20 @@ class App:
         self.powerbrain = PowerBrain(self.store, self.hardware, self.s0_inputs)
         self.types = DeviceTypes(self._load_definitions())
         self.manager_store = ManagerStore(self.store)
+        hub = OcppHub()
         self.manager = build_manager(
             self.clock, self.powerbrain, self.types, self.manager_store,
             site=self.manager_store.load_site(),
-            overdraft_cur=self.manager_store.load_overdraft(),
+            overdraft_cur=self.manager_store.load_overdraft(), ocpp=hub,
         )
         self.users = UserDirectory(self.store, self.manager)
         self.sessions = SessionManager(self.store, self.manager, self.users, self.clock)
         self.manager.listeners.append(self.sessions)
+        reported = ReportedTransactions(self.store, self.manager, self.users, self.sessions,
+                                        self.clock)
+        self.ocpp = CentralSystem(hub, self.clock, reported, StoredBoots(self.store),
+                                  self._ocpp_settings, self.manager.devices)
+        self.manager.listeners.append(self.ocpp)
         self.cm_vars = CmVars(self.store, self.manager)
         self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
         self.rules.install(self.manager.decider)
@@ -169,6 +194,21 @@ class App:
         self.throttle = Throttle(self.clock.monotonic)
         self.password_checks = CheckPool(self.clock.monotonic)
         self.http = HttpApi(self)
+        self.mqtt = MqttService(self)
+        self.manager.inventory.topic_feed = self.mqtt.feed
+        self.manager.listeners.append(self.mqtt.listener)
+        self.metrics = MetricsEndpoint(self, self.mqtt)
+        self.metrics.install(self.http.web)
+
+    def _ocpp_settings(self) -> OcppSettings:
+        site = self.manager.site
+        return OcppSettings(site.ocpp_srv_password, site.ocpp_srv_accept_unknown)
+
+    @property
+    def ocpp_port(self) -> int:
+        """The port the OCPP central system is to listen on (0: off)."""
+        port = self.config.ocpp_port
+        return self.manager.site.ocpp_srv_port if port is None else port
 
     @property
     def http_host(self) -> str:
@@ -207,10 +247,25 @@ class App:
             return None
         return server_context(cert, key)
 
+    def _ocpp_tls_setup(self) -> TlsSetup | None:
+        """The OCPP server's TLS (`ocpp_srv_tls_mode` on): the HTTPS certificate if one
+        is given, else the data directory's self-signed one; raises TlsError."""
+        if not self.ocpp_port or self.manager.site.ocpp_srv_tls_mode != "on":
+            return None
+        config = self.config
+        if config.tls_cert is not None and config.tls_key is not None:
+            return server_context(config.tls_cert, config.tls_key)
+        if self.tls is not None:
+            return self.tls
+        return server_context(*ensure_self_signed(config.data_dir, [config.http_host]))
+
     async def start(self) -> None:
         self.tls = self._tls_setup()
+        self.ocpp_tls = self._ocpp_tls_setup()
         # An address that cannot be listened on stops the start before anything runs.
         check_address(self.config.http_host, self.config.http_port)
+        if self.ocpp_port:
+            check_address(self.config.http_host, self.ocpp_port)
         with database_errors(self.store.path):
             self.powerbrain.start()
             self._wire_controller()
@@ -218,6 +273,9 @@ class App:
             self.manager.inventory.ensure_internal_devices(self.manager_store.stored_ids())
             self.cm_vars.load()
             self.sessions.restore()
+            if self.config.mqtt_url is not None:
+                params = self.manager.site.with_changes(mqtt_url=self.config.mqtt_url)
+                self.manager.settings.set(params)
         self._runner = JsonErrorRunner(self.http.web, access_log=None, handle_signals=False)
         await self._runner.setup()
         host, port = self.config.http_host, self.config.http_port
@@ -243,8 +301,21 @@ class App:
             except BaseException:
                 await self._runner.cleanup()
                 raise
+        if self.ocpp_port:
+            try:
+                self.ocpp_bound_port = await self.ocpp.start(
+                    host, self.ocpp_port, self.ocpp_tls.context if self.ocpp_tls else None,
+                    self.config.ocpp_limits)
+            except OSError as exc:
+                if self.modbus is not None:
+                    await self.modbus.stop()
+                await self._runner.cleanup()
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUseError(host, self.ocpp_port) from None
+                raise AddressError(host, self.ocpp_port, exc) from None
         self.spawn(self._controller_loop, "controller")
         self.spawn(self.manager.run, "charging manager")
+        self.spawn(self.mqtt.run, "mqtt")
         if self.config.demo:
             demo = DemoSite(self.clock, self.manager, self.powerbrain, self.hardware,
                             self.s0_inputs)
@@ -271,6 +342,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.ocpp.close_all()
+        await self.ocpp.stop()
         await self.manager.close()
         self.sessions.flush()
         self.diaglog.stop()

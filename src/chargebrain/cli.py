@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import gc
 import getpass
+import json
 import logging
 import signal
 import sys
@@ -19,6 +20,7 @@ from chargebrain.api import auth
 from chargebrain.app import App, Config
 from chargebrain.servers.access import AccessList
 from chargebrain.servers.modbus_tcp import ListenError
+from chargebrain.servers.mqtt.url import BrokerUrlError, masked, parse_broker_url
 from chargebrain.servers.tls import TlsError
 from chargebrain.store.archive import BackupError
 from chargebrain.store.backup import backup, backup_to_stream
@@ -47,6 +49,16 @@ def _networks(text: str) -> AccessList:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _broker(text: str) -> str:
+    if not text.strip():
+        return ""
+    try:
+        parse_broker_url(text)
+    except BrokerUrlError as exc:
+        raise argparse.ArgumentTypeError(f"MQTT broker URL: {exc}") from None
+    return text.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chargebrain", description=__doc__)
     parser.add_argument("--version", action="version",
@@ -65,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--modbus-allow", type=_networks, metavar="CIDR[,CIDR…]",
                      help="client networks admitted to Modbus TCP (default: loopback, "
                           "private and link-local addresses)")
+    run.add_argument("--ocpp-port", type=int, metavar="N",
+                     help="the OCPP 1.6J central system's port on the HTTP host; 0 = off "
+                          "(default: the site parameter ocpp_srv_port, 19520)")
     run.add_argument("--tls-cert", type=Path, metavar="FILE",
                      help="serve HTTPS with this certificate (PEM; needs --tls-key)")
     run.add_argument("--tls-key", type=Path, metavar="FILE",
@@ -72,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tls-self-signed", action="store_true",
                      help="serve HTTPS with a self-signed certificate, made once in "
                           "DIR/tls/")
+    run.add_argument("--mqtt", type=_broker, metavar="URL",
+                     help="MQTT broker (mqtt://user:password@host:1883, mqtts://, mqtt5://); "
+                          "stored as the site parameter mqtt_url, '' switches MQTT off")
     run.add_argument("--demo", action="store_true", help="run the simulated demo site")
     run.add_argument("--log-level", default="INFO",
                      choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
@@ -100,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "holds data; it is moved aside to DIR.before-restore-<time>")
     res.add_argument("archive", metavar="FILE", help="the archive to read; - for stdin")
     sim = sub.add_parser("simulate", help="run a simulated site: metrics table, CSV and PNG")
-    sim.add_argument("scenario", help="a scenario file (JSON, or YAML ending in .yaml or "
-                     ".yml) or a shipped scenario name")
+    sim.add_argument("scenario", nargs="?", help="a scenario file (JSON, or YAML ending in "
+                     ".yaml or .yml) or a shipped scenario name")
+    sim.add_argument("--schema", action="store_true",
+                     help="print the JSON Schema of scenario files (for editors) and exit")
     sim.add_argument("--hours", type=float, metavar="H", help="simulate only the first H hours")
     sim.add_argument("--out", type=Path, default=Path("sim-out"),
                      help="directory for the CSV and PNG files (default ./sim-out)")
@@ -222,9 +242,21 @@ def _log_exposure(app: App) -> None:
     config = app.config
     log.info("HTTP API on %s://%s:%d/cnf?cmd=get_dev_info",
              "https" if app.tls else "http", config.http_host, app.http_bound_port)
+    log.info("metrics for Prometheus on %s://%s:%d/metrics (%s)",
+             "https" if app.tls else "http", config.http_host, app.http_bound_port,
+             "public" if app.manager.site.metrics_public else "admin only")
+    if app.manager.site.mqtt_url:
+        log.info("MQTT broker %s: whoever may publish to its cfos_mqtt topics has the "
+                 "admin's rights", masked(app.manager.site.mqtt_url))
     if app.tls is not None:
         log.info("HTTPS certificate %s, SHA-256 fingerprint %s", app.tls.cert,
                  app.tls.fingerprint)
+    if app.ocpp_bound_port:
+        log.info("OCPP 1.6J central system on %s://%s:%d/<ChargeBox ID>",
+                 "wss" if app.ocpp_tls else "ws", config.http_host, app.ocpp_bound_port)
+        if not auth.is_loopback(config.http_host) and not app.manager.site.ocpp_srv_password:
+            log.warning("OCPP without a password (ocpp_srv_password): any device on the "
+                        "network may connect as a configured charge point")
     if not config.modbus_port:
         return
     allow = config.modbus_allow
@@ -283,6 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         from chargebrain.sim.compare import simulate_command
 
+        if args.schema:
+            from chargebrain.sim.scenario import json_schema
+
+            print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+            return 0
+        if args.scenario is None:
+            print("chargebrain simulate: which scenario? (a file or a shipped name)",
+                  file=sys.stderr)
+            return 2
         return simulate_command(args.scenario, hours=args.hours, out=args.out,
                                 policy=args.policy, manager_cycle_s=args.manager_cycle,
                                 seed=args.seed)
@@ -298,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
             print("chargebrain: --modbus-host needs an address (0.0.0.0 for all)",
                   file=sys.stderr)
             return 2
+        if args.ocpp_port is not None and not 0 <= args.ocpp_port <= 65535:
+            print("chargebrain: --ocpp-port must be 0..65535", file=sys.stderr)
+            return 2
         if (args.tls_cert is None) != (args.tls_key is None):
             print("chargebrain: --tls-cert and --tls-key go together", file=sys.stderr)
             return 2
@@ -310,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                         modbus_allow=args.modbus_allow or AccessList.local(),
                         tls_cert=args.tls_cert, tls_key=args.tls_key,
                         tls_self_signed=args.tls_self_signed,
-                        allow_insecure=args.allow_insecure)
+                        allow_insecure=args.allow_insecure, ocpp_port=args.ocpp_port,
+                        mqtt_url=args.mqtt)
         return asyncio.run(_run(config, args.admin_password_file, args.allow_insecure))
     return 2
 

@@ -11,8 +11,9 @@ declarations share:
   which never coerce silently ("5" is not 5); arrays and objects take JSON lists and dicts.
 * Markers for `Annotated` fields that keep our lenient, well-worded parsing:
   `Integer(lo, hi)` (2.0 is 2, a boolean is not a number), `Boolean()` (also 0 and 1),
-  `Number()` (finite; optionally not zero), `Text()`, `OneOf(...)`, `Lowered(Enum)`, and
-  `Parsed(fn)` for text that a function turns into an object (a query, a regex).
+  `Number()` (finite; optionally not zero, within bounds), `Text()`, `OneOf(...)`,
+  `Lowered(Enum)`, and `Parsed(fn)` for text that a function turns into an object (a
+  query, a regex). A validator may also raise a plain ValueError: its text is the message.
 * `problems(exc)` turns a `ValidationError` into `Problem`s (path + message, our wording
   for pydantic's own error types), `ShapeError`/`validate()` give one exception whose text
   is the first problem on one line (`outputs[0].url: unknown property 'url'`), and
@@ -178,9 +179,16 @@ class Boolean(_Marker):
 
 @dataclass(frozen=True, slots=True)
 class Number(_Marker):
-    """A finite number (integers become floats); with `nonzero`, 0 is refused."""
+    """A finite number (integers become floats); with `nonzero`, 0 is refused.
+
+    `lo` and `hi` bound it (inclusive), `above` from below (exclusive: `above=0` is
+    "more than 0").
+    """
 
     nonzero: bool = False
+    lo: float | None = None
+    hi: float | None = None
+    above: float | None = None
 
     def check(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -189,7 +197,23 @@ class Number(_Marker):
             raise _error("must be a finite number")
         if self.nonzero and value == 0:
             raise _error("must not be 0")
+        if self.above is not None and value <= self.above:
+            raise _error(f"must be more than {self.above:g}, not {value:g}")
+        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            lo = "" if self.lo is None else f"{self.lo:g}"
+            hi = "" if self.hi is None else f"{self.hi:g}"
+            raise _error(f"{value:g} is out of range {lo}..{hi}")
         return float(value)
+
+    def json_hints(self) -> dict[str, Any]:
+        hints: dict[str, Any] = {}
+        if self.lo is not None:
+            hints["minimum"] = self.lo
+        if self.hi is not None:
+            hints["maximum"] = self.hi
+        if self.above is not None:
+            hints["exclusiveMinimum"] = self.above
+        return hints
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +297,8 @@ class Shape(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls._known_keys = frozenset(cls.model_fields)
+        # A field with an alias is written under its alias (`from`, a Python keyword).
+        cls._known_keys = frozenset(f.alias or name for name, f in cls.model_fields.items())
 
     @model_validator(mode="before")
     @classmethod
@@ -342,6 +367,8 @@ def _wording(error: Mapping[str, Any]) -> str:
             return f"must be a finite number, not {kind_of}"
         case "bool_type":
             return f"must be true or false, not {kind_of}"
+        case "value_error" if "error" in ctx:  # a ValueError raised by a validator
+            return str(ctx["error"])
     return str(error["msg"])
 
 

@@ -386,9 +386,13 @@ def test_empty_and_oversized_and_binary_texts() -> None:
 
 
 def test_expressions_are_bounded_per_definition() -> None:
-    many = ",\n".join(f'"e{i}": {{"expr": "a + {i}"}}' for i in range(257))
-    error = error_of('{"rtype": 0, "dev_type": "x", "a": {"address": 1},\n' + many + "}")
-    assert error.field == "e256.expr" and error.line == 258
+    # 200 expression variables, then outputs with an expression in address and body: the
+    # 29th output's address is the 257th expression (257 variables would be too many).
+    many = ",\n".join(f'"e{i}": {{"expr": "a + {i}"}}' for i in range(200))
+    outputs = ",\n".join('{"address": "/x?v=${a}", "body": "${a + 1}"}' for _ in range(32))
+    error = error_of('{"rtype": 1, "dev_type": "x", "a": {"address": "/a"},\n' + many
+                     + ',\n"outputs": [\n' + outputs + "]}")
+    assert error.field == "outputs[28].address" and error.line == 231
     assert "more than 256 expressions" in str(error)
     long = " + ".join(["a"] * 2000)  # 7999 characters, a valid formula on its own
     three = ",".join(f'"e{i}": {{"expr": "{long}"}}' for i in range(3))

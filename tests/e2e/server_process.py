@@ -24,7 +24,7 @@ class Server:
         self.modbus_port = free_ports(3) if modbus else 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chargebrain", "run", "--data", str(data),
-             "--modbus-port", str(self.modbus_port), *args],
+             "--modbus-port", str(self.modbus_port), "--ocpp-port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()

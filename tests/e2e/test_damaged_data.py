@@ -33,7 +33,7 @@ def run(*args: str, stdin: str | None = None, **extra: Any) -> subprocess.Comple
 
 def start(data: Path, **extra: Any) -> subprocess.CompletedProcess[str]:
     return run("run", "--data", str(data), "--http", "127.0.0.1:0", "--modbus-port", "0",
-               **extra)
+               "--ocpp-port", "0", **extra)
 
 
 def set_password(data: Path, **extra: Any) -> subprocess.CompletedProcess[str]:

@@ -149,7 +149,8 @@ async def test_https_with_a_self_signed_certificate(tmp_path: Path,
 def run_refused(tmp_path: Path, *args: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "chargebrain", "run", "--data", str(tmp_path / "data"),
-         "--http", "127.0.0.1:0", "--modbus-port", str(free_ports(3)), *args],
+         "--http", "127.0.0.1:0", "--modbus-port", str(free_ports(3)), "--ocpp-port", "0",
+         *args],
         capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert out.returncode != 0
     assert "Traceback" not in out.stdout + out.stderr
@@ -177,7 +178,8 @@ def test_a_bad_certificate_is_one_line(tmp_path: Path) -> None:
 def test_a_modbus_host_that_is_not_here_is_one_line(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "chargebrain", "run", "--data", str(tmp_path / "data"),
-         "--http", "127.0.0.1:0", "--modbus-host", "192.0.2.1"],  # TEST-NET-1: not here
+         "--http", "127.0.0.1:0", "--ocpp-port", "0",
+         "--modbus-host", "192.0.2.1"],  # TEST-NET-1: not here
         capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert out.returncode == 2
     assert "Traceback" not in out.stdout + out.stderr

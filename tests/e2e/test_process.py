@@ -46,7 +46,8 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         s.listen()
         out = subprocess.run(
             [sys.executable, "-m", "chargebrain", "run", "--data", str(tmp_path),
-             "--http", f"127.0.0.1:{port}", "--modbus-port", "0"],
+             "--http", f"127.0.0.1:{port}", "--modbus-port", "0",
+             "--ocpp-port", "0"],
             capture_output=True, text=True, timeout=30, cwd=ROOT,
         )
     assert out.returncode == 2
@@ -62,7 +63,8 @@ def test_modbus_port_in_use(tmp_path: Path) -> None:
         s.listen()
         out = subprocess.run(
             [sys.executable, "-m", "chargebrain", "run", "--data", str(tmp_path),
-             "--http", f"127.0.0.1:{free_ports(1)}", "--modbus-port", str(base)],
+             "--http", f"127.0.0.1:{free_ports(1)}", "--modbus-port", str(base),
+             "--ocpp-port", "0"],
             capture_output=True, text=True, timeout=30, cwd=ROOT,
         )
     assert out.returncode == 2
@@ -81,7 +83,8 @@ def test_one_server_per_data_directory(process: Process) -> None:
     process.start()
     out = subprocess.run(
         [sys.executable, "-m", "chargebrain", "run", "--data", str(process.data),
-         "--http", f"127.0.0.1:{free_ports(1)}", "--modbus-port", "0"],
+         "--http", f"127.0.0.1:{free_ports(1)}", "--modbus-port", "0",
+             "--ocpp-port", "0"],
         capture_output=True, text=True, timeout=30, cwd=ROOT,
     )
     assert out.returncode == 2

@@ -46,7 +46,7 @@ def status(port: int, path: str, password: str | None = None) -> int:
 def test_refuses_non_loopback_without_password(tmp_path: Path) -> None:
     port = free_ports(1)
     out = run("run", "--data", str(tmp_path / "data"), "--http", f"0.0.0.0:{port}",
-              "--modbus-port", "0")
+              "--modbus-port", "0", "--ocpp-port", "0")
     assert out.returncode != 0
     assert "Traceback" not in out.stderr + out.stdout
     lines = [line for line in out.stderr.splitlines() if line.strip()]
@@ -107,7 +107,7 @@ def test_admin_password_file_at_start(tmp_path: Path) -> None:
     empty.write_text("")
     for bad in (str(empty), str(tmp_path / "missing")):
         out = run("run", "--data", str(tmp_path / "data2"), "--http",
-                  f"0.0.0.0:{free_ports(1)}", "--modbus-port", "0",
+                  f"0.0.0.0:{free_ports(1)}", "--modbus-port", "0", "--ocpp-port", "0",
                   "--admin-password-file", bad)
         assert out.returncode != 0 and "Traceback" not in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from chargebrain.manager.sessions import SessionManager
     from chargebrain.manager.users import UserDirectory
     from chargebrain.powerbrain.controller import PowerBrain
+    from chargebrain.servers.ocpp.server import CentralSystem
     from chargebrain.store.db import Store
 
 
@@ -52,6 +53,8 @@ class Services(Protocol):
     def throttle(self) -> Throttle: ...
     @property
     def password_checks(self) -> CheckPool: ...
+    @property
+    def ocpp(self) -> CentralSystem: ...
     @property
     def http_host(self) -> str:
         """The address the HTTP API listens on."""

@@ -28,3 +28,12 @@ class EvseDriver(Protocol):
         """Make the EVSE offer `command`; raises DeviceError on failure."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class EvseReleasable(Protocol):
+    """An EVSE that can be left without any limit of ours (an OCPP charge point whose
+    charging profile is cleared): what the "cancel limit" disable policy asks."""
+
+    def release(self) -> None:
+        """Lift every limit; the next `apply` imposes one again. Never waits for I/O."""

@@ -25,11 +25,15 @@ class DeviceType:
     name: str
     kind: Kind
     pushed: bool = False  # values are pushed to us (HTTP input)
+    # The EVSE reports its transactions itself (OCPP StartTransaction/StopTransaction):
+    # they, not plug-in and unplug, open and close its rows in the transaction log.
+    own_transactions: bool = False
 
 
 STATIC_TYPES: tuple[DeviceType, ...] = (
     DeviceType("evse_powerbrain", "cFos Power Brain", Kind.EVSE),
     DeviceType("evse_ajax", "HTTP Input", Kind.EVSE, pushed=True),
+    DeviceType("evse_ocpp", "EVSE with OCPP 1.6", Kind.EVSE, own_transactions=True),
     DeviceType("evse_group", "EVSE group", Kind.GROUP),
     DeviceType("meter_powerbrain", "cFos Power Brain S0", Kind.METER),
     DeviceType("meter_ajax", "HTTP Input", Kind.METER, pushed=True),

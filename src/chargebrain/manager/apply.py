@@ -4,7 +4,8 @@ A command is written when it differs from the last one written or when that one 
 `REFRESH_WRITE_S` old (keeps the EVSEs' fail-safes fed). HTTP-input EVSEs get theirs at
 once (their feeder collects it with the next answer); the others are written
 concurrently. A car that should draw and does not is woken by a control-pilot
-interruption where the EVSE allows it.
+interruption where the EVSE allows it. A disabled EVSE under the "cancel limit" policy
+is released where it can be (an OCPP charge point's profile is cleared).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 
 from chargebrain.clock import Clock
-from chargebrain.core.balancer import Allocation, EvseDecision
+from chargebrain.core.balancer import Allocation, EvseDecision, Limit
 from chargebrain.core.model import EvseCommand
 from chargebrain.devices.ajax import AjaxEvse
+from chargebrain.devices.base import EvseReleasable
 from chargebrain.devices.errors import DeviceError
 from chargebrain.manager.reading import READ_TIMEOUT_S, com_error
 from chargebrain.manager.state import DeviceRuntime
@@ -58,6 +60,9 @@ async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock:
             continue
         ev = rt.evse
         if not d.write or not d.controlled:
+            if d.write and d.lreason is Limit.DISABLED and isinstance(rt.driver, EvseReleasable):
+                rt.driver.release()  # "cancel limit": no limit of ours until enabled again
+                ev.last_command = None  # then the first decision is written at once
             continue
         cmd = _command(d.charging_enabled and d.current_ma > 0,
                        d.current_ma if d.charging_enabled else 0)

@@ -7,6 +7,7 @@ each the narrow things it needs. Nothing else imports all of them.
 from __future__ import annotations
 
 from chargebrain.clock import Clock
+from chargebrain.devices.ocpp import OcppHub
 from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager.apply import Writer
 from chargebrain.manager.config import SiteParams
@@ -29,16 +30,22 @@ def build_manager(
     store: ConfigStore,
     site: SiteParams | None = None,
     overdraft_cur: int = 0,
+    ocpp: OcppHub | None = None,
 ) -> ChargingManager:
-    """A charging manager with no devices yet (load them with `inventory.load_devices`)."""
+    """A charging manager with no devices yet (load them with `inventory.load_devices`).
+    `ocpp`: the hub of the OCPP central system whose charge points it manages (one of its
+    own when not given: its OCPP EVSEs then stay unconnected)."""
     signal = CycleSignal()
     formulas = FormulaTable()
-    inventory = DeviceInventory(clock, powerbrain, types, store, formulas, signal.wake)
+    hub = ocpp if ocpp is not None else OcppHub()
+    inventory = DeviceInventory(clock, powerbrain, types, store, formulas, signal.wake, hub)
     settings = SiteSettings(site or SiteParams(), formulas, store, inventory, signal.wake)
     listeners: list[SessionListener] = []
+    pushes = Pushes(clock, inventory.devices, signal.wake)
+    hub.feed = pushes.feed_evse
     return ChargingManager(
         clock, signal, inventory, settings,
-        pushes=Pushes(clock, inventory.devices, signal.wake),
+        pushes=pushes,
         readers=Readers(clock, inventory, settings, listeners),
         decider=Decider(clock, powerbrain, inventory, settings, store, overdraft_cur),
         writer=Writer(clock, inventory.devices),

@@ -17,8 +17,10 @@ from chargebrain.clock import Clock
 from chargebrain.core.formula import FormulaError, compile_formula
 from chargebrain.devices.base import EvseDriver, MeterDriver
 from chargebrain.devices.faulty import FaultyEvse, FaultyMeter
+from chargebrain.devices.ocpp import OcppHub
 from chargebrain.devices.powerbrain import internal_address
 from chargebrain.devices.registry import DeviceType, DeviceTypes, Kind
+from chargebrain.devices.topics import TopicFeed
 from chargebrain.manager.config import ConfigError, DeviceConfig
 from chargebrain.manager.drivers import BUILT_IN_TYPES, is_internal, make_driver, model_of
 from chargebrain.manager.formulas import FormulaTable
@@ -39,8 +41,9 @@ class DeviceInventory:
 
     def __init__(self, clock: Clock, powerbrain: PowerBrain, types: DeviceTypes,
                  store: DeviceStore, formulas: FormulaTable,
-                 wake: Callable[[], None]) -> None:
+                 wake: Callable[[], None], ocpp: OcppHub | None = None) -> None:
         self.clock = clock
+        self.ocpp = ocpp  # the connectors of OCPP charge points
         self.powerbrain = powerbrain
         self.types = types
         self.store = store
@@ -52,6 +55,8 @@ class DeviceInventory:
         self.min_pause_time = 300  # the site's, for new devices (SiteSettings keeps it)
         # EVSEs that some user's dev_ids name (kept current by the user directory).
         self.user_evses: frozenset[str] = frozenset()
+        # The broker connection meters read over MQTT use (set by the application).
+        self.topic_feed: TopicFeed | None = None
 
     def devices_in_order(self) -> list[DeviceRuntime]:
         return [self.devices[d] for d in self._order]
@@ -159,6 +164,8 @@ class DeviceInventory:
         needs_address = dtype.kind in (Kind.EVSE, Kind.METER) and not dtype.pushed
         if needs_address and not addr and not cfg.address.strip():
             raise ConfigError("address is required")
+        if cfg.dev_type == "evse_ocpp":
+            _check_ocpp(cfg, self.devices.values())
 
     def validate_refs(self, cfg: DeviceConfig) -> None:
         """The checks of what `cfg` refers to: its group, its attached meter (ConfigError).
@@ -318,7 +325,8 @@ class DeviceInventory:
         return model_of(cfg, dtype, self.powerbrain)
 
     def _make_driver(self, cfg: DeviceConfig, dtype: DeviceType) -> MeterDriver | EvseDriver | None:
-        return make_driver(cfg, dtype, self.powerbrain, self.types, self.clock)
+        return make_driver(cfg, dtype, self.powerbrain, self.types, self.clock, self.ocpp,
+                           self.topic_feed)
 
     def _close_later(self, driver: MeterDriver | EvseDriver) -> None:
         async def close() -> None:
@@ -394,3 +402,19 @@ class DeviceInventory:
     def needs_auth(self, rt: DeviceRuntime) -> bool:
         """An EVSE with at least one user assigned charges only after authorisation."""
         return bool(rt.config.users) or rt.dev_id in self.user_evses
+
+
+def _check_ocpp(cfg: DeviceConfig, others: Iterable[DeviceRuntime]) -> None:
+    """An OCPP EVSE's address is its charge point's ChargeBox ID and its id the connector
+    (1 or more); no two EVSEs serve the same connector (ConfigError)."""
+    box = cfg.address.strip()
+    if len(box) > 48 or "/" in box or any(ord(c) < 33 for c in box):
+        raise ConfigError("address: a ChargeBox ID has at most 48 characters, no spaces "
+                          "and no '/'")
+    if cfg.id < 1:
+        raise ConfigError("id: the connector of an OCPP charge point is 1 or more")
+    for rt in others:
+        other = rt.settings
+        if (other.dev_id != cfg.dev_id and other.dev_type == "evse_ocpp"
+                and other.address.strip() == box and other.id == cfg.id):
+            raise ConfigError(f"{other.dev_id} already is connector {cfg.id} of {box}")

@@ -1,6 +1,8 @@
-"""Pushed readings (HTTP input) and which of them wake a control cycle at once.
+"""Pushed readings (HTTP input, OCPP) and which of them wake a control cycle at once.
 
-A pushed reading is kept by its device's driver and taken by the next cycle. It wakes a
+A pushed reading is kept by its device's driver and taken by the next cycle. HTTP input
+pushes by device id (`push_meter`, `push_evse`); another feeder (the OCPP central system)
+hands its driver's readings to `feed_evse`. It wakes a
 cycle at once when it matters: an EVSE's first reading or one after a communication
 error, a changed state, an RFID, a reading of another kind, a phase drawing clearly more
 than the EVSE was given or drew; a meter's first reading or one after an error, one the
@@ -19,6 +21,7 @@ from chargebrain.core.balancer import Measurement
 from chargebrain.core.model import EvseReading, MeterReading
 from chargebrain.core.phases import Phases
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
+from chargebrain.devices.ocpp import OcppEvse
 from chargebrain.manager import config as C
 from chargebrain.manager.config import ConfigError
 from chargebrain.manager.site import VOLTAGE
@@ -69,18 +72,33 @@ class Pushes:
         for dev_id, reading in readings:
             push(dev_id, reading, mono)
 
+    def feed_evse(self, driver: OcppEvse, reading: EvseReading) -> None:
+        """A reading that a feeder other than HTTP input hands over for its driver (an
+        OCPP charge point's connector): kept, and a cycle woken at once if it matters."""
+        rt = self.devices.get(driver.dev_id)
+        mono = self.clock.monotonic()
+        if rt is None or rt.driver is not driver:
+            driver.push(reading, mono)  # a driver the manager no longer uses
+            return
+        self._keep_evse(rt, driver, reading, mono)
+
     def _push_evse(self, dev_id: str, reading: EvseReading, mono: float) -> DeviceRuntime:
         rt = self.devices.get(dev_id)
         driver = rt.driver if rt is not None else None
-        if not isinstance(driver, AjaxEvse):
+        if rt is None or not isinstance(driver, AjaxEvse) or not rt.dtype.pushed:
             rt = self._pushed(dev_id, AjaxEvse)  # raises
             assert isinstance(rt.driver, AjaxEvse)
             driver = rt.driver
         assert rt is not None
+        self._keep_evse(rt, driver, reading, mono)
+        return rt
+
+    def _keep_evse(self, rt: DeviceRuntime, driver: AjaxEvse, reading: EvseReading,
+                   mono: float) -> None:
         driver.push(reading, mono)
         ev = rt.evse
         if ev is None:
-            return rt
+            return
         used = ev.source
         if used is None or rt.status.com_err or reading.rfid or (
                 reading.state is not used.state) or (
@@ -96,7 +114,6 @@ class Pushes:
             over = ev.wake_above_ma
             if c.l1 > over or c.l2 > over or c.l3 > over:  # it draws more than it may
                 self.wake()
-        return rt
 
     def _pushed(self, dev_id: str, cls: type) -> DeviceRuntime:
         rt = self.devices.get(dev_id)
@@ -104,7 +121,7 @@ class Pushes:
             raise ConfigError(f"no device {dev_id}")
         if rt.fault:
             raise ConfigError(f"{dev_id} cannot run as stored: {rt.fault}")
-        if not isinstance(rt.driver, cls):
+        if not isinstance(rt.driver, cls) or not rt.dtype.pushed:
             raise ConfigError(f"{dev_id} is not an HTTP input device of that kind")
         return rt
 

@@ -8,8 +8,10 @@ plug-in, or the EVSE's `fixed_rfid`. Authorisation and overrides hold until unpl
 
 Every session is a row in `transactions`: written at plug-in, when it is authorised or
 overridden, every FLUSH_S seconds while it runs (energy, peak power, charging time) and
-at unplug. After a crash the open row of an EVSE that is still plugged in is continued;
-any other open row is closed with its last written values (end = its last update).
+at unplug. An EVSE that reports its own transactions (an OCPP charge point) opens and
+closes its rows itself (manager/reported.py); the rest is the same. After a crash the
+open row of an EVSE that is still plugged in is continued; any other open row is closed
+with its last written values (end = its last update).
 
 Runs inside the control cycle: this module must never block on anything but a short
 SQLite write, never raise out of a listener hook, and never decide currents (the
@@ -151,7 +153,7 @@ class SessionManager:
                 ev = self._evse(dev_id)
                 if ev is not None and isinstance(wh, int | float) and wh >= 0:
                     ev.soft_meter_wh = float(wh)
-        for row in self._open_rows():
+        for row in self.open_rows():
             if row.dev_id in self._orphans:
                 self._close_stale(row)
             else:
@@ -173,7 +175,7 @@ class SessionManager:
                 owned[ev.transaction_id] = ev
             if ev.soft_meter_wh > 0:
                 soft[rt.dev_id] = round(ev.soft_meter_wh, 3)
-        stale = [row for row in self._open_rows()
+        stale = [row for row in self.open_rows()
                  if row.id not in owned and row.dev_id not in self._orphans
                  and self._abandoned(row)]
         with self.store.transaction() as db:
@@ -208,8 +210,8 @@ class SessionManager:
     def on_unplug(self, rt: DeviceRuntime, now: float) -> None:
         ev = rt.evse
         self._pending.pop(rt.dev_id, None)
-        if ev is None or ev.transaction_id is None:
-            return
+        if ev is None or ev.transaction_id is None or rt.dtype.own_transactions:
+            return  # (an EVSE's own report closes its transaction; else `flush` does)
         try:
             self.store.execute(
                 "UPDATE transactions SET open = 0, end_time = ?, end_wh = ?, max_power_w = ?, "
@@ -399,7 +401,8 @@ class SessionManager:
                 (user_id,))
         return [_row(r) for r in rows]
 
-    def _open_rows(self) -> list[Transaction]:
+    def open_rows(self) -> list[Transaction]:
+        """The transactions still open, oldest first."""
         return [_row(r) for r in self.store.query(
             f"SELECT {_COLUMNS} FROM transactions WHERE open = 1 ORDER BY id")]
 
@@ -411,6 +414,8 @@ class SessionManager:
         if rows:
             self._continue(rt, ev, _row(rows[0]))
             return
+        if rt.dtype.own_transactions:
+            return  # its transaction begins when the EVSE reports it
         ev.transaction_id = self.store.execute(
             "INSERT INTO transactions (dev_id, start_time, start_wh, end_wh, max_power_w, "
             "open, overrides, ov_cur, updated_time) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",

@@ -23,7 +23,7 @@ TAPER_FLOOR_MA = 500  # the last bit before full is taken at this current
 
 @dataclass(frozen=True, slots=True)
 class CarParams:
-    """What a car is like; see CarSpec in scenario.py for the same fields in a scenario."""
+    """What a car is like; see CarSpec in scenario/spec.py for the same fields in a scenario."""
 
     capacity_kwh: float = 60.0
     soc: float = 0.3  # at plug-in

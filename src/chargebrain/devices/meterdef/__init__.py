@@ -7,6 +7,7 @@ package turns such a text into an immutable `MeterDefinition`, or refuses it wit
 definition directories and stores uploads. The modules, each with one purpose:
 
 * `json5` — the reader that keeps the position of every key;
+* `literals` — its strings and numbers, and their bounds;
 * `query` — the JSON query language of HTTP variables;
 * `expressions` — `expr` variables and output templates in the formula language;
 * `model` — the file's shape as pydantic models (what is valid, and the messages);
@@ -14,7 +15,9 @@ definition directories and stores uploads. The modules, each with one purpose:
 * `parse` — text to definition, problems to one error with its line;
 * `files` — directories, uploads, deletion.
 
-Nothing here talks to a device.
+Nothing here talks to a device. The bounds a definition must keep are exported with the
+rest (`MAX_*`); an `expr` is also bound by the formula language's own limits
+(`chargebrain.core.formula.MAX_LENGTH` and `MAX_DEPTH`).
 """
 
 from chargebrain.devices.meterdef.definition import (
@@ -46,13 +49,26 @@ from chargebrain.devices.meterdef.files import (
     load_definitions,
     save_user_definition,
 )
-from chargebrain.devices.meterdef.json5 import parse_json5
+from chargebrain.devices.meterdef.json5 import MAX_NESTING, parse_json5
+from chargebrain.devices.meterdef.literals import MAX_NUMBER_CHARS
 from chargebrain.devices.meterdef.model import json_schema
-from chargebrain.devices.meterdef.parse import parse_definition
+from chargebrain.devices.meterdef.parse import (
+    MAX_DEFINITION_CHARS,
+    MAX_EXPRESSION_CHARS,
+    MAX_EXPRESSIONS,
+    MAX_VARIABLES,
+    parse_definition,
+)
 from chargebrain.devices.meterdef.query import Query, QueryMiss, parse_query
 
 __all__ = [
     "KNOWN_VARIABLES",
+    "MAX_DEFINITION_CHARS",
+    "MAX_EXPRESSIONS",
+    "MAX_EXPRESSION_CHARS",
+    "MAX_NESTING",
+    "MAX_NUMBER_CHARS",
+    "MAX_VARIABLES",
     "DefinitionValues",
     "Expression",
     "HttpAddress",

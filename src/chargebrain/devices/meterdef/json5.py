@@ -6,18 +6,21 @@ negative), trailing commas, single-quoted strings, unquoted keys and numbers sta
 of any path (`("current_l1", "resolution")` → 12), so every later error can name its line;
 `read_value` reads one value inside other text (the `[...]` of a JSON query). Duplicate
 keys are an error; nesting deeper than `MAX_NESTING` is an error (never a RecursionError).
-Numbers are `int` when written without fraction or exponent, else `float`.
+Strings and numbers are read by `literals.py`, which also bounds them: a number longer
+than `MAX_NUMBER_CHARS` or beyond a float and a lone UTF-16 surrogate are errors. Numbers
+are `int` when written without fraction or exponent, else `float`.
 
 Two readers give the same values:
 
 * the fast one rewrites the JSON5 spellings to JSON with one regular expression (comments
   become blanks keeping their line breaks, hex numbers decimal, unquoted keys quoted,
-  trailing commas dropped) and lets the standard library's C decoder do the rest; only
-  the offsets of the top-level keys are taken on the way;
+  trailing commas dropped) and lets the standard library's C decoder do the rest (its
+  numbers checked by hooks); only the offsets of the top-level keys are taken on the way;
 * the exact one cuts the text into tokens and builds the value in a loop with an explicit
   stack (no recursion), recording the offset of every key and element. It runs when the
-  fast one gives up (anything unusual, and every syntax error, so messages name the line
-  and column of the problem) and when a line below the top level is asked for.
+  fast one gives up (anything unusual, such as a number out of bounds or a `\\u` escape
+  of a surrogate, and every syntax error, so messages name the line and column of the
+  problem) and when a line below the top level is asked for.
 
 This module must never validate what the values mean, and never evaluate anything.
 """
@@ -31,6 +34,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chargebrain.devices.meterdef.errors import MeterDefinitionError
+from chargebrain.devices.meterdef.literals import (
+    LONE_SURROGATE_HINT,
+    error_at,
+    json_float,
+    json_int,
+    read_number,
+    read_string,
+)
 
 __all__ = ["MAX_NESTING", "Positions", "is_blank", "parse_json5", "read_document", "read_value"]
 
@@ -56,9 +67,6 @@ _TOKEN = re.compile(
     re.S | re.X,
 )
 _SKIP_RE = re.compile(_SKIP, re.S)
-_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
-_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n"}
-_ESCAPES.update({"r": "\r", "t": "\t"})
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
 
 # Parser states: what the next token may be.
@@ -81,7 +89,7 @@ _REWRITE = re.compile(
     r"(?P<comment>//[^\n]*+|/\*.*?\*/)"
     r"|(?P<quoted>'(?:[^'\\\n]|\\.)*+')"
     r"|(?P<key>[A-Za-z_$*][A-Za-z0-9_$.*]*+)(?=[ \t\r\n]*+:)"
-    r"|(?P<number>" + _NUMBER + r")(?!\w)"
+    r"|(?P<number>" + _NUMBER + r")(?![\w.])"  # (`0x1.5` is no number: the exact reader says)
     r"|(?<=[\w\"'\]}.])(?P<comma>,)"  # a trailing comma right after a value
     r"|(?P<space>[\ufeff\u00a0])"
     r"|(?P<other>.)"
@@ -98,28 +106,22 @@ class _GiveUp(Exception):
     """The fast reader leaves this text to the exact one."""
 
 
-def _fail(text: str, offset: int, message: str) -> MeterDefinitionError:
-    line = text.count("\n", 0, offset) + 1
-    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return MeterDefinitionError(f"{message} (column {column})", line=line)
-
-
 def _bad_token(text: str, pos: int, state: int) -> MeterDefinitionError:
     """Why no token starts at `pos` (after whitespace and comments)."""
     skip = _SKIP_RE.match(text, pos)
     at = skip.end() if skip else pos
     if text.startswith("/*", at):
-        return _fail(text, at, "comment '/*' is never closed")
+        return error_at(text, at, "comment '/*' is never closed")
     ch = text[at]
     if ch in "\"'":
         end = text.find("\n", at)
         closed = end >= 0 and text.find(ch, at + 1, end) >= 0
         what = "line break inside a string" if end >= 0 and not closed else "string is never closed"
-        return _fail(text, at, what)
+        return error_at(text, at, what)
     if ch in "+-.0123456789":
         word = re.match(r"[\w.+-]*", text[at : at + 40])
-        return _fail(text, at, f"malformed number {word.group(0) if word else ch!r}")
-    return _fail(text, at, _unexpected(ch, state))
+        return error_at(text, at, f"malformed number {word.group(0) if word else ch!r}")
+    return error_at(text, at, _unexpected(ch, state))
 
 
 def _unexpected(ch: str, state: int) -> str:
@@ -128,38 +130,6 @@ def _unexpected(ch: str, state: int) -> str:
     if state in (_VALUE, _VALUE_OR_CLOSE):
         return f"unexpected character {ch!r}, a value is expected"
     return f"unexpected character {ch!r}"
-
-
-def _string(text: str, raw: str, at: int) -> str:
-    body = raw[1:-1]
-    if "\\" not in body:
-        return body
-
-    def escape(m: re.Match[str]) -> str:
-        esc = m.group(1)
-        if esc in _ESCAPES:
-            return _ESCAPES[esc]
-        if len(esc) == 5:
-            return chr(int(esc[1:], 16))
-        if esc == "u":
-            raise _fail(text, at, "bad \\u escape")
-        raise _fail(text, at, f"unknown escape \\{esc}")
-
-    out = _ESCAPE_RE.sub(escape, body)
-    if "\\u" in body:  # a surrogate pair written as two escapes is one character, as in JSON
-        out = out.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
-    return out
-
-
-def _number(text: str, token: str, at: int) -> int | float:
-    if "x" in token or "X" in token:
-        return int(token, 16)
-    if "." in token or "e" in token or "E" in token:
-        return float(token)
-    try:
-        return int(token)
-    except ValueError:  # more digits than Python converts
-        raise _fail(text, at, "number has too many digits") from None
 
 
 def _read(text: str, pos: int, whole: bool) -> tuple[Any, int, dict[int, Any]]:
@@ -181,13 +151,13 @@ def _read(text: str, pos: int, whole: bool) -> tuple[Any, int, dict[int, Any]]:
                 return root, at, offsets
             if stack:
                 what = "object" if stack[-1][1] else "array"
-                raise _fail(text, stack[-1][3], f"{what} opened here is never closed")
-            raise _fail(text, at, "unexpected end of text, a value is missing")
+                raise error_at(text, stack[-1][3], f"{what} opened here is never closed")
+            raise error_at(text, at, "unexpected end of text, a value is missing")
         token = m.group(kind or 0)
 
         if state == _AFTER:
             if not stack:  # (a value read alone has returned when it was complete)
-                raise _fail(text, at, "unexpected text after the end of the definition")
+                raise error_at(text, at, "unexpected text after the end of the definition")
             frame = stack[-1]
             closer = "}" if frame[1] else "]"
             if token == ",":
@@ -197,7 +167,7 @@ def _read(text: str, pos: int, whole: bool) -> tuple[Any, int, dict[int, Any]]:
                 if not stack and not whole:
                     return root, pos, offsets
             else:
-                raise _fail(text, at, f"',' or '{closer}' expected")
+                raise error_at(text, at, f"',' or '{closer}' expected")
             continue
 
         if state == _KEY_OR_CLOSE:
@@ -209,13 +179,13 @@ def _read(text: str, pos: int, whole: bool) -> tuple[Any, int, dict[int, Any]]:
                     return root, pos, offsets
                 continue
             if kind == "s":
-                key = _string(text, token, at)
+                key = read_string(text, token, at)
             elif kind == "w":
                 key = token
             else:
-                raise _fail(text, at, _unexpected(token[0], state))
+                raise error_at(text, at, _unexpected(token[0], state))
             if key in frame[0]:
-                raise _fail(text, at, f"duplicate key {key!r}")
+                raise error_at(text, at, f"duplicate key {key!r}")
             frame[2][key] = at
             frame[4] = key
             state = _COLON
@@ -223,7 +193,7 @@ def _read(text: str, pos: int, whole: bool) -> tuple[Any, int, dict[int, Any]]:
 
         if state == _COLON:
             if token != ":":
-                raise _fail(text, at, f"':' expected after key {stack[-1][4]!r}")
+                raise error_at(text, at, f"':' expected after key {stack[-1][4]!r}")
             state = _VALUE
             continue
 
@@ -237,18 +207,18 @@ def _read(text: str, pos: int, whole: bool) -> tuple[Any, int, dict[int, Any]]:
                     return root, pos, offsets
                 continue
             if token not in "{[":
-                raise _fail(text, at, _unexpected(token, state))
+                raise error_at(text, at, _unexpected(token, state))
             if len(stack) >= MAX_NESTING:
-                raise _fail(text, at, f"nesting too deep (more than {MAX_NESTING} levels)")
+                raise error_at(text, at, f"nesting too deep (more than {MAX_NESTING} levels)")
             value = {} if token == "{" else []
         elif kind == "s":
-            value = _string(text, token, at)
+            value = read_string(text, token, at)
         elif kind == "n":
-            value = _number(text, token, at)
+            value = read_number(text, token, at)
         elif token in _LITERALS:
             value = _LITERALS[token]
         else:
-            raise _fail(text, at, _unexpected(token[0], state))
+            raise error_at(text, at, _unexpected(token[0], state))
         if stack:
             frame = stack[-1]
             if frame[1]:
@@ -283,7 +253,12 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_no_constant)
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique,
+    parse_constant=_no_constant,
+    parse_int=json_int,
+    parse_float=json_float,
+)
 # The C scanner: (text, offset) -> (value, end); StopIteration where no value starts.
 _SCAN: Callable[[str, int], tuple[Any, int]] = getattr(_DECODER, "scan_once")  # noqa: B009
 
@@ -306,11 +281,11 @@ def _rewrite(text: str) -> str:
         if what == "comment":
             return plain + ("\n" * token.count("\n") or " ")
         if what == "quoted":
-            return plain + json.dumps(_string(text, token, m.start(what)))
+            return plain + json.dumps(read_string(text, token, m.start(what)))
         if what == "key":
             return plain + '"' + token + '"'
         if what == "number":
-            return plain + repr(_number(text, token, m.start(what)))
+            return plain + repr(read_number(text, token, m.start(what)))
         if what == "comma":
             return plain
         if what == "space":
@@ -363,6 +338,8 @@ def _fast_members(plain: str, at: int, root: dict[str, Any], top: dict[str, int]
 
 def _fast_read(text: str) -> tuple[Any, dict[str, int], str]:
     """(value, offsets of the top-level keys in the rewritten text, that text)."""
+    if LONE_SURROGATE_HINT.search(text):  # the C decoder would accept a lone surrogate
+        raise _GiveUp("surrogate")
     plain = _rewrite(text)
     top: dict[str, int] = {}
     try:
@@ -450,8 +427,14 @@ def read_document(text: str) -> tuple[Any, Positions]:
 def read_value(text: str, pos: int) -> tuple[Any, int]:
     """One value starting at `pos` (after whitespace); returns it and the offset after it."""
     try:  # plain JSON (the usual `{"id": 3}`) is read by the C decoder
-        value, end = _SCAN(text, _skip(text, pos))
-        if _depth_within(value, MAX_NESTING) and not text[end : end + 1].isalnum():
+        start = _skip(text, pos)
+        value, end = _SCAN(text, start)
+        # (Only the value is searched: a query may hold thousands of values.)
+        if (
+            not LONE_SURROGATE_HINT.search(text, start, end)
+            and _depth_within(value, MAX_NESTING)
+            and not text[end : end + 1].isalnum()
+        ):
             return value, end
     except (_GiveUp, StopIteration, ValueError, RecursionError):
         pass

@@ -113,6 +113,8 @@ def _regex(value: Any) -> re.Pattern[str]:
         return re.compile(value)
     except re.error as exc:
         raise ValueError(f"bad regular expression: {exc}") from None
+    except (RecursionError, OverflowError):  # the compiler recurses per group, for one
+        raise ValueError("bad regular expression: nested too deeply or too large") from None
 
 
 def _fixed(value: Any) -> str | float:

@@ -40,7 +40,13 @@ from chargebrain.devices.meterdef.model import (
 )
 from chargebrain.shapes import OneOf, Path, Problem, field_name, kind, problems
 
-__all__ = ["MAX_DEFINITION_CHARS", "MAX_EXPRESSIONS", "MAX_EXPRESSION_CHARS", "parse_definition"]
+__all__ = [
+    "MAX_DEFINITION_CHARS",
+    "MAX_EXPRESSIONS",
+    "MAX_EXPRESSION_CHARS",
+    "MAX_VARIABLES",
+    "parse_definition",
+]
 
 log = logging.getLogger("chargebrain.devices.meterdef")
 
@@ -49,6 +55,7 @@ MAX_DEFINITION_CHARS = 512 * 1024
 # expressions of one definition are bounded, keeping an upload's compile time in tens of ms.
 MAX_EXPRESSIONS = 256
 MAX_EXPRESSION_CHARS = 16 * 1024
+MAX_VARIABLES = 256
 # Keys of the document that are not variables even when their value is an object.
 _GLOBAL_KEYS = frozenset(DefinitionShape.model_fields) - {"variables"}
 
@@ -225,6 +232,10 @@ def _definition(text: str) -> MeterDefinition:
         if key in _GLOBAL_KEYS:
             data[key] = value
         elif isinstance(value, dict):
+            if len(variables) == MAX_VARIABLES:
+                raise MeterDefinitionError(
+                    f"more than {MAX_VARIABLES} variables", line=positions.line((key,)), field=key
+                )
             variables[key] = value
         else:
             ignored.append(key)
