@@ -25,6 +25,7 @@ from chargebrain.core.balancer.data import Allocation, BalancerState, Limit, Pau
 from chargebrain.core.balancer.drawing import floor_of
 from chargebrain.core.balancer.filling import fill_tier
 from chargebrain.core.balancer.handover import hand_over
+from chargebrain.core.balancer.plans import SLACK, URGENT, fill_planned, plan_order, raise_urgent
 from chargebrain.core.balancer.prepare import (
     BY_CAP,
     BY_FROZEN,
@@ -79,9 +80,7 @@ def by_priority(w: Work, active: list[Slot]) -> list[Slot]:
     start, n = 0, len(active)
     for i in range(1, n + 1):
         if i == n or active[i].tier != active[start].tier:
-            admitted = admit(w, active[start:i], blocked)
-            order.extend(admitted)
-            fill(w, admitted)
+            order.extend(admit_tier(w, active[start:i], blocked))
             start = i
     refused = [s for s in active if s.fail == BY_IMBALANCE and not s.admitted]
     if refused:
@@ -92,6 +91,33 @@ def by_priority(w: Work, active: list[Slot]) -> list[Slot]:
     return order
 
 
+def admit_tier(w: Work, tier: list[Slot], blocked: dict[int, tuple[float, ...]]) -> list[Slot]:
+    """Stages 1 and 2 for one priority tier. With departure plans (plans.py) the cars
+    whose plan leaves time are admitted only after the urgent ones have been given what
+    their plans need."""
+    if not any(s.plan for s in tier):
+        admitted = admit(w, tier, blocked)
+        fill(w, admitted)
+        return admitted
+    first = [s for s in tier if s.plan != SLACK]
+    later = [s for s in tier if s.plan == SLACK]
+    admitted = admit(w, first, blocked) if first else []
+    _bound_imbalance(w)
+    raise_urgent(w, [s for s in admitted if s.plan == URGENT], fill_tier)
+    if later:
+        admitted.extend(admit(w, later, blocked))
+        _bound_imbalance(w)
+    fill_planned(w, admitted, fill_tier, urgent_done=True)
+    return admitted
+
+
+def _bound_imbalance(w: Work) -> None:
+    """The imbalance stage 2 keeps to: the limit, or the spread the minimums already
+    make, whichever is larger."""
+    if w.imb_limit > 0:
+        w.imb_eff = max(w.imb_limit, w.imb_eff, w.imbalance())
+
+
 def fill(w: Work, admitted: list[Slot]) -> None:
     """Stage 2 for cars just admitted (of one tier, or retried ones tier by tier)."""
     if w.imb_limit > 0:
@@ -99,7 +125,7 @@ def fill(w: Work, admitted: list[Slot]) -> None:
     start, n = 0, len(admitted)
     for i in range(1, n + 1):
         if i == n or admitted[i].tier != admitted[start].tier:
-            fill_tier(w, admitted[start:i])
+            fill_planned(w, admitted[start:i], fill_tier)
             start = i
 
 
@@ -222,6 +248,8 @@ def rank(w: Work, cands: list[Slot]) -> None:
             waiting = mem.waiting_since if mem.waiting_since is not None else now
             plugged = s.plugged_since if s.plugged_since is not None else now
             s.order = (1.0, s.charge if s.charge > 0 else -INF, waiting, plugged)
+        if s.plan and not s.probing:
+            s.order = plan_order(s, s.order)
     cands.sort(key=lambda s: (s.tier, s.order, s.e.id))
 
 
@@ -343,6 +371,9 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
         elif s.incumbent and s.order[0] == 1.0 and s.tier in rotated_tiers:
             s.pause_reason = PauseReason.ROTATION
             s.reason = "round robin"
+        elif s.plan == SLACK and s.fail >= 0 and not s.data_pause:
+            s.pause_reason = PauseReason.ROTATION if s.incumbent else PauseReason.SHORTAGE
+            s.reason = f"departure plan leaves time ({w.label_of(s.fail)})"
         else:
             s.pause_reason = PauseReason.SHORTAGE
             held = s.data_pause or (not s.incumbent and s.mem.data_pause)
@@ -371,3 +402,5 @@ def explain(w: Work, cands: list[Slot]) -> None:
             if named is None:
                 named = names[s.bound] = (w.kind_of(s.bound), w.label_of(s.bound))
             s.lreason, s.reason = named
+            if s.plan == SLACK:
+                s.reason = f"{s.reason}, departure plan leaves time"

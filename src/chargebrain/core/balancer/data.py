@@ -78,6 +78,12 @@ class Tuning:
     learn_threshold_ma: int = 2000  # a phase drawing more than this counts as used
     settle_s: float = 10.0  # a car may still draw its previous current this long (overdraft)
     house_penalty_s: float = 120.0  # an overshoot the rest of the house caused counts this long
+    # Departure plans (plans.py): a car whose plan needs no more than this share of its
+    # minimum can wait (it is served after the others); one needing more is urgent.
+    plan_slack_share: float = 0.8
+    plan_margin: float = 1.2  # an urgent car is first given this much of what it needs ...
+    plan_reserve_s: float = 1800.0  # ... counting its time left this much shorter
+    plan_together_s: float = 3600.0  # urgent cars leaving this close to each other share alike
     current_step_ma: int = 100  # allocations are rounded down to this step
     credit_export: bool = False  # let negative non-EVSE load (export) add headroom
 
@@ -96,6 +102,7 @@ class SiteConfig:
     disable_policy: int = DisablePolicy.OFF
     overdraft_penalty_time: float = 300.0
     com_timeout: float = 180.0  # after this, an unreachable EVSE counts max(last, fail-safe)
+    voltage: float = 230.0  # phase voltage: a departure plan's energy as current
     tuning: Tuning = Tuning()
 
 
@@ -157,6 +164,10 @@ class EvseInput:
     authorised: bool = False
     plugged_since: float | None = None
     fcfs: bool = False  # first come first served within its priority
+    # A departure plan (plans.py): when the car leaves (the caller's clock, as `now`) and
+    # the energy it still wants until then (Wh); None / 0 = no plan.
+    departure: float | None = None
+    need_wh: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +252,7 @@ class EvseMemory:
     prev_set: int = 0  # the highest current set within settle_s before last_set (overdraft)
     set_at: float = 0.0  # when last_set last changed
     lend: LendMemory = NO_LEND  # upward probes of a car lent from, see LendMemory
+    urgent: bool = False  # its departure plan has made it urgent this plug-in (plans.py)
 
 
 NEVER_SEEN = EvseMemory()

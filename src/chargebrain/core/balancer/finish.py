@@ -22,6 +22,7 @@ from chargebrain.core.balancer.data import (
     PauseReason,
 )
 from chargebrain.core.balancer.drawing import not_offered
+from chargebrain.core.balancer.plans import URGENT
 from chargebrain.core.balancer.work import (
     BY_CAP,
     CANDIDATE,
@@ -148,7 +149,7 @@ def finish(w: Work, state: BalancerState) -> Allocation:
 # about half the cost. The unpacking fails at import if a field is added or removed.
 _new = object.__new__
 (_m0, _m1, _m2, _m3, _m4, _m5, _m6, _m7, _m8, _m9, _m10, _m11, _m12, _m13, _m14, _m15, _m16,
- _m17, _m18) = [getattr(EvseMemory, f.name).__set__ for f in fields(EvseMemory)]
+ _m17, _m18, _m19) = [getattr(EvseMemory, f.name).__set__ for f in fields(EvseMemory)]
 (_d0, _d1, _d2, _d3, _d4, _d5, _d6, _d7, _d8, _d9, _d10, _d11) = [
     getattr(EvseDecision, f.name).__set__ for f in fields(EvseDecision)
 ]
@@ -174,6 +175,7 @@ def _memory(
     prev_set: int,
     set_at: float,
     lend: LendMemory,
+    urgent: bool,
 ) -> EvseMemory:
     """EvseMemory(...) with every field given in order, built as described above."""
     m: EvseMemory = _new(EvseMemory)
@@ -196,6 +198,7 @@ def _memory(
     _m16(m, prev_set)
     _m17(m, set_at)
     _m18(m, lend)
+    _m19(m, urgent)
     return m
 
 
@@ -291,6 +294,7 @@ def _fixed_memory(s: Slot, mem: EvseMemory, now: float, settle_s: float) -> Evse
         prev_set=prev_set,
         set_at=set_at,
         lend=mem.lend if kept else NO_LEND,
+        urgent=mem.urgent if kept else False,
     )
 
 
@@ -316,6 +320,7 @@ def _idle_memory(s: Slot, mem: EvseMemory, now: float, settle_s: float) -> EvseM
         prev_set=prev_set,
         set_at=set_at,
         lend=mem.lend if mem.plugged else NO_LEND,
+        urgent=mem.urgent if mem.plugged else False,
     )
 
 
@@ -346,13 +351,14 @@ def _draw_memory(w: Work, s: Slot) -> DrawMemory:
 def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
     # Positional: EvseMemory(last_set, plugged, plugged_since, learnt_phases, waiting_since,
     # pause_until, pause_reason, charging_since, lend_cycles, capped, raised, draw, charge,
-    # charge_at, charge_rate, data_pause, prev_set, set_at, lend).
+    # charge_at, charge_rate, data_pause, prev_set, set_at, lend, urgent).
     now = w.now
     dm = s.dm
     if dm is not NO_DRAW:
         dm = _draw_memory(w, s)
     charge = s.charge
     settle = w.tun.settle_s
+    urgent = s.plan == URGENT
     if s.admitted:
         capped = s.cap_kind is Limit.CAR_DRAW and (s.bound == BY_CAP or s.held)
         raised = s.current > mem.last_set
@@ -371,6 +377,7 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
             and mem.charge_rate == rate
             and mem.lend is s.lm
             and not mem.data_pause
+            and mem.urgent is urgent
         ):
             return mem
         # A charging spell starts anew when the car starts drawing after being idle, or
@@ -401,6 +408,7 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
             prev_set,
             set_at,
             s.lm,
+            urgent,
         )
     waiting = now if mem.waiting_since is None else mem.waiting_since
     until = mem.pause_until
@@ -425,5 +433,5 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
     prev_set, set_at = _set_change(mem, 0, now, settle)
     return _memory(
         0, True, s.plugged_since, s.learnt, waiting, until, s.pause_reason, since, 0, False,
-        False, dm, charge, now, 0, data_pause, prev_set, set_at, s.lm,
+        False, dm, charge, now, 0, data_pause, prev_set, set_at, s.lm, urgent,
     )

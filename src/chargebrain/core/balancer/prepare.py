@@ -23,6 +23,7 @@ from chargebrain.core.balancer.finish import charge_of, finish
 from chargebrain.core.balancer.layout import id_order, tree_of
 from chargebrain.core.balancer.lending import lend
 from chargebrain.core.balancer.overdraft import given, overdraft
+from chargebrain.core.balancer.plans import classify_plan
 from chargebrain.core.balancer.work import (
     BY_CAP,
     BY_FROZEN,
@@ -181,6 +182,8 @@ def classify(w: Work, s: Slot) -> None:
     rotated = _ROTATED.get((evse_mask, e.rotation))
     bmask = rotated if rotated is not None else rot_mask(evse_mask, e.rotation)
     s.bmask = bmask
+    if e.departure is not None:
+        classify_plan(w, s, mem.urgent and mem_plugged)
     last_set = mem.last_set
     # A charging car (one paused while readings were missing may be one again, see
     # `_data_back`).

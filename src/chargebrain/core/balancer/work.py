@@ -101,6 +101,9 @@ class Slot:
     data_pause = 0  # refused only for loads assumed for missing readings: the largest then
     frozen = -1  # node whose meter reading is not fresh (-1: none): no more than it had
     cap_reason = ""  # reason text when its cap binds, if not the cap kind's usual one
+    plan = 0  # its departure plan's class (plans.py: NONE, URGENT, SLACK)
+    need = 0  # current per phase its plan needs (mA)
+    departure = float(INF)  # when it leaves, by its plan
 
     def __init__(self, e: EvseInput, mem: EvseMemory) -> None:
         self.e = e
