@@ -5,6 +5,7 @@ from chargebrain.api import (  # noqa: F401
     cmd_meterdefs,
     cmd_modbus,
     cmd_ocpp,
+    cmd_plans,
     cmd_sessions,
     cmd_system,
     cmd_users,

@@ -16,6 +16,7 @@ from chargebrain.api.shapes.devices import setting_keys
 from chargebrain.api.shapes.site import HARDWARE_ATTRS, PERSISTED_KEYS, VOLTAGE
 from chargebrain.devices.powerbrain import address_form
 from chargebrain.manager.config import DeviceConfig, Limit, SiteParams
+from chargebrain.manager.plans import plan_of
 from chargebrain.powerbrain.phase_switch import PhaseSwitchSettings
 from chargebrain.servers.mqtt.url import masked
 
@@ -203,6 +204,7 @@ def _evse_json(rt: DeviceRuntime, viewer: Viewer) -> dict[str, Any]:
     # The wallbox's own phase order, as its current_l1..3 (docs/decisions.md).
     currents = reading.currents if reading else None
     power = round(reading.power_w) if reading else 0
+    plan = plan_of(ev)
     out: dict[str, Any] = {
         "min_charging_cur": cfg.min_charging_cur,
         "max_charging_cur": cfg.max_charging_cur,
@@ -235,6 +237,8 @@ def _evse_json(rt: DeviceRuntime, viewer: Viewer) -> dict[str, Any]:
         "charging_rules": list(cfg.charging_rules),
         "rule_wish": ev.rule_wish if ev.rule_wish is not None else -1,
         "rule_source": ev.rule_source,
+        "departure": round(plan.departure) if plan.departure is not None else 0,
+        "req_energy": round(plan.energy_wh) if plan.energy_wh is not None else 0,
         "evse": {
             "cp_state": STATE_CP_TEXT.get(state, "Error"),
             "cp_fault": state == 5,

@@ -62,6 +62,10 @@ class EvseReading:
     rfid: str = ""
     model: str = ""
     energy_known: bool = True  # total_energy_wh is a meter reading (else integrate)
+    # What the car announced (ISO 15118), if the EVSE reports it: when it leaves (Unix
+    # time, s) and the energy it wants in this session (Wh).
+    departure: float | None = None
+    req_energy_wh: float | None = None
 
 
 #: No meter or EVSE shows more than this of anything (W, mA, V, Wh, %): a reading that
@@ -84,7 +88,11 @@ def implausible(reading: MeterReading | EvseReading) -> str | None:
         values = [("power_w", reading.power_w), ("total_energy_wh", reading.total_energy_wh),
                   *(("current", c) for c in reading.currents),
                   *((("max_current_ma", reading.max_current_ma),)
-                    if reading.max_current_ma is not None else ())]
+                    if reading.max_current_ma is not None else ()),
+                  *((("departure", reading.departure),)
+                    if reading.departure is not None else ()),
+                  *((("req_energy_wh", reading.req_energy_wh),)
+                    if reading.req_energy_wh is not None else ())]
     for name, value in values:
         if not abs(value) <= PLAUSIBLE_LIMIT:  # also NaN
             return f"implausible reading: {name} {value!r:.24}"

@@ -20,6 +20,7 @@ from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.manager import config as C
 from chargebrain.manager.config import Limit
 from chargebrain.manager.formulas import FormulaTable
+from chargebrain.manager.plans import balancer_plan, plan_of
 from chargebrain.manager.state import OVERRIDE_DISABLE_CHARGING, DeviceRuntime
 from chargebrain.manager.topology import Topology
 from chargebrain.powerbrain.controller import PowerBrain
@@ -72,10 +73,12 @@ def fill_devices(ctx: DictEvalContext, devices: Mapping[str, DeviceRuntime]) -> 
                               state=float(int(r.state) if not com_err else 6),
                               import_wh=float(ev.total_energy_wh))
             d = ev.decision
+            plan = plan_of(ev)
             values.update(offered=float(d.current_ma if d else 0),
                           min_current=float(rt.config.min_charging_cur),
                           txn_energy=float(ev.transaction_energy_wh),
-                          charging_dur=float(ev.charging_secs))
+                          charging_dur=float(ev.charging_secs),
+                          departure=plan.departure or 0.0, req_energy=plan.energy_wh or 0.0)
         ctx.set_device_values(rt.dev_id, values)
 
 
@@ -263,8 +266,9 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
     plugged_since = None
     if ev.plugged and ev.plugged_at is not None:
         plugged_since = mono - max(0.0, now - ev.plugged_at)
+    departure, need_wh = balancer_plan(ev, now, mono)
     key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
-           ev.needs_auth, ev.authorised, plugged_since)
+           ev.needs_auth, ev.authorised, plugged_since, departure, need_wh)
     if ev.input is not None and ev.input_cfg is cfg and ev.input_key == key:
         return ev.input
     state = r.state if r is not None else EvseState.WAITING
@@ -289,6 +293,8 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
         needs_auth=ev.needs_auth,
         authorised=ev.authorised,
         plugged_since=plugged_since,
+        departure=departure,
+        need_wh=need_wh,
     )
     ev.input, ev.input_key, ev.input_cfg = made, key, cfg
     return made

@@ -25,6 +25,7 @@ from chargebrain.devices.powerbrain import LocalEvse, LocalMeter
 from chargebrain.manager import config as C
 from chargebrain.manager.config import DeviceConfig
 from chargebrain.manager.inventory import DeviceInventory
+from chargebrain.manager.plans import reported
 from chargebrain.manager.ports import SessionListener
 from chargebrain.manager.settings import SiteSettings
 from chargebrain.manager.site import VOLTAGE
@@ -281,6 +282,8 @@ class Readers:
             ev.max_power_w = reading.power_w
         was_plugged = ev.plugged
         plugged = state in _PLUGGED
+        if plugged and (reading.departure is not None or reading.req_energy_wh is not None):
+            reported(ev, reading.departure, reading.req_energy_wh)
         if plugged == was_plugged and prev is not None and not reading.rfid:
             return
         if plugged and not was_plugged:

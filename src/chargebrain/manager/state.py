@@ -79,6 +79,12 @@ class EvseRuntime:
     rule_source: str = ""
     transaction_id: int | None = None
     max_power_w: float = 0.0
+    # The departure plan of the session (manager/plans.py): set with set_plan (wall time
+    # of the departure, s; energy wanted in the session, Wh), and as the EVSE reports it.
+    plan_departure: float | None = None
+    plan_energy_wh: float | None = None
+    reported_departure: float | None = None
+    reported_energy_wh: float | None = None
     wakeup: WakeTracker = field(default_factory=WakeTracker)
     # A pushed reading with a phase above this (mA) wakes a cycle at once: set by every
     # decision to what the EVSE was given or drew, whichever is more, plus a margin.
@@ -106,6 +112,8 @@ class EvseRuntime:
         self.ov_cur = None
         self.transaction_id = None
         self.max_power_w = 0.0
+        self.plan_departure = self.plan_energy_wh = None
+        self.reported_departure = self.reported_energy_wh = None
 
 
 @dataclass

@@ -74,6 +74,11 @@ class EvsePush(Body):
     """A card or PIN presented at the wallbox."""
     model: Annotated[str, Lenient(lambda v: str(v)[:100], type="string")] = ""
     """What the wallbox says it is."""
+    departure: Annotated[float | None, Lenient(_not_negative, **_NUMBER, unit="s")] = None
+    """When the car leaves, as the car told the wallbox (ISO 15118): Unix time; 0: not
+    known. A departure plan (docs/load-management.md)."""
+    req_energy: Annotated[float | None, Lenient(_not_negative, **_NUMBER, unit="Wh")] = None
+    """The energy the car wants in this session, as it told the wallbox; 0: not known."""
 
 
 _EVSE_FIELDS = FieldReader(EvsePush)  # (no model made: set_ajax_evse is the hot path)
@@ -166,7 +171,8 @@ def evse_reading(fields: dict[str, Any]) -> EvseReading:
         total_energy_wh=energy if energy is not None else 0,
         has_meter=measured is not None or energy is not None, energy_known=energy is not None,
         max_current_ma=sent.get("max_charging_current"), rfid=sent.get("rfid", ""),
-        model=sent.get("model", ""))
+        model=sent.get("model", ""), departure=sent.get("departure"),
+        req_energy_wh=sent.get("req_energy"))
 
 
 def meter_reading(fields: dict[str, Any]) -> MeterReading:
