@@ -85,6 +85,19 @@ def _password(name: str, value: Any) -> str:
     return text
 
 
+def _gateway_url(name: str, value: Any) -> str:
+    """An OCPP backend's WebSocket URL (ws:// or wss://, with a host), or "" for none."""
+    text = _text(300)(name, value).strip()
+    if not text:
+        return ""
+    scheme, sep, rest = text.partition("://")
+    host = rest.split("/", 1)[0].rpartition("@")[2]
+    if (not sep or scheme.lower() not in ("ws", "wss") or not host
+            or any(ord(c) <= 32 or ord(c) == 127 for c in text)):
+        raise ApiError(400, f"{name}: a ws:// or wss:// URL with a host is required")
+    return text
+
+
 def _formula_text(name: str, value: Any) -> str:
     text = _text(4096)(name, value)
     if text.strip():
@@ -309,7 +322,9 @@ EVSE_FIELDS: dict[str, Field] = {
         Field("users", _users),
         Field("charging_rules", _rules),
         Field("crule_set", _crule_set),
+        Field("ocpp_gateway_url", _gateway_url),
         Field("ocpp_gateway_client_id", _text(64)),
+        Field("ocpp_gateway_password", _password, secret=True),
     )
 }
 METER_FIELDS: dict[str, Field] = {
@@ -353,8 +368,11 @@ def parse_device_changes(body: Mapping[str, Any], base: DeviceConfig, kind: str)
 
 def device_config_json(cfg: DeviceConfig, kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {"dev_type": cfg.dev_type, "dev_id": cfg.dev_id}
-    for name in device_fields(kind):
+    for name, f in device_fields(kind).items():
         value = getattr(cfg, name)
+        if f.secret:  # never shown: whether it is set
+            out[f"{name}_set"] = bool(value)
+            continue
         if name == "device_enabled":
             value = 1 if value else 0
         elif isinstance(value, tuple):
@@ -432,8 +450,9 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
             "serialno": mgr.serial,
             "platform": "chargebrain",
         },
-        "ocpp_gateway_license_cnt": 0,
-        "ocpp_gateway_licenses_used": 0,
+        "ocpp_gateway_license_cnt": mgr.max_evses,
+        "ocpp_gateway_licenses_used": sum(
+            1 for rt in mgr.devices.values() if rt.evse is not None and rt.config.ocpp_gateway_url),
         # 1.x watt-based names, still read by some clients.
         "max_total_power": max_total_w,
         "power_reserve": _watts(p.reserve_current),
