@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from chargebrain import __version__
 from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.http_errors import JsonErrorRunner
 from chargebrain.api.offload import Worker
@@ -48,6 +49,8 @@ from chargebrain.servers.modbus_tcp import (
     bind_failure,
 )
 from chargebrain.servers.ocpp.adapter import Limits as OcppLimits
+from chargebrain.servers.ocpp.gateway import Identity
+from chargebrain.servers.ocpp.gateways import Gateways
 from chargebrain.servers.ocpp.server import CentralSystem, OcppSettings, StoredBoots
 from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
 from chargebrain.store.datadir import DataDirLock, meterdef_dir
@@ -141,6 +144,7 @@ class App:
     modbus: ModbusTcpServers | None = None
     tls: TlsSetup | None = None
     ocpp: CentralSystem = field(init=False)
+    gateways: Gateways = field(init=False)
     ocpp_tls: TlsSetup | None = None
     ocpp_bound_port: int = 0
     _runner: web.AppRunner | None = None
@@ -180,6 +184,11 @@ class App:
         self.ocpp = CentralSystem(hub, self.clock, reported, StoredBoots(self.store),
                                   self._ocpp_settings, self.manager.devices)
         self.manager.listeners.append(self.ocpp)
+        self.gateways = Gateways(self.manager.devices, self.manager.inventory.topology,
+                                 self.sessions, self.manager.wake, self.clock,
+                                 Identity(serial=self.powerbrain.serial,
+                                          firmware=f"chargebrain {__version__}"))
+        self.manager.listeners.append(self.gateways)
         self.cm_vars = CmVars(self.store, self.manager)
         self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
         self.rules.install(self.manager.decider)
@@ -326,6 +335,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.gateways.close()
         await self.ocpp.close_all()
         await self.ocpp.stop()
         await self.manager.close()
