@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -56,13 +57,14 @@ class SimWallbox:
     """One simulated OCPP wallbox (connector 1)."""
 
     def __init__(self, url: str, cp_id: str, clock: Clock, behaviour: Behaviour = Behaviour(),
-                 password: str | None = None, seed: int = 0,
-                 model: str = "Sim-OCPP") -> None:
+                 password: str | None = None, seed: int = 0, model: str = "Sim-OCPP",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url = f"{url.rstrip('/')}/{cp_id}"
         self.cp_id = cp_id
         self.clock = clock
         self.b = behaviour
         self.password = password
+        self.tls = tls
         self.model = model
         self.rng = random.Random(seed)
         self.peer: Peer | None = None
@@ -176,7 +178,8 @@ class SimWallbox:
 
     async def _connect(self) -> None:
         try:
-            transport = await ocpp_connect(self.url, self.password, user=self.cp_id)
+            transport = await ocpp_connect(self.url, self.password, user=self.cp_id,
+                                           tls=self.tls)
         except (OSError, PeerClosed) as exc:
             log.debug("%s: cannot connect: %s", self.cp_id, exc)
             self._down_until = self.clock.monotonic() + RETRY_S
