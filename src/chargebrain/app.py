@@ -11,6 +11,7 @@ import contextlib
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,35 @@ class App:
         return self.manager.site.ocpp_srv_port if port is None else port
 
     @property
+    def ocpp_listens(self) -> bool:
+        """Whether the central system runs: on its port, or for the demo's OCPP wallbox
+        on a free one when its port is 0."""
+        return bool(self.ocpp_port) or self.config.demo
+
+    @property
+    def ocpp_host(self) -> str:
+        """Where the central system listens: the HTTP host, or loopback when it runs
+        only for the demo's OCPP wallbox (its port 0)."""
+        return self.config.http_host if self.ocpp_port else "127.0.0.1"
+
+    def _demo_ocpp(self) -> tuple[str, ssl.SSLContext | None]:
+        """Where the demo's OCPP wallbox connects, and its TLS context (the demo's own
+        server: its certificate is not checked)."""
+        if not self.ocpp_bound_port:
+            return "", None
+        host = self.ocpp_host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        if self.ocpp_tls is None:
+            return f"ws://{host}:{self.ocpp_bound_port}", None
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return f"wss://{host}:{self.ocpp_bound_port}", context
+
+    @property
     def http_host(self) -> str:
         return self.config.http_host
 
@@ -247,7 +277,7 @@ class App:
     def _ocpp_tls_setup(self) -> TlsSetup | None:
         """The OCPP server's TLS (`ocpp_srv_tls_mode` on): the HTTPS certificate if one
         is given, else the data directory's self-signed one; raises TlsError."""
-        if not self.ocpp_port or self.manager.site.ocpp_srv_tls_mode != "on":
+        if not self.ocpp_listens or self.manager.site.ocpp_srv_tls_mode != "on":
             return None
         config = self.config
         if config.tls_cert is not None and config.tls_key is not None:
@@ -295,23 +325,24 @@ class App:
             except BaseException:
                 await self._runner.cleanup()
                 raise
-        if self.ocpp_port:
+        if self.ocpp_listens:
             try:
                 self.ocpp_bound_port = await self.ocpp.start(
-                    host, self.ocpp_port, self.ocpp_tls.context if self.ocpp_tls else None,
-                    self.config.ocpp_limits)
+                    self.ocpp_host, self.ocpp_port,
+                    self.ocpp_tls.context if self.ocpp_tls else None, self.config.ocpp_limits)
             except OSError as exc:
                 if self.modbus is not None:
                     await self.modbus.stop()
                 await self._runner.cleanup()
                 if exc.errno == errno.EADDRINUSE:
-                    raise PortInUseError(host, self.ocpp_port) from None
-                raise AddressError(host, self.ocpp_port, exc) from None
+                    raise PortInUseError(self.ocpp_host, self.ocpp_port) from None
+                raise AddressError(self.ocpp_host, self.ocpp_port, exc) from None
         self.spawn(self._controller_loop, "controller")
         self.spawn(self.manager.run, "charging manager")
         if self.config.demo:
+            url, context = self._demo_ocpp()
             demo = DemoSite(self.clock, self.manager, self.powerbrain, self.hardware,
-                            self.s0_inputs)
+                            self.s0_inputs, url, context)
             self.spawn(lambda: run_demo(demo), "demo")
 
     async def _controller_loop(self) -> None:
