@@ -5,7 +5,9 @@ EVSE (E1), two HTTP-input EVSEs (`Sim-Garage` E2, `Sim-Carport` E3) and an OCPP 
 wallbox (`Sim-OCPP` E4); cars arrive, charge and leave. The simulated devices reach the
 charging manager through the same interfaces as real ones: the controller's hardware
 interface, the HTTP-input drivers, and the OCPP central system, to which the simulated
-wallbox (sim/ocpp_wallbox.py) connects over a real socket. The log tells what happens.
+wallbox (sim/ocpp_wallbox.py) connects over a real socket. The log tells what happens;
+`/metrics` shows it to Prometheus, and with `--mqtt URL` the simulated devices are
+published on their own MQTT topics too.
 """
 
 from __future__ import annotations
@@ -68,16 +70,17 @@ class SimPoint:
 
 DEMO_DEVICES = (
     DeviceConfig("M3", "meter_ajax", name="Sim-Grid", desc="grid connection", role=ROLE_GRID,
-                 number=3),
+                 number=3, mqtt_publish=True),
     DeviceConfig("M4", "meter_ajax", name="Sim-PV", desc="PV inverter", role=ROLE_PRODUCTION,
-                 number=4),
+                 number=4, mqtt_publish=True),
     DeviceConfig("E2", "evse_ajax", name="Sim-Garage", desc="simulated wallbox 22 kW",
-                 max_charging_cur=32000, number=2, prio=1),
+                 max_charging_cur=32000, number=2, prio=1, mqtt_publish=True),
     DeviceConfig("E3", "evse_ajax", name="Sim-Carport", desc="simulated wallbox 11 kW",
-                 max_charging_cur=16000, number=3, phase_rotation=120, prio=1),
+                 max_charging_cur=16000, number=3, phase_rotation=120, prio=1,
+                 mqtt_publish=True),
     DeviceConfig("E4", "evse_ocpp", name="Sim-OCPP", desc="simulated OCPP 1.6J wallbox 11 kW",
                  address="Sim-OCPP", id=1, max_charging_cur=16000, number=4,
-                 phase_rotation=240, prio=1),
+                 phase_rotation=240, prio=1, mqtt_publish=True),
 )
 OCPP_POINT = "E4"
 

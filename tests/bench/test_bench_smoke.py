@@ -16,7 +16,8 @@ from bench.bench_machine import machine_name, yardstick
 from bench.bench_modbus import Servers, load
 from bench.common import Figure, percentile
 
-EXPECTED = {"cycle", "http", "machine", "memory", "modbus", "reaction", "scenario", "stall"}
+EXPECTED = {"cycle", "http", "machine", "memory", "modbus", "pushes", "reaction", "scenario",
+            "stall"}
 
 
 def test_discovers_the_bench_modules() -> None:
