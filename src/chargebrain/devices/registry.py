@@ -1,7 +1,7 @@
 """Device types: each `dev_type` with its display name, its kind and how to build it.
 
 This table feeds `dev_meta` in get_params and `get_dev_types`; meter definitions add
-`meter_<dev_type>` entries at run time.
+`meter_<dev_type>` entries at run time, charger definitions `evse_<dev_type>` (EVSEs).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class DeviceTypes:
     def all(self) -> dict[str, DeviceType]:
         out = {t.dev_type: t for t in STATIC_TYPES}
         for dev_type, definition in sorted(self.definitions.items()):
-            out.setdefault(dev_type, DeviceType(dev_type, definition.name, Kind.METER))
+            kind = Kind.EVSE if definition.is_charger else Kind.METER
+            out.setdefault(dev_type, DeviceType(dev_type, definition.name, kind))
         return out
 
     def get(self, dev_type: str) -> DeviceType | None:
