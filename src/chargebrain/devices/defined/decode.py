@@ -70,6 +70,8 @@ def decode_registers(
     bits_ = 16 * len(ordered)
     if vtype is ValueType.FLOAT:
         return raw, float(struct.unpack(">f", raw.to_bytes(4, "big"))[0])
+    if vtype is ValueType.DOUBLE:
+        return raw, float(struct.unpack(">d", raw.to_bytes(8, "big"))[0])
     value = raw
     if vtype.signed and raw >= 1 << (bits_ - 1):
         value = raw - (1 << bits_)
@@ -82,6 +84,8 @@ def encode_value(value: float, vtype: ValueType, order: WordOrder) -> list[int]:
     count = vtype.registers
     if vtype is ValueType.FLOAT:
         raw = int.from_bytes(struct.pack(">f", value), "big")
+    elif vtype is ValueType.DOUBLE:
+        raw = int.from_bytes(struct.pack(">d", value), "big")
     else:
         number = round(value)
         bits_ = 16 * count

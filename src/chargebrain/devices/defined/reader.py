@@ -210,6 +210,10 @@ class DefinitionReader:
                 ) from None
             if not math.isfinite(result):
                 result = 0.0
+            if var.mapping is not None:
+                values[name] = self._mapped(var, map_key(repr(result) if not result.is_integer()
+                                                        else str(int(result))))
+                continue
             values[name] = result
             env.set(name, result)
 
@@ -264,11 +268,7 @@ class DefinitionReader:
         for func, spans in sorted(by_func.items()):
             limit = 2000 if func in (1, 2) else definition.read_max_registers
             for start, count in plan_register_reads(spans, limit, definition.modbus_allow_gaps):
-                try:
-                    words = await adapter.read(self.unit, start, count, function_code=func,
-                                               timeout=self.timeout)
-                except ModbusIOError as exc:
-                    raise ModbusIOError(f"{self.where()}: {exc}", exc.exception_code) from exc
+                words = await self._request(adapter, func, start, count)
                 for offset, word in enumerate(words):
                     registers[(func, start + offset)] = word
         values: dict[str, Value] = {}
@@ -289,6 +289,23 @@ class DefinitionReader:
                 inputs.extend(bits(registers[(definition.modbus_read, item.register)],
                                    item.count))
         return values, inputs
+
+    async def _request(self, adapter: ModbusClientAdapter, func: int, start: int,
+                       count: int) -> list[int]:
+        """One read; a request without an answer is tried again `rtu.retries` times
+        (some RS-485 devices miss the first frame after a pause), each bounded by
+        `rtu.rcv_timeout` when the definition gives one."""
+        rtu = self.definition.rtu
+        timeout = rtu.rcv_timeout_ms / 1000 if rtu.rcv_timeout_ms else self.timeout
+        for attempt in range(rtu.retries + 1):
+            try:
+                return await adapter.read(self.unit, start, count, function_code=func,
+                                          timeout=timeout)
+            except ModbusIOError as exc:
+                if exc.exception_code is None and attempt < rtu.retries:
+                    continue
+                raise ModbusIOError(f"{self.where()}: {exc}", exc.exception_code) from exc
+        raise DeviceError(f"{self.where()}: no answer")  # (the loop returns or raises)
 
     def _modbus_value(self, var: Variable, words: list[int]) -> Value:
         raw, value = decode_registers(words, var.type, var.order)

@@ -102,6 +102,7 @@ class ValueType(StrEnum):
     INT32 = "int32"
     UINT32 = "uint32"
     FLOAT = "float"
+    DOUBLE = "double"  # 64-bit IEEE 754
     INT64 = "int64"
     UINT64 = "uint64"
     STRING = "string"
@@ -113,7 +114,8 @@ class ValueType(StrEnum):
 
     @property
     def signed(self) -> bool:
-        return self in (ValueType.INT16, ValueType.INT32, ValueType.INT64, ValueType.FLOAT)
+        return self in (ValueType.INT16, ValueType.INT32, ValueType.INT64, ValueType.FLOAT,
+                        ValueType.DOUBLE)
 
 
 _REGISTERS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float": 2}
