@@ -1,7 +1,7 @@
 """Running a charger definition's write steps: Modbus registers and coils, HTTP requests.
 
 A step's formulas (`value`, the `${...}` parts of an HTTP address or body) are evaluated
-in a context of the command (`current_ma`, `current_a`, `enabled`, `phases`) and the
+in a context of the command (`current_ma`, `current_a`, `amps`, `enabled`, `phases`) and the
 definition's numeric variables as last read. A Modbus value is rounded and encoded by
 the step's type and word order, written with function code 5 (coil), 6 or 16 (the
 definition's `modbus_write` unless the step says); a value that does not fit its type is
@@ -34,6 +34,7 @@ def command_context(values: Mapping[str, Value], current_ma: int, enabled: bool,
     ctx = DefinitionValues({k: v for k, v in values.items() if isinstance(v, float)})
     ctx.set("current_ma", float(current_ma))
     ctx.set("current_a", current_ma / 1000)
+    ctx.set("amps", float(current_ma // 1000))
     ctx.set("enabled", 1.0 if enabled else 0.0)
     ctx.set("phases", float(phases))
     return ctx

@@ -8,7 +8,8 @@ charging manager commands it (`set_current`, `enable`, `disable`, `set_phases`,
 `wake_up`), now and then to keep its fail-safe fed (`keepalive` every `keepalive_s`), and
 once when it is first reached (`init`). A Modbus step writes `value`, a formula, to a
 register or a coil; an HTTP step requests an address with `${...}` parts. The formulas
-read the command (`current_ma`, `current_a`, `enabled`, `phases`) and the definition's
+read the command (`current_ma`, `current_a`, `amps` the current in whole A rounded down,
+`enabled`, `phases`) and the definition's
 variables as last read. The checks that tie these together report the field they concern.
 
 This module must never read text or files; it only declares and checks shapes.
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 #: What an action's formulas read besides the definition's variables.
-COMMAND_NAMES = ("current_ma", "current_a", "enabled", "phases")
+COMMAND_NAMES = ("current_ma", "current_a", "amps", "enabled", "phases")
 ACTIONS = ("set_current", "enable", "disable", "set_phases", "wake_up", "keepalive", "init")
 MAX_STEPS = 16
 
@@ -59,7 +60,8 @@ class ModbusWriteShape(Shape):
     address: Annotated[int, Integer(0, 0xFFFF)]
     """Register (or coil) number."""
     value: Annotated[Expression, Parsed(_value)]
-    """Formula over the command (current_ma, current_a, enabled, phases) and the variables."""
+    """Formula over the command (current_ma, current_a, amps, enabled, phases) and the
+    variables."""
     type: Annotated[ValueType, Lowered(ValueType, "type")] = ValueType.UINT16
     """How the value is encoded (not string)."""
     order: Annotated[WordOrder, Parsed(_order)] = WordOrder.HIGH_FIRST
@@ -151,9 +153,9 @@ class ModbusChargerDefinition(ModbusDefinition):
     """Writes made once when the wallbox is first reached (and after a lost connection)."""
     keepalive_s: Annotated[int, Integer(0, 3600)] = 0
     """Seconds between keepalive writes; 0 never."""
-    min_current: Annotated[int, Integer(0, 80_000)] = 6000
+    min_charging_current: Annotated[int, Integer(0, 80_000)] = 6000
     """Least current the wallbox takes (mA); a smaller command is raised to it."""
-    max_current: Annotated[int, Integer(1000, 80_000)] = 32_000
+    max_charging_current: Annotated[int, Integer(1000, 80_000)] = 32_000
     """Most current the wallbox takes (mA); a larger command is lowered to it."""
 
     @model_validator(mode="after")
@@ -173,8 +175,8 @@ class HttpChargerDefinition(HttpDefinition):
     keepalive: HttpSteps = ()
     init: HttpSteps = ()
     keepalive_s: Annotated[int, Integer(0, 3600)] = 0
-    min_current: Annotated[int, Integer(0, 80_000)] = 6000
-    max_current: Annotated[int, Integer(1000, 80_000)] = 32_000
+    min_charging_current: Annotated[int, Integer(0, 80_000)] = 6000
+    max_charging_current: Annotated[int, Integer(1000, 80_000)] = 32_000
 
     @model_validator(mode="after")
     def _charger(self) -> HttpChargerDefinition:

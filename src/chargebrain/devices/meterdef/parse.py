@@ -180,8 +180,8 @@ def _control(shape: DefinitionShape) -> ChargerControl | None:
     return ChargerControl(
         **steps,
         keepalive_s=float(getattr(shape, "keepalive_s", 0)),
-        min_current_ma=int(getattr(shape, "min_current", 6000)),
-        max_current_ma=int(getattr(shape, "max_current", 32_000)),
+        min_current_ma=int(getattr(shape, "min_charging_current", 6000)),
+        max_current_ma=int(getattr(shape, "max_charging_current", 32_000)),
     )
 
 
