@@ -19,7 +19,8 @@ def bundled(dev_type: str) -> MeterDefinition:
 
 
 @contextlib.asynccontextmanager
-async def served(box: SimWallbox, framing: str = "tcp") -> AsyncIterator[tuple[str, ModbusSimServer]]:
+async def served(box: SimWallbox,
+                 framing: str = "tcp") -> AsyncIterator[tuple[str, ModbusSimServer]]:
     """The box on a loopback port: (its address for the definition, the server)."""
     server = ModbusSimServer([box], framing)
     port = await server.start()
