@@ -4,7 +4,7 @@ The built-in controller is reached through its register banks, another controlle
 Modbus TCP, HTTP-input devices are fed by pushes, an OCPP charge point's connector by
 the OCPP central system (through the hub), other meters through their meter
 definitions (a meter read over MQTT through the broker connection's `TopicFeed`), other
-wallboxes through their charger definitions (`DefinedEvse`).
+wallboxes through their charger definitions (`DefinedEvse`), KEBA wallboxes over UDP.
 Groups and virtual meters have no driver.
 """
 
@@ -16,6 +16,7 @@ from chargebrain.devices.base import EvseDriver, MeterDriver
 from chargebrain.devices.defined_evse import DefinedEvse
 from chargebrain.devices.defined_meter import DefinedMeter
 from chargebrain.devices.errors import DeviceError
+from chargebrain.devices.keba import KebaEvse
 from chargebrain.devices.ocpp import OcppEvse, OcppHub
 from chargebrain.devices.powerbrain import (
     LocalEvse,
@@ -64,6 +65,8 @@ def make_driver(
             if internal:
                 return LocalEvse(powerbrain.banks["evse"], model)
             return RemoteEvse(cfg.address, cfg.id or 1)
+        if cfg.dev_type == "evse_keba_c_x":
+            return KebaEvse(cfg.address, clock=clock)
         if cfg.dev_type == "meter_powerbrain":
             if internal:
                 return LocalMeter(powerbrain.banks[internal], model)
