@@ -67,7 +67,7 @@ def _params(req: Request, write: bool) -> dict[str, Any]:
     vtype = TYPES[kind]
     cnt = parse_int(params.get("cnt", "1"), "cnt")
     width = cnt if vtype is ValueType.STRING else vtype.registers * cnt
-    if not 1 <= cnt or width > (123 if write else 125):
+    if cnt < 1 or width > (123 if write else 125):
         raise ApiError(400, f"cnt: {cnt} asks for {width} registers, more than one request "
                             "may carry")
     if not 0 <= reg <= 0xFFFF or reg + width > 0x10000:
