@@ -63,6 +63,7 @@ def _evse(e: EvseShape) -> EvseSpec:
         phase_rotation=e.phase_rotation,
         used_phases=e.used_phases,
         interface=e.interface.value,
+        wallbox=e.wallbox or "",
     )
 
 

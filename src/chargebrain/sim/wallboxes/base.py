@@ -70,6 +70,9 @@ class SimWallbox:
         self.requests = 0
         self.writes: list[tuple[int, int, tuple[int, ...]]] = []  # (func, address, values)
         self.cp_interruptions = 0
+        # what the simulator's car shows (plugged, charging, currents), or None: the
+        # box's own car model above
+        self.sensed: tuple[bool, bool, tuple[int, int, int]] | None = None
         self._t = now()
 
     # -- the physical side ---------------------------------------------------------------
@@ -93,13 +96,28 @@ class SimWallbox:
         return limit
 
     def cp(self) -> str:
+        if self.sensed is not None:
+            plugged, charging, _ = self.sensed
+            if not plugged:
+                return "A"
+            return "C" if charging and self.offered_ma() >= IEC_MIN_MA else "B"
         if not self.car_plugged:
             return "A"
         return "C" if self.car_wants and self.offered_ma() >= IEC_MIN_MA else "B"
 
+    def sense(self, plugged: bool, charging: bool, currents: tuple[int, int, int]) -> None:
+        """The simulator's car: from now on the box measures what it draws."""
+        self.advance()
+        if plugged and not self.car_plugged:
+            self.session_wh = 0.0
+        self.car_plugged = plugged
+        self.sensed = (plugged, charging, currents)
+
     def currents_ma(self) -> tuple[int, int, int]:
         if self.cp() != "C":
             return (0, 0, 0)
+        if self.sensed is not None:
+            return self.sensed[2]
         amps = min(self.offered_ma(), self.car_max_ma)
         phases = min(self.car_phases, self.phases)
         return (amps, amps if phases == 3 else 0, amps if phases == 3 else 0)
