@@ -28,6 +28,7 @@ from chargebrain.devices.meterdef.model import (
     ModbusDefinition,
     _order,
     _template,
+    json_schema,
 )
 from chargebrain.shapes import Integer, Lowered, OneOf, Parsed, Shape, problem_at
 from chargebrain.shapes import kind as _kind
@@ -38,6 +39,7 @@ __all__ = [
     "COMMAND_NAMES",
     "HttpChargerDefinition",
     "ModbusChargerDefinition",
+    "charger_json_schema",
 ]
 
 #: What an action's formulas read besides the definition's variables.
@@ -134,7 +136,18 @@ def _check_charger(shape: ModbusDefinition | HttpDefinition, rtype: int) -> None
                                 f"nor one of {', '.join(COMMAND_NAMES)}", ref.text)
 
 
-class ModbusChargerDefinition(ModbusDefinition):
+class _ChargerSettings(Shape):
+    """The settings of a charger definition other than its steps."""
+
+    keepalive_s: Annotated[int, Integer(0, 3600)] = 0
+    """Seconds between keepalive writes; 0 never."""
+    min_charging_current: Annotated[int, Integer(0, 80_000)] = 6000
+    """Least current the wallbox takes (mA); a smaller command is raised to it."""
+    max_charging_current: Annotated[int, Integer(1000, 80_000)] = 32_000
+    """Most current the wallbox takes (mA); a larger command is lowered to it."""
+
+
+class ModbusChargerDefinition(ModbusDefinition, _ChargerSettings):
     """A wallbox over Modbus (TCP, RTU or ASCII)."""
 
     set_current: ModbusSteps = ()
@@ -151,12 +164,6 @@ class ModbusChargerDefinition(ModbusDefinition):
     """Writes repeated every keepalive_s (the wallbox's watchdog or fail-safe)."""
     init: ModbusSteps = ()
     """Writes made once when the wallbox is first reached (and after a lost connection)."""
-    keepalive_s: Annotated[int, Integer(0, 3600)] = 0
-    """Seconds between keepalive writes; 0 never."""
-    min_charging_current: Annotated[int, Integer(0, 80_000)] = 6000
-    """Least current the wallbox takes (mA); a smaller command is raised to it."""
-    max_charging_current: Annotated[int, Integer(1000, 80_000)] = 32_000
-    """Most current the wallbox takes (mA); a larger command is lowered to it."""
 
     @model_validator(mode="after")
     def _charger(self) -> ModbusChargerDefinition:
@@ -164,7 +171,7 @@ class ModbusChargerDefinition(ModbusDefinition):
         return self
 
 
-class HttpChargerDefinition(HttpDefinition):
+class HttpChargerDefinition(HttpDefinition, _ChargerSettings):
     """A wallbox over HTTP/JSON."""
 
     set_current: HttpSteps = ()
@@ -174,9 +181,6 @@ class HttpChargerDefinition(HttpDefinition):
     wake_up: HttpSteps = ()
     keepalive: HttpSteps = ()
     init: HttpSteps = ()
-    keepalive_s: Annotated[int, Integer(0, 3600)] = 0
-    min_charging_current: Annotated[int, Integer(0, 80_000)] = 6000
-    max_charging_current: Annotated[int, Integer(1000, 80_000)] = 32_000
 
     @model_validator(mode="after")
     def _charger(self) -> HttpChargerDefinition:
@@ -188,3 +192,8 @@ CHARGER_SHAPES: dict[int, type[ModbusChargerDefinition] | type[HttpChargerDefini
     0: ModbusChargerDefinition,
     1: HttpChargerDefinition,
 }
+
+
+def charger_json_schema(rtype: int) -> dict[str, Any]:
+    """JSON Schema of a charger definition file (mtype 8) of this rtype (0 or 1)."""
+    return json_schema(rtype, CHARGER_SHAPES[rtype])

@@ -455,13 +455,14 @@ class MqttDefinition(DefinitionShape):
     inputs: tuple[MqttInput, ...] = ()
 
 
-def json_schema(rtype: int) -> dict[str, Any]:
-    """JSON Schema of a definition file of this rtype, for forms and editors.
+def json_schema(rtype: int, shape: type[DefinitionShape] | None = None) -> dict[str, Any]:
+    """JSON Schema of a definition file of this rtype (or of `shape`: a charger's), for
+    forms and editors.
 
     In the file, the variables are the definition's other keys (other values are ignored),
     so the model's `variables` property becomes `additionalProperties`.
     """
-    schema = DEFINITION_SHAPES[rtype].model_json_schema()
+    schema = (shape or DEFINITION_SHAPES[rtype]).model_json_schema()
     variables = schema["properties"].pop("variables")
     schema["additionalProperties"] = {
         "anyOf": [variables["additionalProperties"], {"not": {"type": "object"}}]
