@@ -3,6 +3,8 @@ RTU over TCP, and every failure a clear 4xx JSON answer."""
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 
 from chargebrain.sim.wallboxes.modbus_boxes import Alfen, Amtron, Heidelberg
@@ -13,7 +15,7 @@ from tests.manager.test_manager_http import call
 
 async def test_reads_and_writes_of_each_type(running: Running,
                                              http: aiohttp.ClientSession) -> None:
-    box = Alfen(unit=1)
+    box = Alfen(unit=1, now=time.monotonic)
     box.energy_wh = 4321.25
     async with served(box) as (address, _):
         base = f"cmd=modbus_get&addr={address}&id=1"
@@ -27,7 +29,7 @@ async def test_reads_and_writes_of_each_type(running: Running,
         assert status == 200 and box.limit_ma == 10_500
         status, body = await call(http, running, f"{base}&reg=1210&type=f")
         assert body == 10.5
-    amtron = Amtron(unit=255)
+    amtron = Amtron(unit=255, now=time.monotonic)
     amtron.energy_wh = 70_000
     amtron.session_wh = 70_000
     async with served(amtron) as (address, _):
@@ -40,7 +42,7 @@ async def test_reads_and_writes_of_each_type(running: Running,
 
 
 async def test_rtu_over_tcp_and_failures(running: Running, http: aiohttp.ClientSession) -> None:
-    box = Heidelberg(unit=2)
+    box = Heidelberg(unit=2, now=time.monotonic)
     async with served(box, "rtu") as (address, server):
         base = f"cmd=modbus_get&addr={address}&id=2"
         assert await call(http, running, f"{base}&func=4&reg=4") == (200, 0x0108)

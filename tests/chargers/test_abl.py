@@ -3,13 +3,15 @@ with "no value" codes, and a box that misses the first frame after a pause."""
 
 from __future__ import annotations
 
+import time
+
 from chargebrain.core.model import EvseCommand, EvseState
 from chargebrain.sim.wallboxes.modbus_boxes import Abl
 from tests.chargers.conftest import driven
 
 
 async def test_duty_cycle_write_only_registers_and_the_missed_frame() -> None:
-    box = Abl(unit=1)
+    box = Abl(unit=1, now=time.monotonic)
     async with driven(box, "ascii") as (evse, server):
         r = await evse.read()  # the first frame is missed: answered on the retry
         assert r.state is EvseState.WAITING and r.currents.l1 == 0  # 1000 reads as none
@@ -26,7 +28,7 @@ async def test_duty_cycle_write_only_registers_and_the_missed_frame() -> None:
 
 
 async def test_wake_up_switches_the_outlet_off_and_on() -> None:
-    box = Abl(unit=1)
+    box = Abl(unit=1, now=time.monotonic)
     box.wake_drop = False
     async with driven(box, "ascii") as (evse, _):
         box.plug(wants=False)

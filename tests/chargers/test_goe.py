@@ -3,6 +3,8 @@ current written as amx (amp would wear the flash)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chargebrain.core.model import EvseCommand, EvseState
@@ -13,7 +15,7 @@ from tests.chargers.conftest import bundled
 
 
 async def test_status_commands_and_flash_friendly_current() -> None:
-    box = GoE()
+    box = GoE(now=time.monotonic)
     port = await box.start()
     evse = DefinedEvse(bundled("evse_go_e_homeplus_mobile"), f"127.0.0.1:{port}", timeout=1)
     try:

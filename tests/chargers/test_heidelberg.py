@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -14,7 +15,7 @@ from tests.chargers.conftest import driven
 
 
 async def test_reads_and_commands_over_rtu() -> None:
-    box = Heidelberg(unit=3)
+    box = Heidelberg(unit=3, now=time.monotonic)
     async with driven(box, "rtu") as (evse, _):
         first = await evse.read()
         assert first.state is EvseState.WAITING and first.energy_known
@@ -46,7 +47,7 @@ async def test_watchdog_falls_back_when_the_master_is_silent() -> None:
 
 
 async def test_refused_value_and_silent_box_are_device_errors() -> None:
-    box = Heidelberg(unit=1)
+    box = Heidelberg(unit=1, now=time.monotonic)
     async with driven(box, "rtu", timeout=0.3) as (evse, server):
         await evse.read()
         evse.control = replace(evse.control, min_current_ma=0)  # let 5 A through

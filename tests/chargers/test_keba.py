@@ -4,6 +4,7 @@ port, and a silent box."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -20,7 +21,7 @@ def _free_udp_port() -> int:
 
 
 async def test_reports_commands_and_fail_safe() -> None:
-    box = Keba()
+    box = Keba(now=time.monotonic)
     port = await box.start()
     evse = KebaEvse(f"127.0.0.1:{port}", local_port=0, timeout=1)
     try:
@@ -44,7 +45,7 @@ async def test_reports_commands_and_fail_safe() -> None:
 
 
 async def test_a_box_that_answers_to_its_fixed_port() -> None:
-    box = Keba()
+    box = Keba(now=time.monotonic)
     port = await box.start()
     box.reply_port = _free_udp_port()  # as a real box always answers to 7090
     evse = KebaEvse(f"127.0.0.1:{port}", local_port=box.reply_port, timeout=1)

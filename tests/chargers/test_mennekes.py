@@ -3,13 +3,15 @@ estimated from the power."""
 
 from __future__ import annotations
 
+import time
+
 from chargebrain.core.model import EvseCommand, EvseState
 from chargebrain.sim.wallboxes.modbus_boxes import Amtron
 from tests.chargers.conftest import driven
 
 
 async def test_low_word_first_whole_amperes_and_estimated_currents() -> None:
-    box = Amtron(unit=255)
+    box = Amtron(unit=255, now=time.monotonic)
     async with driven(box) as (evse, _):
         box.plug(phases=1)
         assert (await evse.read()).state is EvseState.EV_PRESENT

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chargebrain.core.model import EvseCommand, EvseState
@@ -13,7 +15,7 @@ from tests.chargers.conftest import driven
 
 @pytest.mark.parametrize(("wallbe", "expected_ma"), [(False, 7000), (True, 7700)])
 async def test_coil_letter_state_and_current_units(wallbe: bool, expected_ma: int) -> None:
-    box = Phoenix(unit=255, wallbe=wallbe)
+    box = Phoenix(unit=255, wallbe=wallbe, now=time.monotonic)
     box.energy_wh = 70_000
     async with driven(box) as (evse, _):
         box.plug()
@@ -28,7 +30,7 @@ async def test_coil_letter_state_and_current_units(wallbe: bool, expected_ma: in
 
 
 async def test_an_unknown_letter_is_a_device_error() -> None:
-    box = Phoenix(unit=255)
+    box = Phoenix(unit=255, now=time.monotonic)
     box.cp = lambda: "X"  # type: ignore[method-assign]
     async with driven(box) as (evse, _):
         with pytest.raises(DeviceError, match="map does not know"):

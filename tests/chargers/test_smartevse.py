@@ -3,6 +3,8 @@ a current packed into both bytes of one register."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chargebrain.core.model import EvseCommand, EvseState
@@ -13,7 +15,7 @@ from tests.chargers.conftest import bundled, driven
 
 
 async def test_on_a_serial_line() -> None:
-    box = SmartEvse(unit=1)
+    box = SmartEvse(unit=1, now=time.monotonic)
     server = ModbusSimServer([box], "rtu")
     device = await server.start_pty()
     evse = DefinedEvse(bundled("evse_smartevse"), f"{device},9600,8,N,1", 1, timeout=1)
@@ -30,7 +32,7 @@ async def test_on_a_serial_line() -> None:
 
 
 async def test_over_tcp_with_flags_in_the_state_register() -> None:
-    box = SmartEvse(unit=1)
+    box = SmartEvse(unit=1, now=time.monotonic)
     box.energy_wh = 1000
     async with driven(box, "rtu") as (evse, _):
         r = await evse.read()  # 0x0101: flags in the high byte, state A

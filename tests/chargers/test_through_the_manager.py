@@ -4,6 +4,7 @@ of a bad upload, and a box that stops answering (a communication error, never a 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
@@ -39,7 +40,7 @@ async def test_bundled_wallboxes_are_device_types(running: Running,
 
 async def test_the_manager_drives_a_defined_wallbox(running: Running,
                                                    http: aiohttp.ClientSession) -> None:
-    box = Heidelberg(unit=1)
+    box = Heidelberg(unit=1, now=time.monotonic)
     box.plug()
     async with served(box, "rtu") as (address, server):
         await add(http, running, {"dev_type": "evse_heidelberg", "dev_id": "E2", "name": "hd",
@@ -68,7 +69,7 @@ async def test_an_uploaded_charger_definition(running: Running,
         assert (await resp.json())["dev_type"] == "evse_my_box"
     _, types = await call(http, running, "cmd=get_dev_types")
     assert types["evse_my_box"] == "My box"
-    box = WebastoNext(unit=255)
+    box = WebastoNext(unit=255, now=time.monotonic)
     box.plug()
     async with served(box) as (address, _):
         await add(http, running, {"dev_type": "evse_my_box", "dev_id": "E3", "name": "mine",

@@ -5,7 +5,8 @@ wallbox's fail-safe (a watchdog that, when the master has been silent for too lo
 replaces the limit by the fail-safe current), the car behind it (plugged, how much and on
 how many phases it draws, whether it wants to charge) and the energy counter. The
 register maps of the makers are subclasses (`ModbusDevice`s). Time comes from `now`
-(a monotonic clock: the real one in tests, the simulator's virtual one in scenarios).
+(a monotonic clock the caller gives: the simulator's virtual one in scenarios, any in
+tests; nothing here reads a clock of its own).
 
 Word helpers turn values into registers as the devices' documentation lays them out.
 """
@@ -13,7 +14,6 @@ Word helpers turn values into registers as the devices' documentation lays them 
 from __future__ import annotations
 
 import struct
-import time
 from collections.abc import Callable, Sequence
 
 from chargebrain.sim.wallboxes.modbus_server import ModbusException
@@ -49,7 +49,7 @@ class SimWallbox:
 
     dev_type = ""
 
-    def __init__(self, unit: int = 1, *, now: Callable[[], float] = time.monotonic,
+    def __init__(self, unit: int = 1, *, now: Callable[[], float],
                  voltage: float = 230.0) -> None:
         self.unit = unit
         self.now = now
