@@ -67,6 +67,7 @@ def _evse(e: EvseShape) -> EvseSpec:
         used_phases=e.used_phases,
         interface=e.interface.value,
         ocpp=_ocpp(e.ocpp) if e.interface is Interface.OCPP else None,
+        wallbox=e.wallbox or "",
     )
 
 
