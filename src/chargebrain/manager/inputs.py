@@ -268,7 +268,7 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
         plugged_since = mono - max(0.0, now - ev.plugged_at)
     departure, need_wh = balancer_plan(ev, now, mono)
     key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
-           ev.needs_auth, ev.authorised, plugged_since, departure, need_wh)
+           ev.needs_auth, ev.authorised, plugged_since, ev.backend_ma, departure, need_wh)
     if ev.input is not None and ev.input_cfg is cfg and ev.input_key == key:
         return ev.input
     state = r.state if r is not None else EvseState.WAITING
@@ -286,6 +286,7 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
         measured=r.currents if r is not None else ZERO,
         has_meter=bool(r and r.has_meter),
         rule_current=ev.rule_wish,
+        backend_current=ev.backend_ma,
         override_current=ev.ov_cur,
         override_disable=bool(ev.overrides & OVERRIDE_DISABLE_CHARGING),
         enabled=cfg.device_enabled,

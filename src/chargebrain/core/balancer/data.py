@@ -38,6 +38,7 @@ class Limit(IntEnum):
     DISABLED = 10
     OFFLINE = 11
     NO_VEHICLE = 12
+    BACKEND = 13  # the charging profile of an OCPP backend the EVSE reports to
 
 
 class PauseReason(IntEnum):
@@ -155,6 +156,7 @@ class EvseInput:
     measured: Phases = ZERO  # EVSE phase order
     has_meter: bool = True
     rule_current: int | None = None  # None = no rule (maximum); 0 = rules say pause
+    backend_current: int | None = None  # an OCPP backend's limit; None = none (lower wins)
     override_current: int | None = None  # replaces the rule wish; 0 = stop
     override_disable: bool = False
     enabled: bool = True
@@ -318,6 +320,7 @@ class Allocation:
     observe: bool  # lb_enabled was False: nothing may be written
     nodes: tuple[NodeDecision, ...]
     state: BalancerState
+    overshoot: int = 0  # largest overshoot of the connection limit measured this cycle (mA)
 
     def by_id(self) -> dict[str, EvseDecision]:
         return {d.id: d for d in self.evses}
