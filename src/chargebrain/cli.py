@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, metavar="N",
                      help="another seed for the scenario's random parts (household, clouds, "
                           "meter noise), to see how much a result owes to one draw")
+    sim.add_argument("--plans", action="store_true",
+                     help="every car announces its departure and energy need as it arrives "
+                          "(exact departure plans, through its EVSE)")
     return parser
 
 
@@ -326,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return simulate_command(args.scenario, hours=args.hours, out=args.out,
                                 policy=args.policy, manager_cycle_s=args.manager_cycle,
-                                seed=args.seed)
+                                seed=args.seed, plans=args.plans)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -256,15 +256,16 @@ def format_comparison(c: Comparison) -> str:
 
 def simulate_command(
     scenario_name: str, *, hours: float | None, out: Path, policy: str,
-    manager_cycle_s: float | None = None, seed: int | None = None,
+    manager_cycle_s: float | None = None, seed: int | None = None, plans: bool = False,
 ) -> int:
     """`chargebrain simulate`: run, print the metrics table (and the comparison for
     policy "all"), write `<scenario>-<policy>.csv` and `.png` into `out`. Returns the exit
     status: 0, or 2 for a scenario that cannot be loaded or an invalid option.
     `manager_cycle_s`: the charging manager's cycle (default: ManagerPolicy's); `seed`
-    replaces the scenario's seed."""
+    replaces the scenario's seed; `plans`: every car announces an exact departure plan
+    (`with_plans`)."""
     from chargebrain.sim.output import format_metrics_table, plot_png, write_csv
-    from chargebrain.sim.scenario import ScenarioError, load_scenario
+    from chargebrain.sim.scenario import ScenarioError, load_scenario, with_plans
 
     try:
         scenario = load_scenario(scenario_name)
@@ -279,6 +280,8 @@ def simulate_command(
             print("chargebrain simulate: --seed must not be negative", file=sys.stderr)
             return 2
         scenario = replace(scenario, seed=seed)
+    if plans:
+        scenario = with_plans(scenario)
     if manager_cycle_s is not None and not 0 < manager_cycle_s <= 60:
         print("chargebrain simulate: --manager-cycle must be in (0, 60] s", file=sys.stderr)
         return 2

@@ -131,6 +131,7 @@ class CorePolicy:
         self._offline: dict[str, float] = {}
         self._house = ZERO
         self._inputs: dict[str, tuple[EvseReading | None, float | None, EvseInput]] = {}
+        self._plugged_wh: dict[str, float] = {}  # per EVSE: its energy counter at plug-in
 
     def _prepare(self, site: Site) -> None:
         self._site = site
@@ -176,14 +177,27 @@ class CorePolicy:
                 state=EvseState.OFFLINE, offline_since=offline,
             )
         else:
+            departure, need_wh = self._plan(sid, r)
             made = EvseInput(
                 id=base.id, group=base.group, priority=base.priority,
                 min_current=base.min_current, max_current=base.max_current,
                 rotation=base.rotation, used_phases=base.used_phases,
                 state=r.state, measured=r.currents, has_meter=r.has_meter,
+                departure=departure, need_wh=need_wh,
             )
         self._inputs[sid] = (r, offline, made)
         return made
+
+    def _plan(self, sid: str, r: EvseReading) -> tuple[float | None, float]:
+        """The car's departure plan as the manager gives it to the balancer: its departure
+        and the energy it still wants (what it asked for less what it has had)."""
+        if not r.state.plugged:
+            self._plugged_wh.pop(sid, None)
+            return None, 0.0
+        start = self._plugged_wh.setdefault(sid, r.total_energy_wh)
+        if r.departure is None or r.req_energy_wh is None:
+            return None, 0.0
+        return r.departure, max(0.0, r.req_energy_wh - (r.total_energy_wh - start))
 
     def decide(self, snapshot: Snapshot) -> Decision:
         site = snapshot.site

@@ -260,17 +260,20 @@ class ManagerPolicy:
 
     # --- the cycle ---------------------------------------------------------------------
 
-    @staticmethod
-    def _as_pushed(r: EvseReading) -> EvseReading:
+    def _as_pushed(self, r: EvseReading) -> EvseReading:
         """The reading as `set_ajax_evse` builds it from a feeder's fields: the feeder
-        reports state, currents, power and energy; it has no field for the current being
-        signalled (`max_charging_current` means the EVSE's own maximum), so none is sent."""
-        if r.max_current_ma is None:
+        reports state, currents, power and energy, and a car's departure plan as the
+        wallbox has it (`departure` as wall-clock time); it has no field for the current
+        being signalled (`max_charging_current` means the EVSE's own maximum), so none is
+        sent."""
+        if r.max_current_ma is None and r.departure is None:
             return r
+        departure = None if r.departure is None else EPOCH_DAY + self._t0 + r.departure
         return EvseReading(  # dataclasses.replace, without its cost
             state=r.state, currents=r.currents, power_w=r.power_w,
             total_energy_wh=r.total_energy_wh, has_meter=r.has_meter, max_current_ma=None,
-            rfid=r.rfid, model=r.model, energy_known=r.energy_known)
+            rfid=r.rfid, model=r.model, energy_known=r.energy_known, departure=departure,
+            req_energy_wh=r.req_energy_wh)
 
     def decide(self, snapshot: Snapshot) -> Decision:
         if self.closed:

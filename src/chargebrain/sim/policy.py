@@ -40,7 +40,10 @@ class Snapshot:
     meter delivers nothing. `evses` has every configured EVSE id; None while it does not
     answer. EVSE currents are in the EVSE's own phase order — map them to building phases
     with `core.phases.rotate(reading.currents, spec.phase_rotation)`.
-    `EvseReading.max_current_ma` is the current the EVSE is signalling now.
+    `EvseReading.max_current_ma` is the current the EVSE is signalling now. A car's
+    departure plan, once it has announced one, is in its EVSE's reading: `departure` in
+    seconds since the start of the run (like `t`), `req_energy_wh` the energy it asks
+    for in the session.
     """
 
     t: int  # seconds since the start of the run

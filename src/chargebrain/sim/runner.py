@@ -354,7 +354,9 @@ def run_scenario(
             car = live.car
             state = _CHARGING if car.charging else _PRESENT
             energy = (point.total_wh + car.energy_wh) // energy_step * energy_step
-            key = (state, ma, energy, live.offer)
+            plan = live.spec.plan
+            told = plan is not None and t >= plan.at_s
+            key = (state, ma, energy, live.offer, told)
             if key != live.key:
                 live.key = key
                 live.reading = EvseReading(
@@ -365,6 +367,10 @@ def run_scenario(
                     True,
                     live.offer,
                 )
+                if told:
+                    assert plan is not None
+                    live.reading = replace(live.reading, departure=float(plan.departure_s),
+                                           req_energy_wh=plan.energy_kwh * 1000.0)
             readings[point.spec.id] = live.reading
         return Snapshot(t, (scenario.start_s + t) % DAY_S, cycles, meters, readings, site)
 

@@ -41,10 +41,12 @@ from chargebrain.sim.scenario.spec import (
     MeterSpec,
     MetersSpec,
     OcppBoxSpec,
+    PlanSpec,
     PvSpec,
     Scenario,
     Site,
     SiteLimits,
+    with_plans,
 )
 from chargebrain.sim.scenario.times import (
     When,
@@ -74,6 +76,7 @@ __all__ = [
     "MeterSpec",
     "MetersSpec",
     "OcppBoxSpec",
+    "PlanSpec",
     "PvSpec",
     "Scenario",
     "ScenarioError",
@@ -91,4 +94,5 @@ __all__ = [
     "resolve_time",
     "scenario_from_dict",
     "shipped_scenarios",
+    "with_plans",
 ]

@@ -41,6 +41,7 @@ from chargebrain.sim.scenario.spec import (
     MeterSpec,
     MetersSpec,
     OcppBoxSpec,
+    PlanSpec,
     PvSpec,
     Scenario,
     Site,
@@ -80,6 +81,8 @@ def _ocpp(o: OcppBoxShape | None) -> OcppBoxSpec:
 
 def _car(c: CarShape, start_tod: int) -> CarSpec:
     arrive, leave = c.stay(start_tod)
+    announced = c.announced(start_tod)
+    plan = None if announced is None else PlanSpec(*announced)
     return CarSpec(
         id=c.id,
         evse=c.evse,
@@ -95,6 +98,7 @@ def _car(c: CarShape, start_tod: int) -> CarSpec:
         taper_soc=c.taper_soc,
         sleep_after_s=None if c.sleep_after_s is None else float(c.sleep_after_s),
         wake_after_s=None if c.wake_after_s is None else float(c.wake_after_s),
+        plan=plan,
     )
 
 

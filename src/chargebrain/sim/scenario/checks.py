@@ -205,6 +205,9 @@ def _cars(parts: _Parts) -> list[Problem]:
                                f"after the end of the run ({parts.duration_s} s)"))
         if leave <= arrive:
             out.append(Problem(("cars", i, "leave"), "must be after arrive"))
+        announced = c.announced(parts.start_tod)
+        if announced is not None and announced[0] >= leave:
+            out.append(Problem(("cars", i, "plan", "after"), "must be before it leaves"))
         stays.setdefault(c.evse, []).append((arrive, leave, i, c.id))
     for evse_id, same in stays.items():
         same.sort()

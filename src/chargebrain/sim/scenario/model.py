@@ -151,6 +151,18 @@ def _positive_or_null(value: Any) -> int | None:
     return or_null(at_least(1, "must be positive or null"))(value)
 
 
+class PlanShape(Part):
+    """What the car tells its EVSE about its stay (ISO 15118: departure and energy), which
+    the EVSE reports to the charging manager: its departure plan."""
+
+    departure: Moment | None = None
+    """When it says it leaves (after `arrive`); default: when it leaves."""
+    energy_kwh: Annotated[float | None, Number(lo=0)] = None
+    """The energy it asks for in the session; default: its `need_kwh`."""
+    after: Duration = 0
+    """It tells this long after it arrives."""
+
+
 class CarShape(Part):
     """A car: when it is plugged in where, and how it behaves."""
 
@@ -187,6 +199,8 @@ class CarShape(Part):
         WithJsonSchema({"anyOf": [duration_schema(0), {"type": "null"}]}),
     ] = 0
     """Offered enough this long wakes it; null: only a control-pilot interruption."""
+    plan: PlanShape | None = None
+    """The departure plan it announces; none: it announces nothing."""
 
     @model_validator(mode="after")
     def _starts_within_max(self) -> CarShape:
@@ -200,6 +214,17 @@ class CarShape(Part):
         """Arrival and departure in seconds since the start of a run starting at `start_tod`."""
         arrive = self.arrive.resolve(start_tod, 0)
         return arrive, self.leave.resolve(start_tod, arrive + 1)
+
+    def announced(self, start_tod: int) -> tuple[int, int, float] | None:
+        """The plan it announces: (when it tells, the departure it gives, in seconds
+        since the start of a run starting at `start_tod`, and the energy in kWh)."""
+        if self.plan is None:
+            return None
+        arrive, leave = self.stay(start_tod)
+        p = self.plan
+        departure = leave if p.departure is None else p.departure.resolve(start_tod, arrive + 1)
+        energy = self.need_kwh if p.energy_kwh is None else p.energy_kwh
+        return arrive + p.after, departure, energy
 
 
 def _window_in_order(window: tuple[int, int] | None) -> tuple[int, int] | None:

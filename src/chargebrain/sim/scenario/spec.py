@@ -12,7 +12,7 @@ file format is declared in `model.py` and turned into these values by `build.py`
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
@@ -142,6 +142,15 @@ class Site:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanSpec:
+    """A departure plan a car announces through its EVSE (ISO 15118)."""
+
+    at_s: int  # when it tells (seconds since the start)
+    departure_s: int  # the departure it gives (seconds since the start)
+    energy_kwh: float  # the energy it asks for in the session
+
+
+@dataclass(frozen=True, slots=True)
 class CarSpec:
     """A car: when it is plugged in where, and how it behaves."""
 
@@ -159,6 +168,7 @@ class CarSpec:
     taper_soc: float = 0.8  # above this state of charge the draw falls towards zero at 100 %
     sleep_after_s: float | None = None  # offered nothing this long, it sleeps; None = never
     wake_after_s: float | None = 0.0  # offered enough this long wakes it; None = only a CP cycle
+    plan: PlanSpec | None = None  # the departure plan it announces, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,3 +274,14 @@ class Scenario:
 
     def car(self, car_id: str) -> CarSpec:
         return _by_id(self.cars, car_id)
+
+
+def with_plans(scenario: Scenario) -> Scenario:
+    """The scenario with every car that announces nothing announcing, as it arrives, when
+    it leaves and the energy it needs: exact departure plans for every car."""
+    cars = tuple(
+        c if c.plan is not None else replace(
+            c, plan=PlanSpec(at_s=c.arrive_s, departure_s=c.leave_s, energy_kwh=c.need_kwh))
+        for c in scenario.cars
+    )
+    return replace(scenario, cars=cars)
