@@ -104,3 +104,30 @@ def test_a_car_that_follows_its_offer_is_lent_from_again_once_it_draws_less_on_i
         a = allocate(s, a.state, now)
     assert a.by_id()["B"].current_ma == 6 * A  # its 3 A plus the margin, at least 6 A
     assert a.by_id()["B"].lreason is Limit.CAR_DRAW
+
+
+def test_a_car_probed_upward_surely_draws_only_what_it_draws() -> None:
+    # Three single-phase cars on three phases, imbalance limit 20 A: a draws 20 A at most
+    # (on L1), c 40 A (on L2), b up to 50 A (on L3). Once a is lent from, b may draw 20 A
+    # more than a draws; when a is probed upward (offered its share again), what a is
+    # offered beyond its draw must not count as drawn on L1, or b is raised over the limit.
+    s = SiteInput(
+        SiteConfig(100 * A, max_imbalance_cur=20 * A),
+        evses=(ev("a", used_phases=1, max_current=32 * A),
+               ev("c", used_phases=1, rotation=120, max_current=40 * A),
+               ev("b", used_phases=1, rotation=240, max_current=50 * A)),
+    )
+    car_max = {"a": 20 * A, "b": 50 * A, "c": 40 * A}
+    state, now, probed = BalancerState(), 0.0, False
+    while now <= 300:
+        alloc = allocate(s, state, now)
+        by = alloc.by_id()
+        drawn = {e: min(by[e].current_ma, car_max[e]) for e in car_max}
+        if now >= 30:  # (before, a's offer is what it was given: it is not lent from yet)
+            assert drawn["b"] - drawn["a"] <= 20 * A, (now, drawn)
+        probed = probed or (now >= 30 and by["a"].current_ma > 22 * A)
+        state = alloc.state
+        s = dataclasses.replace(s, evses=tuple(
+            dataclasses.replace(e, measured=Phases(drawn[e.id], 0, 0)) for e in s.evses))
+        now += 3.0
+    assert probed  # a was offered more than its draw plus the margin at some point

@@ -7,6 +7,7 @@ from chargebrain.api import (  # noqa: F401
     cmd_modbus_proxy,
     cmd_ocpp,
     cmd_plans,
+    cmd_schedules,
     cmd_sessions,
     cmd_system,
     cmd_users,

@@ -204,10 +204,12 @@ async def set_device(req: Request) -> Any:
 
 @command("del_device", Permission.ADMIN, "Delete a device")
 async def del_device(req: Request) -> Any:
+    dev_id = _dev_id(req)
     try:
-        _mgr(req).inventory.delete_device(_dev_id(req))
+        _mgr(req).inventory.delete_device(dev_id)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
+    _mgr(req).decider.schedules.forget(dev_id)  # its charging schedule goes with it
     return "ok"
 
 

@@ -19,6 +19,7 @@ from chargebrain.manager.ports import ConfigStore, SessionListener
 from chargebrain.manager.pushes import Pushes
 from chargebrain.manager.reading import Readers
 from chargebrain.manager.runtime import ChargingManager
+from chargebrain.manager.schedules import ChargeSchedules
 from chargebrain.manager.settings import SiteSettings
 from chargebrain.powerbrain.controller import PowerBrain
 
@@ -47,7 +48,8 @@ def build_manager(
         clock, signal, inventory, settings,
         pushes=pushes,
         readers=Readers(clock, inventory, settings, listeners),
-        decider=Decider(clock, powerbrain, inventory, settings, store, overdraft_cur),
+        decider=Decider(clock, powerbrain, inventory, settings, store, overdraft_cur,
+                        ChargeSchedules(store)),
         writer=Writer(clock, inventory.devices),
         listeners=listeners,
     )

@@ -37,6 +37,7 @@ from chargebrain.manager.inputs import measurements as measure_loads
 from chargebrain.manager.inventory import DeviceInventory
 from chargebrain.manager.ports import SiteStore
 from chargebrain.manager.pushes import WAKE_EVSE_OVER_MA, meter_bands
+from chargebrain.manager.schedules import SITE, ChargeSchedules, minute_of_day
 from chargebrain.manager.settings import SiteSettings
 from chargebrain.manager.site import SiteSnapshot, expression_reading, virtual_meter_values
 from chargebrain.manager.state import DeviceRuntime
@@ -71,7 +72,8 @@ class Decider:
     """
 
     def __init__(self, clock: Clock, powerbrain: PowerBrain, inventory: DeviceInventory,
-                 settings: SiteSettings, store: SiteStore, overdraft_cur: int = 0) -> None:
+                 settings: SiteSettings, store: SiteStore, overdraft_cur: int = 0,
+                 schedules: ChargeSchedules | None = None) -> None:
         self.clock = clock
         self.powerbrain = powerbrain
         self.inventory = inventory
@@ -89,6 +91,8 @@ class Decider:
         self.wish_provider: WishProvider | None = None
         self.hold = LoadHold(clock)
         self.cycles = 0  # decisions made so far
+        # Limits by time of day from an external energy manager (set_cplan).
+        self.schedules = schedules if schedules is not None else ChargeSchedules(None)
 
     def fill_devices(self, ctx: DictEvalContext) -> None:
         """Every device's values into `ctx` (when a formula first asks for one)."""
@@ -121,7 +125,15 @@ class Decider:
         max_total = max_total.scale(site.max_total_cur_prc / 100.0)
         max_evse = eval_limit(formulas, "site.max_total_evse_current",
                               site.max_total_evse_current, ctx)
-        self.evaluated_max_total_ma = max_total.low()
+        schedules = self.schedules
+        minute = minute_of_day(now, ctx.tz) if schedules else -1
+        total_ma = max_total.low()
+        scheduled = schedules.limit(SITE, minute) if schedules else None
+        if scheduled is not None and scheduled < total_ma:
+            total_ma = scheduled  # a charging schedule allows less now
+        else:
+            scheduled = None
+        self.evaluated_max_total_ma = total_ma
         self.evaluated_max_evse_ma = max_evse.low()
         if self.wish_provider is not None:
             self.wish_provider(self, ctx, now)
@@ -135,14 +147,19 @@ class Decider:
                 limit = None if cfg.max_charging_cur == 0 else eval_limit(
                     formulas, f"{cfg.dev_id}.max_charging_cur", cfg.max_charging_cur,
                     ctx).low()
+                own = schedules.limit(cfg.dev_id, minute) if schedules else None
+                group_scheduled = own is not None and (limit is None or own < limit)
                 groups.append(GroupConfig(
-                    id=cfg.group_number, parent=cfg.group, max_current=limit,
+                    id=cfg.group_number, parent=cfg.group,
+                    max_current=own if group_scheduled else limit,
                     priority=cfg.prio, load=measurements.get(cfg.group_number),
-                    name=cfg.name or cfg.dev_id))
+                    name=cfg.name or cfg.dev_id, scheduled=group_scheduled))
             else:
-                evses.append(evse_input(rt, ctx, mono, now, formulas))
+                evses.append(evse_input(rt, ctx, mono, now, formulas, schedules.limit(
+                    cfg.dev_id, minute) if schedules else None))
         config = SiteConfig(
-            max_total_current=max_total.low(),
+            max_total_current=total_ma,
+            scheduled=scheduled is not None,
             reserve_current=site.reserve_current,
             max_total_evse_current=max_evse.low(),
             max_imbalance_cur=site.max_imbalance_cur,

@@ -246,9 +246,9 @@ def measurements(
 
 
 def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
-               formulas: FormulaTable) -> EvseInput:
+               formulas: FormulaTable, schedule_ma: int | None = None) -> EvseInput:
     """The balancer's input for one EVSE (the last one while nothing it depends on
-    changed)."""
+    changed); `schedule_ma`: what its charging schedule allows now (None: no limit)."""
     cfg = rt.config
     ev = rt.evse
     assert ev is not None
@@ -268,7 +268,8 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
         plugged_since = mono - max(0.0, now - ev.plugged_at)
     departure, need_wh = balancer_plan(ev, now, mono)
     key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
-           ev.needs_auth, ev.authorised, plugged_since, ev.backend_ma, departure, need_wh)
+           ev.needs_auth, ev.authorised, plugged_since, ev.backend_ma, departure, need_wh,
+           schedule_ma)
     if ev.input is not None and ev.input_cfg is cfg and ev.input_key == key:
         return ev.input
     state = r.state if r is not None else EvseState.WAITING
@@ -296,6 +297,7 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
         plugged_since=plugged_since,
         departure=departure,
         need_wh=need_wh,
+        schedule_current=schedule_ma,
     )
     ev.input, ev.input_key, ev.input_cfg = made, key, cfg
     return made

@@ -28,6 +28,12 @@ class ManagerStore:
         stored = self.store.get_setting(SITE_KEY)
         return views.site_from_stored(stored) if isinstance(stored, dict) else SiteParams()
 
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        return self.store.get_setting(key, default)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self.store.set_setting(key, value)
+
     def save_overdraft(self, value: int) -> None:
         self.store.set_setting(OVERDRAFT_KEY, value)
 

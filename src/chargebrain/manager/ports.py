@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from chargebrain.manager.config import DeviceConfig, SiteParams
+from chargebrain.manager.schedules import ScheduleStore
 from chargebrain.manager.state import DeviceRuntime
 
 
@@ -27,8 +28,8 @@ class SiteStore(Protocol):
     def save_overdraft(self, value: int) -> None: ...
 
 
-class ConfigStore(DeviceStore, SiteStore, Protocol):
-    """Both of the above."""
+class ConfigStore(DeviceStore, SiteStore, ScheduleStore, Protocol):
+    """All of the above (ScheduleStore: where the charging schedules are kept)."""
 
 
 class SessionListener(Protocol):

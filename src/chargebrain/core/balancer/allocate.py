@@ -47,6 +47,7 @@ _CAP_REASONS = {
     Limit.OVERRIDE: "override",
     Limit.CAR_DRAW: "car draw",
     Limit.BACKEND: "OCPP backend",
+    Limit.SCHEDULE: "charging schedule",
 }
 _IDLE_REASON = "car not drawing"
 

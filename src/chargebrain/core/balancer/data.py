@@ -39,6 +39,7 @@ class Limit(IntEnum):
     OFFLINE = 11
     NO_VEHICLE = 12
     BACKEND = 13  # the charging profile of an OCPP backend the EVSE reports to
+    SCHEDULE = 14  # a charging schedule (set_cplan): the EVSE's own, the site's or a group's
 
 
 class PauseReason(IntEnum):
@@ -104,6 +105,7 @@ class SiteConfig:
     overdraft_penalty_time: float = 300.0
     com_timeout: float = 180.0  # after this, an unreachable EVSE counts max(last, fail-safe)
     voltage: float = 230.0  # phase voltage: a departure plan's energy as current
+    scheduled: bool = False  # max_total_current is what a charging schedule allows now
     tuning: Tuning = Tuning()
 
 
@@ -135,6 +137,7 @@ class GroupConfig:
     priority: int = 1  # ranks the group against its siblings (higher first)
     load: Measurement | None = None  # the group's own non-EVSE load, if metered
     name: str = ""  # shown in reasons; default "E<id>"
+    scheduled: bool = False  # max_current is what the group's charging schedule allows now
 
     @property
     def label(self) -> str:
@@ -159,6 +162,9 @@ class EvseInput:
     backend_current: int | None = None  # an OCPP backend's limit; None = none (lower wins)
     override_current: int | None = None  # replaces the rule wish; 0 = stop
     override_disable: bool = False
+    # What a charging schedule (set_cplan) allows it now (None: no limit): a limit like
+    # its maximum, never exceeded; below the minimum it does not charge.
+    schedule_current: int | None = None
     enabled: bool = True
     offline_since: float | None = None
     fail_safe_current: int = IEC_MIN_CURRENT  # 1 = its minimum current

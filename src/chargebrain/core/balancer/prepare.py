@@ -77,7 +77,8 @@ _CHARGING = frozenset(s for s in EvseState if s.charging)
 _RULE, _OVERRIDE, _EVSE_MAX, _CAR_DRAW = Limit.RULE, Limit.OVERRIDE, Limit.EVSE_MAX, Limit.CAR_DRAW
 _NO_LEND = NO_LEND
 _BACKEND = Limit.BACKEND
-_CAP_TEXT = {_EVSE_MAX: "EVSE maximum", _BACKEND: "OCPP backend"}
+_SCHEDULE = Limit.SCHEDULE
+_CAP_TEXT = {_EVSE_MAX: "EVSE maximum", _BACKEND: "OCPP backend", _SCHEDULE: "charging schedule"}
 _ROTATED = {(m, r): rot_mask(m, r) for m in range(8) for r in (0, 120, 240)}
 
 
@@ -124,6 +125,9 @@ def classify(w: Work, s: Slot) -> None:
     backend = e.backend_current
     if backend is not None and backend < max_cur:
         max_cur, max_kind = (backend if backend > 0 else 0), _BACKEND
+    sched = e.schedule_current  # a limit like the backend's; below the minimum: no charging
+    if sched is not None and sched < max_cur:
+        max_cur, max_kind = (sched if sched > 0 else 0), _SCHEDULE
 
     if offline:
         last = mem.last_set if mem.last_set >= 0 else max_cur
@@ -234,6 +238,10 @@ def classify(w: Work, s: Slot) -> None:
             # It is given up to `want` but draws less: on the light side of a pair only
             # what it draws counts.
             s.lfree = min(s.min, s.want - draw)
+        elif s.lmask and s.lm.probe_until is not None:
+            # Probed upward (lending.py): offered its share, it surely draws only what it
+            # draws now; the rest of its offer counts on the heavy side alone.
+            s.smask, s.sure, s.lmask = s.lmask, draw, 0
 
 
 def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
@@ -306,6 +314,8 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
     # Capacities: site (and wallbox supply line) at node 0, then each limited group.
     site_load = assumed_load(site_m, cfg.max_total_current, tun.credit_export)
     cap, avail, unsure = w.cap, w.node_avail, w.unsure
+    if cfg.scheduled:
+        w.root_kind = [Limit.SCHEDULE] * 3
     for p in range(3):
         if site_m.stale >> p & 1:
             unsure[p] = site_load[p]

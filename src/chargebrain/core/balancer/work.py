@@ -29,6 +29,8 @@ MASK_PHASES: tuple[tuple[int, ...], ...] = tuple(
 )
 
 PHASE_SHIFT = {0: 0, 120: 1, 240: 2}
+_ROOT_NAMES = {Limit.SITE: "site", Limit.SUPPLY: "wallbox supply",
+               Limit.SCHEDULE: "site (charging schedule)"}
 _ROTATED = {(m, r): rotate_mask(m, r) for m in range(8) for r in (0, 120, 240)}
 
 
@@ -96,6 +98,8 @@ class Slot:
     hmask = 0  # building phases it may draw on, for the imbalance check (see classify)
     lmask = 0  # building phases it surely draws on, for the imbalance check
     lfree = 0  # of its current, this much is not surely drawn (it draws less)
+    sure = 0  # surely drawn on `smask` whatever its current (a car probed upward)
+    smask = 0
     charge = 0.0  # current given since plug-in (mA·s per phase), see charge_of
     lm: LendMemory = NO_LEND  # lending memory after this cycle's reading (lending.py)
     data_pause = 0  # refused only for loads assumed for missing readings: the largest then
@@ -164,7 +168,9 @@ class Work:
         self.cap = [INF] * n3  # capacity for controlled EVSEs per node and phase
         self.load = [0] * n3  # committed controlled current per node and phase
         self.node_avail: list[int] = [INF] * n3  # before fixed loads, for reporting
-        self.root_kind = [Limit.SITE] * 3  # SITE or SUPPLY, whichever binds per phase
+        # SITE, SCHEDULE (a charging schedule sets the site's limit) or SUPPLY, whichever
+        # binds per phase
+        self.root_kind = [Limit.SITE] * 3
         self.cons_cache: dict[tuple[int, int], tuple[int, ...]] = {}
         self.slots: list[Slot] = []
         self.input_order: list[int] = []
@@ -210,14 +216,21 @@ class Work:
 
     def kind_of(self, c: int) -> Limit:
         """The kind of limit constraint `c` stands for."""
-        return self.root_kind[c] if c < 3 else Limit.GROUP
+        if c < 3:
+            return self.root_kind[c]
+        g = self.tree.configs[c // 3]
+        return Limit.SCHEDULE if g is not None and g.scheduled else Limit.GROUP
 
     def label_of(self, c: int) -> str:
-        """Readable name of constraint `c`, e.g. "site phase L2" or "group E5 phase L1"."""
+        """Readable name of constraint `c`, e.g. "site phase L2", "group E5 phase L1" or
+        "site (charging schedule) phase L1"."""
         if c < 3:
-            name = "site" if self.root_kind[c] is Limit.SITE else "wallbox supply"
+            name = _ROOT_NAMES[self.root_kind[c]]
         else:
             name = self.tree.labels[c // 3]
+            g = self.tree.configs[c // 3]
+            if g is not None and g.scheduled:
+                name += " (charging schedule)"
         return f"{name} phase {PHASE_NAMES[c % 3]}"
 
     def assumed_only(self, cons: tuple[int, ...], need: int) -> int:
@@ -252,7 +265,7 @@ class Work:
 
     def imbalance_ok(self, s: Slot, need: int) -> bool:
         """Giving `s` a current of `need` keeps the spread within max(limit, spread now)."""
-        if self.imb_limit <= 0 or need <= 0 or not (s.hmask or s.lmask):
+        if self.imb_limit <= 0 or need <= 0 or not (s.hmask or s.lmask or s.sure):
             return True
         base, hi, lo = self.imb_base, self.ihi, self.ilo
         b0, b1, b2 = base
@@ -275,6 +288,14 @@ class Work:
                 l1 += d
             if m & 4:
                 l2 += d
+        if s.sure:
+            m, d = s.smask, s.sure
+            if m & 1:
+                l0 += d
+            if m & 2:
+                l1 += d
+            if m & 4:
+                l2 += d
         return max(h0 - l1, h0 - l2, h1 - l0, h1 - l2, h2 - l0, h2 - l1) <= allowed
 
     def count(self, s: Slot, amount: int, first: bool = False) -> None:
@@ -285,6 +306,10 @@ class Work:
             hi[p] += amount
         if first:
             amount = amount - s.lfree if amount > 0 else amount + s.lfree
+            if s.sure:
+                sure = s.sure if amount > 0 else -s.sure
+                for p in MASK_PHASES[s.smask]:
+                    lo[p] += sure
         for p in MASK_PHASES[s.lmask]:
             lo[p] += amount
 
