@@ -66,22 +66,21 @@ def test_the_car_that_leaves_soon_and_needs_much_gets_what_the_other_can_spare()
 
 
 def test_an_urgent_car_is_given_its_need_with_a_margin_then_everyone_shares() -> None:
-    # u needs 4 kWh over 1.5 h less the 30 min reserve: 5.8 A, urgent (above 80 % of
-    # its minimum); with the margin 7 A. Then the rest goes to u and the car without a
+    # u needs 5 kWh over 1.5 h less the 30 min reserve: 7.2 A, urgent (above its
+    # minimum); with the margin 10.9 A. Then the rest goes to u and the car without a
     # plan alike, and the slack car gets what is left.
-    need_ma = 4000 * 3.6e6 / (230 * 3 * 3600)
-    s = site(40, car("u", leaves_h=1.5, need_kwh=4), car("n"),
-             car("s", leaves_h=9, need_kwh=5))
-    a = allocate(s, BalancerState(), 0.0)
-    assert round(need_ma) == 5797
-    got = currents(a)
-    assert got["u"] == got["n"] == 16 * A  # both reach their maximum
-    assert got["s"] == 8 * A  # the slack car takes what is left
-    s = site(30, car("u", leaves_h=1.5, need_kwh=4), car("n"),
+    need_ma = 5000 * 3.6e6 / (230 * 3 * 3600)
+    assert round(need_ma) == 7246
+    s = site(40, car("u", leaves_h=1.5, need_kwh=5), car("n"),
              car("s", leaves_h=9, need_kwh=5))
     got = currents(allocate(s, BalancerState(), 0.0))
-    # u first gets its 7 A (in whole 100 mA steps), then u and n rise alike.
-    assert got == {"u": 12_400, "n": 11_500, "s": 6 * A}
+    assert got["u"] == got["n"] == 16 * A  # both reach their maximum
+    assert got["s"] == 8 * A  # the slack car takes what is left
+    s = site(30, car("u", leaves_h=1.5, need_kwh=5), car("n"),
+             car("s", leaves_h=9, need_kwh=5))
+    got = currents(allocate(s, BalancerState(), 0.0))
+    # u first gets its 10.9 A (in whole 100 mA steps: 10.8), then u and n rise alike.
+    assert got == {"u": 14_400, "n": 9_600, "s": 6 * A}
 
 
 def test_the_earliest_departure_is_served_first() -> None:

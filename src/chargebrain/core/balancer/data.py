@@ -82,8 +82,8 @@ class Tuning:
     house_penalty_s: float = 120.0  # an overshoot the rest of the house caused counts this long
     # Departure plans (plans.py): a car whose plan needs no more than this share of its
     # minimum can wait (it is served after the others); one needing more is urgent.
-    plan_slack_share: float = 0.8
-    plan_margin: float = 1.2  # an urgent car is first given this much of what it needs ...
+    plan_slack_share: float = 1.0
+    plan_margin: float = 1.5  # an urgent car is first given this much of what it needs ...
     plan_reserve_s: float = 1800.0  # ... counting its time left this much shorter
     plan_together_s: float = 3600.0  # urgent cars leaving this close to each other share alike
     current_step_ma: int = 100  # allocations are rounded down to this step

@@ -6,12 +6,15 @@ energy in time: the energy over the time left less `plan_reserve_s` (room for ta
 for pauses), on the phases it is counted on. By that need a planned car is
 
 * *urgent* when it needs more than `plan_slack_share` of its minimum current: it ranks
-  before the other waiting cars of its priority (earliest departure first), and after the
-  minimums it is first given up to `plan_margin` times its need; once urgent it stays so
-  until it is unplugged (no flapping between the classes);
-* *slack* when its minimum brings its energy in time with room to spare (or it has had
-  all it asked for): it ranks after every other car of its priority, charging or not, and
-  is given more than its minimum only from what the others leave.
+  before the other waiting cars of its priority (earliest departure first), and once the
+  minimums of these cars are admitted it is given up to `plan_margin` times its need,
+  the earliest departures first (cars leaving within `plan_together_s` of each other
+  share alike); once urgent it stays so until it is unplugged (no flapping between the
+  classes);
+* *slack* when its minimum brings its energy in time (or it has had all it asked for):
+  it ranks after every other car of its priority, charging or not, is admitted only
+  after the urgent cars have what they need, and is given more than its minimum only
+  from what the others leave.
 
 A car without a plan, or whose departure has passed, is neither: it is ranked and served
 as always. Priorities, minimum currents, pauses and every limit hold as before; plans only
