@@ -11,6 +11,7 @@ import pytest
 from chargebrain.core.balancer import (
     Allocation,
     BalancerState,
+    EvseMemory,
     Limit,
     SiteConfig,
     SiteInput,
@@ -131,3 +132,21 @@ def test_a_car_probed_upward_surely_draws_only_what_it_draws() -> None:
             dataclasses.replace(e, measured=Phases(drawn[e.id], 0, 0)) for e in s.evses))
         now += 3.0
     assert probed  # a was offered more than its draw plus the margin at some point
+
+
+def test_a_two_phase_car_drawing_less_than_its_current_is_filled_to_the_end() -> None:
+    # A charging two-phase car (L1, L2) draws 10 A; an unreachable single-phase EVSE holds
+    # 10 A on L3, so the spread may be 4 A (as its minimum leaves it). Above its draw the
+    # car surely draws nothing more: raising it opens a spread between its own two phases
+    # as between L1 and L3, and the filling must stop it there (at 14 A) and end.
+    s = SiteInput(
+        SiteConfig(63 * A, max_imbalance_cur=1500),
+        evses=(ev("two", used_phases=3, max_current=16 * A, measured=Phases(10 * A, 10 * A, 0)),
+               ev("off", used_phases=1, rotation=240, offline_since=0.0)),
+    )
+    memory = {"two": EvseMemory(last_set=10 * A, plugged=True, plugged_since=0.0,
+                                charging_since=0.0),
+              "off": EvseMemory(last_set=10 * A, plugged=True, plugged_since=0.0)}
+    by = allocate(s, BalancerState(evses=memory), 30.0).by_id()
+    assert by["two"].current_ma == 14 * A
+    assert by["two"].lreason is Limit.IMBALANCE

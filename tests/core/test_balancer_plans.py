@@ -46,9 +46,10 @@ def test_without_plans_two_cars_share_alike() -> None:
 
 
 def test_the_car_that_leaves_soon_and_needs_much_gets_what_the_other_can_spare() -> None:
-    # v leaves in 2 h and wants 8 kWh: 7.7 A over the 1.5 h it counts on. s stays 9 h for
-    # 10 kWh (its minimum brings that with room to spare): s keeps its minimum.
-    s = site(20, car("v", leaves_h=2, need_kwh=8), car("s", leaves_h=9, need_kwh=10))
+    # v leaves in 2 h 15 min and wants 8 kWh: 7.7 A over the 1.5 h it counts on (its time
+    # left less the 45 min reserve). s stays 9 h for 10 kWh (its minimum brings that with
+    # room to spare): s keeps its minimum.
+    s = site(20, car("v", leaves_h=2.25, need_kwh=8), car("s", leaves_h=9, need_kwh=10))
     a = allocate(s, BalancerState(), 0.0)
     assert currents(a) == {"v": 14 * A, "s": 6 * A}
     d = a.by_id()
@@ -66,17 +67,17 @@ def test_the_car_that_leaves_soon_and_needs_much_gets_what_the_other_can_spare()
 
 
 def test_an_urgent_car_is_given_its_need_with_a_margin_then_everyone_shares() -> None:
-    # u needs 5 kWh over 1.5 h less the 30 min reserve: 7.2 A, urgent (above its
+    # u needs 5 kWh over 1.75 h less the 45 min reserve: 7.2 A, urgent (above its
     # minimum); with the margin 10.9 A. Then the rest goes to u and the car without a
     # plan alike, and the slack car gets what is left.
     need_ma = 5000 * 3.6e6 / (230 * 3 * 3600)
     assert round(need_ma) == 7246
-    s = site(40, car("u", leaves_h=1.5, need_kwh=5), car("n"),
+    s = site(40, car("u", leaves_h=1.75, need_kwh=5), car("n"),
              car("s", leaves_h=9, need_kwh=5))
     got = currents(allocate(s, BalancerState(), 0.0))
     assert got["u"] == got["n"] == 16 * A  # both reach their maximum
     assert got["s"] == 8 * A  # the slack car takes what is left
-    s = site(30, car("u", leaves_h=1.5, need_kwh=5), car("n"),
+    s = site(30, car("u", leaves_h=1.75, need_kwh=5), car("n"),
              car("s", leaves_h=9, need_kwh=5))
     got = currents(allocate(s, BalancerState(), 0.0))
     # u first gets its 10.9 A (in whole 100 mA steps: 10.8), then u and n rise alike.
@@ -156,9 +157,9 @@ def test_once_urgent_a_car_stays_urgent_until_it_is_unplugged() -> None:
 
 
 def test_a_single_phase_car_needs_three_times_the_current() -> None:
-    # 5 kWh in 3.5 h (3 h counted): 2.4 A on three phases (slack), 7.2 A on one (urgent).
-    three = car("c3", leaves_h=3.5, need_kwh=5)
-    one = car("c1", leaves_h=3.5, need_kwh=5, used_phases=1)
+    # 5 kWh in 3.75 h (3 h counted): 2.4 A on three phases (slack), 7.2 A on one (urgent).
+    three = car("c3", leaves_h=3.75, need_kwh=5)
+    one = car("c1", leaves_h=3.75, need_kwh=5, used_phases=1)
     a = allocate(site(22, three, one, max_imbalance_cur=0), BalancerState(), 0.0)
     assert currents(a) == {"c3": 6 * A, "c1": 16 * A}
     assert a.state.evses["c1"].urgent and not a.state.evses["c3"].urgent

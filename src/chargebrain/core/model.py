@@ -66,6 +66,10 @@ class EvseReading:
     # time, s) and the energy it wants in this session (Wh).
     departure: float | None = None
     req_energy_wh: float | None = None
+    # A wallbox with a 1-phase contactor (a Power Brain): whether that one is selected
+    # (None: it does not say), and whether it may switch with a car plugged in.
+    one_phase: bool | None = None
+    phase_switching: bool = False
 
 
 #: No meter or EVSE shows more than this of anything (W, mA, V, Wh, %): a reading that

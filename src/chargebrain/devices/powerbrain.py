@@ -13,6 +13,7 @@ from chargebrain.core.phases import Phases
 from chargebrain.devices.errors import DeviceError
 from chargebrain.devices.modbus_client import ModbusTcpClientAdapter
 from chargebrain.powerbrain.bank import RegisterBank, RegisterError
+from chargebrain.powerbrain.controller import S0_PHASE_SWITCH_PLUGGED
 from chargebrain.powerbrain.registers import words_to_signed, words_to_str, words_to_unsigned
 
 INTERNAL_ADDRESSES = ("evse", "meter1", "meter2")
@@ -66,7 +67,10 @@ class _EvseDecoder:
         self._rfid_count: int | None = None
         self.model = ""
 
-    def decode(self, meter: list[int], status: list[int], rfid_count: int) -> EvseReading:
+    def decode(self, meter: list[int], status: list[int], rfid_count: int,
+               relay: int | None = None, inputs: int = 0) -> EvseReading:
+        """The reading of 8057..8069 (`meter`), 8090..8110 (`status`) and 8111; with
+        `relay` (8087) and `inputs` (8113) also the phase contactor."""
         currents, power, energy = _meter_block(meter)
         cp = status[2] & 0xFF
         rfid = ""
@@ -82,6 +86,8 @@ class _EvseDecoder:
             max_current_ma=status[5] * 100,
             rfid=rfid,
             model=self.model,
+            one_phase=None if relay is None else relay == 1,
+            phase_switching=bool(inputs & S0_PHASE_SWITCH_PLUGGED),
         )
 
 
@@ -101,7 +107,8 @@ class LocalEvse:
         b = self.bank
         meter = b.read_words(8057, 13)
         status = b.read_words(8090, 21)
-        return self._decoder.decode(meter, status, b.get("detected_rfids"))
+        return self._decoder.decode(meter, status, b.get("detected_rfids"),
+                                    b.get("relay_select"), b.get("s0_inputs"))
 
     async def apply(self, command: EvseCommand) -> None:
         enable, limit = _limit_words(command)
@@ -171,11 +178,14 @@ def meter_unit(address: str) -> int:
 
 
 class RemoteEvse:
-    """The EVSE of another Power Brain controller over Modbus TCP."""
+    """The EVSE of another Power Brain controller over Modbus TCP. With `contactor` its
+    phase contactor is read too (8087 and 8113, two more requests per read)."""
 
-    def __init__(self, address: str, unit: int, timeout: float = 2.0) -> None:
+    def __init__(self, address: str, unit: int, timeout: float = 2.0,
+                 contactor: bool = False) -> None:
         host, port = parse_host_port(address, 4701)
         self.unit = unit
+        self.contactor = contactor
         self.client = ModbusTcpClientAdapter(host, port, timeout)
         self._decoder = _EvseDecoder()
 
@@ -186,7 +196,11 @@ class RemoteEvse:
             self._decoder.model = f"{name},{serial}"
         meter = await self.client.read_holding(self.unit, 8057, 13)
         status = await self.client.read_holding(self.unit, 8090, 22)
-        return self._decoder.decode(meter, status[:21], status[21])
+        if not self.contactor:
+            return self._decoder.decode(meter, status[:21], status[21])
+        relay = await self.client.read_holding(self.unit, 8087, 1)
+        inputs = await self.client.read_holding(self.unit, 8113, 1)
+        return self._decoder.decode(meter, status[:21], status[21], relay[0], inputs[0])
 
     async def apply(self, command: EvseCommand) -> None:
         enable, limit = _limit_words(command)

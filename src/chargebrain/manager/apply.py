@@ -66,6 +66,8 @@ async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock:
             continue
         cmd = _command(d.charging_enabled and d.current_ma > 0,
                        d.current_ma if d.charging_enabled else 0)
+        if ev.phase_request:
+            cmd = replace(cmd, phases=ev.phase_request)  # (manager/phase_auto.py)
         if rt.config.enable_wakeup and _wake_due(rt, d, mono):
             cmd = replace(cmd, wake=True)
         due = ev.last_write is None or mono - ev.last_write >= REFRESH_WRITE_S
@@ -96,7 +98,7 @@ def _write_now(rt: DeviceRuntime, driver: AjaxEvse, cmd: EvseCommand, mono: floa
     ev = rt.evse
     assert ev is not None
     driver.set_command(cmd)
-    ev.last_command = _command(cmd.enabled, cmd.current_ma) if cmd.wake else cmd
+    ev.last_command = replace(cmd, wake=False) if cmd.wake else cmd
     ev.last_write = mono
     ev.last_set_ma = cmd.current_ma
 
@@ -111,6 +113,6 @@ async def _write(rt: DeviceRuntime, cmd: EvseCommand, mono: float, clock: Clock)
     except (DeviceError, TimeoutError, OSError) as exc:
         com_error(rt, f"write failed: {exc}", clock.monotonic())
         return
-    ev.last_command = _command(cmd.enabled, cmd.current_ma) if cmd.wake else cmd
+    ev.last_command = replace(cmd, wake=False) if cmd.wake else cmd
     ev.last_write = mono
     ev.last_set_ma = cmd.current_ma

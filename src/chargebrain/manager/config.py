@@ -86,6 +86,7 @@ class DeviceConfig:
     fixed_rfid: str = ""
     enable_snooze: bool = False
     enable_wakeup: bool = False
+    phase_switch_auto: bool = False  # automatic 1/3-phase switching for surplus charging
     battery_save_threshold: int = 0
     users: tuple[str, ...] = ()
     charging_rules: tuple[dict[str, Any], ...] = ()

@@ -35,6 +35,7 @@ from chargebrain.manager.inputs import (
 )
 from chargebrain.manager.inputs import measurements as measure_loads
 from chargebrain.manager.inventory import DeviceInventory
+from chargebrain.manager.phase_auto import PhaseAuto
 from chargebrain.manager.ports import SiteStore
 from chargebrain.manager.pushes import WAKE_EVSE_OVER_MA, meter_bands
 from chargebrain.manager.schedules import SITE, ChargeSchedules, minute_of_day
@@ -93,6 +94,7 @@ class Decider:
         self.cycles = 0  # decisions made so far
         # Limits by time of day from an external energy manager (set_cplan).
         self.schedules = schedules if schedules is not None else ChargeSchedules(None)
+        self.phase_auto = PhaseAuto()  # automatic 1/3-phase switching for surplus charging
 
     def fill_devices(self, ctx: DictEvalContext) -> None:
         """Every device's values into `ctx` (when a formula first asks for one)."""
@@ -219,6 +221,8 @@ class Decider:
             grid_w=figures["grid_w"], consumed_w=figures["consumed_w"],
             produced_w=figures["produced_w"], surplus_w=max(0.0, surplus),
             evse_power_w=evse_power)
+        self.phase_auto.update(topo.evses, self.last_site.surplus_w, mono,
+                               site.phase_switch_delay)
         self._virtual_meters(ctx, topo)
         meter_bands(topo, measurements, raw, formulas.device_ids)
         return alloc

@@ -64,7 +64,7 @@ def make_driver(
         if cfg.dev_type == "evse_powerbrain":
             if internal:
                 return LocalEvse(powerbrain.banks["evse"], model)
-            return RemoteEvse(cfg.address, cfg.id or 1)
+            return RemoteEvse(cfg.address, cfg.id or 1, contactor=cfg.phase_switch_auto)
         if cfg.dev_type == "evse_keba_c_x":
             return KebaEvse(cfg.address, clock=clock)
         if cfg.dev_type == "meter_powerbrain":

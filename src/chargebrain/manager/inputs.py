@@ -298,6 +298,7 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
         departure=departure,
         need_wh=need_wh,
         schedule_current=schedule_ma,
+        one_phase=bool(r is not None and r.one_phase and r.phase_switching),
     )
     ev.input, ev.input_key, ev.input_cfg = made, key, cfg
     return made

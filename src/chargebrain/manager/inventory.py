@@ -219,7 +219,8 @@ class DeviceInventory:
         if dtype.kind is Kind.EVSE:
             rt.evse = old.evse if old and old.evse else EvseRuntime()
         if old is not None and not old.fault and old.config.dev_type == cfg.dev_type and (
-                old.config.address == cfg.address) and old.config.id == cfg.id:
+                old.config.address == cfg.address) and old.config.id == cfg.id and (
+                old.config.phase_switch_auto == cfg.phase_switch_auto):
             rt.driver, rt.status, rt.meter, rt.model = old.driver, old.status, old.meter, old.model
         else:
             driver = self._make_driver(cfg, dtype)

@@ -256,6 +256,7 @@ class RulesRuntime:
                 if rt.evse is not None:
                     rt.evse.rule_wish = None
                     rt.evse.rule_source = OBSERVE_SOURCE
+                    rt.evse.rule_surplus = False
             self.results = {}
             return
         self._evaluate(mgr, ctx, now, energy, price, level)
@@ -286,8 +287,12 @@ class RulesRuntime:
                 self._user_at.get(dev_id) is not None) else None
             if _empty(evse_rules) and _empty(user_rules):
                 # No rules at all: no wish, and nothing worth building a context for.
-                ev.rule_wish, ev.rule_source = None, "no rules"
+                ev.rule_wish, ev.rule_source, ev.rule_surplus = None, "no rules", False
                 continue
+            ev.rule_surplus = bool(
+                (evse_rules.follows_surplus and not ev.overrides & OVERRIDE_NO_EVSE_RULES)
+                or (user_rules is not None and user_rules.follows_surplus
+                    and not ev.overrides & OVERRIDE_NO_USER_RULES))
             if clock is None:
                 clock = LocalClock.at(now, self.tz)
             phases = predicted_phases(rt)

@@ -77,6 +77,8 @@ class EvseRuntime:
     ov_cur: int | None = None
     rule_wish: int | None = None
     rule_source: str = ""
+    rule_surplus: bool = False  # its rules charge it from the PV surplus (manager/phase_auto)
+    phase_request: int = 0  # 1 or 3: the phases its command asks for; 0: as they are
     # The limit of an OCPP backend this EVSE reports to (its charging profiles; mA, None
     # = none): the balancer gives the EVSE no more than the lower of it and its own.
     backend_ma: int | None = None

@@ -111,6 +111,11 @@ class EvseSettings(CommonSettings):
     enable_wakeup: Annotated[bool, flag(), ui(advanced=True)] = _D.enable_wakeup
     """Wake a car that does not draw by interrupting the control pilot (at most 3 times
     per plug-in; see decisions.md, "Waking sleeping cars")."""
+    phase_switch_auto: Annotated[bool, flag(), ui(advanced=True)] = _D.phase_switch_auto
+    """Automatic 1/3-phase switching for surplus charging: a Power Brain wallbox
+    (`evse_powerbrain`) whose controller permits switching with a car plugged in (its
+    `phase_switch_plugged`) charges on one phase while the surplus is too small for three
+    (see load-management.md, "Switching between one and three phases")."""
     battery_save_threshold: Annotated[int, int_range(0, 80_000), ui(advanced=True)] = (
         _D.battery_save_threshold)
     """Kept and shown for clients that send it; no effect in chargebrain."""

@@ -84,7 +84,7 @@ class Tuning:
     # minimum can wait (it is served after the others); one needing more is urgent.
     plan_slack_share: float = 1.0
     plan_margin: float = 1.5  # an urgent car is first given this much of what it needs ...
-    plan_reserve_s: float = 1800.0  # ... counting its time left this much shorter
+    plan_reserve_s: float = 2700.0  # ... counting its time left this much shorter
     plan_together_s: float = 3600.0  # urgent cars leaving this close to each other share alike
     current_step_ma: int = 100  # allocations are rounded down to this step
     credit_export: bool = False  # let negative non-EVSE load (export) add headroom
@@ -176,6 +176,9 @@ class EvseInput:
     # the energy it still wants until then (Wh); None / 0 = no plan.
     departure: float | None = None
     need_wh: float = 0.0
+    # Its 1-phase contactor is selected (a wallbox that switches phases): the car draws on
+    # its L1 only, once it is seen to draw nowhere else.
+    one_phase: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,10 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
     users: dict[int, list[int]] = {}
     khi, klo = [0, 0, 0], [0, 0, 0]  # rising cars that may / surely draw on each phase
     events = []
+    # A car that surely draws only what it draws now counts as surely drawing while it
+    # rises up to that (`sure_events`: the level it stops at), on the heavy side all along.
+    sure_events: list[tuple[int, int]] = []
+    in_lo = [False] * len(tier)
     for i, s in enumerate(tier):
         for c in s.cons:
             if k[c] == 0:
@@ -70,10 +74,17 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             for p in MASK_PHASES[s.hmask]:
                 khi[p] += 1
         if s.lmask:
-            for p in MASK_PHASES[s.lmask]:
-                klo[p] += 1
+            sure = s.sure_draw - s.min if s.sure_draw >= 0 else INF
+            if sure > 0:
+                in_lo[i] = True
+                for p in MASK_PHASES[s.lmask]:
+                    klo[p] += 1
+                if sure < INF:
+                    sure_events.append((sure, i))
         room = s.want - s.min
         events.append((room - room % step, i))
+    sure_events.sort()
+    sure_ptr, n_sure = 0, len(sure_events)
     rising = [True] * len(tier)
     left = len(tier)
     events.sort()
@@ -102,7 +113,8 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             for p in MASK_PHASES[s.hmask]:
                 hi[p] += lam
                 khi[p] -= 1
-        if s.lmask:
+        if in_lo[i]:
+            in_lo[i] = False
             for p in MASK_PHASES[s.lmask]:
                 lo[p] += lam
                 klo[p] -= 1
@@ -135,6 +147,17 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
                     lam -= lam % step
                     if lam < imb_lam:
                         imb_lam, imb_p, imb_q = lam, p, q
+        while sure_ptr < n_sure and not in_lo[sure_events[sure_ptr][1]]:
+            sure_ptr += 1
+        if sure_ptr < n_sure and sure_events[sure_ptr][0] <= min(cap_lam, best, imb_lam):
+            # A car reaches what it draws now: above it, it no longer surely draws.
+            sure_lam, i = sure_events[sure_ptr]
+            sure_ptr += 1
+            in_lo[i] = False
+            for p in MASK_PHASES[tier[i].lmask]:
+                lo[p] += sure_lam
+                klo[p] -= 1
+            continue
         # The earliest event wins; a cap reached at the same level as a limit counts as the
         # car's own cap (it wants no more).
         if cap_lam <= best and cap_lam <= imb_lam:
@@ -155,7 +178,7 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             imb_lam = max(imb_lam, 0)
             pbit, qbit = 1 << imb_p, 1 << imb_q
             for i, s in enumerate(tier):
-                if rising[i] and s.hmask & pbit and not s.lmask & qbit:
+                if rising[i] and s.hmask & pbit and not (in_lo[i] and s.lmask & qbit):
                     freeze(i, imb_lam, BY_IMBALANCE)
             pq = imb_p * 3 + imb_q
             gap = imb_limit - (base[imb_p] + hi[imb_p] - base[imb_q] - lo[imb_q])

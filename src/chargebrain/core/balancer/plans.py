@@ -62,11 +62,11 @@ def classify_plan(w: Work, s: Slot, was_urgent: bool) -> None:
 def plan_order(s: Slot, order: tuple[float, ...]) -> tuple[float, ...]:
     """The ranking key of stage 1 with the car's plan: an urgent car that waits comes
     before the other waiting cars (earliest departure first), a slack car after every
-    other car; others keep `order`."""
+    other car, ranked among themselves as always; others keep `order`."""
     if s.plan == URGENT and not s.incumbent:
         return (0.5, s.departure, *order[1:])
     if s.plan == SLACK:
-        return (1.5, *order[1:])
+        return (1.5, *order)  # among themselves, as always (rotation included)
     return order
 
 

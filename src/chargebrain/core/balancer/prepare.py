@@ -114,7 +114,8 @@ def classify(w: Work, s: Slot) -> None:
         else:
             s.plugged_since = now
         learnt = mem.learnt_phases if mem_plugged else 0
-        if not offline and e.has_meter and not e.used_phases:
+        if not offline and e.has_meter and not e.used_phases and not e.one_phase:
+            # (On one phase nothing is learnt: back on three, the car may use them all.)
             learnt |= e.measured.mask(tun.learn_threshold_ma)
         s.learnt = learnt
     min_cur = e.min_current
@@ -181,7 +182,11 @@ def classify(w: Work, s: Slot) -> None:
     s.cap_kind = s.max_kind = cap_kind
     has_meter = e.has_meter
     used = e.used_phases & ALL_PHASES_MASK
-    if used:
+    if e.one_phase and not (e.measured.mask(tun.learn_threshold_ma) & 0b110):
+        # Its 1-phase contactor is selected and it draws on no other phase (it would if
+        # the contactor had not switched yet).
+        evse_mask = 0b001
+    elif used:
         evse_mask = used
     elif has_meter:
         # Until the car has shown which phases it uses, its current is planned on every
@@ -234,14 +239,15 @@ def classify(w: Work, s: Slot) -> None:
         s.lm = mem.lend
     if incumbent:
         lend(w, s, draw)
-        if s.cap_kind is _CAR_DRAW and s.want > draw:
+        if has_meter and s.lmask:
+            # A charging car surely draws what it draws now, at most its current: what it
+            # is given beyond (lent from, probed upward, limited by its own charger) counts
+            # on the heavy side of a pair only.
+            s.sure_draw = draw
+        elif s.cap_kind is _CAR_DRAW and s.want > draw:
             # It is given up to `want` but draws less: on the light side of a pair only
             # what it draws counts.
             s.lfree = min(s.min, s.want - draw)
-        elif s.lmask and s.lm.probe_until is not None:
-            # Probed upward (lending.py): offered its share, it surely draws only what it
-            # draws now; the rest of its offer counts on the heavy side alone.
-            s.smask, s.sure, s.lmask = s.lmask, draw, 0
 
 
 def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:

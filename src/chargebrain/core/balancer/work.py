@@ -98,8 +98,7 @@ class Slot:
     hmask = 0  # building phases it may draw on, for the imbalance check (see classify)
     lmask = 0  # building phases it surely draws on, for the imbalance check
     lfree = 0  # of its current, this much is not surely drawn (it draws less)
-    sure = 0  # surely drawn on `smask` whatever its current (a car probed upward)
-    smask = 0
+    sure_draw = -1  # it surely draws at most this (what it draws now); -1: its current
     charge = 0.0  # current given since plug-in (mA·s per phase), see charge_of
     lm: LendMemory = NO_LEND  # lending memory after this cycle's reading (lending.py)
     data_pause = 0  # refused only for loads assumed for missing readings: the largest then
@@ -265,7 +264,7 @@ class Work:
 
     def imbalance_ok(self, s: Slot, need: int) -> bool:
         """Giving `s` a current of `need` keeps the spread within max(limit, spread now)."""
-        if self.imb_limit <= 0 or need <= 0 or not (s.hmask or s.lmask or s.sure):
+        if self.imb_limit <= 0 or need <= 0 or not (s.hmask or s.lmask):
             return True
         base, hi, lo = self.imb_base, self.ihi, self.ilo
         b0, b1, b2 = base
@@ -282,14 +281,8 @@ class Work:
         m = s.lmask
         if m:
             d = need - s.lfree
-            if m & 1:
-                l0 += d
-            if m & 2:
-                l1 += d
-            if m & 4:
-                l2 += d
-        if s.sure:
-            m, d = s.smask, s.sure
+            if 0 <= s.sure_draw < d:
+                d = s.sure_draw
             if m & 1:
                 l0 += d
             if m & 2:
@@ -306,10 +299,8 @@ class Work:
             hi[p] += amount
         if first:
             amount = amount - s.lfree if amount > 0 else amount + s.lfree
-            if s.sure:
-                sure = s.sure if amount > 0 else -s.sure
-                for p in MASK_PHASES[s.smask]:
-                    lo[p] += sure
+            if 0 <= s.sure_draw < amount:
+                amount = s.sure_draw
         for p in MASK_PHASES[s.lmask]:
             lo[p] += amount
 

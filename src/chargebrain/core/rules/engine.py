@@ -30,6 +30,9 @@ from chargebrain.core.rules.model import (
     StateKey,
 )
 from chargebrain.core.rules.program import (
+    A_PV_SURPLUS,
+    A_SOLAR,
+    F_PV,
     ProgramRule,
     compile_program_rule,
     evaluate_program,
@@ -59,6 +62,15 @@ class CompiledRules:
             self.classic if self.kind == "classic" else self.program
         )
         return not any(r.enabled for r in rules)
+
+    @property
+    def follows_surplus(self) -> bool:
+        """An enabled rule's value follows the PV surplus or production (the EVSE charges
+        from surplus when it applies)."""
+        if self.kind == "classic":
+            return any(r.enabled and r.error is None and r.solar_mode for r in self.classic)
+        return any(r.enabled and r.error is None and (
+            r.flags & F_PV or r.atype in (A_PV_SURPLUS, A_SOLAR)) for r in self.program)
 
     def device_ids(self) -> set[str]:
         out = classic_device_ids(self.classic)
