@@ -405,9 +405,17 @@ def test_a_run_counts_the_manager_cycles() -> None:
 def test_the_pushed_reading_drops_only_the_signalled_current() -> None:
     r = EvseReading(EvseState.CHARGING, Phases(1, 2, 3), 4.0, 5.0, True, 6000, "card", "m",
                     False)
-    assert ManagerPolicy._as_pushed(r) == replace(r, max_current_ma=None)
-    plain = replace(r, max_current_ma=None)
-    assert ManagerPolicy._as_pushed(plain) is plain
+    policy = ManagerPolicy()
+    try:
+        assert policy._as_pushed(r) == replace(r, max_current_ma=None)
+        plain = replace(r, max_current_ma=None)
+        assert policy._as_pushed(plain) is plain
+        # A departure plan is pushed as wall-clock time, as a wallbox reports it.
+        planned = replace(plain, departure=3600.0, req_energy_wh=9000.0)
+        assert policy._as_pushed(planned) == replace(
+            planned, departure=EPOCH_DAY + 3600.0)
+    finally:
+        policy.close()
 
 
 def test_the_manager_cycle_must_be_positive() -> None:

@@ -91,7 +91,7 @@ def test_minimal_loads() -> None:
 
 def test_shipped_scenarios_load() -> None:
     names = shipped_scenarios()
-    assert names == ["apartment-garage", "faults", "home", "noisy-meters", "office",
+    assert names == ["apartment-garage", "faults", "home", "noisy-meters", "office", "pv-phases",
                      "silent-evse", "silent-grid", "single-phase-mix", "wallboxes"]
     scenarios = {n: load_scenario(n) for n in names}
     assert len(scenarios["home"].site.evses) == 1

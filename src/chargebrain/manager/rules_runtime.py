@@ -44,6 +44,7 @@ from chargebrain.core.rules import (
     resolve_price,
     surplus_w_from_formula,
 )
+from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.registry import Kind
 from chargebrain.manager import config as C
 from chargebrain.manager.cm_vars import CmVars, sync_cm_values
@@ -163,14 +164,17 @@ def measure(mgr: Decider) -> SiteEnergy:
 
 
 def predicted_phases(rt: DeviceRuntime) -> int:
-    """Phases an EVSE charges on: configured, else measured while charging, else the
-    phases the balancer counted it on, else 3."""
+    """Phases an EVSE charges on: configured, else one while its 1-phase contactor is
+    selected, else measured while charging, else the phases the balancer counted it on,
+    else 3."""
     configured = rt.config.used_phases & 7
     if configured:
         return mask_count(configured)
     ev = rt.evse
     if ev is not None:
         r = ev.reading
+        if r is not None and r.one_phase and r.phase_switching:
+            return 1  # its 1-phase contactor is selected
         if r is not None and r.state.charging and not rt.status.com_err:
             measured = mask_count(r.currents.mask(1000))
             if measured:
@@ -369,7 +373,10 @@ class RulesRuntime:
             own = ctx.derive(self_device=rt.dev_id)
             value = min(max(0, round(formula.evaluate(own.derive(phase=p)))) for p in (1, 2, 3))
         ev = rt.evse
-        if ev is not None and ev.reading is not None and ev.reading.max_current_ma:
+        if (ev is not None and ev.reading is not None and ev.reading.max_current_ma
+                and isinstance(rt.driver, AjaxEvse)):
+            # An HTTP-input EVSE's own maximum; others report the current they signal now,
+            # which is no limit of the rules (the balancer reads it alike, inputs.py).
             value = min(value, ev.reading.max_current_ma)
         return max(0, value)
 

@@ -43,6 +43,7 @@ class Car:
     __slots__ = (
         "_dirty",
         "_draw",
+        "_evse_phases",
         "_idle_s",
         "_lag_s",
         "_max_ma",
@@ -68,6 +69,7 @@ class Car:
 
     def __init__(self, params: CarParams, *, evse_phases: int = 3, voltage_v: float = 230.0):
         self.params = params
+        self._evse_phases = evse_phases
         self.phase_count = 1 if min(params.phases, evse_phases) == 1 else 3
         self.phase_mask = 0b001 if self.phase_count == 1 else 0b111
         self.voltage_v = voltage_v
@@ -119,6 +121,17 @@ class Car:
         self.draw_factor = factor
         self.draw_offset_ma = offset_ma
         self._dirty = True
+
+    def switch_phases(self, evse_phases: int) -> None:
+        """The EVSE now gives `evse_phases` (1 or 3; its phase contactor switched): a
+        three-phase car draws on its L1 only, or on all three again."""
+        self._evse_phases = evse_phases
+        count = 1 if min(self.params.phases, evse_phases) == 1 else 3
+        if count != self.phase_count:
+            self.phase_count = count
+            self.phase_mask = 0b001 if count == 1 else 0b111
+            self._wh_per_mas = self.voltage_v * count / 3.6e6
+            self._dirty = True
 
     def cp_disconnect(self) -> None:
         """A control-pilot interruption (as the EVSE's "wake up car" does): wakes a sleeping car."""

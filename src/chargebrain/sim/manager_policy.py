@@ -56,6 +56,7 @@ from chargebrain.manager.config import DeviceConfig, SiteParams
 from chargebrain.manager.persistence import ManagerStore
 from chargebrain.manager.rules_runtime import RulesRuntime
 from chargebrain.powerbrain.controller import PowerBrain
+from chargebrain.powerbrain.phase_switch import PhaseSwitchSettings
 from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
 from chargebrain.sim.controller_evse import PlantEvse, SimController
 from chargebrain.sim.core_policy import number_evses, number_groups
@@ -76,6 +77,9 @@ def _free_port() -> int:
         return port
 
 
+#: The charging rule of an EVSE that charges from the PV surplus only: the surplus per
+#: phase, held at the minimum for 5 minutes when it falls below (docs/rules.md).
+SURPLUS_RULE: dict[str, object] = {"mode": 5, "enabled": True, "udur": 300}
 #: Wall-clock date of the simulated day's midnight (what rules and formulas see as "now").
 EPOCH_DAY = datetime(2024, 6, 3, tzinfo=UTC).timestamp()
 #: The manager's cycle in the simulator unless told otherwise: the vendor's (cFos: about
@@ -148,6 +152,7 @@ class ManagerPolicy:
         self._t0 = 0  # time of day at t = 0
         self._last: dict[str, int] = {}
         self._decision = Decision({})
+        self._switching: list[str] = []  # EVSEs the manager switches between 1 and 3 phases
         self.closed = False
 
     @classmethod
@@ -228,6 +233,13 @@ class ManagerPolicy:
                 address = "evse"
             elif e.interface == "modbus":
                 address = self._remote_controller(e.id)
+            if e.phase_switching:
+                # The controller permits switching with a car plugged in (its hardware
+                # configuration); its delay is the site's, as the application copies it.
+                brain = self.controllers[e.id].brain
+                brain.configure_phase_switching(PhaseSwitchSettings(plugged=True))
+                brain.phase_switch_delay_s = float(mgr.site.phase_switch_delay)
+                self._switching.append(e.id)
             elif e.interface == "ocpp":
                 address = self.ocpp.add(e.id, e.ocpp, e.max_ma)
             kind = "evse_ocpp" if e.interface == "ocpp" else (
@@ -238,7 +250,8 @@ class ManagerPolicy:
                 group=groups[e.group] if e.group is not None else 0,
                 min_charging_cur=e.min_ma, max_charging_cur=e.max_ma, prio=e.prio,
                 phase_rotation=e.phase_rotation, used_phases=used,
-                enable_wakeup=self.wakeup,
+                enable_wakeup=self.wakeup, phase_switch_auto=e.phase_switching,
+                charging_rules=(SURPLUS_RULE,) if e.surplus else (),
             ))
             self._devices.append((e.id, dev_id))
             self._pushed.append([None, None])
@@ -371,12 +384,14 @@ class ManagerPolicy:
             if w.box.cp_interruptions != self._interruptions.get(sid, 0):
                 self._interruptions[sid] = w.box.cp_interruptions
                 wake.append(sid)
-        if currents != self._last:
+        phases = {sid: 1 if self.controllers[sid].brain.one_phase else 3
+                  for sid in self._switching}  # what each switching contactor gives now
+        if currents != self._last or phases != self._decision.phases:
             self._last = currents
-            self._decision = Decision(currents)
+            self._decision = Decision(currents, phases=phases)
         if wake:
             self.wakes += len(wake)
-            return Decision(self._decision.currents, wake=frozenset(wake))
+            return Decision(self._decision.currents, wake=frozenset(wake), phases=phases)
         return self._decision
 
     def _take_orders(self, currents: dict[str, int], wake: list[str]) -> None:

@@ -60,11 +60,15 @@ class Decision:
 
     EVSEs missing from `currents` get 0. A value between 0 and the minimum is refused by
     the EVSE (counted, treated as 0); above its maximum it is capped. `wake` lists EVSEs
-    that should interrupt the control pilot for a moment to wake a sleeping car.
+    that should interrupt the control pilot for a moment to wake a sleeping car; `phases`
+    says how many phases an EVSE that switches its contactor gives now.
     """
 
     currents: Mapping[str, int]
     wake: frozenset[str] = field(default_factory=frozenset)
+    # EVSE id → the phases its contactor gives now (1 or 3), for EVSEs that switch
+    # phases; the others give what they are wired for.
+    phases: Mapping[str, int] = field(default_factory=dict)
 
 
 class Policy(Protocol):

@@ -26,30 +26,41 @@ def clear_sky_w(spec: PvSpec, tod: float) -> float:
     return spec.peak_kw * 1000.0 * float(math.sin(math.pi * x) ** 1.5)
 
 
-def cloud_factors(spec: PvSpec, n: int, rng: random.Random) -> list[float]:
-    """Per second, the fraction of clear-sky production that gets through (1 = no cloud)."""
+def _dip(out: list[float], t: float, length: float, depth: float) -> None:
+    """A cloud from `t` for `length` seconds taking `depth` of the production, ramping in
+    and out over CLOUD_RAMP_S."""
+    lo, hi = max(0, int(t)), min(len(out), int(t + length) + 1)
+    for s in range(lo, hi):
+        ramp = min(1.0, (s - t) / CLOUD_RAMP_S, (t + length - s) / CLOUD_RAMP_S)
+        f = 1.0 - depth * max(0.0, ramp)
+        if f < out[s]:
+            out[s] = f
+
+
+def cloud_factors(spec: PvSpec, n: int, rng: random.Random,
+                  start_tod: int = 0) -> list[float]:
+    """Per second, the fraction of clear-sky production that gets through (1 = no cloud);
+    the fixed dips of `clouds.at` on the days of a run starting at `start_tod`."""
     out = [1.0] * n
     c = spec.clouds
+    for tod, dur, depth in c.at:
+        first = (tod - start_tod) % DAY_S
+        for day in range(first, n, DAY_S):
+            _dip(out, float(day), max(CLOUD_RAMP_S, float(dur)), depth)
     if c.per_hour <= 0.0:
         return out
     rate = c.per_hour / 3600.0
     t = rng.expovariate(rate)
     while t < n:
         length = max(CLOUD_RAMP_S, rng.expovariate(1.0 / c.mean_duration_s))
-        depth = rng.uniform(c.depth[0], c.depth[1])
-        lo, hi = int(t), min(n, int(t + length) + 1)
-        for s in range(lo, hi):
-            ramp = min(1.0, (s - t) / CLOUD_RAMP_S, (t + length - s) / CLOUD_RAMP_S)
-            f = 1.0 - depth * max(0.0, ramp)
-            if f < out[s]:
-                out[s] = f
+        _dip(out, t, length, rng.uniform(c.depth[0], c.depth[1]))
         t += length + rng.expovariate(rate)
     return out
 
 
 def pv_series(spec: PvSpec, start_tod: int, n: int, rng: random.Random) -> list[float]:
     """PV production in W for each of `n` seconds."""
-    clouds = cloud_factors(spec, n, rng)
+    clouds = cloud_factors(spec, n, rng, start_tod)
     return [clear_sky_w(spec, (start_tod + s) % DAY_S) * clouds[s] for s in range(n)]
 
 

@@ -84,6 +84,7 @@ class _Point:
         "live",
         "offer",
         "offline",
+        "phases",
         "spec",
         "total_wh",
     )
@@ -95,6 +96,7 @@ class _Point:
         self.live: _Live | None = None
         self.total_wh = 0.0
         self.evse_mask = 0b001 if spec.used_phases == 1 else 0b111
+        self.phases = spec.used_phases  # what its contactor gives now (1 or 3)
         self.idle = EvseReading(EvseState.WAITING, has_meter=True, max_current_ma=0)
 
 
@@ -245,8 +247,10 @@ def run_scenario(
                 evse_id=point.spec.id,
                 arrive_s=live.spec.arrive_s,
                 leave_s=t,
-                phase_count=car.phase_count,
-                building_mask=rotate_mask(car.phase_mask, point.spec.phase_rotation),
+                phase_count=1 if min(car.params.phases, point.spec.used_phases) == 1 else 3,
+                building_mask=rotate_mask(
+                    0b001 if min(car.params.phases, point.spec.used_phases) == 1 else 0b111,
+                    point.spec.phase_rotation),
                 need_kwh=live.spec.need_kwh,
                 delivered_kwh=car.energy_wh / 1000.0,
                 soc_start=live.spec.soc,
@@ -288,7 +292,7 @@ def run_scenario(
                     sleep_after_s=payload.sleep_after_s,
                     wake_after_s=payload.wake_after_s,
                 ),
-                evse_phases=point.spec.used_phases,
+                evse_phases=point.phases,
                 voltage_v=volt,
             )
             if payload.id in underdraw:
@@ -374,8 +378,24 @@ def run_scenario(
             readings[point.spec.id] = live.reading
         return Snapshot(t, (scenario.start_s + t) % DAY_S, cycles, meters, readings, site)
 
+    def switch(phases: Mapping[str, int]) -> None:
+        """EVSEs whose contactor switched: their cars draw on the phases given now."""
+        for evse_id, n in phases.items():
+            point = points[evse_id]
+            if n == point.phases:
+                continue
+            point.phases = n
+            live = point.live
+            if live is not None:
+                live.car.switch_phases(n)
+                mask = rotate_mask(live.car.phase_mask, point.spec.phase_rotation)
+                live.f1, live.f2, live.f3 = (1.0 if mask & b else 0.0 for b in (1, 2, 4))
+                live.key = ()
+
     def apply(decision: Decision, t: int) -> None:
         nonlocal refused, capped, last_currents, last_counts
+        if decision.phases:
+            switch(decision.phases)
         cur = decision.currents
         if not decision.wake and cur == last_currents:
             # the same command again: nothing changes, the same offers are refused or capped

@@ -69,6 +69,8 @@ def _evse(e: EvseShape) -> EvseSpec:
         interface=e.interface.value,
         ocpp=_ocpp(e.ocpp) if e.interface is Interface.OCPP else None,
         wallbox=e.wallbox or "",
+        surplus=e.surplus,
+        phase_switching=e.phase_switching,
     )
 
 
@@ -133,6 +135,7 @@ def _pv(p: PvShape) -> PvSpec:
         per_hour=p.clouds.per_hour,
         mean_duration_s=float(p.clouds.mean_duration),
         depth=p.clouds.depth,
+        at=p.clouds.at,
     )
     return PvSpec(peak_kw=p.peak_kw, sunrise_s=p.sunrise, sunset_s=p.sunset, clouds=clouds)
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-from chargebrain.shapes import Integer, Lowered, Number, OneOf, Parsed, Text, problem_at
+from chargebrain.shapes import Boolean, Integer, Lowered, Number, OneOf, Parsed, Text, problem_at
 from chargebrain.sim.scenario.faults import FaultShape
 from chargebrain.sim.scenario.fields import (
     Duration,
@@ -131,6 +131,13 @@ class EvseShape(Part):
     wallbox: Annotated[str | None, Parsed(_wallbox, "string")] = None
     """With interface "wallbox": the simulated wallbox, by dev_type (evse_heidelberg,
     evse_alfen_evepro, ...); the manager drives it through its bundled definition or driver."""
+    surplus: Annotated[bool, Boolean()] = False
+    """It charges from the PV surplus only (a surplus charging rule: the surplus per
+    phase, held at the minimum for 5 minutes when it falls below)."""
+    phase_switching: Annotated[bool, Boolean()] = False
+    """A Power Brain (`powerbrain` or `modbus`) that may switch between one and three
+    phases with a car plugged in; the manager switches it automatically for surplus
+    charging."""
 
     @model_validator(mode="after")
     def _min_within_max(self) -> EvseShape:
@@ -141,6 +148,12 @@ class EvseShape(Part):
         if (self.interface is Interface.WALLBOX) != (self.wallbox is not None):
             raise problem_at(("wallbox",), 'a wallbox is named with interface "wallbox", '
                              "and that interface needs one", self.wallbox)
+        if self.phase_switching and self.interface not in (
+                Interface.POWERBRAIN, Interface.MODBUS):
+            raise problem_at(("phase_switching",), 'only a Power Brain ("interface": '
+                             '"powerbrain" or "modbus") switches phases')
+        if self.phase_switching and self.used_phases != 3:
+            raise problem_at(("phase_switching",), "needs three phases wired (used_phases 3)")
         return self
 
 
@@ -313,6 +326,9 @@ class CloudsShape(Part):
     mean_duration: PositiveDuration = 300
     depth: Annotated[tuple[Share, Share], AfterValidator(_low_to_high)] = (0.3, 0.8)
     """[low, high]: the fraction of production lost, uniform in that range."""
+    at: tuple[tuple[TimeOfDay, PositiveDuration, Share], ...] = ()
+    """[["HH:MM", duration, depth], …]: dips at fixed times of day besides the random ones
+    (depth: the fraction of production lost)."""
 
 
 class PvShape(Part):

@@ -76,6 +76,8 @@ class EvseSpec:
     interface: str = "http"
     ocpp: OcppBoxSpec | None = None
     wallbox: str = ""
+    surplus: bool = False  # it charges from the PV surplus only (a surplus charging rule)
+    phase_switching: bool = False  # a Power Brain the manager switches between 1 and 3 phases
 
 
 class Interface(StrEnum):
@@ -201,6 +203,7 @@ class CloudSpec:
     per_hour: float = 0.0  # mean number of cloud dips per daylight hour
     mean_duration_s: float = 300.0
     depth: tuple[float, float] = (0.3, 0.8)  # fraction of production lost, uniform in range
+    at: tuple[tuple[int, int, float], ...] = ()  # fixed dips: (time of day, duration, depth)
 
 
 @dataclass(frozen=True, slots=True)
