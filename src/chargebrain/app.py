@@ -49,6 +49,7 @@ from chargebrain.servers.modbus_tcp import (
 )
 from chargebrain.servers.ocpp.adapter import Limits as OcppLimits
 from chargebrain.servers.ocpp.server import CentralSystem, OcppSettings, StoredBoots
+from chargebrain.servers.sunspec import SunSpecServer
 from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
 from chargebrain.store.datadir import DataDirLock, meterdef_dir
 from chargebrain.store.db import Store
@@ -113,6 +114,9 @@ class Config:
     # Off unless asked, so that an embedded App (tests, tools) never listens unasked.
     ocpp_port: int | None = 0
     ocpp_limits: OcppLimits = field(default_factory=OcppLimits)
+    # The SunSpec Modbus server, on the Modbus host with its allowed networks: its port
+    # (0 = off; None = the site parameter sunspec_port). Off unless asked, as OCPP.
+    sunspec_port: int | None = 0
 
 
 @dataclass
@@ -143,6 +147,8 @@ class App:
     ocpp: CentralSystem = field(init=False)
     ocpp_tls: TlsSetup | None = None
     ocpp_bound_port: int = 0
+    sunspec: SunSpecServer = field(init=False)
+    sunspec_tcp: ModbusTcpServers | None = None
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -183,6 +189,8 @@ class App:
         self.cm_vars = CmVars(self.store, self.manager)
         self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
         self.rules.install(self.manager.decider)
+        self.sunspec = SunSpecServer(self.manager, self.cm_vars,
+                                     lambda: self.manager.site.sunspec_id)
         self.diaglog = DiagLog(self.clock)
         self.throttle = Throttle(self.clock.monotonic)
         self.password_checks = CheckPool(self.clock.monotonic)
@@ -197,6 +205,12 @@ class App:
         """The port the OCPP central system is to listen on (0: off)."""
         port = self.config.ocpp_port
         return self.manager.site.ocpp_srv_port if port is None else port
+
+    @property
+    def sunspec_port(self) -> int:
+        """The port the SunSpec Modbus server is to listen on (0: off)."""
+        port = self.config.sunspec_port
+        return self.manager.site.sunspec_port if port is None else port
 
     @property
     def http_host(self) -> str:
@@ -286,6 +300,19 @@ class App:
             except BaseException:
                 await self._runner.cleanup()
                 raise
+        if self.sunspec_port:
+            self.sunspec_tcp = ModbusTcpServers(
+                [], self.config.modbus_host, self.sunspec_port,
+                limits=self.config.modbus_limits, access=self.config.modbus_allow,
+                responders=[self.sunspec.respond])
+            try:
+                await self.sunspec_tcp.start()
+            except BaseException:
+                self.sunspec_tcp = None
+                if self.modbus is not None:
+                    await self.modbus.stop()
+                await self._runner.cleanup()
+                raise
         if self.ocpp_port:
             try:
                 self.ocpp_bound_port = await self.ocpp.start(
@@ -294,6 +321,8 @@ class App:
             except OSError as exc:
                 if self.modbus is not None:
                     await self.modbus.stop()
+                if self.sunspec_tcp is not None:
+                    await self.sunspec_tcp.stop()
                 await self._runner.cleanup()
                 if exc.errno == errno.EADDRINUSE:
                     raise PortInUseError(host, self.ocpp_port) from None
@@ -333,6 +362,8 @@ class App:
         self.diaglog.stop()
         if self.modbus is not None:
             await self.modbus.stop()
+        if self.sunspec_tcp is not None:
+            await self.sunspec_tcp.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         self.worker.close()

@@ -4,7 +4,8 @@ A 3 × 32 A connection with a grid meter, a PV system and a household load; the 
 EVSE (E1) and two HTTP-input EVSEs (`Sim-Garage` E2, `Sim-Carport` E3); cars arrive,
 charge and leave. The simulated devices reach the charging manager through the same
 interfaces as real ones: the controller's hardware interface and the HTTP-input drivers.
-The log tells what happens.
+The log tells what happens. Every device of the demo is published over SunSpec (shown
+when the server runs with `--sunspec-port`).
 """
 
 from __future__ import annotations
@@ -65,13 +66,14 @@ class SimPoint:
 
 DEMO_DEVICES = (
     DeviceConfig("M3", "meter_ajax", name="Sim-Grid", desc="grid connection", role=ROLE_GRID,
-                 number=3),
+                 number=3, publish_sunspec=True),
     DeviceConfig("M4", "meter_ajax", name="Sim-PV", desc="PV inverter", role=ROLE_PRODUCTION,
-                 number=4),
+                 number=4, publish_sunspec=True),
     DeviceConfig("E2", "evse_ajax", name="Sim-Garage", desc="simulated wallbox 22 kW",
-                 max_charging_cur=32000, number=2, prio=1),
+                 max_charging_cur=32000, number=2, prio=1, publish_sunspec=True),
     DeviceConfig("E3", "evse_ajax", name="Sim-Carport", desc="simulated wallbox 11 kW",
-                 max_charging_cur=16000, number=3, phase_rotation=120, prio=1),
+                 max_charging_cur=16000, number=3, phase_rotation=120, prio=1,
+                 publish_sunspec=True),
 )
 
 CARS = (
@@ -102,7 +104,10 @@ def setup_site(app: DemoSite) -> None:
         for cfg in DEMO_DEVICES:
             mgr.inventory.upsert_device(cfg)
         m1 = mgr.devices["M1"].config
-        mgr.inventory.upsert_device(m1.with_changes(role=ROLE_DISPLAY, name="Sim-Heatpump S0"))
+        mgr.inventory.upsert_device(m1.with_changes(role=ROLE_DISPLAY, name="Sim-Heatpump S0",
+                                                    publish_sunspec=True))
+        e1 = mgr.devices["E1"].config
+        mgr.inventory.upsert_device(e1.with_changes(publish_sunspec=True))
 
 
 async def run_demo(app: DemoSite) -> None:

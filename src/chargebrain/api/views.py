@@ -208,6 +208,8 @@ SITE_FIELDS: dict[str, Field] = {
         Field("ocpp_srv_password", _password, secret=True),
         Field("ocpp_srv_tls_mode", _word("off", "on")),
         Field("ocpp_srv_accept_unknown", _bool),
+        Field("sunspec_port", _int_range(0, 65_535)),
+        Field("sunspec_id", _int_range(1, 246)),
     )
 }
 # 1.x watt-based names some clients still send: converted to per-phase mA.
@@ -310,6 +312,7 @@ EVSE_FIELDS: dict[str, Field] = {
         Field("charging_rules", _rules),
         Field("crule_set", _crule_set),
         Field("ocpp_gateway_client_id", _text(64)),
+        Field("publish_sunspec", _bool),
     )
 }
 METER_FIELDS: dict[str, Field] = {
@@ -321,6 +324,7 @@ METER_FIELDS: dict[str, Field] = {
         Field("phases", _int_range(1, 7)),
         Field("is_va", _bool),
         Field("expr", _formula_text),
+        Field("publish_sunspec", _bool),
     )
 }
 GROUP_FIELDS: dict[str, Field] = {
@@ -353,8 +357,11 @@ def parse_device_changes(body: Mapping[str, Any], base: DeviceConfig, kind: str)
 
 def device_config_json(cfg: DeviceConfig, kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {"dev_type": cfg.dev_type, "dev_id": cfg.dev_id}
-    for name in device_fields(kind):
+    for name, f in device_fields(kind).items():
         value = getattr(cfg, name)
+        if f.secret:
+            out[f"{name}_set"] = bool(value)
+            continue
         if name == "device_enabled":
             value = 1 if value else 0
         elif isinstance(value, tuple):
@@ -419,6 +426,8 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "ocpp_srv_password_set": bool(p.ocpp_srv_password),
         "ocpp_srv_tls_mode": p.ocpp_srv_tls_mode,
         "ocpp_srv_accept_unknown": p.ocpp_srv_accept_unknown,
+        "sunspec_port": p.sunspec_port,
+        "sunspec_id": p.sunspec_id,
         "cycle_time": mgr.cycle_time_ms,
         "cycle_ms": p.cycle_ms,
         "max_evses": mgr.max_evses,

@@ -41,6 +41,10 @@ class SiteParams:
     ocpp_srv_password: str = ""
     ocpp_srv_tls_mode: str = "off"
     ocpp_srv_accept_unknown: bool = False
+    # The SunSpec Modbus server (servers/sunspec): its port (at start; 0 = off, and
+    # `--sunspec-port` wins) and the unit id of the site (the devices answer at id + 1).
+    sunspec_port: int = 0
+    sunspec_id: int = 1
 
     def with_changes(self, **changes: Any) -> SiteParams:
         return replace(self, **changes)
@@ -85,6 +89,7 @@ class DeviceConfig:
     charging_rules: tuple[dict[str, Any], ...] = ()
     crule_set: dict[str, Any] | None = None
     ocpp_gateway_client_id: str = ""
+    publish_sunspec: bool = False  # EVSEs and meters: shown at the SunSpec unit id + 1
     # Meter settings
     role: int = ROLE_DISPLAY
     invert: bool = False
