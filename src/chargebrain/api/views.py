@@ -210,6 +210,9 @@ SITE_FIELDS: dict[str, Field] = {
         Field("ocpp_srv_accept_unknown", _bool),
         Field("sunspec_port", _int_range(0, 65_535)),
         Field("sunspec_id", _int_range(1, 246)),
+        Field("cm_master_enabled", _bool),
+        Field("cm_master_timeout", _int_range(40, 86_400)),
+        Field("cm_master_fallback", _int_range(0, 2_000_000)),
     )
 }
 # 1.x watt-based names some clients still send: converted to per-phase mA.
@@ -312,6 +315,7 @@ EVSE_FIELDS: dict[str, Field] = {
         Field("charging_rules", _rules),
         Field("crule_set", _crule_set),
         Field("ocpp_gateway_client_id", _text(64)),
+        Field("password", _password, secret=True),
         Field("publish_sunspec", _bool),
     )
 }
@@ -428,6 +432,9 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "ocpp_srv_accept_unknown": p.ocpp_srv_accept_unknown,
         "sunspec_port": p.sunspec_port,
         "sunspec_id": p.sunspec_id,
+        "cm_master_enabled": p.cm_master_enabled,
+        "cm_master_timeout": p.cm_master_timeout,
+        "cm_master_fallback": p.cm_master_fallback,
         "cycle_time": mgr.cycle_time_ms,
         "cycle_ms": p.cycle_ms,
         "max_evses": mgr.max_evses,

@@ -45,6 +45,12 @@ class SiteParams:
     # `--sunspec-port` wins) and the unit id of the site (the devices answer at id + 1).
     sunspec_port: int = 0
     sunspec_id: int = 1
+    # Taking a limit from a master charging manager (manager/cascade.py): whether this
+    # manager does, how long the master's limit holds unrenewed (s), and what its EVSEs
+    # may take together while no master's limit is in force (mA per phase).
+    cm_master_enabled: bool = False
+    cm_master_timeout: int = 90
+    cm_master_fallback: int = 0
 
     def with_changes(self, **changes: Any) -> SiteParams:
         return replace(self, **changes)
@@ -89,6 +95,7 @@ class DeviceConfig:
     charging_rules: tuple[dict[str, Any], ...] = ()
     crule_set: dict[str, Any] | None = None
     ocpp_gateway_client_id: str = ""
+    password: str = ""  # evse_cm: the slave's admin password (never shown)
     publish_sunspec: bool = False  # EVSEs and meters: shown at the SunSpec unit id + 1
     # Meter settings
     role: int = ROLE_DISPLAY
