@@ -34,6 +34,7 @@ STATIC_TYPES: tuple[DeviceType, ...] = (
     DeviceType("evse_powerbrain", "cFos Power Brain", Kind.EVSE),
     DeviceType("evse_ajax", "HTTP Input", Kind.EVSE, pushed=True),
     DeviceType("evse_ocpp", "EVSE with OCPP 1.6", Kind.EVSE, own_transactions=True),
+    DeviceType("evse_cm", "Charging Manager Slave", Kind.EVSE),
     DeviceType("evse_group", "EVSE group", Kind.GROUP),
     DeviceType("meter_powerbrain", "cFos Power Brain S0", Kind.METER),
     DeviceType("meter_ajax", "HTTP Input", Kind.METER, pushed=True),
