@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,10 +41,8 @@ import aiohttp
 
 from bench.common import (
     HOST,
-    ROOT,
+    ChargebrainProcess,
     Figure,
-    child_env,
-    free_port,
     module_main,
     percentile,
     raise_nofile_limit,
@@ -76,50 +72,6 @@ QUICK = Size(2, 50, 5)
 TINY = Size(1, 5, 2, push_every_s=0.3)  # the smoke test's
 
 
-class Process:
-    """`python -m chargebrain run` on a free loopback port (no Modbus, no OCPP)."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = data.parent / f"chargebrain-{self.port}.log"
-
-    def url(self, query: str) -> str:
-        return f"http://{HOST}:{self.port}/cnf?cmd={query}"
-
-    async def start(self) -> None:
-        self.data.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "chargebrain", "run", "--data", str(self.data),
-                 "--http", f"{HOST}:{self.port}", "--modbus-port", "0", "--ocpp-port", "0",
-                 "--log-level", "WARNING"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env())
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chargebrain exited: {self.log.read_text()[-2000:]}")
-            try:
-                _r, w = await asyncio.open_connection(HOST, self.port)
-                w.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError("chargebrain did not start in time")
-
-    async def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def _call(http: aiohttp.ClientSession, url: str, body: object = None) -> Any:
     ctx = http.get(url) if body is None else http.post(url, json=body)
     async with ctx as resp:
@@ -133,7 +85,7 @@ async def _call(http: aiohttp.ClientSession, url: str, body: object = None) -> A
 class Wallboxes:
     """The HTTP-input EVSEs of one manager and the cars at some of them."""
 
-    proc: Process
+    proc: ChargebrainProcess
     evses: list[str]
     cars: set[str]
     push_every_s: float
@@ -188,7 +140,7 @@ class Wallboxes:
             await asyncio.sleep(POLL_S)
 
 
-async def _wallboxes(http: aiohttp.ClientSession, proc: Process, size: Size,
+async def _wallboxes(http: aiohttp.ClientSession, proc: ChargebrainProcess, size: Size,
                      params: dict[str, Any]) -> Wallboxes:
     await _call(http, proc.url("set_params"), {**params, "min_pause_time": 0})
     names = [f"E{n}" for n in range(2, size.evses + 2)]
@@ -199,7 +151,7 @@ async def _wallboxes(http: aiohttp.ClientSession, proc: Process, size: Size,
     return Wallboxes(proc, names, set(names[::CAR_EVERY]), size.push_every_s)
 
 
-async def _shares(http: aiohttp.ClientSession, master: Process, count: int) -> list[int]:
+async def _shares(http: aiohttp.ClientSession, master: ChargebrainProcess, count: int) -> list[int]:
     """The master's decision for each slave (its EVSEs E2..)."""
     info = await _call(http, master.url("get_dev_info"))
     by_id = {d["dev_id"]: d["evse"] for d in info["devices"] if "evse" in d}
@@ -207,7 +159,7 @@ async def _shares(http: aiohttp.ClientSession, master: Process, count: int) -> l
             for i in range(count)]
 
 
-async def _decided(http: aiohttp.ClientSession, master: Process, count: int, limit: int,
+async def _decided(http: aiohttp.ClientSession, master: ChargebrainProcess, count: int, limit: int,
                    before: list[int]) -> list[int]:
     """The master's shares once it has decided on `limit` (a share changed, or 2 s)."""
     deadline = time.perf_counter() + 2.0
@@ -223,7 +175,7 @@ async def _decided(http: aiohttp.ClientSession, master: Process, count: int, lim
 Sample = Callable[[aiohttp.ClientSession, int], Awaitable[float]]
 
 
-async def _rounds(http: aiohttp.ClientSession, limiter: Process, boxes: list[Wallboxes],
+async def _rounds(http: aiohttp.ClientSession, limiter: ChargebrainProcess, boxes: list[Wallboxes],
                   size: Size, sample: Sample) -> list[float]:
     """Rounds of decreasing limits at `limiter`, each timed by `sample(http, limit)`
     (the ms from just before the change until it was seen); the latencies."""
@@ -264,7 +216,7 @@ async def _feeding(boxes: list[Wallboxes], work: Callable[[aiohttp.ClientSession
 
 async def direct(tmp: Path, size: Size) -> list[float]:
     """The baseline: the same change made to one manager with one slave's EVSEs."""
-    proc = Process(tmp / "direct" / "data")
+    proc = ChargebrainProcess(tmp / "direct" / "data")
     await proc.start()
     try:
         async with aiohttp.ClientSession() as http:
@@ -283,8 +235,8 @@ async def direct(tmp: Path, size: Size) -> list[float]:
 
 async def cascade(tmp: Path, size: Size) -> tuple[list[float], list[str]]:
     """The cascade's latencies and every fuse found exceeded."""
-    master = Process(tmp / "master" / "data")
-    procs = [Process(tmp / f"slave{i}" / "data") for i in range(size.slaves)]
+    master = ChargebrainProcess(tmp / "master" / "data")
+    procs = [ChargebrainProcess(tmp / f"slave{i}" / "data") for i in range(size.slaves)]
     violations: list[str] = []
     try:
         await asyncio.gather(*(p.start() for p in (master, *procs)))
