@@ -156,7 +156,9 @@ async def _fetch(port: int, path: str) -> bytes:
     return body
 
 
-async def _round(port: int, path: str, seconds: float) -> tuple[float, float]:
+async def server_round(port: int, path: str, seconds: float) -> tuple[float, float]:
+    """One round of the client process against `port`: requests per second, and this
+    process's CPU time per request in µs (the server runs in this process)."""
     cpu = time.process_time()
     result = await run_child(
         "bench.bench_http",
@@ -188,7 +190,7 @@ async def _measure(rounds: int, seconds: float) -> dict[str, list[float]]:
                 bare.body = await _fetch(ours_port, path)
                 for _ in range(rounds):
                     for side, port in (("ours", ours_port), ("bare", bare.port)):
-                        rate, cpu_us = await _round(port, path, seconds)
+                        rate, cpu_us = await server_round(port, path, seconds)
                         out.setdefault(f"{label}.{side}.rate", []).append(rate)
                         out.setdefault(f"{label}.{side}.cpu_us", []).append(cpu_us)
             out["dev_info.devices"] = [float(len(app.manager.devices))]

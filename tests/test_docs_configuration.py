@@ -1,9 +1,12 @@
 """docs/configuration.md keeps up with the code.
 
 Every site parameter, device field, dev_type and meter role the code knows is in the
-reference's tables (and nothing the code does not know), the defaults written there are
-the dataclasses' defaults, the ranges are those the parsers accept, every key the API
-shows is explained, and the document's links lead somewhere.
+reference's tables (and nothing the code does not know). The settings are those the
+declared shapes of api/shapes/ have: the defaults written there are the shapes' (and the
+dataclasses') defaults, the ranges are those the shapes accept and their JSON Schema
+states, the meanings are the fields' descriptions (what get_config_schema shows the web
+UI), and so are the units. Every key the API shows is explained, and the document's links
+lead somewhere.
 """
 
 from __future__ import annotations
@@ -16,9 +19,25 @@ from typing import Any
 
 import pytest
 
-from chargebrain.api import known_keys, views
+from chargebrain.api import known_keys
 from chargebrain.api.cmd_manager import params_answer
 from chargebrain.api.errors import ApiError
+from chargebrain.api.lenient import Body, check
+from chargebrain.api.shapes.devices import (
+    CommonSettings,
+    EvseSettings,
+    GroupSettings,
+    MeterSettings,
+)
+from chargebrain.api.shapes.schema import config_schema
+from chargebrain.api.shapes.site import (
+    HARDWARE_KEYS,
+    PERSISTED_KEYS,
+    SITE_KEYS,
+    STATE_KEYS,
+    WATT_ALIASES,
+    SiteBody,
+)
 from chargebrain.clock import VirtualClock
 from chargebrain.devices.meterdef import builtin_definitions_dir, load_definitions
 from chargebrain.devices.registry import STATIC_TYPES, DeviceTypes
@@ -101,44 +120,59 @@ def plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def own_fields(shape: type[Body]) -> list[str]:
+    """The fields `shape` declares itself (not those of the common base)."""
+    inherited = set(CommonSettings.model_fields) if shape is not CommonSettings else set()
+    return [name for name in shape.model_fields if name not in inherited]
+
+
 SITE_ROWS = by_name(table(section("## Site parameters")))
-DEVICE_TABLES = {
-    "### Fields of every device": views.COMMON_FIELDS,
-    "### EVSE fields": views.EVSE_FIELDS,
-    "### Meter fields": views.METER_FIELDS,
-    "### EVSE group fields": views.GROUP_FIELDS,
+#: Each device table: its fields, the shape that checks them, its schema in the answer.
+DEVICE_TABLES: dict[str, tuple[type[Body], str]] = {
+    "### Fields of every device": (CommonSettings, "evse"),
+    "### EVSE fields": (EvseSettings, "evse"),
+    "### Meter fields": (MeterSettings, "meter"),
+    "### EVSE group fields": (GroupSettings, "group"),
 }
+SCHEMA = config_schema()
 
 
 def test_every_site_parameter_is_documented_and_nothing_else() -> None:
-    settable = set(views.SITE_FIELDS) | set(views.HARDWARE_FIELDS)
+    settable = set(SITE_KEYS) | set(HARDWARE_KEYS)
+    assert settable == set(SCHEMA["site"]["properties"])
     assert settable - set(SITE_ROWS) == set(), "site parameters missing from the doc"
-    assert set(SITE_ROWS) - settable - set(views.SITE_STATE_FIELDS) == set()
+    assert set(SITE_ROWS) - settable - set(STATE_KEYS) == set()
 
 
 def test_site_defaults_and_persistence_are_those_of_the_code() -> None:
     site = SiteParams()
-    for name, field in views.SITE_FIELDS.items():
+    hardware = PhaseSwitchSettings()
+    properties = SCHEMA["site"]["properties"]
+    for name in SITE_KEYS:
         row = SITE_ROWS[name]
         assert documented_default(row["Default"]) == getattr(site, name), name
-        assert row["Persisted"].startswith("yes") == field.persist, name
-    for name, value in views.hardware_json(PhaseSwitchSettings()).items():
-        row = SITE_ROWS[name]
-        assert documented_default(row["Default"]) == value, name
-        assert row["Persisted"].startswith("yes"), name
+        assert properties[name]["default"] == getattr(site, name), name
+        assert row["Persisted"].startswith("yes") == (name in PERSISTED_KEYS), name
+    assert [hardware.plugged, hardware.cp_off_s] == [
+        documented_default(SITE_ROWS[name]["Default"]) for name in HARDWARE_KEYS]
+    for name in HARDWARE_KEYS:
+        assert properties[name]["default"] == documented_default(SITE_ROWS[name]["Default"])
+        assert SITE_ROWS[name]["Persisted"].startswith("yes"), name
 
 
 def test_watt_names_stand_for_the_currents_they_convert_to() -> None:
     rows = by_name(table(section("### 1.x watt names")), "1.x name")
-    for watts, current in views.WATT_ALIASES.items():
+    for watts, current in WATT_ALIASES.items():
         assert names(rows[watts]["Stands for"]) == [current], watts
 
 
 @pytest.mark.parametrize("heading", list(DEVICE_TABLES))
 def test_every_device_field_is_documented_and_nothing_else(heading: str) -> None:
     rows = by_name(table(section(heading)))
-    code = set(DEVICE_TABLES[heading])
+    shape, kind = DEVICE_TABLES[heading]
+    code = set(own_fields(shape))
     extra = {"dev_id", "dev_type"} if heading == "### Fields of every device" else set()
+    assert code <= set(SCHEMA["device"][kind]["properties"])
     assert code - set(rows) == set(), f"missing under {heading}"
     assert set(rows) - code - extra == set(), f"not fields of the code under {heading}"
 
@@ -146,44 +180,104 @@ def test_every_device_field_is_documented_and_nothing_else(heading: str) -> None
 @pytest.mark.parametrize("heading", list(DEVICE_TABLES))
 def test_device_defaults_are_those_of_the_code(heading: str) -> None:
     rows = by_name(table(section(heading)))
+    shape, kind = DEVICE_TABLES[heading]
     defaults = {f.name: f.default for f in fields(DeviceConfig)}
-    for name in DEVICE_TABLES[heading]:
+    properties = SCHEMA["device"][kind]["properties"]
+    for name in own_fields(shape):
         cell = rows[name]["Default"]
+        assert plain(shape.model_fields[name].default) == plain(defaults[name]), name
         if name in DEFAULTS_IN_WORDS:
             assert not cell.startswith("`"), name
+            assert "default" not in properties[name], name
             continue
         assert documented_default(cell) == plain(defaults[name]), name
+        assert properties[name]["default"] == plain(defaults[name]), name
 
 
-def _probe(field: views.Field, name: str, cell: str) -> int:
-    """Check the range written in `cell` against the field's parser; how many checks."""
-    accepts, refuses = [], []
+def _probe(shape: type[Body], name: str, cell: str, schema: dict[str, Any]) -> int:
+    """Check the range written in `cell` against what the shape accepts and what its JSON
+    Schema says; how many checks."""
+    accepts: list[Any] = []
+    refuses: list[Any] = []
     if m := re.match(r"`(-?\d+)`–`(-?\d+)`", cell):
         lo, hi = int(m.group(1)), int(m.group(2))
         accepts, refuses = [lo, hi], [lo - 1, hi + 1]
+        assert (schema["minimum"], schema["maximum"]) == (lo, hi), name
     elif re.fullmatch(r"`-?\d+`(, `-?\d+`)+", cell):
         allowed = [int(v) for v in re.findall(r"-?\d+", cell)]
         accepts, refuses = allowed, [min(allowed) - 1, max(allowed) + 1]
+        assert schema["enum"] == allowed, name
     elif m := re.match(r"up to (\d+) characters", cell):
         n = int(m.group(1))
         accepts, refuses = ["a" * n], ["a" * (n + 1)]
+        assert schema["maxLength"] == n, name
+    if "or a formula" in cell:
+        assert schema["formula"] is True, name
+        accepts.append("min(16000, 20000)")
     for value in accepts:
-        field.parse(name, value)
+        check(shape, {name: value})
     for value in refuses:
         with pytest.raises(ApiError):
-            field.parse(name, value)
+            check(shape, {name: value})
     return len(accepts) + len(refuses)
 
 
 def test_documented_ranges_are_what_the_api_accepts() -> None:
     checked = 0
-    tables = [(SITE_ROWS, {**views.SITE_FIELDS, **views.HARDWARE_FIELDS})]
-    tables += [(by_name(table(section(h))), f) for h, f in DEVICE_TABLES.items()]
-    for rows, parsers in tables:
+    tables: list[tuple[dict[str, dict[str, str]], type[Body], dict[str, Any]]] = [
+        (SITE_ROWS, SiteBody, SCHEMA["site"])]
+    tables += [(by_name(table(section(h))), shape, SCHEMA["device"][kind])
+               for h, (shape, kind) in DEVICE_TABLES.items()]
+    for rows, shape, schema in tables:
         for name, row in rows.items():
-            if name in parsers:
-                checked += _probe(parsers[name], name, row["Range"])
+            if name in schema["properties"]:
+                checked += _probe(shape, name, row["Range"], schema["properties"][name])
     assert checked > 100  # the patterns above still match the document
+
+
+def _words(cell: str) -> str:
+    """A Markdown cell as plain words: links are their text."""
+    return " ".join(re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", cell).split())
+
+
+def _setting_rows() -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+    out = [(name, row, SCHEMA["site"]["properties"][name]) for name, row in SITE_ROWS.items()
+           if name in SCHEMA["site"]["properties"]]
+    for heading, (shape, kind) in DEVICE_TABLES.items():
+        rows = by_name(table(section(heading)))
+        out += [(name, rows[name], SCHEMA["device"][kind]["properties"][name])
+                for name in own_fields(shape)]
+    return out
+
+
+def test_meanings_are_the_fields_descriptions() -> None:
+    """The form's help text and the reference say the same (the docstring is the source)."""
+    rows = _setting_rows()
+    assert len(rows) > 40
+    for name, row, schema in rows:
+        assert schema["description"] == _words(row["Meaning"]), name
+
+
+UNITS = {"mA", "s", "ms", "%", "degrees", "W"}
+
+
+def test_units_are_the_fields_units() -> None:
+    for name, row, schema in _setting_rows():
+        first = row["Unit"].split()[0].rstrip(",")
+        if first in UNITS:
+            assert schema.get("unit") == first, name
+        else:
+            assert "unit" not in schema or schema.get("formula"), name
+
+
+def test_every_setting_says_whether_it_is_advanced_or_a_formula() -> None:
+    forms = [SCHEMA["site"], *SCHEMA["device"].values(), SCHEMA["user"]]
+    forms.append(SCHEMA["user"]["properties"]["rfids"]["items"])
+    for form in forms:
+        for name, schema in form["properties"].items():
+            assert isinstance(schema.get("advanced"), bool), name
+            assert isinstance(schema.get("formula"), bool), name
+            assert "type" in schema and schema["description"], name
 
 
 def test_every_dev_type_is_documented_and_nothing_else() -> None:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.http_errors import JsonErrorRunner
+from chargebrain.api.metrics import MetricsEndpoint
 from chargebrain.api.offload import Worker
 from chargebrain.api.passwords import CheckPool
 from chargebrain.api.server import HttpApi
@@ -47,6 +48,7 @@ from chargebrain.servers.modbus_tcp import (
     PortInUseError,
     bind_failure,
 )
+from chargebrain.servers.mqtt.service import MqttService
 from chargebrain.servers.ocpp.adapter import Limits as OcppLimits
 from chargebrain.servers.ocpp.server import CentralSystem, OcppSettings, StoredBoots
 from chargebrain.servers.sunspec import SunSpecServer
@@ -117,6 +119,9 @@ class Config:
     # The SunSpec Modbus server, on the Modbus host with its allowed networks: its port
     # (0 = off; None = the site parameter sunspec_port). Off unless asked, as OCPP.
     sunspec_port: int | None = 0
+    # --mqtt URL: stored as the site parameter mqtt_url at start ("" switches MQTT off);
+    # None keeps the stored one.
+    mqtt_url: str | None = None
 
 
 @dataclass
@@ -134,6 +139,8 @@ class App:
     worker: Worker = field(default_factory=Worker)
     meterdefs_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     http: HttpApi = field(init=False)
+    mqtt: MqttService = field(init=False)
+    metrics: MetricsEndpoint = field(init=False)
     manager: ChargingManager = field(init=False)
     manager_store: ManagerStore = field(init=False)
     users: UserDirectory = field(init=False)
@@ -195,6 +202,11 @@ class App:
         self.throttle = Throttle(self.clock.monotonic)
         self.password_checks = CheckPool(self.clock.monotonic)
         self.http = HttpApi(self)
+        self.mqtt = MqttService(self)
+        self.manager.inventory.topic_feed = self.mqtt.feed
+        self.manager.listeners.append(self.mqtt.listener)
+        self.metrics = MetricsEndpoint(self, self.mqtt)
+        self.metrics.install(self.http.web)
 
     def _ocpp_settings(self) -> OcppSettings:
         site = self.manager.site
@@ -275,6 +287,9 @@ class App:
             self.manager.inventory.ensure_internal_devices(self.manager_store.stored_ids())
             self.cm_vars.load()
             self.sessions.restore()
+            if self.config.mqtt_url is not None:
+                params = self.manager.site.with_changes(mqtt_url=self.config.mqtt_url)
+                self.manager.settings.set(params)
         self._runner = JsonErrorRunner(self.http.web, access_log=None, handle_signals=False)
         await self._runner.setup()
         host, port = self.config.http_host, self.config.http_port
@@ -329,6 +344,7 @@ class App:
                 raise AddressError(host, self.ocpp_port, exc) from None
         self.spawn(self._controller_loop, "controller")
         self.spawn(self.manager.run, "charging manager")
+        self.spawn(self.mqtt.run, "mqtt")
         if self.config.demo:
             demo = DemoSite(self.clock, self.manager, self.powerbrain, self.hardware,
                             self.s0_inputs)

@@ -20,6 +20,7 @@ from chargebrain.api import auth
 from chargebrain.app import App, Config
 from chargebrain.servers.access import AccessList
 from chargebrain.servers.modbus_tcp import ListenError
+from chargebrain.servers.mqtt.url import BrokerUrlError, masked, parse_broker_url
 from chargebrain.servers.tls import TlsError
 from chargebrain.store.archive import BackupError
 from chargebrain.store.backup import backup, backup_to_stream
@@ -46,6 +47,16 @@ def _networks(text: str) -> AccessList:
         return AccessList.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _broker(text: str) -> str:
+    if not text.strip():
+        return ""
+    try:
+        parse_broker_url(text)
+    except BrokerUrlError as exc:
+        raise argparse.ArgumentTypeError(f"MQTT broker URL: {exc}") from None
+    return text.strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tls-self-signed", action="store_true",
                      help="serve HTTPS with a self-signed certificate, made once in "
                           "DIR/tls/")
+    run.add_argument("--mqtt", type=_broker, metavar="URL",
+                     help="MQTT broker (mqtt://user:password@host:1883, mqtts://, mqtt5://); "
+                          "stored as the site parameter mqtt_url, '' switches MQTT off")
     run.add_argument("--demo", action="store_true", help="run the simulated demo site")
     run.add_argument("--log-level", default="INFO",
                      choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
@@ -232,6 +246,12 @@ def _log_exposure(app: App) -> None:
     config = app.config
     log.info("HTTP API on %s://%s:%d/cnf?cmd=get_dev_info",
              "https" if app.tls else "http", config.http_host, app.http_bound_port)
+    log.info("metrics for Prometheus on %s://%s:%d/metrics (%s)",
+             "https" if app.tls else "http", config.http_host, app.http_bound_port,
+             "public" if app.manager.site.metrics_public else "admin only")
+    if app.manager.site.mqtt_url:
+        log.info("MQTT broker %s: whoever may publish to its cfos_mqtt topics has the "
+                 "admin's rights", masked(app.manager.site.mqtt_url))
     if app.tls is not None:
         log.info("HTTPS certificate %s, SHA-256 fingerprint %s", app.tls.cert,
                  app.tls.fingerprint)
@@ -351,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                         tls_cert=args.tls_cert, tls_key=args.tls_key,
                         tls_self_signed=args.tls_self_signed,
                         allow_insecure=args.allow_insecure, ocpp_port=args.ocpp_port,
-                        sunspec_port=args.sunspec_port)
+                        sunspec_port=args.sunspec_port, mqtt_url=args.mqtt)
         return asyncio.run(_run(config, args.admin_password_file, args.allow_insecure))
     return 2
 

@@ -4,8 +4,9 @@ A 3 × 32 A connection with a grid meter, a PV system and a household load; the 
 EVSE (E1) and two HTTP-input EVSEs (`Sim-Garage` E2, `Sim-Carport` E3); cars arrive,
 charge and leave. The simulated devices reach the charging manager through the same
 interfaces as real ones: the controller's hardware interface and the HTTP-input drivers.
-The log tells what happens. Every device of the demo is published over SunSpec (shown
-when the server runs with `--sunspec-port`).
+The log tells what happens; `/metrics` shows it to Prometheus, with `--mqtt URL` the
+simulated devices are published on their own MQTT topics too, and every device of the
+demo is published over SunSpec (shown when the server runs with `--sunspec-port`).
 """
 
 from __future__ import annotations
@@ -66,14 +67,15 @@ class SimPoint:
 
 DEMO_DEVICES = (
     DeviceConfig("M3", "meter_ajax", name="Sim-Grid", desc="grid connection", role=ROLE_GRID,
-                 number=3, publish_sunspec=True),
+                 number=3, publish_sunspec=True, mqtt_publish=True),
     DeviceConfig("M4", "meter_ajax", name="Sim-PV", desc="PV inverter", role=ROLE_PRODUCTION,
-                 number=4, publish_sunspec=True),
+                 number=4, publish_sunspec=True, mqtt_publish=True),
     DeviceConfig("E2", "evse_ajax", name="Sim-Garage", desc="simulated wallbox 22 kW",
-                 max_charging_cur=32000, number=2, prio=1, publish_sunspec=True),
+                 max_charging_cur=32000, number=2, prio=1, publish_sunspec=True,
+                 mqtt_publish=True),
     DeviceConfig("E3", "evse_ajax", name="Sim-Carport", desc="simulated wallbox 11 kW",
                  max_charging_cur=16000, number=3, phase_rotation=120, prio=1,
-                 publish_sunspec=True),
+                 publish_sunspec=True, mqtt_publish=True),
 )
 
 CARS = (

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from chargebrain import api as api_package
 from chargebrain.api.commands import COMMANDS
+from chargebrain.api.shapes.pushes import EvsePush, MeterPush
 from tests.api.fuzz_values import (
     BODY_OBJECTS,
     RAW_FRAGMENTS,
@@ -59,6 +60,8 @@ _READS = [re.compile(p) for p in (
     r"""require\(\s*req\.params,\s*["'](\w+)["']""",
     r"""fields(?:\.get)?(?:\(|\[)\s*["'](\w+)["']""",
 )]
+#: Query parameters read through a declared shape (api/shapes/): its fields.
+QUERY_SHAPES = {"set_ajax_evse": EvsePush, "set_ajax_meter": MeterPush}
 #: `for key in ("id", "user_id"): … req.params[key]`
 _LOOPS = re.compile(r"""for \w+ in \(((?:\s*["']\w+["'],?)+)\)""")
 _COMMAND = re.compile(r"""@command\(\s*["'](\w+)["']""")
@@ -67,7 +70,8 @@ _COMMAND = re.compile(r"""@command\(\s*["'](\w+)["']""")
 @cache
 def read_parameters() -> dict[str, frozenset[str]]:
     """The parameter names each command's module reads (`params["x"]`, `params.get("x")`,
-    `"x" in req.params`, `fields["x"]`, …), found in the source: a new parameter is fuzzed
+    `"x" in req.params`, `fields["x"]`, …), found in the source, and the fields of the
+    shapes that read a command's query (`QUERY_SHAPES`): a new parameter is fuzzed
     without a change here. Names are per module; a command gets its module's names."""
     out: dict[str, frozenset[str]] = {}
     for path in sorted(API_DIR.glob("cmd_*.py")):
@@ -77,6 +81,8 @@ def read_parameters() -> dict[str, frozenset[str]]:
             names.update(re.findall(r"\w+", group))
         for cmd in _COMMAND.findall(source):
             out[cmd] = frozenset(names)
+    for cmd, shape in QUERY_SHAPES.items():
+        out[cmd] = out[cmd] | frozenset(shape.model_fields)
     return out
 
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from chargebrain.api import auth, views
+from chargebrain.api import auth
+from chargebrain.api.shapes.site import HARDWARE_KEYS, SHOWN_PERSISTED_KEYS
 from chargebrain.app import App, Config
 from tests.api.fuzz_requests import ADMIN_PASSWORD, TEXT_COMMANDS, FuzzRequest, render
 from tests.conftest import ROOT, Process
@@ -42,10 +43,7 @@ BAD_SIZE = "bad modbus register size"
 #: The commands that show state and need no parameter.
 VIEWS = ("get_dev_info", "get_params", "get_dev_types", "get_devices", "get_users",
          "get_cm_vars", "get_meter_defs", "get_license", "get_transactions", "get_diag_log")
-# (A secret is never shown: get_params says only whether it is set.)
-PERSISTED_SITE_KEYS = (*(k for k, f in views.SITE_FIELDS.items() if f.persist and not f.secret),
-                       *(f"{k}_set" for k, f in views.SITE_FIELDS.items() if f.secret),
-                       *views.HARDWARE_FIELDS)
+PERSISTED_SITE_KEYS = (*SHOWN_PERSISTED_KEYS, *HARDWARE_KEYS)
 
 
 @dataclass

@@ -16,9 +16,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from chargebrain.api import views
-from chargebrain.api.cmd_users import CARD_KEYS, USER_KEYS
 from chargebrain.api.known_keys import device_keys
+from chargebrain.api.shapes.site import SiteBody
+from chargebrain.api.shapes.users import CARD_KEYS, USER_KEYS
 
 
 @dataclass(frozen=True)
@@ -245,9 +245,7 @@ def field_value(key: str) -> st.SearchStrategy[Any]:
     return weighted((6, fitting), (1, json_leaves), (1, json_any))
 
 
-SITE_KEYS = (frozenset(views.SITE_FIELDS) | frozenset(views.WATT_ALIASES)
-             | frozenset(views.HARDWARE_FIELDS) | frozenset(views.SITE_STATE_FIELDS)
-             | {"devices", "version", "time", "vsn"})
+SITE_KEYS = frozenset(SiteBody.model_fields) | {"devices", "version", "time", "vsn"}
 AJAX_METER_KEYS = frozenset({"current", "voltage", "is_va", "power_w", "power_va", "import_wh",
                              "import_vah", "export_wh", "soc", "model"})
 AJAX_EVSE_KEYS = frozenset({"state", "current", "max_charging_current", "total_energy",

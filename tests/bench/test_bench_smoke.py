@@ -17,8 +17,8 @@ from bench.bench_machine import machine_name, yardstick
 from bench.bench_modbus import Servers, load
 from bench.common import Figure, percentile
 
-EXPECTED = {"cascade", "cycle", "http", "machine", "memory", "modbus", "reaction", "scenario",
-            "stall"}
+EXPECTED = {"cascade", "cycle", "http", "machine", "memory", "modbus", "pushes", "reaction",
+            "scenario", "stall"}
 
 
 def test_discovers_the_bench_modules() -> None:

@@ -158,3 +158,11 @@ def test_read_value_inside_other_text() -> None:
     assert read_value("a['k']", 2) == ("k", 5)
     with pytest.raises(MeterDefinitionError):
         read_value("a[x]", 2)
+
+
+def test_a_hex_number_followed_by_a_fraction_is_no_number_in_either_reader() -> None:
+    for text in ('{"a": -0x1.5e+3}', '[0x1.0]'):
+        with pytest.raises(MeterDefinitionError, match="expected"):
+            _read(text, 0, whole=True)
+        with pytest.raises(MeterDefinitionError, match="expected"):
+            read_document(text)

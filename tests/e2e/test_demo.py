@@ -8,6 +8,7 @@ import aiohttp
 
 from chargebrain.app import App, Config
 from tests.conftest import free_ports, wait_for
+from tests.mqtt_broker import Broker, mqtt_client
 
 
 async def test_demo_site_runs(tmp_path: Path) -> None:
@@ -32,6 +33,12 @@ async def test_demo_site_runs(tmp_path: Path) -> None:
         assert by_id["E2"]["name"].startswith("Sim-")
         assert by_id["M3"]["role"] == 3
         assert app.manager.site.max_total_current == 32000
+        # Prometheus sees the simulated site.
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{port}/metrics") as resp:
+            metrics = await resp.text()
+        assert 'chargebrain_meter_power_watts{dev_id="M3",name="Sim-Grid"}' in metrics
+        assert 'chargebrain_evse_state{dev_id="E2",name="Sim-Garage"}' in metrics
     finally:
         await app.stop()
 
@@ -58,3 +65,21 @@ async def test_demo_site_over_sunspec(tmp_path: Path) -> None:
         assert (await wait_for(published, timeout=10)) == {1: 1, 113: 3, 213: 3}
     finally:
         await app.stop()
+
+
+async def test_the_demo_on_mqtt(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    port = free_ports(1)
+    app = App(Config(tmp_path / "data", "127.0.0.1", port, 0, demo=True, mqtt_url=broker.url))
+    try:
+        async with mqtt_client(broker, "cfos_mqtt/get/#") as client:
+            await app.start()
+            # The simulated devices are published on their own topics.
+            await client.wait("cfos_mqtt/get/M3", lambda p: p["name"] == "Sim-Grid"
+                              and p["current_l1"] != 0, timeout=20)
+            await client.wait("cfos_mqtt/get/E2", lambda p: p["name"] == "Sim-Garage")
+            await client.wait("cfos_mqtt/get/dev_info")
+    finally:
+        await app.stop()
+        broker.stop()

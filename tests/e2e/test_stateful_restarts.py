@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
-from chargebrain.api import views
+from chargebrain.api.shapes.site import SHOWN_PERSISTED_KEYS
 from tests.conftest import Process, free_ports
 from tests.e2e.sync_client import get, request
 
@@ -36,8 +36,7 @@ GROUP_IDS = ("E5", "E6", "E7")
 METER_IDS = ("M1", "M3", "M4", "M5")
 #: Restarts survived and machines run in this process (printed by `make fuzz`).
 COUNTS = {"runs": 0, "restarts": 0}
-PERSISTED_SITE_KEYS = tuple(k for k, f in views.SITE_FIELDS.items()
-                            if f.persist and not f.secret)
+PERSISTED_SITE_KEYS = SHOWN_PERSISTED_KEYS
 DEFS = {
     "meter_sm_a": b'{"rtype": 1, "mtype": 1, "name": "Meter A", "dev_type": "sm_a",'
                   b' "power_w": {"address": "/a", "query": "p"}}',

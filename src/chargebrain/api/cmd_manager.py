@@ -1,7 +1,9 @@
 """Charging-manager commands: state, parameters, devices and HTTP-input devices.
 
-The formulas of set_params and set_device are compiled in the worker thread before the
-request is checked and applied (api/offload.py).
+What set_params, set_device and the pushes take is declared in api/shapes/ (and
+get_config_schema shows it); this module applies it. The formulas of set_params and
+set_device are compiled in the worker thread before the request is checked and applied
+(api/offload.py).
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from chargebrain.api.errors import ApiError
 from chargebrain.api.offload import prepare_request_formulas
 from chargebrain.api.params import (
     clean,
-    parse_bool,
-    parse_list,
     parse_number,
     refuse_unknown,
 )
+from chargebrain.api.shapes import pushes
+from chargebrain.api.shapes.devices import device_changes
+from chargebrain.api.shapes.schema import config_schema
+from chargebrain.api.shapes.site import site_changes
 from chargebrain.core.formula import prepared
-from chargebrain.core.model import PLAUSIBLE_LIMIT, EvseReading, EvseState, MeterReading
-from chargebrain.core.phases import Phases
 from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.powerbrain import internal_address, meter_unit
 from chargebrain.devices.registry import Kind
@@ -73,6 +75,12 @@ async def get_params(req: Request) -> Any:
     return params_answer(_mgr(req), req.app.clock.now())
 
 
+@command("get_config_schema", Permission.PUBLIC,
+         "JSON Schema of the settings (site, each kind of device, user) for forms")
+async def get_config_schema(req: Request) -> Any:
+    return config_schema()
+
+
 @command("get_dev_types", Permission.PUBLIC, "Device types and their display names")
 async def get_dev_types(req: Request) -> Any:
     return views.dev_meta(_mgr(req))
@@ -115,7 +123,7 @@ def apply_device(mgr: ChargingManager, doc: dict[str, Any],
         base = DeviceConfig(dev_id, dev_type, name=dev_id)
     kind = _kind_of(mgr, dev_type)
     known_keys.check_device(doc, kind)
-    cfg = views.parse_device_changes(doc, base, kind)
+    cfg = device_changes(doc, base, kind)
     unknown = [u for u in cfg.users if u not in base.users and users.get(u) is None]
     if unknown:
         # (An id stored before its user was deleted stays, so the EVSE stays editable.)
@@ -153,18 +161,15 @@ def _set_params(req: Request, body: dict[str, Any]) -> Any:
     if "overdraft_cur" in body and _same_number(body["overdraft_cur"], mgr.decider.overdraft_cur):
         # The overdraft as get_params showed it, sent back: no reset asked.
         body = {k: v for k, v in body.items() if k != "overdraft_cur"}
-    site, overdraft = views.parse_site_changes(body, mgr.site)
     controller = mgr.inventory.powerbrain
-    hardware = views.parse_hardware_changes(body, controller.phase_switching)
-    persist = any(k in views.SITE_FIELDS and views.SITE_FIELDS[k].persist for k in body) or any(
-        k in views.WATT_ALIASES for k in body)
+    changes = site_changes(body, mgr.site, controller.phase_switching)
     try:
-        mgr.settings.set(site, persist=persist)
+        mgr.settings.set(changes.site, persist=changes.persist)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
-    if hardware is not None:
-        controller.configure_phase_switching(hardware)
-    if overdraft is not None:
+    if changes.hardware is not None:
+        controller.configure_phase_switching(changes.hardware)
+    if changes.reset_overdraft:
         mgr.decider.reset_overdraft()
     return "ok"
 
@@ -222,56 +227,10 @@ def _fields(req: Request) -> dict[str, Any]:
     return {k: v for k, v in req.params.items() if k not in ("cmd", "dev_id")}
 
 
-def _pushed(value: Any, name: str) -> float:
-    """A pushed number: no meter shows more than PLAUSIBLE_LIMIT of anything."""
-    number = parse_number(value, name)
-    if not -PLAUSIBLE_LIMIT <= number <= PLAUSIBLE_LIMIT:
-        raise ApiError(400, f"{name}: {number:g} out of range "
-                            f"{-PLAUSIBLE_LIMIT:g}..{PLAUSIBLE_LIMIT:g}")
-    return number
-
-
-def _triple(value: Any, name: str) -> tuple[float, float, float]:
-    values = [_pushed(v, name) for v in parse_list(value, name)]
-    if len(values) != 3:
-        raise ApiError(400, f"{name}: three values are required")
-    return values[0], values[1], values[2]
-
-
-def meter_reading_from(fields: dict[str, Any]) -> MeterReading:
-    currents = Phases(0, 0, 0)
-    if "current" in fields:
-        a, b, c = _triple(fields["current"], "current")
-        currents = Phases(round(a), round(b), round(c))
-    voltages = (230.0, 230.0, 230.0)
-    if "voltage" in fields:
-        voltages = _triple(fields["voltage"], "voltage")
-    is_va = parse_bool(fields["is_va"], "is_va") if "is_va" in fields else False
-    if "power_w" in fields:
-        power = _pushed(fields["power_w"], "power_w")
-    elif "power_va" in fields:
-        power = _pushed(fields["power_va"], "power_va")
-        is_va = is_va or "power_w" not in fields
-    else:
-        power = _pushed(sum(c / 1000.0 * v for c, v in zip(currents, voltages, strict=True)),
-                        "power_w (of current and voltage)")
-    imp = 0.0
-    for key in ("import_wh", "import_vah"):
-        if key in fields:
-            imp = _pushed(fields[key], key)
-    exp = _pushed(fields["export_wh"], "export_wh") if "export_wh" in fields else 0.0
-    soc = _pushed(fields["soc"], "soc") if "soc" in fields else None
-    if imp < 0 or exp < 0:
-        raise ApiError(400, "energy counters cannot be negative")
-    model = str(fields.get("model", ""))[:100]
-    return MeterReading(power_w=power, currents=currents, voltages=voltages, import_wh=imp,
-                        export_wh=exp, model=model, is_va=is_va, soc=soc)
-
-
 @command("set_ajax_meter", Permission.ADMIN, "Push the values of an HTTP-input meter")
 async def set_ajax_meter(req: Request) -> Any:
     dev_id = _dev_id(req)
-    reading = meter_reading_from(_fields(req))
+    reading = pushes.meter_reading(_fields(req))
     try:
         _mgr(req).pushes.push_meter(dev_id, reading)
     except ConfigError as exc:
@@ -279,38 +238,10 @@ async def set_ajax_meter(req: Request) -> Any:
     return "ok"
 
 
-def evse_reading_from(fields: dict[str, Any]) -> EvseReading:
-    state = EvseState.WAITING
-    if "state" in fields:
-        number = parse_number(fields["state"], "state")
-        if number not in (1, 2, 3, 4, 5):
-            raise ApiError(400, "state must be 1..5")
-        state = EvseState(int(number))
-    currents = Phases(0, 0, 0)
-    if "current" in fields:
-        a, b, c = _triple(fields["current"], "current")
-        currents = Phases(round(a), round(b), round(c))
-    max_ma = None
-    if "max_charging_current" in fields:
-        max_ma = round(_pushed(fields["max_charging_current"], "max_charging_current"))
-        if max_ma < 0:
-            raise ApiError(400, "max_charging_current cannot be negative")
-    energy = _pushed(fields["total_energy"], "total_energy") if "total_energy" in fields else 0
-    if energy < 0:
-        raise ApiError(400, "total_energy cannot be negative")
-    power = _pushed(fields["power_w"], "power_w") if "power_w" in fields else sum(
-        c / 1000.0 * 230.0 for c in currents)
-    return EvseReading(
-        state=state, currents=currents, power_w=power, total_energy_wh=energy,
-        has_meter="current" in fields or "total_energy" in fields,
-        energy_known="total_energy" in fields, max_current_ma=max_ma,
-        rfid=clean(str(fields.get("rfid", "")))[:64], model=str(fields.get("model", ""))[:100])
-
-
 @command("set_ajax_evse", Permission.ADMIN, "Push an HTTP-input EVSE's values; answers its orders")
 async def set_ajax_evse(req: Request) -> Any:
     dev_id = _dev_id(req)
-    reading = evse_reading_from(_fields(req))
+    reading = pushes.evse_reading(_fields(req))
     mgr = _mgr(req)
     try:
         rt = mgr.pushes.push_evse(dev_id, reading)

@@ -22,10 +22,11 @@ from typing import Any
 from aiohttp import web
 
 from chargebrain.api import auth
-from chargebrain.api.cmd_users import own_user, parse_user_id
+from chargebrain.api.cmd_users import own_user
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.params import clean, parse_number
+from chargebrain.api.shapes.users import parse_user_id
 from chargebrain.api.throttle import Secret
 from chargebrain.manager.sessions import Outcome, Refused, SessionManager, Transaction
 from chargebrain.manager.state import (

@@ -5,8 +5,9 @@ The user object has the documented shape: id, name, display, dev_ids, rfids
 their own object with their user id instead of the admin password, except `dev_ids`
 (which EVSEs they may use): that stays with the admin.
 
-Every input is validated in full before anything is written (the rule formulas are
-compiled in the worker thread first, api/offload.py); a refused request changes nothing.
+Every input is validated in full before anything is written, as api/shapes/users.py
+declares it (the rule formulas are compiled in the worker thread first, api/offload.py);
+a refused request changes nothing.
 This module must never show one user's data to another, nor tell a caller without the
 admin password whose an RFID/PIN is.
 """
@@ -20,25 +21,18 @@ from chargebrain.api import auth, formula_texts
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.offload import prepare_request_formulas
-from chargebrain.api.params import clean, parse_bool, parse_int, refuse_unknown
+from chargebrain.api.shapes.users import dev_ids, parse_user_id, user_changes
+from chargebrain.api.shapes.users import user_id as user_id_of
 from chargebrain.api.throttle import Secret
 from chargebrain.core.formula import prepared
 from chargebrain.core.formula.cache import Prepared
-from chargebrain.core.rules import validate_rules
 from chargebrain.manager.users import (
-    MAX_CARDS_PER_USER,
-    Card,
     DuplicateCard,
     User,
     UserDirectory,
     UserError,
     card_key,
 )
-
-MAX_NAME = 100
-MAX_RFID = 64
-MAX_DEV_IDS = 1000
-_ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -53,112 +47,8 @@ def user_json(user: User) -> dict[str, Any]:
     }
 
 
-# The keys a user object and a card may carry: those user_json shows (all of them can be
-# set). Anything else sent to set_user is refused, naming it.
-_SAMPLE = user_json(User(id="0", rfids=(Card(id="0"),)))
-USER_KEYS = frozenset(_SAMPLE)
-CARD_KEYS = frozenset(_SAMPLE["rfids"][0])
-
-
 def _users(req: Request) -> UserDirectory:
     return req.app.users
-
-
-def parse_user_id(value: Any, name: str = "id") -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ApiError(400, f"{name}: a user id (string) is required")
-    text = clean(str(value))
-    if not text or len(text) > 64 or not set(text) <= _ID_CHARS:
-        raise ApiError(400, f"{name}: {text[:70]!r} is not a valid user id")
-    return text
-
-
-def _text(value: Any, name: str, limit: int = MAX_NAME) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ApiError(400, f"{name}: a string is required")
-    if len(value) > limit:
-        raise ApiError(400, f"{name}: longer than {limit} characters")
-    if any(ord(ch) < 32 for ch in value):
-        raise ApiError(400, f"{name}: control characters are not allowed")
-    return value
-
-
-def _rfid_text(value: Any, name: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ApiError(400, f"{name}: an RFID/PIN (string) is required")
-    text = str(value).strip()
-    if not text:
-        raise ApiError(400, f"{name}: an RFID/PIN cannot be empty")
-    if len(text) > MAX_RFID:
-        raise ApiError(400, f"{name}: longer than {MAX_RFID} characters")
-    if any(ord(ch) <= 32 or ord(ch) == 127 for ch in text):
-        raise ApiError(400, f"{name}: spaces and control characters are not allowed")
-    return text
-
-
-def _card(value: Any, index: int) -> Card:
-    where = f"rfids[{index}]"
-    if not isinstance(value, Mapping):
-        raise ApiError(400, f"{where}: an object is required")
-    refuse_unknown(value, CARD_KEYS, f"in {where}")
-    if "id" not in value:
-        raise ApiError(400, f"{where}.id is required")
-    used = parse_int(value.get("used_phases", 0), f"{where}.used_phases")
-    if not 0 <= used <= 7:
-        raise ApiError(400, f"{where}.used_phases must be 0..7")
-    return Card(
-        id=_rfid_text(value["id"], f"{where}.id"),
-        name=_text(value.get("name", ""), f"{where}.name"),
-        ac_auth=parse_bool(value.get("ac_auth", True), f"{where}.ac_auth"),
-        ac_ovch=parse_bool(value.get("ac_ovch", False), f"{where}.ac_ovch"),
-        used_phases=used,
-    )
-
-
-def _cards(value: Any) -> tuple[Card, ...]:
-    if not isinstance(value, list):
-        raise ApiError(400, "rfids: a list of objects is required")
-    if len(value) > MAX_CARDS_PER_USER:
-        raise ApiError(400, f"rfids: no more than {MAX_CARDS_PER_USER} entries")
-    return tuple(_card(v, i) for i, v in enumerate(value))
-
-
-def _dev_ids(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ApiError(400, "dev_ids: a list of EVSE ids is required")
-    if len(value) > MAX_DEV_IDS:
-        raise ApiError(400, f"dev_ids: no more than {MAX_DEV_IDS} entries")
-    out: list[str] = []
-    for v in value:
-        if not isinstance(v, str) or not v.strip():
-            raise ApiError(400, f"dev_ids: {v!r} is not a device id")
-        dev_id = v.strip().upper()
-        if dev_id not in out:
-            out.append(dev_id)
-    return tuple(out)
-
-
-def _rules(value: Any) -> tuple[dict[str, Any], ...]:
-    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-        raise ApiError(400, "charging_rules: a list of rule objects is required")
-    problems = validate_rules(value)
-    if problems:
-        raise ApiError(400, f"charging_rules: {'; '.join(problems)}")
-    return tuple(dict(r) for r in value)
-
-
-def parse_user(doc: Mapping[str, Any], base: User) -> User:
-    """`base` with the fields present in `doc` (an unknown field is a 400)."""
-    refuse_unknown(doc, USER_KEYS, "in the user object")
-    name = _text(doc["name"], "name") if "name" in doc else base.name
-    display = parse_bool(doc["display"], "display") if "display" in doc else base.display
-    dev_ids = _dev_ids(doc["dev_ids"]) if "dev_ids" in doc else base.dev_ids
-    rfids = _cards(doc["rfids"]) if "rfids" in doc else base.rfids
-    rules = _rules(doc["charging_rules"]) if "charging_rules" in doc else base.charging_rules
-    return User(id=base.id, name=name, display=display, dev_ids=dev_ids, rfids=rfids,
-                charging_rules=rules)
 
 
 def _id_param(req: Request) -> str | None:
@@ -213,16 +103,15 @@ async def set_user(req: Request) -> Any:
         if not isinstance(body, Mapping):
             raise ApiError(400, "a JSON user object is required in the request body")
         users = _users(req)
-        user_id = parse_user_id(body["id"]) if body.get("id") not in (None, "") else None
+        user_id = user_id_of(body.get("id"))
         compiled = await _compile_rules(req, body)
         base = users.get(user_id) if user_id else None
         if base is None:
             base = User(id=user_id or users.new_id())
         with prepared(compiled):
-            user = parse_user(body, base)
+            user = user_changes(body, base)
         return _save(req, user)
-    given = body.get("id") if isinstance(body, Mapping) else None
-    user_id = parse_user_id(given) if given not in (None, "") else None
+    user_id = user_id_of(body.get("id")) if isinstance(body, Mapping) else None
     known = await own_user(req, user_id)
     if known is None or not isinstance(body, Mapping):
         return auth.challenge("set_user needs the admin password or a valid user id")
@@ -230,10 +119,10 @@ async def set_user(req: Request) -> Any:
     current = _users(req).get(known.id)  # as it is after the wait
     if current is None:
         return auth.challenge("set_user needs the admin password or a valid user id")
-    if "dev_ids" in body and set(_dev_ids(body["dev_ids"])) != set(current.dev_ids):
+    if "dev_ids" in body and set(dev_ids(body["dev_ids"])) != set(current.dev_ids):
         raise ApiError(403, "only the admin can change which EVSEs a user may use (dev_ids)")
     with prepared(compiled):
-        user = parse_user(body, current)
+        user = user_changes(body, current)
     changed = User(id=current.id, name=user.name, display=user.display,
                    dev_ids=current.dev_ids, rfids=user.rfids,
                    charging_rules=user.charging_rules)

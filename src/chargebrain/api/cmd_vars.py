@@ -9,9 +9,10 @@ get_cm_vars
     `{"vars": [{"name", "expr", "val", "tmp"}], "predefined": {name: value}}` — see
     docs/formulas.md.
 
-Every request is checked completely before anything changes; bad input is a 400 JSON
-error. The formulas are compiled in the worker thread first (api/offload.py). This module
-must never evaluate rules or touch devices.
+Every request is checked completely before anything changes (the body's shape is
+declared in api/shapes/cm_vars.py); bad input is a 400 JSON error. The formulas are
+compiled in the worker thread first (api/offload.py). This module must never evaluate
+rules or touch devices.
 """
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ from chargebrain.api import formula_texts
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.offload import prepare_request_formulas
-from chargebrain.api.params import clean, parse_bool
+from chargebrain.api.params import parse_bool
+from chargebrain.api.shapes.cm_vars import definition, definitions
 from chargebrain.core.formula import prepared
 from chargebrain.manager.cm_vars import (
-    MAX_VARS,
     PRC_VAR,
     READ_ONLY_PREDEFINED,
     CmVar,
     CmVarError,
     CmVars,
-    define,
 )
 
 
@@ -43,46 +43,6 @@ def _flag(req: Request, name: str) -> bool:
     return parse_bool(req.params.get(name, "0"), name)
 
 
-def _lenient(value: Any) -> Any:
-    """Query values may come quoted or padded (`val="5"`): numbers are cleaned, formulas
-    are kept as written."""
-    if not isinstance(value, str):
-        return value
-    text = clean(value)
-    try:
-        float(text)
-    except ValueError:
-        return value.strip()
-    return text
-
-
-def _from_body(body: Any, clear: bool) -> list[CmVar]:
-    if not isinstance(body, dict):
-        raise ApiError(400, "a JSON object {\"vars\": [...]} is required in the request body")
-    items = body.get("vars")
-    if items is None:
-        if clear:
-            return []
-        raise ApiError(400, "vars is required: a list of {\"name\": ..., \"expr\": ...}")
-    if not isinstance(items, list):
-        raise ApiError(400, "vars must be a list of {\"name\": ..., \"expr\": ...}")
-    if len(items) > MAX_VARS:
-        raise ApiError(400, f"vars: no more than {MAX_VARS} variables")
-    out: list[CmVar] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ApiError(400, f"vars[{i}]: an object {{\"name\": ..., \"expr\": ...}} is "
-                           "required")
-        if "name" not in item:
-            raise ApiError(400, f"vars[{i}]: name is required")
-        expr = item["expr"] if "expr" in item else item.get("val")
-        try:
-            out.append(define(item["name"], _lenient(expr)))
-        except CmVarError as exc:
-            raise ApiError(400, f"vars[{i}]: {exc}") from None
-    return out
-
-
 def _from_query(params: dict[str, str], clear: bool) -> list[CmVar]:
     if "name" not in params:
         if clear:
@@ -91,10 +51,7 @@ def _from_query(params: dict[str, str], clear: bool) -> list[CmVar]:
     value = params["val"] if "val" in params else params.get("expr")
     if value is None:
         raise ApiError(400, "parameter 'val' is required")
-    try:
-        return [define(params["name"], _lenient(value))]
-    except CmVarError as exc:
-        raise ApiError(400, str(exc)) from None
+    return [definition(params["name"], value)]
 
 
 @command("set_cm_vars", Permission.ADMIN, "Set Charging Manager variables (values or formulas)")
@@ -105,12 +62,9 @@ async def set_cm_vars(req: Request) -> Any:
     compiled = await prepare_request_formulas(
         req.app.worker, lambda: formula_texts.cm_vars_request(body, req.params))
     with prepared(compiled):
-        if body is not None:
-            definitions = _from_body(body, clear)
-        else:
-            definitions = _from_query(req.params, clear)
+        found = definitions(body, clear) if body is not None else _from_query(req.params, clear)
         try:
-            _vars(req).apply(definitions, clear=clear, tmp=tmp)
+            _vars(req).apply(found, clear=clear, tmp=tmp)
         except CmVarError as exc:
             raise ApiError(400, str(exc)) from None
     return "ok"

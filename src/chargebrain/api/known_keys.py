@@ -7,10 +7,11 @@ command changes and any key the API's own answer for that object shows; the read
 ones among those are ignored. Any other key (a typo such as `max_total_curent`) is a 400
 naming it, and nothing changes.
 
-The keys of the answers are taken from the serialisers themselves: `device_keys` runs
-`views.device_json` and `views.device_config_json` on a sample device with every optional
-part present, `site_keys` takes a get_params answer. An answer that gains a key accepts
-it back without a second list to keep in step.
+The settings are the fields of the declared shapes (api/shapes/). The keys of the answers
+are taken from the serialisers themselves: `device_keys` runs `views.device_json` and
+`views.device_config_json` on a sample device with every optional part present,
+`site_keys` takes a get_params answer. An answer that gains a key accepts it back without
+a second list to keep in step.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 from chargebrain.api import views
 from chargebrain.api.params import refuse_unknown
+from chargebrain.api.shapes.devices import setting_keys
+from chargebrain.api.shapes.site import SiteBody
 from chargebrain.core.model import MeterReading
 from chargebrain.devices.registry import DeviceType, Kind
 from chargebrain.manager.config import DeviceConfig
@@ -44,7 +47,7 @@ def device_keys(kind: str) -> frozenset[str]:
     )
     shown = views.device_json(sample, 0.0, views.Viewer(admin=True))
     stored = views.device_config_json(cfg, kind)
-    return (frozenset(views.device_fields(kind)) | frozenset(shown) | frozenset(stored)
+    return (frozenset(setting_keys(kind)) | frozenset(shown) | frozenset(stored)
             | DOCUMENTED_IGNORED.get(kind, frozenset()))
 
 
@@ -54,5 +57,4 @@ def check_device(doc: Mapping[str, Any], kind: str) -> None:
 
 def site_keys(params_answer: Mapping[str, Any]) -> frozenset[str]:
     """Every key a set_params body may carry, given a get_params answer."""
-    return (frozenset(views.SITE_FIELDS) | frozenset(views.WATT_ALIASES)
-            | frozenset(views.SITE_STATE_FIELDS) | frozenset(params_answer))
+    return frozenset(SiteBody.model_fields) | frozenset(params_answer)

@@ -1,24 +1,23 @@
-"""The cFos JSON shapes: parsing configuration in, serialising state out.
+"""The cFos JSON answers: the manager's state and settings in the documented shapes.
 
-The one module that spells the API's field names (get_dev_info, get_params, set_params,
-get_devices). Parsing validates every field and raises ApiError before anything is
-changed; serialising turns the manager's snapshot into the documented shapes, with the
-2.x names and the 1.x aliases clients still read.
+Serialises get_dev_info, get_params and get_devices, with the 2.x names and the 1.x
+aliases clients still read, and the stored form of the settings. What comes in (the
+settings set_params and set_device take) is declared in api/shapes/; the settings shown
+here are those declarations' fields. This module never changes anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from chargebrain.api.errors import ApiError
-from chargebrain.api.params import parse_bool, parse_int, parse_number
-from chargebrain.core.formula import FormulaError, compile_formula
-from chargebrain.core.rules import validate_rules
+from chargebrain.api.shapes.devices import DEVICE_SHAPES, setting_keys
+from chargebrain.api.shapes.site import HARDWARE_ATTRS, PERSISTED_KEYS, VOLTAGE
 from chargebrain.devices.powerbrain import address_form
 from chargebrain.manager.config import DeviceConfig, Limit, SiteParams
-from chargebrain.powerbrain.phase_switch import CP_OFF_RANGE_S, PhaseSwitchSettings
+from chargebrain.powerbrain.phase_switch import PhaseSwitchSettings
+from chargebrain.servers.mqtt.url import masked
 
 if TYPE_CHECKING:
     from chargebrain.manager.runtime import ChargingManager
@@ -26,258 +25,14 @@ if TYPE_CHECKING:
 
 VERSION = "2.0.1"
 VERSION_CODE = (2 << 24) | (0 << 16) | 1
-VOLTAGE = 230
-
-
-# --- field parsers ---------------------------------------------------------------------
-
-
-def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
-    def parse(name: str, value: Any) -> int:
-        v = parse_int(value, name)
-        if not lo <= v <= hi:
-            raise ApiError(400, f"{name}: {v} out of range {lo}..{hi}")
-        return v
-
-    return parse
-
-
-def _choice(*allowed: int) -> Callable[[str, Any], int]:
-    def parse(name: str, value: Any) -> int:
-        v = parse_int(value, name)
-        if v not in allowed:
-            raise ApiError(400, f"{name}: {v} is not one of {', '.join(map(str, allowed))}")
-        return v
-
-    return parse
-
-
-def _bool(name: str, value: Any) -> bool:
-    return parse_bool(value, name)
-
-
-def _text(limit: int = 200) -> Callable[[str, Any], str]:
-    def parse(name: str, value: Any) -> str:
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ApiError(400, f"{name}: a string is required")
-        s = str(value)
-        if len(s) > limit:
-            raise ApiError(400, f"{name}: longer than {limit} characters")
-        return s
-
-    return parse
-
-
-def _word(*allowed: str) -> Callable[[str, Any], str]:
-    def parse(name: str, value: Any) -> str:
-        text = _text(20)(name, value).strip().lower()
-        if text not in allowed:
-            raise ApiError(400, f"{name}: {text!r} is not one of {', '.join(allowed)}")
-        return text
-
-    return parse
-
-
-def _password(name: str, value: Any) -> str:
-    text = _text(64)(name, value)
-    if any(ord(c) < 32 for c in text):
-        raise ApiError(400, f"{name}: no control characters")
-    return text
-
-
-def _formula_text(name: str, value: Any) -> str:
-    text = _text(4096)(name, value)
-    if text.strip():
-        try:
-            compile_formula(text)
-        except FormulaError as exc:
-            raise ApiError(400, f"{name}: {exc}") from None
-    return text
-
-
-def _limit(lo: int, hi: int) -> Callable[[str, Any], Limit]:
-    """A current in mA, or a formula that gives one."""
-
-    def parse(name: str, value: Any) -> Limit:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return _int_range(lo, hi)(name, value)
-        text = _text(4096)(name, value).strip()
-        try:
-            return _int_range(lo, hi)(name, float(text))
-        except (ValueError, ApiError) as exc:
-            if isinstance(exc, ApiError) and _is_number(text):
-                raise
-        try:
-            compile_formula(text)
-        except FormulaError as exc:
-            raise ApiError(400, f"{name}: {exc}") from None
-        return text
-
-    return parse
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _float(name: str, value: Any) -> float:
-    return parse_number(value, name)
-
-
-def _float_range(lo: float, hi: float) -> Callable[[str, Any], float]:
-    def parse(name: str, value: Any) -> float:
-        v = parse_number(value, name)
-        if not lo <= v <= hi:
-            raise ApiError(400, f"{name}: {v:g} out of range {lo:g}..{hi:g}")
-        return v
-
-    return parse
-
-
-def _rules(name: str, value: Any) -> tuple[dict[str, Any], ...]:
-    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-        raise ApiError(400, f"{name}: a list of rule objects is required")
-    problems = validate_rules(value)
-    if problems:
-        raise ApiError(400, f"{name}: {'; '.join(problems)}")
-    return tuple(dict(r) for r in value)
-
-
-def _users(name: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ApiError(400, f"{name}: a list of user ids is required")
-    out = []
-    for v in value:
-        if not isinstance(v, str | int) or isinstance(v, bool) or not str(v).strip():
-            raise ApiError(400, f"{name}: {v!r} is not a user id")
-        out.append(str(v))
-    return tuple(out)
-
-
-def _crule_set(name: str, value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ApiError(400, f"{name}: an object is required")
-    problems = validate_rules(value)
-    if problems:
-        raise ApiError(400, f"{name}: {'; '.join(problems)}")
-    return dict(value)
-
-
-def _attach(name: str, value: Any) -> str:
-    s = _text(16)(name, value).strip()
-    if s and not (s[0] in "Mm" and s[1:].isdigit()):
-        raise ApiError(400, f"{name}: {s!r} is not a meter id")
-    return s.upper()
-
-
-@dataclass(frozen=True)
-class Field:
-    name: str
-    parse: Callable[[str, Any], Any]
-    persist: bool = True
-    secret: bool = False  # never shown (get_params says whether it is set)
-
-
-SITE_FIELDS: dict[str, Field] = {
-    f.name: f
-    for f in (
-        Field("title", _text(100)),
-        Field("desc", _text(500)),
-        Field("max_total_current", _limit(0, 2_000_000)),
-        Field("reserve_current", _int_range(0, 2_000_000)),
-        Field("max_total_evse_current", _limit(0, 2_000_000)),
-        Field("lb_enabled", _bool),
-        Field("disable_policy", _choice(-1, 0, 1)),
-        Field("max_imbalance_cur", _int_range(0, 2_000_000)),
-        Field("imbalance_add", _bool),
-        Field("min_pause_time", _int_range(0, 86_400)),
-        Field("phase_switch_delay", _int_range(0, 86_400)),
-        Field("reduce_on_com_err", _bool),
-        Field("surplus_expr", _formula_text),
-        Field("price_model", _int_range(0, 10)),
-        Field("fixed_price", _float),
-        Field("max_total_cur_prc", _int_range(0, 100), persist=False),
-        Field("cycle_ms", _int_range(200, 10_000)),
-        Field("ocpp_srv_port", _int_range(0, 65_535)),
-        Field("ocpp_srv_password", _password, secret=True),
-        Field("ocpp_srv_tls_mode", _word("off", "on")),
-        Field("ocpp_srv_accept_unknown", _bool),
-        Field("sunspec_port", _int_range(0, 65_535)),
-        Field("sunspec_id", _int_range(1, 246)),
-        Field("cm_master_enabled", _bool),
-        Field("cm_master_timeout", _int_range(40, 86_400)),
-        Field("cm_master_fallback", _int_range(0, 2_000_000)),
-    )
-}
-# 1.x watt-based names some clients still send: converted to per-phase mA.
-WATT_ALIASES = {
-    "max_total_power": "max_total_current",
-    "power_reserve": "reserve_current",
-    "max_total_evse_power": "max_total_evse_current",
-    "max_imbalance": "max_imbalance_cur",
-}
-#: Watt names that mean one phase (the imbalance is a difference between phases).
-SINGLE_PHASE_WATTS = frozenset({"max_imbalance"})
-MAX_WATTS = 1e12  # far above any current a watt name can stand for
-SITE_STATE_FIELDS = ("overdraft_cur",)
-# The controller's hardware configuration, set and read with the site parameters (the
-# controller keeps it; API name -> PhaseSwitchSettings attribute).
-HARDWARE_FIELDS: dict[str, Field] = {
-    f.name: f
-    for f in (
-        Field("phase_switch_plugged", _bool),
-        Field("phase_switch_cp_s", _int_range(*CP_OFF_RANGE_S)),
-    )
-}
-_HARDWARE_ATTRS = {"phase_switch_plugged": "plugged", "phase_switch_cp_s": "cp_off_s"}
-
-
-def parse_site_changes(
-    body: Mapping[str, Any], current: SiteParams
-) -> tuple[SiteParams, int | None]:
-    """New site params from a set_params body, and an overdraft reset if one was asked."""
-    changes: dict[str, Any] = {}
-    for key, value in body.items():
-        if key in WATT_ALIASES and WATT_ALIASES[key] in body:
-            continue  # the answer's 1.x echo of a current also given: the current counts
-        if key in WATT_ALIASES:
-            # (Bounded first: near the largest float, the mA overflowed to infinity.)
-            watts = _float_range(-MAX_WATTS, MAX_WATTS)(key, value)
-            phases = 1 if key in SINGLE_PHASE_WATTS else 3
-            key, value = WATT_ALIASES[key], round(watts / phases / VOLTAGE * 1000)
-        f = SITE_FIELDS.get(key)
-        if f is not None:
-            changes[key] = f.parse(key, value)
-    overdraft = None
-    if "overdraft_cur" in body:
-        overdraft = _int_range(0, 0)("overdraft_cur", body["overdraft_cur"])
-    return current.with_changes(**changes), overdraft
-
-
-def parse_hardware_changes(
-    body: Mapping[str, Any], current: PhaseSwitchSettings
-) -> PhaseSwitchSettings | None:
-    """New phase-switching settings from a set_params body; None when it names none."""
-    changes = {
-        _HARDWARE_ATTRS[key]: f.parse(key, body[key])
-        for key, f in HARDWARE_FIELDS.items()
-        if key in body
-    }
-    return replace(current, **changes) if changes else None
 
 
 def hardware_json(settings: PhaseSwitchSettings) -> dict[str, Any]:
-    return {key: getattr(settings, attr) for key, attr in _HARDWARE_ATTRS.items()}
+    return {key: getattr(settings, attr) for key, attr in HARDWARE_ATTRS.items()}
 
 
 def site_persisted(params: SiteParams) -> dict[str, Any]:
-    return {k: getattr(params, k) for k, f in SITE_FIELDS.items() if f.persist}
+    return {k: getattr(params, k) for k in PERSISTED_KEYS}
 
 
 def site_from_stored(stored: Mapping[str, Any]) -> SiteParams:
@@ -285,85 +40,12 @@ def site_from_stored(stored: Mapping[str, Any]) -> SiteParams:
     return SiteParams(**{k: v for k, v in stored.items() if k in known})
 
 
-COMMON_FIELDS: dict[str, Field] = {
-    f.name: f
-    for f in (
-        Field("name", _text(100)),
-        Field("desc", _text(500)),
-        Field("address", _text(300)),
-        Field("id", _int_range(0, 255)),
-        Field("number", _int_range(0, 10_000)),
-        Field("device_enabled", _bool),
-        Field("label", _text(100)),
-        Field("group", _int_range(0, 10_000)),
-    )
-}
-EVSE_FIELDS: dict[str, Field] = {
-    f.name: f
-    for f in (
-        Field("min_charging_cur", _int_range(6000, 80_000)),
-        Field("max_charging_cur", _limit(0, 2_000_000)),
-        Field("prio", _int_range(0, 100)),
-        Field("phase_rotation", _choice(0, 120, 240)),
-        Field("used_phases", _int_range(0, 7)),
-        Field("attach", _attach),
-        Field("fixed_rfid", _text(64)),
-        Field("enable_snooze", _bool),
-        Field("enable_wakeup", _bool),
-        Field("battery_save_threshold", _int_range(0, 80_000)),
-        Field("users", _users),
-        Field("charging_rules", _rules),
-        Field("crule_set", _crule_set),
-        Field("ocpp_gateway_client_id", _text(64)),
-        Field("password", _password, secret=True),
-        Field("publish_sunspec", _bool),
-    )
-}
-METER_FIELDS: dict[str, Field] = {
-    f.name: f
-    for f in (
-        Field("role", _int_range(0, 6)),
-        Field("invert", _bool),
-        Field("factor", _float_range(-1e6, 1e6)),
-        Field("phases", _int_range(1, 7)),
-        Field("is_va", _bool),
-        Field("expr", _formula_text),
-        Field("publish_sunspec", _bool),
-    )
-}
-GROUP_FIELDS: dict[str, Field] = {
-    f.name: f
-    for f in (
-        Field("max_charging_cur", _limit(0, 2_000_000)),
-        Field("prio", _int_range(0, 100)),
-    )
-}
-
-
-def device_fields(cfg_kind: str) -> dict[str, Field]:
-    extra = {"evse": EVSE_FIELDS, "meter": METER_FIELDS, "group": GROUP_FIELDS}[cfg_kind]
-    return {**COMMON_FIELDS, **extra}
-
-
-def parse_device_changes(body: Mapping[str, Any], base: DeviceConfig, kind: str) -> DeviceConfig:
-    changes: dict[str, Any] = {}
-    for key, value in body.items():
-        f = device_fields(kind).get(key)
-        if f is not None:
-            changes[key] = f.parse(key, value)
-    cfg = base.with_changes(**changes)
-    cfg = cfg.with_changes(address=address_form(cfg.dev_type, cfg.address))
-    limit = cfg.max_charging_cur
-    if kind == "evse" and isinstance(limit, int) and 0 < limit < cfg.min_charging_cur:
-        raise ApiError(400, "max_charging_cur is below min_charging_cur")
-    return cfg
-
-
 def device_config_json(cfg: DeviceConfig, kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {"dev_type": cfg.dev_type, "dev_id": cfg.dev_id}
-    for name, f in device_fields(kind).items():
+    secret = DEVICE_SHAPES[kind].secret
+    for name in setting_keys(kind):
         value = getattr(cfg, name)
-        if f.secret:
+        if name in secret:
             out[f"{name}_set"] = bool(value)
             continue
         if name == "device_enabled":
@@ -437,6 +119,10 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "cm_master_fallback": p.cm_master_fallback,
         "cycle_time": mgr.cycle_time_ms,
         "cycle_ms": p.cycle_ms,
+        "mqtt_url": masked(p.mqtt_url),
+        "mqtt_serial_prefix": p.mqtt_serial_prefix,
+        "mqtt_ha_discovery": p.mqtt_ha_discovery,
+        "metrics_public": p.metrics_public,
         "max_evses": mgr.max_evses,
         "shareware_mode": False,
         "version": VERSION,

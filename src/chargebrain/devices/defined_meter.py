@@ -1,8 +1,10 @@
-"""A meter driver that reads whatever a meter definition describes (Modbus TCP or HTTP/JSON).
+"""A meter driver that reads whatever a meter definition describes (Modbus TCP, HTTP/JSON
+or MQTT/JSON).
 
 `DefinedMeter` takes a parsed `MeterDefinition` and a device address, reads every variable
 with as few requests as it can (contiguous Modbus registers are fetched together; each HTTP
-path is fetched once per reading), applies types, word order, resolution and reserved values,
+path is fetched once per reading; an MQTT meter takes the last message of each topic from
+the broker connection, `TopicFeed`), applies types, word order, resolution and reserved values,
 evaluates `fixed` and `expr` variables, and returns a `MeterReading` in chargebrain units
 (W, mA, V, Wh). Every failure is a `DeviceError` naming the meter and what went wrong.
 
@@ -43,6 +45,7 @@ from chargebrain.devices.meterdef import (
     WordOrder,
 )
 from chargebrain.devices.modbus_client import DEFAULT_PORT, ModbusTcpClientAdapter
+from chargebrain.devices.topics import TopicFeed, feed_for, topics_of
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -55,6 +58,8 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S = 2.0
+#: An MQTT meter's value older than this is a communication error (as a pushed meter's).
+MQTT_STALE_AFTER_S = 30.0
 # With `delay_accumulated`, energy counters are fetched at most this often.
 ACCUMULATED_INTERVAL_S = 3.0
 MAX_HTTP_BODY = 1024 * 1024
@@ -208,7 +213,8 @@ class DefinedMeter:
     `address`: Modbus "host[:port]" (port 502 by default); HTTP "http://host:port",
     "host:port" or "host" (variable paths are appended). `unit_id` is the Modbus unit.
     `timeout` bounds every request (seconds). A `modbus` adapter or an aiohttp `session`
-    may be shared between meters; the meter closes only what it created itself.
+    may be shared between meters; the meter closes only what it created itself. An MQTT
+    meter (address "mqtt": the configured broker) reads from `topics`.
     """
 
     def __init__(
@@ -221,6 +227,7 @@ class DefinedMeter:
         clock: Clock | None = None,
         modbus: ModbusTcpClientAdapter | None = None,
         session: aiohttp.ClientSession | None = None,
+        topics: TopicFeed | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -235,6 +242,7 @@ class DefinedMeter:
         self._owns_session = session is None
         self._host, self._port = "", 0
         self._base_url = ""
+        self._topics: TopicFeed | None = None
         if definition.rtype is RType.MODBUS:
             if not 0 <= unit_id <= 255:
                 raise DeviceError(f"Modbus unit id {unit_id} out of range 0..255")
@@ -242,10 +250,8 @@ class DefinedMeter:
         elif definition.rtype is RType.HTTP:
             self._base_url = parse_http_base(address)
         else:
-            raise DeviceError(
-                f"meter definition {definition.dev_type} uses MQTT (rtype 2), which this "
-                "driver does not read"
-            )
+            self._topics = feed_for(definition, address, topics)
+            self._topics.watch(self, topics_of(definition))
         self._once: dict[str, Value] = {}
         self._energy: dict[str, Value] = {}
         self._energy_at: float | None = None
@@ -284,6 +290,8 @@ class DefinedMeter:
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None
+        if self._topics is not None:
+            self._topics.unwatch(self)
 
     async def read(self) -> MeterReading:
         """Read all variables; raises DeviceError when the meter cannot be read."""
@@ -315,8 +323,10 @@ class DefinedMeter:
         ]
         if definition.rtype is RType.MODBUS:
             values, inputs = await self._read_modbus(wanted)
-        else:
+        elif definition.rtype is RType.HTTP:
             values, inputs = await self._read_http(wanted)
+        else:
+            values, inputs = self._read_mqtt(wanted)
 
         for var in wanted:
             if var.once:
@@ -398,6 +408,8 @@ class DefinedMeter:
         )
 
     def _where(self) -> str:
+        if self._definition.rtype is RType.MQTT:
+            return f"meter {self._definition.dev_type} via MQTT"
         unit = f" unit {self._unit}" if self._definition.rtype is RType.MODBUS else ""
         return f"meter {self._definition.dev_type} at {self._address}{unit}"
 
@@ -556,6 +568,40 @@ class DefinedMeter:
             selected = answer.document_or_text()
         number = _as_number(selected, where)
         return _bits(int(number) if math.isfinite(number) else 0, item.count)
+
+
+    # -- MQTT -----------------------------------------------------------------------------
+
+    def _read_mqtt(self, wanted: list[Variable]) -> tuple[dict[str, Value], list[int]]:
+        """The values from the last message of each topic; a topic without one, or whose
+        last one is older than MQTT_STALE_AFTER_S, is a DeviceError."""
+        feed = self._topics
+        assert feed is not None
+        mono = self._clock.monotonic()
+        answers: dict[str, _Answer] = {}
+
+        def answer(topic: str) -> _Answer:
+            known = answers.get(topic)
+            if known is not None:
+                return known
+            where = f"{self._where()}: topic {topic}"
+            value = feed.latest(topic)
+            if value is None:
+                problem = feed.problem()
+                raise DeviceError(f"{where}: no message yet" + (f" ({problem})" if problem else ""))
+            age = mono - value.received
+            if age > MQTT_STALE_AFTER_S:
+                raise DeviceError(f"{where}: no message for {age:.0f} s")
+            made = answers[topic] = _Answer(where, value.payload.decode("utf-8", "replace"))
+            return made
+
+        values = {var.name: self._http_value(var, answer(var.topic))
+                  for var in wanted if var.topic is not None}
+        inputs: list[int] = []
+        for item in self._definition.inputs:
+            if item.topic is not None:
+                inputs.extend(self._http_input(item, answer(item.topic)))
+        return values, inputs
 
 
 class _Answer:

@@ -1,6 +1,7 @@
 """Typed configuration of the charging manager: site parameters and device settings.
 
-Plain frozen values; validation and the JSON names of the API live in api/views.py.
+Plain frozen values, and the defaults of every setting; what the API accepts is declared
+in api/shapes/ (which takes these defaults), what it shows in api/views.py.
 A limit that may be a formula is kept as `Limit`: either a number (mA) or formula text.
 """
 
@@ -41,6 +42,10 @@ class SiteParams:
     ocpp_srv_password: str = ""
     ocpp_srv_tls_mode: str = "off"
     ocpp_srv_accept_unknown: bool = False
+    mqtt_url: str = ""  # the MQTT broker; "" = no MQTT
+    mqtt_serial_prefix: bool = False  # topics under cfos_mqtt_<serial> instead of cfos_mqtt
+    mqtt_ha_discovery: bool = False  # announce every device to Home Assistant
+    metrics_public: bool = False  # GET /metrics without the admin password
     # The SunSpec Modbus server (servers/sunspec): its port (at start; 0 = off, and
     # `--sunspec-port` wins) and the unit id of the site (the devices answer at id + 1).
     sunspec_port: int = 0
@@ -80,6 +85,7 @@ class DeviceConfig:
     device_enabled: bool = True
     label: str = ""
     group: int = 0  # the group this device belongs to, 0 = main
+    mqtt_publish: bool = False  # its state on <prefix>/get/<dev_id>
     # EVSE settings
     min_charging_cur: int = 6000
     max_charging_cur: Limit = 16_000

@@ -4,7 +4,8 @@ The built-in controller is reached through its register banks, another controlle
 Modbus TCP, another charging manager (`evse_cm`) over its HTTP API, HTTP-input devices
 are fed by pushes, an OCPP charge point's connector by
 the OCPP central system (through the hub), other meters through their meter
-definitions. Groups and virtual meters have no driver.
+definitions (a meter read over MQTT through the broker connection's `TopicFeed`).
+Groups and virtual meters have no driver.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from chargebrain.devices.powerbrain import (
     internal_address,
 )
 from chargebrain.devices.registry import DeviceType, DeviceTypes, Kind
+from chargebrain.devices.topics import TopicFeed
 from chargebrain.manager.config import ConfigError, DeviceConfig
 from chargebrain.powerbrain.controller import PowerBrain
 
@@ -44,7 +46,7 @@ def model_of(cfg: DeviceConfig, dtype: DeviceType, powerbrain: PowerBrain) -> st
 
 def make_driver(
     cfg: DeviceConfig, dtype: DeviceType, powerbrain: PowerBrain, types: DeviceTypes,
-    clock: Clock, ocpp: OcppHub | None = None,
+    clock: Clock, ocpp: OcppHub | None = None, topics: TopicFeed | None = None,
 ) -> MeterDriver | EvseDriver | None:
     """A driver for `cfg`; raises ConfigError if the device cannot be reached that way."""
     if dtype.kind in (Kind.GROUP, Kind.VIRTUAL):
@@ -77,6 +79,6 @@ def make_driver(
     if definition is None:
         raise ConfigError(f"no meter definition for {cfg.dev_type}")
     try:
-        return DefinedMeter(definition, cfg.address, cfg.id or 1, clock=clock)
+        return DefinedMeter(definition, cfg.address, cfg.id or 1, clock=clock, topics=topics)
     except (DeviceError, ValueError) as exc:
         raise ConfigError(str(exc)) from None

@@ -20,6 +20,7 @@ from chargebrain.devices.faulty import FaultyEvse, FaultyMeter
 from chargebrain.devices.ocpp import OcppHub
 from chargebrain.devices.powerbrain import internal_address
 from chargebrain.devices.registry import DeviceType, DeviceTypes, Kind
+from chargebrain.devices.topics import TopicFeed
 from chargebrain.manager.config import ConfigError, DeviceConfig
 from chargebrain.manager.drivers import BUILT_IN_TYPES, is_internal, make_driver, model_of
 from chargebrain.manager.formulas import FormulaTable
@@ -54,6 +55,8 @@ class DeviceInventory:
         self.min_pause_time = 300  # the site's, for new devices (SiteSettings keeps it)
         # EVSEs that some user's dev_ids name (kept current by the user directory).
         self.user_evses: frozenset[str] = frozenset()
+        # The broker connection meters read over MQTT use (set by the application).
+        self.topic_feed: TopicFeed | None = None
 
     def devices_in_order(self) -> list[DeviceRuntime]:
         return [self.devices[d] for d in self._order]
@@ -322,7 +325,8 @@ class DeviceInventory:
         return model_of(cfg, dtype, self.powerbrain)
 
     def _make_driver(self, cfg: DeviceConfig, dtype: DeviceType) -> MeterDriver | EvseDriver | None:
-        return make_driver(cfg, dtype, self.powerbrain, self.types, self.clock, self.ocpp)
+        return make_driver(cfg, dtype, self.powerbrain, self.types, self.clock, self.ocpp,
+                           self.topic_feed)
 
     def _close_later(self, driver: MeterDriver | EvseDriver) -> None:
         async def close() -> None:

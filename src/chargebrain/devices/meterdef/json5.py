@@ -89,7 +89,7 @@ _REWRITE = re.compile(
     r"(?P<comment>//[^\n]*+|/\*.*?\*/)"
     r"|(?P<quoted>'(?:[^'\\\n]|\\.)*+')"
     r"|(?P<key>[A-Za-z_$*][A-Za-z0-9_$.*]*+)(?=[ \t\r\n]*+:)"
-    r"|(?P<number>" + _NUMBER + r")(?!\w)"
+    r"|(?P<number>" + _NUMBER + r")(?![\w.])"  # (`0x1.5` is no number: the exact reader says)
     r"|(?<=[\w\"'\]}.])(?P<comma>,)"  # a trailing comma right after a value
     r"|(?P<space>[\ufeff\u00a0])"
     r"|(?P<other>.)"

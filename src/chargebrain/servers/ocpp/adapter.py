@@ -33,14 +33,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ocpp.exceptions import OCPPError  # type: ignore[import-untyped]
-from ocpp.messages import (  # type: ignore[import-untyped]
+from ocpp.exceptions import OCPPError
+from ocpp.messages import (
     Call,
     CallError,
     CallResult,
     validate_payload,
 )
-from ocpp.v16.enums import Action  # type: ignore[import-untyped]
+from ocpp.v16.enums import Action
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
