@@ -1,6 +1,7 @@
 """A charging manager under a master, over real HTTP with a virtual clock: the master's
 limit is shared by the EVSEs and named in their reasons, it expires into the fallback
-when the master stops writing, and the state a master reads."""
+when the master stops writing, and the state a master reads; the master's driver against
+it."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import aiohttp
 import pytest
 
 from chargebrain.clock import VirtualClock
-from chargebrain.devices.cm_slave import base_url, reading_of
+from chargebrain.core.model import EvseCommand
+from chargebrain.devices.cm_slave import CmSlaveEvse, base_url, reading_of
 from chargebrain.devices.errors import DeviceError
+from chargebrain.manager.cascade import MasterLink
 from tests.api.test_users import add_evse, call
-from tests.conftest import Running, wait_for
+from tests.conftest import Running, free_ports, wait_for
 
 
 async def push(http: aiohttp.ClientSession, running: Running, dev_id: str,
@@ -129,3 +132,26 @@ def test_slave_addresses() -> None:
     for bad in ("", "host:port", "host:70000"):
         with pytest.raises(DeviceError):
             base_url(bad)
+
+
+async def test_the_master_s_driver_writes_a_lost_limit_again(
+        running: Running, http: aiohttp.ClientSession) -> None:
+    driver = CmSlaveEvse(running.base_url.removeprefix("http://"), timeout=1.0)
+    lost = CmSlaveEvse(f"127.0.0.1:{free_ports(1)}", timeout=1.0)
+    try:
+        with pytest.raises(DeviceError, match="cm_master_enabled"):
+            await driver.read()
+        await call(http, running, "cmd=set_params", {"cm_master_enabled": True})
+        await driver.apply(EvseCommand(True, 10000))
+        assert (await driver.read()).limit_ma == 10000
+        # The slave restarts (its master's limit gone): the next read writes it again.
+        running.app.manager.decider.master = MasterLink()
+        assert (await driver.read()).limit_ma == 10000
+        assert running.app.manager.decider.master.current_ma == 10000
+        await driver.apply(EvseCommand(False, 0))  # paused: 0 for all its EVSEs
+        assert running.app.manager.decider.master.current_ma == 0
+        with pytest.raises(DeviceError, match=r"127\.0\.0\.1"):
+            await lost.read()
+    finally:
+        await driver.close()
+        await lost.close()
