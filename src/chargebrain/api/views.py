@@ -45,7 +45,7 @@ def device_config_json(cfg: DeviceConfig, kind: str) -> dict[str, Any]:
     secret = DEVICE_SHAPES[kind].secret
     for name in setting_keys(kind):
         value = getattr(cfg, name)
-        if name in secret:
+        if name in secret:  # never shown: whether it is set
             out[f"{name}_set"] = bool(value)
             continue
         if name == "device_enabled":
@@ -134,8 +134,9 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
             "serialno": mgr.serial,
             "platform": "chargebrain",
         },
-        "ocpp_gateway_license_cnt": 0,
-        "ocpp_gateway_licenses_used": 0,
+        "ocpp_gateway_license_cnt": mgr.max_evses,
+        "ocpp_gateway_licenses_used": sum(
+            1 for rt in mgr.devices.values() if rt.evse is not None and rt.config.ocpp_gateway_url),
         # 1.x watt-based names, still read by some clients.
         "max_total_power": max_total_w,
         "power_reserve": _watts(p.reserve_current),
