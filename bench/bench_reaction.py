@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 from bench.common import (
     HOST,
     Figure,
+    KeepAliveHttp,
     free_port,
-    http_answer,
     module_main,
     percentile,
     raise_nofile_limit,
@@ -62,28 +62,6 @@ POLL_S = 0.0005
 
 
 # --- the probe (runs in its own process) -----------------------------------------------
-
-
-class _Http:
-    """One keep-alive HTTP/1.1 connection sending GETs."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._r: asyncio.StreamReader | None = None
-        self._w: asyncio.StreamWriter | None = None
-
-    async def get(self, path: str) -> bytes:
-        if self._r is None or self._w is None:
-            self._r, self._w = await asyncio.open_connection(HOST, self.port)
-        self._w.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode())
-        head, body = await http_answer(self._r)
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"{path}: {head.decode(errors='replace')} {body!r}")
-        return body
-
-    def close(self) -> None:
-        if self._w is not None:
-            self._w.close()
 
 
 class _Modbus:
@@ -140,7 +118,7 @@ async def _until(modbus: _Modbus, predicate: Any, timeout: float) -> tuple[int, 
 
 
 async def probe(http_port: int, modbus_port: int, samples: int) -> dict[str, Any]:
-    http = _Http(http_port)
+    http = KeepAliveHttp(http_port)
     modbus = _Modbus(modbus_port)
 
     async def push(overload: bool) -> None:
