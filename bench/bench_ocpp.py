@@ -25,11 +25,23 @@ every reading as fresh as the control cycle):
   HTTP-input EVSEs is what OCPP costs more);
 - the server's CPU per 1 s cycle period with N charge points, in ms.
 
+Then, with 250 charge points connected at once (50 in quick mode), against as many
+HTTP-input EVSEs:
+
+- the server's RSS growth per connected charge point: one round per side in a fresh
+  process of its own (`--round`), VmRSS after the App started against VmRSS at the end
+  of the measured window, divided by N;
+- one control cycle, median and p95 of every cycle in that round's measured window
+  (goal: 1 s);
+- the reaction to an overload pushed over HTTP, until the lower charging profile
+  reaches the charge point, p50 and p99 (goal: 1 s): see `bench.ocpp_reaction`.
+
 A round fails (and with it the module) unless every charge point is connected, seen with
 its car and without communication error at its end, no report failed, and every OCPP
 charge point accepted charging profiles.
 
-chargebrain is imported inside functions, so that the client process starts quickly.
+The charge points the client plays are in `bench.ocpp_points`. chargebrain is imported
+inside functions, so that the client process starts quickly.
 
 Run alone: `python -m bench --only ocpp`.
 """

@@ -41,8 +41,10 @@ from bench.common import (
     Figure,
     KeepAliveHttp,
     free_port,
+    keep_idle_fresh,
     module_main,
     percentile,
+    push_idle_evses,
     raise_nofile_limit,
     run_child,
 )
@@ -179,24 +181,11 @@ def _configure(app: App, evses: int) -> None:
     mgr.inventory.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
     for n in range(2, evses + 1):
         mgr.inventory.upsert_device(DeviceConfig(f"E{n}", "evse_ajax", name=f"Sim-{n}"))
-    _push_evses(app, evses)
+    push_idle_evses(app, _others(evses))
 
 
-def _push_evses(app: App, evses: int) -> None:
-    from chargebrain.core.model import EvseReading, EvseState
-    from chargebrain.core.phases import Phases
-
-    reading = EvseReading(state=EvseState.WAITING, currents=Phases(0, 0, 0),
-                          total_energy_wh=1000.0, has_meter=True)
-    for n in range(2, evses + 1):
-        app.manager.pushes.push_evse(f"E{n}", reading)
-
-
-async def _keep_fresh(app: App, evses: int) -> None:
-    """HTTP-input EVSEs go stale after 30 s without a push: push them every 10 s."""
-    while True:
-        await asyncio.sleep(10.0)
-        _push_evses(app, evses)
+def _others(evses: int) -> list[str]:
+    return [f"E{n}" for n in range(2, evses + 1)]
 
 
 async def measure(evses: int, samples: int) -> dict[str, Any]:
@@ -211,7 +200,7 @@ async def measure(evses: int, samples: int) -> dict[str, Any]:
         fresh: asyncio.Task[None] | None = None
         try:
             _configure(app, evses)
-            fresh = asyncio.create_task(_keep_fresh(app, evses))
+            fresh = asyncio.create_task(keep_idle_fresh(app, _others(evses)))
             await app.manager.wait_cycle()
             result: dict[str, Any] = await run_child(
                 "bench.bench_reaction",

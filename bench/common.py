@@ -140,6 +140,24 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def push_idle_evses(app: Any, dev_ids: Sequence[str]) -> None:
+    """Push to the App's HTTP-input EVSEs `dev_ids` a reading without a car (in process)."""
+    from chargebrain.core.model import EvseReading, EvseState
+    from chargebrain.core.phases import Phases
+
+    reading = EvseReading(state=EvseState.WAITING, currents=Phases(0, 0, 0),
+                          total_energy_wh=1000.0, has_meter=True)
+    for dev_id in dev_ids:
+        app.manager.pushes.push_evse(dev_id, reading)
+
+
+async def keep_idle_fresh(app: Any, dev_ids: Sequence[str]) -> None:
+    """HTTP-input EVSEs go stale after 30 s without a push: push them every 10 s."""
+    while True:
+        push_idle_evses(app, dev_ids)
+        await asyncio.sleep(10.0)
+
+
 def rss_kib(pid: int | None = None) -> int:
     """VmRSS of process `pid` (default: this one) in KiB (Linux)."""
     where = "self" if pid is None else str(pid)

@@ -50,6 +50,7 @@ from bench.common import (
     Figure,
     KeepAliveHttp,
     free_port,
+    keep_idle_fresh,
     module_main,
     percentile,
     raise_nofile_limit,
@@ -58,7 +59,7 @@ from bench.common import (
 from bench.ocpp_points import Box, Counts, Pusher
 
 if TYPE_CHECKING:
-    from chargebrain.app import App
+    pass
 
 SITE_LIMIT_MA = EVSE_MA + OTHER_LOAD_MA + HEADROOM_MA
 HTTP_PUSH_GAP_S = 0.002  # between the watched HTTP-input EVSE's pushes
@@ -174,22 +175,6 @@ def _probe_main(values: list[str]) -> None:
 # --- the measured App ------------------------------------------------------------------
 
 
-def _push_idle(app: App, count: int) -> None:
-    from chargebrain.core.model import EvseReading, EvseState
-    from chargebrain.core.phases import Phases
-
-    reading = EvseReading(state=EvseState.WAITING, currents=Phases(0, 0, 0),
-                          total_energy_wh=1000.0, has_meter=True)
-    for n in range(3, count + 2):
-        app.manager.pushes.push_evse(f"E{n}", reading)
-
-
-async def _keep_idle_fresh(app: App, count: int) -> None:
-    while True:
-        _push_idle(app, count)
-        await asyncio.sleep(10.0)
-
-
 async def measure(mode: str, count: int, samples: int) -> dict[str, Any]:
     """One App with `count` EVSEs of `mode` and the probe against it: its latencies."""
     from chargebrain.app import App, Config
@@ -216,7 +201,8 @@ async def measure(mode: str, count: int, samples: int) -> dict[str, Any]:
                     if mode == "ocpp" else
                     DeviceConfig(dev_id, "evse_ajax", max_charging_cur=EVSE_MA))
             if mode == "http":
-                fresh = asyncio.create_task(_keep_idle_fresh(app, count))
+                fresh = asyncio.create_task(keep_idle_fresh(
+                    app, [f"E{n}" for n in range(3, count + 2)]))
             result: dict[str, Any] = await run_child(
                 "bench.ocpp_reaction",
                 ["--probe", mode, str(app.http_bound_port), str(app.ocpp_bound_port),
