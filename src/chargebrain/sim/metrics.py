@@ -96,6 +96,17 @@ class Metrics:
     stops: int
     refused_offers: int
     capped_offers: int
+    # EVSEs in "surplus" or "solar" mode: the energy they drew, and the part of it beyond
+    # the PV surplus (or production) of the moment, that is from the grid; None without
+    sun_kwh: float | None = None
+    sun_grid_kwh: float | None = None
+
+    @property
+    def sun_grid_share(self) -> float | None:
+        """Share of the surplus/solar EVSEs' energy that came from the grid."""
+        if self.sun_kwh is None or self.sun_grid_kwh is None or self.sun_kwh <= 0:
+            return None
+        return self.sun_grid_kwh / self.sun_kwh
 
     @property
     def misbehaviour_excursions(self) -> int:
@@ -332,6 +343,7 @@ def compute_metrics(
         )
     shares = [c.share for c in cars if c.share is not None]
 
+    sun_kwh, sun_grid_kwh = sun_energy(run)
     return Metrics(
         scenario=sc.name,
         policy=run.policy_name,
@@ -363,4 +375,35 @@ def compute_metrics(
         stops=sum(c.stops for c in cars),
         refused_offers=run.refused_offers,
         capped_offers=run.capped_offers,
+        sun_kwh=sun_kwh,
+        sun_grid_kwh=sun_grid_kwh,
     )
+
+
+def sun_energy(run: RunResult) -> tuple[float | None, float | None]:
+    """(energy of the EVSEs in surplus or solar mode, the part of it from the grid), kWh.
+
+    Per second, the EVSEs in surplus mode together may use the PV surplus (production
+    minus household, battery included), those in solar mode the production; what they
+    draw beyond that comes from the grid. (None, None) without such EVSEs."""
+    sc = run.scenario
+    modes = {e.id: e.mode for e in sc.site.evses if e.from_sun}
+    if not modes:
+        return None, None
+    n = run.duration_s
+    volt = sc.site.limits.voltage_v
+    drawn_w = {"surplus": np.zeros(n), "solar": np.zeros(n)}
+    for s in run.sessions:
+        mode = modes.get(s.evse_id)
+        if mode is None:
+            continue
+        drawn = np.frombuffer(s.drawn_ma, dtype=np.float64)
+        end = min(n, s.arrive_s + drawn.shape[0])
+        drawn_w[mode][s.arrive_s:end] += drawn[: end - s.arrive_s] * s.phase_count * volt / 1e3
+    base_w = np.vstack([np.asarray(b, dtype=np.float64) for b in run.profile.base_ma])
+    surplus = np.clip(-base_w.sum(axis=0) * volt / 1e3, 0.0, None)[:n]
+    pv = np.asarray(run.profile.pv_w, dtype=np.float64)[:n]
+    grid = (np.clip(drawn_w["surplus"] - surplus, 0.0, None).sum()
+            + np.clip(drawn_w["solar"] - pv, 0.0, None).sum())
+    total = drawn_w["surplus"].sum() + drawn_w["solar"].sum()
+    return float(total / 3.6e6), float(grid / 3.6e6)

@@ -17,7 +17,8 @@ while it has the fault, drawing less than offered. It is a bound, not a schedule
 6 A minimum (and each car's minimum start current) is relaxed, so are sleep, lag, the
 other faults and the per-second variation of the household load within an interval
 (averaging constraints that hold every second yields constraints on the averages, so
-every real schedule is feasible here). Needs numpy and scipy.
+every real schedule is feasible here). EVSEs in surplus (solar) mode together draw at
+most the PV surplus (production) of each interval. Needs numpy and scipy.
 
 This module must never run the simulator or depend on any policy.
 """
@@ -189,6 +190,21 @@ def offline_optimum(
                 coef = (masks >> p & 1).astype(float) - (masks >> q & 1).astype(float)
                 add_block(np.where(coef != 0, vk, -1), coef,
                           np.full(k_count, lim.max_imbalance_ma / 1000.0))
+
+    # EVSEs in surplus (solar) mode: together at most the surplus (production) of the
+    # interval, in W; the mean over the interval of what holds every second
+    sun_modes = {e.id: e.mode for e in site.evses if e.from_sun}
+    if sun_modes:
+        watts_per_a = np.array(car_phases)[vc] * volt
+        pv = np.asarray(profile.pv_w, dtype=float)
+        surplus = np.clip(-base[:, :horizon].sum(axis=0) * volt / 1000.0, 0.0, None)
+        for mode, series in (("surplus", surplus), ("solar", pv)):
+            in_mode = np.array([sun_modes.get(cars[ci].evse) == mode
+                                for ci in range(len(cars))])[vc]
+            if in_mode.any():
+                mean = np.array([series[k * step: k * step + int(lengths[k])].mean()
+                                 for k in range(k_count)])
+                add_block(np.where(in_mode, vk, -1), watts_per_a, mean)
 
     taper = _taper_rows(cars, vc, kwh_per_a, np.array(var_frac), nvar)
     ncum = taper.count

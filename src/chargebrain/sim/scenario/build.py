@@ -12,6 +12,7 @@ or files.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from chargebrain.sim.scenario.faults import CarUnderdrawFault, EvseOfflineFault, FaultBase
@@ -63,6 +64,9 @@ def _evse(e: EvseShape) -> EvseSpec:
         phase_rotation=e.phase_rotation,
         used_phases=e.used_phases,
         interface=e.interface.value,
+        mode=e.mode.value,
+        undercut_s=e.undercut,
+        rules_json=json.dumps(e.rules, sort_keys=True) if e.rules is not None else "",
     )
 
 

@@ -18,8 +18,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from chargebrain.core.rules import compile_rules
 from chargebrain.shapes import Integer, Lowered, Number, OneOf, Parsed, Text, problem_at
 from chargebrain.sim.scenario.faults import FaultShape
 from chargebrain.sim.scenario.fields import (
@@ -35,7 +43,7 @@ from chargebrain.sim.scenario.fields import (
     duration_schema,
     or_null,
 )
-from chargebrain.sim.scenario.spec import IEC_MIN_MA, MAX_EVSE_MA, Interface
+from chargebrain.sim.scenario.spec import IEC_MIN_MA, MAX_EVSE_MA, ChargeMode, Interface
 
 __all__ = ["ScenarioShape", "json_schema"]
 
@@ -92,6 +100,28 @@ class EvseShape(Part):
     interface: Annotated[Interface, Lowered(Interface, "interface")] = Interface.HTTP
     """How the charging manager reaches it: an HTTP-input EVSE, the controller's own EVSE
     (at most one), or another Power Brain over Modbus TCP."""
+    mode: Annotated[ChargeMode, Lowered(ChargeMode, "mode")] = ChargeMode.ALWAYS
+    """What it charges from: "always" (whatever the site allows; no charging rule),
+    "surplus" (only the PV surplus: the vendor's rule mode 5) or "solar" (up to the PV
+    production: rule mode 2). The manager gets it as an EVSE charging rule, before `rules`."""
+    undercut: Annotated[int | None, Parsed(or_null(at_least(0, "must not be negative"))),
+                        WithJsonSchema(duration_schema(0))] = None
+    """The surplus or solar rule's undercut time (`udur`): how long the car keeps its
+    minimum after the surplus fell below it; none: the rule has no `udur`, and the
+    manager's default applies."""
+    rules: list[dict[str, Any]] | dict[str, Any] | None = None
+    """Charging rules as the manager's API takes them (`charging_rules`: a list of classic
+    rule objects, e.g. a time window or a price level; or a `crule_set` object), after
+    the one `mode` makes."""
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_compile(cls, value: object) -> object:
+        if value is not None:
+            errors = compile_rules(value).errors
+            if errors:
+                raise ValueError("; ".join(errors))
+        return value
 
     @model_validator(mode="after")
     def _min_within_max(self) -> EvseShape:

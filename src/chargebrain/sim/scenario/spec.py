@@ -61,6 +61,22 @@ class EvseSpec:
     # readings), "powerbrain" (the controller's own EVSE, through its hardware interface)
     # or "modbus" (another Power Brain, over Modbus TCP)
     interface: str = "http"
+    mode: str = "always"  # "always", "surplus" (PV surplus only) or "solar" (up to PV)
+    undercut_s: int | None = None  # the surplus/solar rule's undercut; None = not given
+    rules_json: str = ""  # further charging rules as the API takes them, JSON text
+
+    @property
+    def from_sun(self) -> bool:
+        """It charges from the surplus or the production only."""
+        return self.mode != ChargeMode.ALWAYS
+
+
+class ChargeMode(StrEnum):
+    """What an EVSE charges from."""
+
+    ALWAYS = "always"
+    SURPLUS = "surplus"
+    SOLAR = "solar"
 
 
 class Interface(StrEnum):
