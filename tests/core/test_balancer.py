@@ -105,9 +105,10 @@ def test_determine_plans_all_phases_then_learns_until_unplug() -> None:
     s = site(20, ev("E1", rotation=120), ev("E2", used_phases=0b010))
     a = allocate(s, BalancerState(), 0.0)
     # Until it draws, E1's current is planned on every phase (it may be three-phase), so
-    # it shares building L2 with E2.
+    # it shares building L2 with E2; it gets its minimum until its phases are measured.
     assert a.by_id()["E1"].phases == 0b111
-    assert currents(a) == {"E1": 10 * A, "E2": 10 * A}
+    assert currents(a) == {"E1": 6 * A, "E2": 14 * A}
+    assert a.by_id()["E1"].reason == "phases not known yet (phase imbalance)"
     # The car turns out to draw on its L1 only (building L2 at 120 degrees).
     e1 = dataclasses.replace(s.evses[0], measured=Phases(10 * A, 0, 0))
     s2 = dataclasses.replace(s, evses=(e1, s.evses[1]))
@@ -377,7 +378,7 @@ def test_three_cars_needing_18a_on_3x16a_take_turns() -> None:
     assert waiting.reason == "minimum current not available (site phase L1)"
     charged: set[str] = set()
     rotations = 0
-    for _ in range(2400):  # two hours in 3 s cycles
+    for _ in range(4800):  # four hours in 3 s cycles
         st, s = a.state, feed(s, a)
         now += 3
         a = allocate(s, st, now)
@@ -422,6 +423,26 @@ def test_imbalance_pauses_a_car_when_minimums_alone_are_too_unbalanced() -> None
     assert paused[0].pause_reason is PauseReason.IMBALANCE
     assert paused[0].reason == "phase imbalance"
     assert a.imbalance <= 20 * A
+
+
+def test_a_car_in_determine_mode_starts_where_single_phase_cars_hold_the_spread() -> None:
+    """Three single-phase cars at 6 A on L1 keep the spread at 18 A. A car whose phases
+    are not known yet, counted as possibly drawing on L1, could never start there, and
+    so its phases were never measured: it starts at its minimum, counted as balanced."""
+    ones = tuple(ev(f"E{i}", used_phases=1, max_current=6 * A, measured=Phases(6 * A, 0, 0))
+                 for i in range(3))
+    s = site(200, *ones, ev("E9", used_phases=0, state=EvseState.EV_PRESENT))
+    a = allocate(s, BalancerState(), 0.0)
+    assert a.by_id()["E9"].current_ma == 6 * A
+    # Measured on three phases it is counted as what it is, and gets its maximum.
+    e9 = dataclasses.replace(s.evses[3], state=EvseState.CHARGING, measured=Phases.on_mask(
+        6 * A, 0b111))
+    a2 = allocate(dataclasses.replace(s, evses=(*ones, e9)), a.state, 3.0)
+    assert a2.by_id()["E9"].current_ma == 16 * A
+    # A single-phase one is held to the imbalance limit like the others.
+    e9 = dataclasses.replace(e9, measured=Phases(6 * A, 0, 0))
+    a3 = allocate(dataclasses.replace(s, evses=(*ones, e9)), a.state, 3.0)
+    assert a3.imbalance <= 24 * A and a3.by_id()["E9"].current_ma <= 6 * A
 
 
 def test_imbalance_check_can_be_switched_off_or_include_consumption() -> None:
@@ -652,3 +673,21 @@ def test_input_order_does_not_change_decisions() -> None:
     assert a.by_id() == b.by_id()
     assert [d.id for d in b.evses] == [c.id for c in reversed(cars)]
     assert a.state == b.state
+
+
+def test_minimums_kept_in_the_house_part_of_the_penalty_never_exceed_the_fuse() -> None:
+    """The house rises on L3 where two cars of different priorities charge at their
+    minimum. The higher one may keep its minimum within the house's part of the penalty;
+    the limit it then fills must not be raised to that load, or the lower tier keeps its
+    minimum too and the fuse carries 6 A more than it has."""
+    hi = ev("HI", priority=2, used_phases=4, max_current=6 * A)
+    lo = ev("LO", priority=1, used_phases=1, rotation=240, max_current=6 * A)
+    s = site(26, hi, lo, load=Measurement(Phases(0, 0, 13 * A)))
+    a = allocate(s, BalancerState(), 0.0)
+    assert currents(a) == {"HI": 6 * A, "LO": 6 * A}
+    s = feed(s, a)
+    s = dataclasses.replace(s, load=Measurement(Phases(0, 0, 20 * A)))
+    a = allocate(s, a.state, 3.0)
+    on_l3 = sum(d.load.l3 for d in a.evses)
+    assert 20 * A + on_l3 <= 26 * A + 6 * A  # at most the house's part kept
+    assert currents(a)["LO"] == 0

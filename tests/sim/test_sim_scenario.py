@@ -92,6 +92,7 @@ def test_minimal_loads() -> None:
 def test_shipped_scenarios_load() -> None:
     names = shipped_scenarios()
     assert names == ["apartment-garage", "faults", "home", "noisy-meters", "office",
+                     "parking-200",
                      "silent-evse", "silent-grid", "single-phase-mix", "solar-two-cars"]
     scenarios = {n: load_scenario(n) for n in names}
     assert len(scenarios["home"].site.evses) == 1

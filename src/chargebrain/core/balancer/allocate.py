@@ -45,6 +45,7 @@ _CAP_REASONS = {
     Limit.RULE: "rule",
     Limit.OVERRIDE: "override",
     Limit.CAR_DRAW: "car draw",
+    Limit.IMBALANCE: "phases not known yet (phase imbalance)",
 }
 _IDLE_REASON = "car not drawing"
 
@@ -172,7 +173,8 @@ def admit_idle(w: Work, idle: list[Slot]) -> list[Slot]:
         holding = s.incumbent
         need = s.min if holding else s.min + margin
         c = w.fits(s.cons, need)
-        if c == FITS and not w.imbalance_ok(s, need):
+        if c == FITS and not w.imbalance_ok(
+                s, need if holding else s.min + w.tun.imbalance_margin_ma):
             c = BY_IMBALANCE
         if c == FITS and s.frozen >= 0 and s.mem.last_set < s.min:
             c = BY_FROZEN
@@ -235,6 +237,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
     before and are tried once more, their pause undone if they fit now."""
     rank(w, cands)
     now, margin = w.now, w.tun.restart_margin_ma
+    imb_margin = w.tun.imbalance_margin_ma
     admitted: list[Slot] = []
     rotated_tiers: set[tuple[float, ...]] = set()
     retry: list[Slot] = []
@@ -259,6 +262,8 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
             for c in s.cons:
                 if load[c] + need > cap[c]:
                     return c
+            if (s.hmask or s.lmask) and not imbalance_ok(s, s.min + imb_margin):
+                return BY_IMBALANCE
         if (s.hmask or s.lmask) and not imbalance_ok(s, need):
             return BY_IMBALANCE
         if s.frozen >= 0 and not (s.incumbent and s.mem.last_set >= s.min):

@@ -62,7 +62,10 @@ class Tuning:
     """Knobs of the algorithm where the reference is silent (see docs/load-management.md)."""
 
     restart_margin_ma: int = 500  # a paused car restarts only if min + this fits
-    rotation_time_s: float = 900.0  # a car charging this long may yield to a waiting one ...
+    # ... and only if its minimum plus this keeps the phase imbalance within its limit (a
+    # charging car keeps its minimum up to the limit): the imbalance's hysteresis
+    imbalance_margin_ma: int = 1500
+    rotation_time_s: float = 3600.0  # a car charging this long may yield to a waiting one ...
     rotation_gap_mah: int = 12000  # ... that has been given this much less charge (or none)
     lend_threshold_ma: int = 1000  # "draws clearly less": below offer minus this
     lend_after_cycles: int = 2  # ... for this many cycles in a row
