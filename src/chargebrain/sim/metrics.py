@@ -42,6 +42,7 @@ class CarMetrics:
     stops: int  # times it stopped drawing while still plugged in
     first_current_s: int | None  # from plug-in to the first second it drew; None = never
     soc_end: float
+    plugged_s: int = 0  # how long it was plugged in during the run
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,13 @@ class Metrics:
     # the PV surplus (or production) of the moment, that is from the grid; None without
     sun_kwh: float | None = None
     sun_grid_kwh: float | None = None
+    # seconds in which the household alone was above the fuse (not charged to the policy)
+    house_over_fuse_s: int = 0
+
+    @property
+    def car_hours(self) -> float:
+        """Hours the cars were plugged in, together."""
+        return sum(c.plugged_s for c in self.cars) / 3600.0
 
     @property
     def sun_grid_share(self) -> float | None:
@@ -287,10 +295,14 @@ def compute_metrics(
 
     overload: list[OverloadStats] = []
     n_steps = 0
+    # Seconds in which the household alone is above the fuse: no policy could help it,
+    # so its overload there is not charged to the policy (and the run says so).
+    house_over = (base > lim.max_current_ma + RESOLUTION_MA)[:, :n]
     for p in range(3):
         steps = load_steps(base[p], step_threshold_ma, step_window_s)
         n_steps += int(np.count_nonzero(np.diff(steps.astype(np.int8), prepend=0) == 1))
-        overload.append(overload_stats("site", p + 1, grid[p], lim.max_current_ma, steps, budget))
+        g = np.where(house_over[p], np.minimum(grid[p], lim.max_current_ma), grid[p])
+        overload.append(overload_stats("site", p + 1, g, lim.max_current_ma, steps, budget))
     if lim.max_evse_current_ma:
         line = loads["evse-line"]
         for p in range(3):
@@ -339,6 +351,7 @@ def compute_metrics(
                 stops=int(np.count_nonzero(edges == -1)),
                 first_current_s=int(first[0]) if first.shape[0] else None,
                 soc_end=s.soc_end,
+                plugged_s=s.leave_s - s.arrive_s,
             )
         )
     shares = [c.share for c in cars if c.share is not None]
@@ -377,6 +390,7 @@ def compute_metrics(
         capped_offers=run.capped_offers,
         sun_kwh=sun_kwh,
         sun_grid_kwh=sun_grid_kwh,
+        house_over_fuse_s=int(np.count_nonzero(house_over.any(axis=0))),
     )
 
 

@@ -31,6 +31,7 @@ from chargebrain.core.balancer.prepare import (
     BY_IMBALANCE,
     BY_TIMER,
     CANDIDATE,
+    CAP_REASONS,
     FITS,
     INF,
     NOT_SET,
@@ -40,13 +41,6 @@ from chargebrain.core.balancer.prepare import (
     prepare,
 )
 
-_CAP_REASONS = {
-    Limit.EVSE_MAX: "EVSE maximum",
-    Limit.RULE: "rule",
-    Limit.OVERRIDE: "override",
-    Limit.CAR_DRAW: "car draw",
-    Limit.IMBALANCE: "phases not known yet (phase imbalance)",
-}
 _IDLE_REASON = "car not drawing"
 
 
@@ -367,7 +361,7 @@ def explain(w: Work, cands: list[Slot]) -> None:
             if s.cap_reason:
                 s.reason = s.cap_reason
             else:
-                s.reason = _IDLE_REASON if s.idle and not s.probing else _CAP_REASONS[s.cap_kind]
+                s.reason = _IDLE_REASON if s.idle and not s.probing else CAP_REASONS[s.cap_kind]
         elif s.bound == BY_IMBALANCE:
             s.lreason = Limit.IMBALANCE
             s.reason = "phase imbalance"

@@ -50,6 +50,14 @@ CANDIDATE = 2  # competes for current
 FITS = -1
 BY_CAP = -1
 BY_IMBALANCE = -2
+#: The reason shown for a car held by its own cap, by what set the cap.
+CAP_REASONS = {
+    Limit.EVSE_MAX: "EVSE maximum",
+    Limit.RULE: "rule",
+    Limit.OVERRIDE: "override",
+    Limit.CAR_DRAW: "car draw",
+    Limit.IMBALANCE: "phases not known yet (phase imbalance)",
+}
 BY_TIMER = -3  # would fit, but its pause has not lasted min_pause_time
 NOT_SET = -4
 BY_FROZEN = -5  # a meter above it is not fresh: it may not be given more than it had
