@@ -674,20 +674,3 @@ def test_input_order_does_not_change_decisions() -> None:
     assert [d.id for d in b.evses] == [c.id for c in reversed(cars)]
     assert a.state == b.state
 
-
-def test_minimums_kept_in_the_house_part_of_the_penalty_never_exceed_the_fuse() -> None:
-    """The house rises on L3 where two cars of different priorities charge at their
-    minimum. The higher one may keep its minimum within the house's part of the penalty;
-    the limit it then fills must not be raised to that load, or the lower tier keeps its
-    minimum too and the fuse carries 6 A more than it has."""
-    hi = ev("HI", priority=2, used_phases=4, max_current=6 * A)
-    lo = ev("LO", priority=1, used_phases=1, rotation=240, max_current=6 * A)
-    s = site(26, hi, lo, load=Measurement(Phases(0, 0, 13 * A)))
-    a = allocate(s, BalancerState(), 0.0)
-    assert currents(a) == {"HI": 6 * A, "LO": 6 * A}
-    s = feed(s, a)
-    s = dataclasses.replace(s, load=Measurement(Phases(0, 0, 20 * A)))
-    a = allocate(s, a.state, 3.0)
-    on_l3 = sum(d.load.l3 for d in a.evses)
-    assert 20 * A + on_l3 <= 26 * A + 6 * A  # at most the house's part kept
-    assert currents(a)["LO"] == 0

@@ -217,6 +217,21 @@ def test_an_overshoot_by_the_house_is_kept_off_for_two_minutes_and_pauses_no_car
     assert currents(a) == {"E1": 8 * A, "E2": 8 * A}
 
 
+def test_the_house_part_of_the_penalty_keeps_one_minimum_not_one_per_priority() -> None:
+    # Two single-phase cars on L1 at their 6 A minimum, of two priorities.
+    s = site(23, ev("E1", used_phases=1, max_current=6 * A, priority=1),
+             ev("E2", used_phases=1, max_current=6 * A, priority=2))
+    a, s, now = run(s, BalancerState(), 0.0, 2)
+    assert currents(a) == {"E1": 6 * A, "E2": 6 * A}
+    # The house jumps to 17 A: 6 A over, its part of the penalty. Room for one car's
+    # minimum within it, not for one per priority tier (the first tier's filling must not
+    # reopen the limit for the next).
+    step = dataclasses.replace(s, load=Measurement(Phases(17 * A, 0, 0)))
+    a = allocate(step, a.state, now + 3)
+    assert a.overdraft_applied == Phases(6 * A, 0, 0)
+    assert sorted(currents(a).values()) == [0, 6 * A]
+
+
 def test_a_car_drawing_more_than_it_is_given_is_penalised_for_five_minutes() -> None:
     s = site(32, ev("E1", used_phases=7), ev("E2", used_phases=7))
     a, s, now = run(s, BalancerState(), 0.0, 2)

@@ -16,6 +16,8 @@ from chargebrain.manager.runtime import ChargingManager
 from tests.conftest import Running
 from tests.manager.test_event_driven import ok
 
+FOUR = ["E2", "E3", "E4", "E5"]
+
 
 class Site:
     """HTTP-input wallboxes (and a grid meter) fed like real feeders would feed them."""
@@ -27,6 +29,7 @@ class Site:
         self.draw: dict[str, int] = {}  # what each car draws, if not its offer
         self.drawn: dict[str, int] = {}  # what each car drew at its last report
         self.ticks = 0
+
     async def setup(self, max_total_ma: int) -> None:
         await ok(self.http, self.running, "cmd=set_params", {
             "max_total_current": max_total_ma, "reserve_current": 0, "max_imbalance_cur": 0,
@@ -40,6 +43,10 @@ class Site:
     async def wallbox(self, dev_id: str) -> None:
         await self.add({"dev_type": "evse_ajax", "dev_id": dev_id, "max_charging_cur": 32000,
                         "used_phases": 7})
+
+    async def grid_meter(self) -> None:
+        await self.add({"dev_type": "meter_ajax", "dev_id": "M9", "name": "grid",
+                        "role": C.ROLE_GRID})
 
     async def push(self, dev_id: str, state: int = 3) -> None:
         ma = self.draw.get(dev_id, self.offer.get(dev_id, 0))
@@ -78,14 +85,21 @@ class Site:
         return {k: m.pause_until - now for k, m in state.evses.items() if m.pause_until > now}
 
 
-async def test_evses_added_beside_charging_cars_pause_them_only_until_they_answer(
-        virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
+async def site_of(virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession,
+                  max_total_ma: int, *wallboxes: str) -> Site:
+    """A site limited to `max_total_ma` with these HTTP-input wallboxes."""
     running, clock = virtual
     site = Site(http, running, clock)
-    await site.setup(32000)
-    four = ["E2", "E3", "E4", "E5"]
-    for dev_id in four:
+    await site.setup(max_total_ma)
+    for dev_id in wallboxes:
         await site.wallbox(dev_id)
+    return site
+
+
+async def test_evses_added_beside_charging_cars_pause_them_only_until_they_answer(
+        virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
+    site = await site_of(virtual, http, 32000, *FOUR)
+    four = FOUR
     for _ in range(4):
         await site.second(four)
     assert [site.decision(d)[0] for d in four] == [8000] * 4
@@ -108,19 +122,15 @@ async def test_evses_added_beside_charging_cars_pause_them_only_until_they_answe
 
 async def test_wallboxes_started_before_the_grid_meter_charge_once_it_reports(
         virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
-    running, clock = virtual
-    site = Site(http, running, clock)
-    await site.setup(32000)
-    four = ["E2", "E3", "E4", "E5"]
+    site = await site_of(virtual, http, 32000, *FOUR)
+    four = FOUR
     for dev_id in four:
-        await site.wallbox(dev_id)
         await site.push(dev_id)
     await site.second(four)
     assert all(site.decision(d)[0] >= 6000 for d in four)
     # The grid meter is created; until it reports, the rest of the house may take the
     # whole connection: everyone stops, but only until the meter is read.
-    await site.add({"dev_type": "meter_ajax", "dev_id": "M9", "name": "grid",
-                    "role": C.ROLE_GRID})
+    await site.grid_meter()
     await site.second(four)
     assert all(site.decision(d) == (0, "minimum current not available "
                                        "(site phase L1, readings missing)") for d in four)
@@ -132,11 +142,8 @@ async def test_wallboxes_started_before_the_grid_meter_charge_once_it_reports(
 
 async def test_a_silent_grid_meter_freezes_increases_at_once(
         virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
-    running, clock = virtual
-    site = Site(http, running, clock)
-    await site.setup(40000)
-    await site.add({"dev_type": "meter_ajax", "dev_id": "M9", "name": "grid",
-                    "role": C.ROLE_GRID})
+    site = await site_of(virtual, http, 40000)
+    await site.grid_meter()
     await site.wallbox("E2")
     await site.wallbox("E3")
     for _ in range(12):
@@ -168,11 +175,8 @@ async def test_a_silent_grid_meter_freezes_increases_at_once(
 
 async def test_an_unreachable_evse_under_a_grid_meter_is_counted_once(
         virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
-    running, clock = virtual
-    site = Site(http, running, clock)
-    await site.setup(32000)
-    await site.add({"dev_type": "meter_ajax", "dev_id": "M9", "name": "grid",
-                    "role": C.ROLE_GRID})
+    site = await site_of(virtual, http, 32000)
+    await site.grid_meter()
     await site.wallbox("E2")
     await site.add({"dev_id": "E2", "max_charging_cur": 16000})
     await site.wallbox("E3")

@@ -148,10 +148,9 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             for i in users[best_c]:
                 if rising[i]:
                     freeze(i, best, best_c)
-            if load[best_c] < cap[best_c]:
-                # Full: the rounding remainder is nobody's. (A load above the capacity,
-                # minimums kept in the house's part of the penalty, must not raise it.)
-                cap[best_c] = load[best_c]
+            # Closed to lower priorities; never opened: cars kept at their minimum within
+            # the house's part of the overdraft penalty stand beyond the capacity.
+            cap[best_c] = min(cap[best_c], load[best_c])
         else:
             imb_lam = max(imb_lam, 0)
             pbit, qbit = 1 << imb_p, 1 << imb_q
