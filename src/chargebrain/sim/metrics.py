@@ -125,7 +125,8 @@ def default_reaction_budget(run: RunResult) -> float:
     """Two control cycles + the slowest car's lag + the meter delay + one second."""
     sc = run.scenario
     lag = max((c.lag_s for c in sc.cars), default=0.0)
-    delay = max(sc.meters.grid.delay_s, sc.meters.evse.delay_s)
+    delay = max(sc.meters.grid.delay_s, sc.meters.evse.delay_s,
+                *(e.meter.delay_s for e in sc.site.evses if e.meter is not None))
     return 2.0 * sc.cycle_s + lag + delay + 1.0
 
 

@@ -124,9 +124,9 @@ def offline_optimum(
     need: dict[str, float] = {}
     for ci, c in enumerate(cars):
         e = evses[c.evse]
-        nph = 1 if min(c.phases, e.used_phases) == 1 else 3
+        nph = min(c.phases, e.used_phases)
         car_phases.append(nph)
-        car_mask.append(rotate_mask(0b001 if nph == 1 else 0b111, e.phase_rotation))
+        car_mask.append(rotate_mask((1 << nph) - 1, e.phase_rotation))
         need[c.id] = max(0.0, min(c.need_kwh, (1.0 - c.soc) * c.capacity_kwh))
         amps = min(c.max_ma, e.max_ma) / 1000.0
         floor_a.append(min(max(e.min_ma, c.min_start_ma), c.max_ma, e.max_ma) / 1000.0)
@@ -203,7 +203,7 @@ def offline_optimum(
             alone_ub = np.where(on_p & in_g, np.minimum(alone_ub, g.max_current_ma / 1000.0),
                                 alone_ub)
     if imbalance and lim.max_imbalance_ma:
-        single = np.array(car_phases)[vc] == 1
+        single = np.array(car_phases)[vc] < 3
         alone_ub = np.where(single, np.minimum(alone_ub, lim.max_imbalance_ma / 1000.0), alone_ub)
     alone = np.bincount(vc, weights=alone_ub * kwh_per_a, minlength=len(cars))
     if imbalance and lim.max_imbalance_ma:
@@ -355,7 +355,8 @@ def _offline(scenario: Scenario, car: CarSpec) -> list[tuple[int, int, int | Non
 def _underdraw(scenario: Scenario, car: CarSpec) -> list[tuple[int, int, float, float]]:
     """The car's spells of drawing less than offered: (from s, to s, factor, offset A)."""
     return [(f.start_s, f.end_s, f.factor, f.offset_ma / 1000.0) for f in scenario.faults
-            if f.kind is FaultKind.CAR_UNDERDRAW and f.target == car.id]
+            if f.kind in (FaultKind.CAR_UNDERDRAW, FaultKind.CAR_OVERDRAW)
+            and f.target == car.id]
 
 
 def _drawable_as(amps: float, lo: float, hi: float,

@@ -84,6 +84,25 @@ class GroupShape(Part):
     prio: Annotated[int, Integer()] = 1
 
 
+class MeterShape(Part):
+    """How a measuring point reports."""
+
+    delay_s: Duration = 0
+    """Seconds late."""
+    noise_pct: Annotated[float, Number(lo=0, hi=50)] = 0.0
+    """Gaussian noise, % of the value."""
+    energy_step_wh: Annotated[float, Number(above=0)] = 10.0
+    """Resolution of the energy counter."""
+    dropouts_per_hour: Annotated[float, Number(lo=0, hi=3600)] = 0.0
+    """Random spells without a reading, per hour (grid and PV meters)."""
+    dropout_mean: PositiveDuration = 20
+    """Their mean length (exponential, at least 1 s)."""
+    spikes_per_hour: Annotated[float, Number(lo=0, hi=3600)] = 0.0
+    """Single readings far off the truth, per hour (grid and PV meters)."""
+    spike_factor: Annotated[float, Number(lo=0, hi=100)] = 3.0
+    """Such a reading is the true one times this, on every phase."""
+
+
 class EvseShape(Part):
     """A charge point as the charging manager knows it."""
 
@@ -109,6 +128,9 @@ class EvseShape(Part):
     """The surplus or solar rule's undercut time (`udur`): how long the car keeps its
     minimum after the surplus fell below it; none: the rule has no `udur`, and the
     manager's default applies."""
+    meter: MeterShape | None = None
+    """Its own meter's delay, noise and energy resolution; none: the scenario's
+    `meters.evse`."""
     rules: list[dict[str, Any]] | dict[str, Any] | None = None
     """Charging rules as the manager's API takes them (`charging_rules`: a list of classic
     rule objects, e.g. a time window or a price level; or a `crule_set` object), after
@@ -151,7 +173,8 @@ class CarShape(Part):
     need_kwh: Annotated[float, Number(lo=0)]
     """The car stops by itself once it has taken this much."""
     max_ma: Annotated[int, Integer(1, MAX_EVSE_MA)] = 16_000
-    phases: Annotated[int, OneOf(1, 3)] = 3
+    phases: Annotated[int, OneOf(1, 2, 3)] = 3
+    """Phases the car charges on: 1, 2 (L1 and L2 of its EVSE) or 3."""
     min_start_ma: Annotated[int, Integer(1)] = IEC_MIN_MA
     """Offered less than this, the car draws nothing."""
     capacity_kwh: Annotated[float, Number(above=0)] = 60.0
@@ -297,17 +320,6 @@ class BatteryShape(Part):
     capacity_kwh: Annotated[float, Number(above=0)]
     max_power_w: Annotated[float, Number(above=0)]
     soc: Share = 0.5
-
-
-class MeterShape(Part):
-    """How a measuring point reports."""
-
-    delay_s: Duration = 0
-    """Seconds late."""
-    noise_pct: Annotated[float, Number(lo=0, hi=50)] = 0.0
-    """Gaussian noise, % of the value."""
-    energy_step_wh: Annotated[float, Number(above=0)] = 10.0
-    """Resolution of the energy counter."""
 
 
 class MetersShape(Part):
