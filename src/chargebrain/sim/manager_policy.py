@@ -44,6 +44,7 @@ from chargebrain.clock import VirtualClock
 from chargebrain.core.model import EvseReading
 from chargebrain.core.rules import MODE_SOLAR, MODE_SURPLUS
 from chargebrain.devices.ajax import AjaxEvse
+from chargebrain.devices.ocpp import OcppHub
 from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager import config as C
 from chargebrain.manager.assembly import build_manager
@@ -54,6 +55,7 @@ from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
 from chargebrain.sim.controller_evse import PlantEvse, SimController
 from chargebrain.sim.core_policy import number_evses, number_groups
+from chargebrain.sim.ocpp_site import OcppSite
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
 from chargebrain.sim.scenario import ChargeMode, EvseSpec, Scenario, Site
 from chargebrain.store.db import Store
@@ -136,9 +138,12 @@ class ManagerPolicy:
         self.clock = VirtualClock(start=EPOCH_DAY)
         self.plant_evse = PlantEvse()  # behind the controller's own EVSE, if one is used
         self.powerbrain = PowerBrain(None, hardware=self.plant_evse)
+        hub = OcppHub()
         self.manager = build_manager(
-            self.clock, self.powerbrain, DeviceTypes(), ManagerStore(self.store)
+            self.clock, self.powerbrain, DeviceTypes(), ManagerStore(self.store), ocpp=hub
         )
+        # Scenario EVSEs that are OCPP wallboxes, with the central system they connect to.
+        self.ocpp = OcppSite(self.manager, hub, self.clock, self.store, self.loop)
         # Scenario EVSEs that are Power Brain EVSEs: the manager's own controller's E1
         # ("powerbrain") and other controllers over Modbus TCP ("modbus").
         self.controllers: dict[str, SimController] = {}
@@ -230,8 +235,12 @@ class ManagerPolicy:
                 address = "evse"
             elif e.interface == "modbus":
                 address = self._remote_controller(e.id)
+            elif e.interface == "ocpp":
+                address = self.ocpp.add(e.id, e.ocpp, e.max_ma)
+            kind = "evse_ocpp" if e.interface == "ocpp" else (
+                "evse_powerbrain" if address else "evse_ajax")
             mgr.inventory.upsert_device(DeviceConfig(
-                dev_id, "evse_powerbrain" if address else "evse_ajax", name=e.id,
+                dev_id, kind, name=e.id,
                 address=address, id=1,
                 group=groups[e.group] if e.group is not None else 0,
                 min_charging_cur=e.min_ma, max_charging_cur=e.max_ma, prio=e.prio,
@@ -293,6 +302,9 @@ class ManagerPolicy:
                 pushes += 1
         readings = snapshot.evses
         controllers = self.controllers
+        boxes = self.ocpp.boxes
+        if boxes:
+            self.ocpp.step(readings)
         if controllers:
             mono = clock.monotonic()
             for sid, ctl in controllers.items():
@@ -306,7 +318,7 @@ class ManagerPolicy:
         batch: list[tuple[str, EvseReading]] = []
         for (sid, dev), seen in zip(self._devices, self._pushed, strict=True):
             r = readings.get(sid)
-            if r is None or sid in controllers:
+            if r is None or sid in controllers or sid in boxes:
                 continue
             pushed = seen[1]
             if seen[0] is not r or pushed is None:
@@ -321,19 +333,24 @@ class ManagerPolicy:
                 self.periodic_cycles += 1
             else:
                 self.woken_cycles += 1
-            if not controllers:
+            if not controllers and not boxes:
                 mgr.cycle_now(poll=due)
             else:  # registers are read and written as in the application (over TCP for
-                # the remote controllers)
+                # the remote controllers); profiles go to the OCPP wallboxes
                 self.loop.run_until_complete(mgr.cycle(poll=due))
-        elif not controllers:
+        elif not controllers and not boxes:
             return self._decision  # nothing ran: the EVSEs keep their orders
+        if boxes:
+            self.ocpp.settle()
         currents: dict[str, int] = {}
         wake: list[str] = []
         if due is not None:
             self._take_orders(currents, wake)
         else:  # the others keep their orders; a controller's pilot may have moved on
-            currents.update((k, v) for k, v in self._last.items() if k not in controllers)
+            currents.update((k, v) for k, v in self._last.items()
+                            if k not in controllers and k not in boxes)
+        # What each OCPP wallbox offers now (it follows its profile over a second or two).
+        currents.update(self.ocpp.offers())
         for sid, ctl in controllers.items():
             # What the controller's pilot offers now (its firmware may change it between
             # the manager's cycles: the end of a CP interruption, the fail-safe current).
@@ -354,7 +371,7 @@ class ManagerPolicy:
         """Per HTTP-input EVSE what the answer to `set_ajax_evse` would hand over now."""
         devices = self.manager.devices
         for sid, dev in self._devices:
-            if sid in self.controllers:
+            if sid in self.controllers or sid in self.ocpp.boxes:
                 continue
             rt = devices[dev]
             ev = rt.evse
@@ -395,6 +412,7 @@ class ManagerPolicy:
             return
         self.closed = True
         try:
+            self.ocpp.close()
             self.loop.run_until_complete(self.manager.close())
             for ctl in self.controllers.values():
                 if ctl.server is not None and ctl.serving:

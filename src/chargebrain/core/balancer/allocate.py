@@ -109,7 +109,11 @@ def split_idle(w: Work, cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
         if dm.start_min <= s.min:  # floor_of(dm, s.min, max_current), at once
             floor = s.floor = s.min
         else:
-            floor = s.floor = floor_of(dm, s.min, s.e.max_current)
+            e = s.e
+            cap = e.max_current
+            if e.backend_current is not None and e.backend_current < cap:
+                cap = e.backend_current
+            floor = s.floor = floor_of(dm, s.min, cap)
         if s.frozen >= 0 and s.probing and dm.probe_until is None:
             s.probing = False  # a probe raises the car: it waits for fresh readings
         if s.probing:

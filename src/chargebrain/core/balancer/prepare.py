@@ -77,6 +77,8 @@ _OFFLINE = EvseState.OFFLINE
 _CHARGING = frozenset(s for s in EvseState if s.charging)
 _RULE, _OVERRIDE, _EVSE_MAX, _CAR_DRAW = Limit.RULE, Limit.OVERRIDE, Limit.EVSE_MAX, Limit.CAR_DRAW
 _NO_LEND = NO_LEND
+_BACKEND = Limit.BACKEND
+_CAP_TEXT = {_EVSE_MAX: "EVSE maximum", _BACKEND: "OCPP backend"}
 _ROTATED = {(m, r): rot_mask(m, r) for m in range(8) for r in (0, 120, 240)}
 
 
@@ -119,6 +121,10 @@ def classify(w: Work, s: Slot) -> None:
     if min_cur < IEC_MIN_CURRENT:
         min_cur = IEC_MIN_CURRENT
     max_cur = e.max_current
+    max_kind = _EVSE_MAX
+    backend = e.backend_current
+    if backend is not None and backend < max_cur:
+        max_cur, max_kind = (backend if backend > 0 else 0), _BACKEND
 
     if offline:
         last = mem.last_set if mem.last_set >= 0 else max_cur
@@ -152,7 +158,7 @@ def classify(w: Work, s: Slot) -> None:
         _idle(s, Limit.OVERRIDE, "override")
         return
     if max_cur < min_cur:
-        _idle(s, Limit.EVSE_MAX, "EVSE maximum")
+        _idle(s, max_kind, _CAP_TEXT[max_kind])
         return
     wish, wish_kind = e.rule_current, _RULE
     if e.override_current is not None:
@@ -164,7 +170,7 @@ def classify(w: Work, s: Slot) -> None:
     s.kind = CANDIDATE
     s.min = min_cur
     if wish is None or wish >= max_cur:
-        want, cap_kind = max_cur, _EVSE_MAX
+        want, cap_kind = max_cur, max_kind
     else:
         # A rule or override asking for less than the minimum charges at the minimum.
         want, cap_kind = (wish if wish > min_cur else min_cur), wish_kind

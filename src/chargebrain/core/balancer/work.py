@@ -57,6 +57,7 @@ CAP_REASONS = {
     Limit.OVERRIDE: "override",
     Limit.CAR_DRAW: "car draw",
     Limit.IMBALANCE: "phases not known yet (phase imbalance)",
+    Limit.BACKEND: "OCPP backend",
 }
 BY_TIMER = -3  # would fit, but its pause has not lasted min_pause_time
 NOT_SET = -4

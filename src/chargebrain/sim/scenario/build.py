@@ -29,6 +29,7 @@ from chargebrain.sim.scenario.model import (
     GroupShape,
     HouseholdShape,
     MeterShape,
+    OcppBoxShape,
     PvShape,
     ScenarioShape,
 )
@@ -42,8 +43,10 @@ from chargebrain.sim.scenario.spec import (
     FaultSpec,
     GroupSpec,
     HouseholdSpec,
+    Interface,
     MeterSpec,
     MetersSpec,
+    OcppBoxSpec,
     PvSpec,
     Scenario,
     Site,
@@ -73,7 +76,15 @@ def _evse(e: EvseShape) -> EvseSpec:
         undercut_s=e.undercut,
         rules_json=json.dumps(e.rules, sort_keys=True) if e.rules is not None else "",
         meter=_meter(e.meter) if e.meter is not None else None,
+        ocpp=_ocpp(e.ocpp) if e.interface is Interface.OCPP else None,
     )
+
+
+def _ocpp(o: OcppBoxShape | None) -> OcppBoxSpec:
+    if o is None:
+        return OcppBoxSpec()
+    return OcppBoxSpec(sample_s=o.sample_s, status_delay_s=o.status_delay_s, ramp_s=o.ramp_s,
+                       drop_every_s=o.drop_every_s, drop_for_s=o.drop_for_s)
 
 
 def _car(c: CarShape, start_tod: int) -> CarSpec:

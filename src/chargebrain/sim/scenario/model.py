@@ -103,6 +103,31 @@ class MeterShape(Part):
     """Such a reading is the true one times this, on every phase."""
 
 
+def _positive_duration_or_null(value: Any) -> int | None:
+    return or_null(at_least(1, "must be positive or null"))(value)
+
+
+class OcppBoxShape(Part):
+    """How a simulated OCPP wallbox behaves (an EVSE with `"interface": "ocpp"`)."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset({"drop_every_s"})
+
+    sample_s: Annotated[float, Number(above=0, hi=3600)] = 10.0
+    """Seconds between its meter values until the central system sets its interval."""
+    status_delay_s: Annotated[float, Number(lo=0, hi=600)] = 1.0
+    """A change of its connector's status is reported this many seconds late."""
+    ramp_s: Annotated[float, Number(lo=0, hi=600)] = 1.5
+    """What it offers the car follows a new limit over this many seconds."""
+    drop_every_s: Annotated[
+        int | None,
+        Parsed(_positive_duration_or_null),
+        WithJsonSchema({"anyOf": [duration_schema(1), {"type": "null"}]}),
+    ] = None
+    """It drops its connection this often on average; null: never."""
+    drop_for_s: PositiveDuration = 20
+    """A dropped connection stays down this long."""
+
+
 class EvseShape(Part):
     """A charge point as the charging manager knows it."""
 
@@ -118,7 +143,10 @@ class EvseShape(Part):
     """Phases wired to the EVSE."""
     interface: Annotated[Interface, Lowered(Interface, "interface")] = Interface.HTTP
     """How the charging manager reaches it: an HTTP-input EVSE, the controller's own EVSE
-    (at most one), or another Power Brain over Modbus TCP."""
+    (at most one), another Power Brain over Modbus TCP, or an OCPP 1.6J wallbox that
+    connects to the central system."""
+    ocpp: OcppBoxShape | None = None
+    """How the OCPP wallbox behaves (only with `"interface": "ocpp"`)."""
     mode: Annotated[ChargeMode, Lowered(ChargeMode, "mode")] = ChargeMode.ALWAYS
     """What it charges from: "always" (whatever the site allows; no charging rule),
     "surplus" (only the PV surplus: the vendor's rule mode 5) or "solar" (up to the PV
@@ -149,6 +177,8 @@ class EvseShape(Part):
     def _min_within_max(self) -> EvseShape:
         if self.min_ma > self.max_ma:
             raise problem_at(("min_ma",), f"must not exceed max_ma ({self.max_ma})", self.min_ma)
+        if self.ocpp is not None and self.interface is not Interface.OCPP:
+            raise problem_at(("ocpp",), 'only for an EVSE with "interface": "ocpp"')
         return self
 
 
