@@ -105,10 +105,9 @@ def test_determine_plans_all_phases_then_learns_until_unplug() -> None:
     s = site(20, ev("E1", rotation=120), ev("E2", used_phases=0b010))
     a = allocate(s, BalancerState(), 0.0)
     # Until it draws, E1's current is planned on every phase (it may be three-phase), so
-    # it shares building L2 with E2; it gets its minimum until its phases are measured.
+    # it shares building L2 with E2.
     assert a.by_id()["E1"].phases == 0b111
-    assert currents(a) == {"E1": 6 * A, "E2": 14 * A}
-    assert a.by_id()["E1"].reason == "phases not known yet (phase imbalance)"
+    assert currents(a) == {"E1": 10 * A, "E2": 10 * A}
     # The car turns out to draw on its L1 only (building L2 at 120 degrees).
     e1 = dataclasses.replace(s.evses[0], measured=Phases(10 * A, 0, 0))
     s2 = dataclasses.replace(s, evses=(e1, s.evses[1]))
@@ -434,6 +433,7 @@ def test_a_car_in_determine_mode_starts_where_single_phase_cars_hold_the_spread(
     s = site(200, *ones, ev("E9", used_phases=0, state=EvseState.EV_PRESENT))
     a = allocate(s, BalancerState(), 0.0)
     assert a.by_id()["E9"].current_ma == 6 * A
+    assert a.by_id()["E9"].reason == "phases not known yet (phase imbalance)"
     # Measured on three phases it is counted as what it is, and gets its maximum.
     e9 = dataclasses.replace(s.evses[3], state=EvseState.CHARGING, measured=Phases.on_mask(
         6 * A, 0b111))

@@ -90,13 +90,13 @@ def test_a_car_that_had_its_turn_waits_until_the_others_have_had_12_ah_more() ->
 # --- the phase-imbalance check ----------------------------------------------------------------
 
 
-def test_a_car_whose_phases_are_not_known_starts_at_its_minimum() -> None:
+def test_a_car_whose_phases_are_not_known_counts_on_its_l1() -> None:
     # A car on a three-phase EVSE that has not drawn yet may turn out to be single-phase:
-    # planned on all three phases, it gets its minimum until its phases are measured.
+    # planned on all three phases, it is held to the imbalance limit as if on its L1 only.
     s = SiteInput(SiteConfig(63 * A), evses=(ev("NEW", max_current=32 * A, rotation=120),))
     a = allocate(s, BalancerState(), 0.0)
     d = a.by_id()["NEW"]
-    assert d.phases == 7 and d.current_ma == 6 * A
+    assert d.phases == 7 and d.current_ma == 20 * A
     assert d.lreason is Limit.IMBALANCE
     # It draws on all three: it is a three-phase car and may have all 32 A.
     s = dataclasses.replace(s, evses=(dataclasses.replace(s.evses[0],

@@ -173,7 +173,10 @@ def admit_idle(w: Work, idle: list[Slot]) -> list[Slot]:
         c = w.fits(s.cons, need)
         if c == FITS and not w.imbalance_ok(
                 s, need if holding else s.min + w.tun.imbalance_margin_ma):
-            c = BY_IMBALANCE
+            if s.unsure_phases:
+                measure_first(s)
+            else:
+                c = BY_IMBALANCE
         if c == FITS and s.frozen >= 0 and s.mem.last_set < s.min:
             c = BY_FROZEN
         if c == FITS and not holding and w.now < s.mem.pause_until:
@@ -191,6 +194,15 @@ def admit_idle(w: Work, idle: list[Slot]) -> list[Slot]:
                 s.data_pause = w.assumed_only(s.cons, need)
             s.reason = _IDLE_REASON
     return admitted
+
+
+def measure_first(s: Slot) -> None:
+    """A car whose phases are not known yet, kept from starting by the imbalance it would
+    cause if it were single-phase: it starts at its minimum, counted as balanced, so that
+    its meter shows which phases it uses (else it would never be measured)."""
+    s.hmask = s.lmask = 0
+    s.want = s.max_want = s.min
+    s.cap_kind = s.max_kind = Limit.IMBALANCE
 
 
 def rank(w: Work, cands: list[Slot]) -> None:
@@ -261,9 +273,13 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                 if load[c] + need > cap[c]:
                     return c
             if (s.hmask or s.lmask) and not imbalance_ok(s, s.min + imb_margin):
-                return BY_IMBALANCE
+                if not s.unsure_phases:
+                    return BY_IMBALANCE
+                measure_first(s)
         if (s.hmask or s.lmask) and not imbalance_ok(s, need):
-            return BY_IMBALANCE
+            if not s.unsure_phases:
+                return BY_IMBALANCE
+            measure_first(s)
         if s.frozen >= 0 and not (s.incumbent and s.mem.last_set >= s.min):
             return BY_FROZEN
         return FITS

@@ -212,25 +212,22 @@ def classify(w: Work, s: Slot) -> None:
     s.dm = dm
     if mem_plugged and (mem.charge or mem.charge_rate):
         s.charge = charge_of(mem, now)
-    if w.imb_limit > 0 and has_meter and not (used or s.learnt):
-        # "Determine": which phases the car draws on is known only once it draws. Counted
-        # as drawing on its L1 surely and on all three possibly, it could never start
-        # where single-phase cars keep the spread near the limit, so its phases would
-        # never be measured. It starts as a three-phase car (balanced) at its minimum,
-        # and is counted as what it is once its meter has shown its phases.
-        if s.want > s.min:
-            s.want = s.max_want = s.min
-            s.cap_kind = s.max_kind = Limit.IMBALANCE
-    elif w.imb_limit > 0 and bmask != ALL_PHASES_MASK:
+    if w.imb_limit > 0 and (bmask != ALL_PHASES_MASK or (has_meter and not s.learnt)):
         # Where the imbalance check counts a car: on the phases it may draw on (the heavy
-        # side of a pair) and on those it surely draws on (the light side); a car that has
-        # drawn nothing for quiet_after_s surely draws nowhere (counting it would balance
-        # the phases on paper only). A car on all three phases cannot unbalance them and
-        # is left out.
-        quiet = dm.quiet_since
-        s.hmask = bmask
-        if not (dm.idle or (quiet is not None and now - quiet >= tun.quiet_after_s)):
-            s.lmask = bmask
+        # side of a pair) and on those it surely draws on (the light side). A car whose
+        # phases are not known yet may draw on every phase it is planned on but surely
+        # only on its L1 (where that keeps it from starting, it starts anyway at its
+        # minimum, see allocate.measure_first); a car that has drawn nothing for
+        # quiet_after_s surely draws nowhere (counting it would balance the phases on
+        # paper only). A car on all three known phases cannot unbalance them and is left
+        # out.
+        known = used or not has_meter or s.learnt
+        if not known or bmask != ALL_PHASES_MASK:
+            quiet = dm.quiet_since
+            s.hmask = bmask
+            s.unsure_phases = not known
+            if not (dm.idle or (quiet is not None and now - quiet >= tun.quiet_after_s)):
+                s.lmask = bmask if known else rot_mask(1, e.rotation)
     if mem_plugged and mem.lend is not _NO_LEND:
         s.lm = mem.lend
     if incumbent:

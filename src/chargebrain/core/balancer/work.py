@@ -102,6 +102,7 @@ class Slot:
     held = False  # its rise waits for other cars to come down (handover.py)
     drawing = False  # it draws at least idle_threshold_ma now
     floor = 0  # its minimum: configured, or the start current it has shown
+    unsure_phases = False  # planned on all phases, not measured yet ("determine")
     hmask = 0  # building phases it may draw on, for the imbalance check (see classify)
     lmask = 0  # building phases it surely draws on, for the imbalance check
     lfree = 0  # of its current, this much is not surely drawn (it draws less)
