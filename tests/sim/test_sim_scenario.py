@@ -93,7 +93,8 @@ def test_shipped_scenarios_load() -> None:
     names = shipped_scenarios()
     assert names == ["apartment-garage", "faults", "home", "noisy-meters", "office",
                      "parking-200",
-                     "silent-evse", "silent-grid", "single-phase-mix", "solar-two-cars"]
+                     "silent-evse", "silent-grid", "single-phase-mix", "solar-two-cars",
+                     "wallboxes"]
     scenarios = {n: load_scenario(n) for n in names}
     assert len(scenarios["home"].site.evses) == 1
     assert scenarios["home"].site.limits.max_current_ma == 25000

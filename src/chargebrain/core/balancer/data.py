@@ -311,6 +311,7 @@ class Allocation:
     observe: bool  # lb_enabled was False: nothing may be written
     nodes: tuple[NodeDecision, ...]
     state: BalancerState
+    overshoot: int = 0  # largest overshoot of the connection limit measured this cycle (mA)
 
     def by_id(self) -> dict[str, EvseDecision]:
         return {d.id: d for d in self.evses}

@@ -140,6 +140,7 @@ def finish(w: Work, state: BalancerState) -> Allocation:
         observe=not cfg.lb_enabled,
         nodes=tuple(nodes),
         state=new_state,
+        overshoot=w.overshoot,
     )
 
 

@@ -43,7 +43,7 @@ def given(mem: EvseMemory, now: float, settle_s: float) -> int:
 
 def overdraft(w: Work, site_m: Measurement, state: BalancerState) -> list[int]:
     """The penalty per phase in force this cycle (both parts); sets the Work's penalties,
-    their ends, `pen_applied` and `overdraft_cur`. `w.consumed` and `w.excess` must be
+    their ends, `pen_applied`, `overshoot` and `overdraft_cur`. `w.consumed` and `w.excess` must be
     filled."""
     cfg, now = w.cfg, w.now
     # The currents measured now were set under last cycle's limit; a limit that just
@@ -80,6 +80,7 @@ def overdraft(w: Work, site_m: Measurement, state: BalancerState) -> list[int]:
     w.penalty, w.penalty_until = Phases.of(pen), (until[0], until[1], until[2])
     w.house_penalty = Phases.of(house)
     w.house_until = (house_until[0], house_until[1], house_until[2])
+    w.overshoot = worst
     w.overdraft_cur = max(state.overdraft_cur, worst)
     total = [pen[p] + house[p] for p in range(3)]
     w.pen_applied = Phases.of(total)

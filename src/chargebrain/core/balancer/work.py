@@ -149,6 +149,7 @@ class Work:
         "node_avail",
         "now",
         "overdraft_cur",
+        "overshoot",
         "pen_applied",
         "penalty",
         "penalty_until",
@@ -193,6 +194,7 @@ class Work:
         self.soft = [0] * n3
         self.site_load: Phases | None = None  # the site's non-EVSE load as measured
         self.overdraft_cur = 0
+        self.overshoot = 0  # the largest overshoot measured this cycle
         # per (node, phase): the part of the capacity taken by loads assumed for missing
         # readings (unreachable EVSEs, stale meter phases), not measured
         self.unsure = [0] * n3

@@ -77,6 +77,7 @@ def _evse(e: EvseShape) -> EvseSpec:
         rules_json=json.dumps(e.rules, sort_keys=True) if e.rules is not None else "",
         meter=_meter(e.meter) if e.meter is not None else None,
         ocpp=_ocpp(e.ocpp) if e.interface is Interface.OCPP else None,
+        wallbox=e.wallbox or "",
     )
 
 

@@ -43,7 +43,13 @@ from chargebrain.sim.scenario.fields import (
     duration_schema,
     or_null,
 )
-from chargebrain.sim.scenario.spec import IEC_MIN_MA, MAX_EVSE_MA, ChargeMode, Interface
+from chargebrain.sim.scenario.spec import (
+    IEC_MIN_MA,
+    MAX_EVSE_MA,
+    WALLBOX_MODELS,
+    ChargeMode,
+    Interface,
+)
 
 __all__ = ["ScenarioShape", "json_schema"]
 
@@ -128,6 +134,14 @@ class OcppBoxShape(Part):
     """A dropped connection stays down this long."""
 
 
+def _wallbox(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in WALLBOX_MODELS:
+        raise ValueError(f"unknown wallbox {value!r} (known: {', '.join(WALLBOX_MODELS)})")
+    return value
+
+
 class EvseShape(Part):
     """A charge point as the charging manager knows it."""
 
@@ -143,10 +157,13 @@ class EvseShape(Part):
     """Phases wired to the EVSE."""
     interface: Annotated[Interface, Lowered(Interface, "interface")] = Interface.HTTP
     """How the charging manager reaches it: an HTTP-input EVSE, the controller's own EVSE
-    (at most one), another Power Brain over Modbus TCP, or an OCPP 1.6J wallbox that
-    connects to the central system."""
+    (at most one), another Power Brain over Modbus TCP, an OCPP 1.6J wallbox that
+    connects to the central system, or a maker's wallbox (`wallbox`)."""
     ocpp: OcppBoxShape | None = None
     """How the OCPP wallbox behaves (only with `"interface": "ocpp"`)."""
+    wallbox: Annotated[str | None, Parsed(_wallbox, "string")] = None
+    """With interface "wallbox": the simulated wallbox, by dev_type (evse_heidelberg,
+    evse_alfen_evepro, ...); the manager drives it through its bundled definition or driver."""
     mode: Annotated[ChargeMode, Lowered(ChargeMode, "mode")] = ChargeMode.ALWAYS
     """What it charges from: "always" (whatever the site allows; no charging rule),
     "surplus" (only the PV surplus: the vendor's rule mode 5) or "solar" (up to the PV
@@ -179,6 +196,9 @@ class EvseShape(Part):
             raise problem_at(("min_ma",), f"must not exceed max_ma ({self.max_ma})", self.min_ma)
         if self.ocpp is not None and self.interface is not Interface.OCPP:
             raise problem_at(("ocpp",), 'only for an EVSE with "interface": "ocpp"')
+        if (self.interface is Interface.WALLBOX) != (self.wallbox is not None):
+            raise problem_at(("wallbox",), 'a wallbox is named with interface "wallbox", '
+                             "and that interface needs one", self.wallbox)
         return self
 
 

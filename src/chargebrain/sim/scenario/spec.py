@@ -70,8 +70,9 @@ class EvseSpec:
     used_phases: int = 3  # phases wired to the EVSE: 1 or 3
     # How the charging manager reaches it: "http" (an HTTP-input EVSE pushing its
     # readings), "powerbrain" (the controller's own EVSE, through its hardware interface),
-    # "modbus" (another Power Brain, over Modbus TCP) or "ocpp" (an OCPP 1.6J wallbox
-    # connected to the central system; `ocpp` says how it behaves)
+    # "modbus" (another Power Brain, over Modbus TCP), "ocpp" (an OCPP 1.6J wallbox
+    # connected to the central system; `ocpp` says how it behaves) or "wallbox" (a simulated
+    # wallbox of a maker, `wallbox` its dev_type, driven through its charger definition)
     interface: str = "http"
     mode: str = "always"  # "always", "surplus" (PV surplus only) or "solar" (up to PV)
     undercut_s: int | None = None  # the surplus/solar rule's undercut; None = not given
@@ -79,6 +80,7 @@ class EvseSpec:
     meter: MeterSpec | None = None  # its own meter's quality; None = the scenario's EVSE meter
 
     ocpp: OcppBoxSpec | None = None
+    wallbox: str = ""
 
     @property
     def from_sun(self) -> bool:
@@ -101,9 +103,15 @@ class Interface(StrEnum):
     POWERBRAIN = "powerbrain"  # the controller's own EVSE, through its hardware interface
     MODBUS = "modbus"  # another Power Brain, over Modbus TCP
     OCPP = "ocpp"  # an OCPP 1.6J wallbox connected to the central system
+    WALLBOX = "wallbox"  # a simulated wallbox of a maker (WALLBOX_MODELS)
 
 
 INTERFACES = tuple(i.value for i in Interface)
+#: The simulated wallboxes a scenario may use (sim/wallboxes/catalog.py), by dev_type.
+WALLBOX_MODELS = ("evse_abl_emh1", "evse_alfen_evepro", "evse_go_e_homeplus_mobile",
+                  "evse_heidelberg", "evse_keba_c_x", "evse_mennekes_hcc3",
+                  "evse_phoenix_ev_eth", "evse_smartevse", "evse_vestel_evc04", "evse_wallbe",
+                  "evse_webasto_next")
 
 
 class _HasId(Protocol):
