@@ -110,7 +110,8 @@ def test_an_evse_that_stops_answering_is_counted_once() -> None:
     other three share what is left instead of waiting for it to answer again."""
     run, m = manager_run("silent-evse")
     late = {s.car_id: s for s in run.sessions if s.car_id != "car-1"}
-    assert all(s.delivered_kwh > 4.0 for s in late.values()), {
+    # (the last to arrive waits for a car that has charged the rotation time, an hour)
+    assert all(s.delivered_kwh > 3.0 for s in late.values()), {
         k: s.delivered_kwh for k, s in late.items()}
     assert m.delivered_kwh > 50.0  # 36 kWh when E1's current counted twice
     assert m.overload_amp_seconds == 0.0
