@@ -10,7 +10,9 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -144,6 +146,60 @@ async def run_child(module: str, args: Sequence[str], timeout: float) -> Any:
         raise RuntimeError(f"{module} printed nothing: {err.decode()[-2000:]}")
     return json.loads(lines[-1])
 
+
+
+class ChargebrainProcess:
+    """`python -m chargebrain run` on a free loopback port (Modbus TCP and OCPP off), its
+    output in a log beside its data directory."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data.parent / f"chargebrain-{self.port}.log"
+
+    def url(self, query: str) -> str:
+        """The URL of the API command `query` (`get_dev_info`, `set_ajax_evse&dev_id=E2`)."""
+        return f"http://{HOST}:{self.port}/cnf?cmd={query}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start it and wait until it accepts connections."""
+        self.data.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "chargebrain", "run", "--data", str(self.data),
+                 "--http", f"{HOST}:{self.port}", "--modbus-port", "0", "--ocpp-port", "0",
+                 "--log-level", "WARNING"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chargebrain exited: {self.log.read_text()[-2000:]}")
+            try:
+                _r, w = await asyncio.open_connection(HOST, self.port)
+                w.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        await self.stop()
+        raise RuntimeError(f"chargebrain did not start within {timeout:g} s")
+
+    async def stop(self) -> None:
+        """SIGTERM, and a kill if it has not stopped within 15 s."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 Connection = Callable[[float, list[int]], Awaitable[tuple[int, int]]]

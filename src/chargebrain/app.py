@@ -55,6 +55,7 @@ from chargebrain.servers.ocpp.adapter import Limits as OcppLimits
 from chargebrain.servers.ocpp.gateway import Identity
 from chargebrain.servers.ocpp.gateways import Gateways
 from chargebrain.servers.ocpp.server import CentralSystem, OcppSettings, StoredBoots
+from chargebrain.servers.sunspec import SunSpecServer
 from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
 from chargebrain.store.datadir import DataDirLock, meterdef_dir
 from chargebrain.store.db import Store
@@ -119,6 +120,9 @@ class Config:
     # Off unless asked, so that an embedded App (tests, tools) never listens unasked.
     ocpp_port: int | None = 0
     ocpp_limits: OcppLimits = field(default_factory=OcppLimits)
+    # The SunSpec Modbus server, on the Modbus host with its allowed networks: its port
+    # (0 = off; None = the site parameter sunspec_port). Off unless asked, as OCPP.
+    sunspec_port: int | None = 0
     # --mqtt URL: stored as the site parameter mqtt_url at start ("" switches MQTT off);
     # None keeps the stored one.
     mqtt_url: str | None = None
@@ -155,6 +159,8 @@ class App:
     gateways: Gateways = field(init=False)
     ocpp_tls: TlsSetup | None = None
     ocpp_bound_port: int = 0
+    sunspec: SunSpecServer = field(init=False)
+    sunspec_tcp: ModbusTcpServers | None = None
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -200,6 +206,8 @@ class App:
         self.cm_vars = CmVars(self.store, self.manager)
         self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
         self.rules.install(self.manager.decider)
+        self.sunspec = SunSpecServer(self.manager, self.cm_vars,
+                                     lambda: self.manager.site.sunspec_id)
         self.diaglog = DiagLog(self.clock)
         self.throttle = Throttle(self.clock.monotonic)
         self.password_checks = CheckPool(self.clock.monotonic)
@@ -219,6 +227,12 @@ class App:
         """The port the OCPP central system is to listen on (0: off)."""
         port = self.config.ocpp_port
         return self.manager.site.ocpp_srv_port if port is None else port
+
+    @property
+    def sunspec_port(self) -> int:
+        """The port the SunSpec Modbus server is to listen on (0: off)."""
+        port = self.config.sunspec_port
+        return self.manager.site.sunspec_port if port is None else port
 
     @property
     def ocpp_listens(self) -> bool:
@@ -340,6 +354,19 @@ class App:
             except BaseException:
                 await self._runner.cleanup()
                 raise
+        if self.sunspec_port:
+            self.sunspec_tcp = ModbusTcpServers(
+                [], self.config.modbus_host, self.sunspec_port,
+                limits=self.config.modbus_limits, access=self.config.modbus_allow,
+                responders=[self.sunspec.respond])
+            try:
+                await self.sunspec_tcp.start()
+            except BaseException:
+                self.sunspec_tcp = None
+                if self.modbus is not None:
+                    await self.modbus.stop()
+                await self._runner.cleanup()
+                raise
         if self.ocpp_listens:
             try:
                 self.ocpp_bound_port = await self.ocpp.start(
@@ -348,6 +375,8 @@ class App:
             except OSError as exc:
                 if self.modbus is not None:
                     await self.modbus.stop()
+                if self.sunspec_tcp is not None:
+                    await self.sunspec_tcp.stop()
                 await self._runner.cleanup()
                 if exc.errno == errno.EADDRINUSE:
                     raise PortInUseError(self.ocpp_host, self.ocpp_port) from None
@@ -390,6 +419,8 @@ class App:
         self.diaglog.stop()
         if self.modbus is not None:
             await self.modbus.stop()
+        if self.sunspec_tcp is not None:
+            await self.sunspec_tcp.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         self.worker.close()

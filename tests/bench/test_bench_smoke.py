@@ -12,13 +12,14 @@ import json
 import pytest
 
 from bench import __main__ as runner
+from bench import bench_cascade
 from bench.bench_machine import machine_name, yardstick
 from bench.bench_modbus import Servers, load
 from bench.bench_ocpp import one_round
 from bench.common import Figure, percentile
 
-EXPECTED = {"cycle", "http", "machine", "memory", "modbus", "ocpp", "pushes", "reaction",
-            "scenario", "stall"}
+EXPECTED = {"cascade", "cycle", "http", "machine", "memory", "modbus", "ocpp", "pushes",
+            "reaction", "scenario", "stall"}
 
 
 def test_discovers_the_bench_modules() -> None:
@@ -97,6 +98,17 @@ async def test_a_tiny_modbus_run_against_both_servers() -> None:
     finally:
         await servers.stop()
     await asyncio.sleep(0)
+
+
+async def test_a_tiny_cascade_run_against_its_baseline() -> None:
+    # A master and one slave with 5 wallboxes, and a manager with the same 5 alone.
+    size = bench_cascade.TINY
+    result = await bench_cascade.measure(size)
+    assert len(result["cascade"]) == len(result["direct"]) == size.samples
+    assert result["violations"] == []
+    figures = bench_cascade.figures(size, result)
+    assert [f.unit for f in figures] == ["ms", "ms", "times"]
+    assert all(f.baseline and f.ratio for f in figures[:2])
 
 
 @pytest.mark.parametrize("mode", ["ocpp", "http"])

@@ -1,6 +1,7 @@
 """HTTP API: importing this package registers every `/cnf` command."""
 
 from chargebrain.api import (  # noqa: F401
+    cmd_cascade,
     cmd_manager,
     cmd_meterdefs,
     cmd_modbus,

@@ -25,6 +25,7 @@ from chargebrain.core.balancer import (
 )
 from chargebrain.core.formula import DictEvalContext
 from chargebrain.core.model import MeterReading
+from chargebrain.manager.cascade import MasterLink
 from chargebrain.manager.cycle_log import log_cycle
 from chargebrain.manager.inputs import (
     LoadHold,
@@ -89,6 +90,7 @@ class Decider:
         self.wish_provider: WishProvider | None = None
         self.hold = LoadHold(clock)
         self.cycles = 0  # decisions made so far
+        self.master = MasterLink()  # the limit a master charging manager sets, if any
 
     def fill_devices(self, ctx: DictEvalContext) -> None:
         """Every device's values into `ctx` (when a formula first asks for one)."""
@@ -123,6 +125,8 @@ class Decider:
                               site.max_total_evse_current, ctx)
         self.evaluated_max_total_ma = max_total.low()
         self.evaluated_max_evse_ma = max_evse.low()
+        # Under a master charging manager, its limit is one more on the supply line.
+        supply, supply_label = self.master.supply(site, mono, max_evse)
         if self.wish_provider is not None:
             self.wish_provider(self, ctx, now)
         measurements, figures, raw = measure_loads(topo, self.hold)
@@ -144,16 +148,18 @@ class Decider:
         config = SiteConfig(
             max_total_current=max_total.low(),
             reserve_current=site.reserve_current,
-            max_total_evse_current=max_evse.low(),
+            max_total_evse_current=supply.low(),
             max_imbalance_cur=site.max_imbalance_cur,
             imbalance_add=site.imbalance_add,
             min_pause_time=float(site.min_pause_time),
             lb_enabled=site.lb_enabled,
             disable_policy=site.disable_policy,
+            supply_label=supply_label,
         )
         site_input = SiteInput(config=config, load=measurements.get(0, Measurement()),
                                groups=tuple(groups), evses=tuple(evses))
         alloc = allocate(site_input, self.balancer_state, mono)
+        self.master.note_demand(site, site_input, alloc, max_evse, self.balancer_state, mono)
         self.cycles += 1
         log_cycle(site_input, alloc, self.cycles)
         if alloc.overdraft_cur != self.balancer_state.overdraft_cur:

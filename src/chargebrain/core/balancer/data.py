@@ -98,6 +98,7 @@ class SiteConfig:
     overdraft_penalty_time: float = 300.0
     com_timeout: float = 180.0  # after this, an unreachable EVSE counts max(last, fail-safe)
     tuning: Tuning = Tuning()
+    supply_label: str = "wallbox supply"  # the EVSE supply line's name in reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,14 @@ class EvseInput:
     enabled: bool = True
     offline_since: float | None = None
     fail_safe_current: int = IEC_MIN_CURRENT  # 1 = its minimum current
+    # Unreachable: counted at this from the start (None: its last current, never set: its
+    # maximum; after com_timeout at least its fail-safe current).
+    offline_current: int | None = None
+    # Another charging manager (a cascade's slave): it shares its current among its own
+    # cars and lends what they leave itself, and its draw follows a lower offer only after
+    # its own cycle and its cars'. Lending here too would cap it at a lagging draw again and
+    # again, so it is never lent from (its maximum is what its cars want).
+    own_lending: bool = False
     needs_auth: bool = False
     authorised: bool = False
     plugged_since: float | None = None

@@ -126,6 +126,8 @@ def classify(w: Work, s: Slot) -> None:
 
     if offline:
         last = mem.last_set if mem.last_set >= 0 else max_cur
+        if e.offline_current is not None:
+            last = e.offline_current
         since = e.offline_since if e.offline_since is not None else now
         held = last
         if now - since >= w.cfg.com_timeout:
@@ -208,6 +210,10 @@ def classify(w: Work, s: Slot) -> None:
         if dm.idle:
             s.idle, s.probing = True, probing(dm, now)
     s.dm = dm
+    if e.own_lending and draw < offered:
+        # Another charging manager lends itself (EvseInput.own_lending): to lending here it
+        # draws its offer. Idle or not was judged on what it draws, above.
+        draw = offered
     if mem_plugged and (mem.charge or mem.charge_rate):
         s.charge = charge_of(mem, now)
     if w.imb_limit > 0 and (bmask != ALL_PHASES_MASK or (has_meter and not s.learnt)):

@@ -212,7 +212,7 @@ class Work:
     def label_of(self, c: int) -> str:
         """Readable name of constraint `c`, e.g. "site phase L2" or "group E5 phase L1"."""
         if c < 3:
-            name = "site" if self.root_kind[c] is Limit.SITE else "wallbox supply"
+            name = "site" if self.root_kind[c] is Limit.SITE else self.cfg.supply_label
         else:
             name = self.tree.labels[c // 3]
         return f"{name} phase {PHASE_NAMES[c % 3]}"
