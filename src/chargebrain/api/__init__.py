@@ -1,10 +1,12 @@
 """HTTP API: importing this package registers every `/cnf` command."""
 
 from chargebrain.api import (  # noqa: F401
+    cmd_history,
     cmd_manager,
     cmd_meterdefs,
     cmd_modbus,
     cmd_ocpp,
+    cmd_rules,
     cmd_sessions,
     cmd_system,
     cmd_users,

@@ -46,6 +46,7 @@ class SiteParams:
     mqtt_serial_prefix: bool = False  # topics under cfos_mqtt_<serial> instead of cfos_mqtt
     mqtt_ha_discovery: bool = False  # announce every device to Home Assistant
     metrics_public: bool = False  # GET /metrics without the admin password
+    history_max_mb: int = 256  # the size limit of the history file
 
     def with_changes(self, **changes: Any) -> SiteParams:
         return replace(self, **changes)

@@ -159,6 +159,11 @@ class SiteSettings(Body):
     metrics_public: Annotated[bool, flag(), ui(advanced=True)] = _SITE.metrics_public
     """`GET /metrics` (Prometheus) without the admin password; otherwise it needs it once
     one is set (operations.md)."""
+    history_max_mb: Annotated[int, int_range(1, 100_000), ui("MB", advanced=True)] = (
+        _SITE.history_max_mb)
+    """Size limit of the history file (`history.sqlite`: power and current every 10 s
+    for 2 days, every minute for 30 days, every 15 minutes after that). Over it, the
+    oldest days of 15-minute values are dropped (api.md, `get_history`)."""
 
 
 class Hardware(Body):
