@@ -92,10 +92,11 @@ export function schemaForm(schema, values, { fresh = false, skip = [] } = {}) {
     /** Show an API error at its field ("field: message") or above the form. */
     showError(message) {
       this.clearErrors();
-      const match = /^([a-z_0-9]+)(?:\[\d+\])?(?:\.[a-z_0-9.]+)?: (.*)$/i.exec(message);
+      // "field: why" names its field; so does a message whose first word is a field's name.
+      const match = /^([a-z_0-9]+)(?:\[\d+\])?(?:\.[a-z_0-9.]+)?(: | )(.*)$/i.exec(message);
       const f = match && fields[match[1]];
       if (f) {
-        f.err.textContent = match[2];
+        f.err.textContent = match[2] === ': ' ? match[3] : message;
         f.el.setAttribute('aria-invalid', 'true');
         if (f.prop.advanced) { advanced.checked = true; form.classList.remove('hide-advanced'); }
         f.el.focus();
