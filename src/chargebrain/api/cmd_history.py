@@ -18,9 +18,9 @@ from chargebrain.manager.history import SITE_SERIES
 from chargebrain.store.history import TIERS, Points, tier_for
 
 MAX_RANGE_S = 20 * 366 * 86400
-MAX_SERIES = 100
+MAX_SERIES = 30
 DEFAULT_POINTS = 500
-MAX_POINTS = 5000
+MAX_POINTS = 2000
 SERIES_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -84,8 +84,10 @@ async def get_history(req: Request) -> Any:
         raise ApiError(400, "the range is at most 20 years")
     names = _series(req)
     points = _points(req)
-    tier_step = TIERS[tier_for(start, int(now))][0]
-    step = max(tier_step, math.ceil((end - start) / points / tier_step) * tier_step)
+    finest = TIERS[tier_for(start, int(now))][0]
+    wanted = math.ceil((end - start) / points)
+    tier_step = TIERS[tier_for(start, int(now), wanted)][0]
+    step = max(finest, math.ceil(wanted / tier_step) * tier_step)
     recorder = app.history
     await recorder.flush()
     found = await app.worker.run(recorder.store.read, names, start, end, step, now)

@@ -2,13 +2,14 @@
 
 A file of its own beside the database (`history.sqlite`), so that its frequent writes
 never wait for, nor hold up, a configuration change. It keeps three tiers of rows, each
-one value per series and time:
+one value per series and time (over the size limit, the oldest day of the coarsest tier that has
+rows goes first):
 
 | tier | step | kept for |
 |---|---|---|
 | 0 | 10 s | 2 days |
 | 1 | 1 min | 30 days |
-| 2 | 15 min | until the file outgrows its size limit (oldest days go first) |
+| 2 | 15 min | until the file outgrows its size limit |
 
 A row is `(tier, series, t, power_w, l1, l2, l3)`: the mean power (W) and the mean current
 per phase (mA, NULL where the series has none) over the step starting at `t` (Unix
@@ -116,22 +117,24 @@ class HistoryStore:
         return int((pages - free) * size)
 
     def thin(self, now: float, max_bytes: int) -> int:
-        """Drop rows past their tier's age, then the oldest days of the coarsest tier
-        while the file is over `max_bytes`; the number of rows dropped."""
+        """Drop rows past their tier's age, then, while the file is over `max_bytes`, the
+        oldest day of the coarsest tier that still has rows; the number of rows dropped.
+        (SQLite reuses the freed pages; the file itself does not shrink.)"""
         dropped = 0
         with self._lock:
             ids = list(self._ids.values())
         for tier, (_step, keep) in enumerate(TIERS):
             if keep is not None:
                 dropped += self._drop_before(tier, ids, int(now) - keep)
-        last = len(TIERS) - 1
-        while self.size_bytes() > max_bytes:
+        tier = len(TIERS) - 1
+        while tier >= 0 and self.size_bytes() > max_bytes:
             with self._lock:
                 row = self._db.execute(
-                    "SELECT min(t) FROM samples WHERE tier = ?", (last,)).fetchone()
+                    "SELECT min(t) FROM samples WHERE tier = ?", (tier,)).fetchone()
             if row is None or row[0] is None:
-                break
-            dropped += self._drop_before(last, ids, int(row[0]) + 86400)
+                tier -= 1  # nothing left of this tier: the next finer one gives way
+                continue
+            dropped += self._drop_before(tier, ids, int(row[0]) + 86400)
         return dropped
 
     def _drop_before(self, tier: int, ids: Sequence[int], cutoff: int) -> int:
@@ -154,9 +157,10 @@ class HistoryStore:
     def read(self, names: Sequence[str], start: int, end: int, step: int,
              now: float) -> list[Points]:
         """Each named series from `start` to `end` (Unix seconds) in buckets of `step`
-        seconds (at least the step of the tier read): the finest tier that still holds
-        `start` at `now`, averaged per bucket. A series never recorded comes back empty."""
-        tier = tier_for(start, int(now))
+        seconds (at least the step of the tier read), averaged per bucket, from the
+        coarsest tier whose step fits in `step` and that still holds `start` at `now`. A
+        series never recorded comes back empty."""
+        tier = tier_for(start, int(now), step)
         step = max(step, TIERS[tier][0])
         out: list[Points] = []
         with self._lock:
@@ -174,13 +178,21 @@ class HistoryStore:
         return out
 
 
-def tier_for(start: int, now: int) -> int:
-    """The finest tier that keeps rows as old as `start`, as seen at `now`."""
+def tier_for(start: int, now: int, step: int = 0) -> int:
+    """The tier to read from `start` on, as seen at `now`, for buckets of `step` seconds:
+    the finest that keeps rows that old, or a coarser one whose step still fits in a
+    bucket (fewer rows to read for the same answer)."""
     age = max(0, now - start)
+    finest = len(TIERS) - 1
     for tier, (_step, keep) in enumerate(TIERS):
-        if keep is not None and age <= keep:
-            return tier
-    return len(TIERS) - 1
+        if keep is None or age <= keep:
+            finest = tier
+            break
+    coarsest = finest
+    for tier in range(finest + 1, len(TIERS)):
+        if TIERS[tier][0] <= step:
+            coarsest = tier
+    return coarsest
 
 
 def _round(value: float | None) -> float | None:
