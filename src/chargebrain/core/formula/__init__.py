@@ -13,7 +13,6 @@ from chargebrain.core.formula.cache import (
     validate_formula,
 )
 from chargebrain.core.formula.compiler import (
-    FUNCTIONS,
     MAX_DEPTH,
     MAX_LENGTH,
     MAX_TOTAL_LENGTH,
@@ -38,6 +37,7 @@ from chargebrain.core.formula.context import (
     date_fields,
 )
 from chargebrain.core.formula.errors import FormulaError
+from chargebrain.core.formula.nodes import FUNCTIONS
 from chargebrain.core.formula.prices import PriceSchedule, PriceSlot, price_extreme
 
 __all__ = [

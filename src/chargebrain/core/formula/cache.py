@@ -57,8 +57,7 @@ Prepared: TypeAlias = Mapping[str, Result]
 #: Called with every text that is really compiled, in the compiling thread.
 compile_observers: list[Callable[[str], None]] = []
 
-_PREPARED: ContextVar[Prepared | None] = ContextVar("chargebrain_prepared_formulas",
-                                                    default=None)
+_PREPARED: ContextVar[Prepared | None] = ContextVar("chargebrain_prepared_formulas", default=None)
 
 
 class FormulaCache:

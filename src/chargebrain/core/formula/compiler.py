@@ -13,10 +13,8 @@ loops driven by formula values, or any I/O.
 from __future__ import annotations
 
 import math
-import operator
 import re
-from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from collections.abc import Iterable
 
 from lark import Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
@@ -34,180 +32,29 @@ from chargebrain.core.formula.context import (
 )
 from chargebrain.core.formula.errors import FormulaError
 from chargebrain.core.formula.grammar import parser
+from chargebrain.core.formula.nodes import (
+    ARITY,
+    PURE1,
+    Node,
+    binary,
+    chain,
+    clamp,
+    constant,
+    i64,
+    logical,
+    min_max,
+    price_fn,
+    var_node,
+)
 
 MAX_LENGTH = 4096
 # The most formula text one request may carry, and all CM variables together.
 MAX_TOTAL_LENGTH = 64 * 1024
 MAX_DEPTH = 64
 RESULT_LIMIT = 1e15
-# Operator chains up to this many operands become nested closures (fastest); longer chains
-# run as one loop so that the call depth of evaluation stays bounded by the nesting depth.
-_NEST_CHAIN = 4
-_I64_MAX = 2**63 - 1
-_I64_MIN = -(2**63)
-
-Fn = Callable[[EvalContext], float]
-
 _DEVICE_ID = re.compile(r"[A-Za-z][0-9]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 _NUMERIC = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
-
-
-class _Node(NamedTuple):
-    fn: Fn
-    const: float | None
-
-
-def _constant(value: float) -> _Node:
-    def f(_c: EvalContext) -> float:
-        return value
-
-    return _Node(f, value)
-
-
-# -- arithmetic that never raises ----------------------------------------------------------
-
-
-def _i64(x: float) -> int:
-    if x != x or x in (math.inf, -math.inf):
-        return 0
-    i = int(x)
-    return _I64_MAX if i > _I64_MAX else _I64_MIN if i < _I64_MIN else i
-
-
-def _div(x: float, y: float) -> float:
-    return x / y if y else 0.0
-
-
-def _mod(x: float, y: float) -> float:
-    if not y:
-        return 0.0
-    try:
-        return math.fmod(x, y)
-    except ValueError:
-        return 0.0
-
-
-def _pow(x: float, y: float) -> float:
-    try:
-        return math.pow(x, y)
-    except OverflowError:
-        odd = x < 0 and float(y).is_integer() and int(y) % 2 == 1
-        return -math.inf if odd else math.inf
-    except ValueError:
-        return 0.0
-
-
-def _round(x: float) -> float:
-    if not math.isfinite(x):
-        return x
-    return math.copysign(math.floor(abs(x) + 0.5), x)
-
-
-def _sqrt(x: float) -> float:
-    return math.sqrt(x) if x >= 0 else 0.0
-
-
-def _clamp(x: float, lo: float, hi: float) -> float:
-    return min(max(x, lo), hi)
-
-
-_GENERIC: dict[str, Callable[[float, float], float]] = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": _div,
-    "%": _mod,
-    "^": _pow,
-    "&": lambda x, y: float(_i64(x) & _i64(y)),
-    "|": lambda x, y: float(_i64(x) | _i64(y)),
-    "==": lambda x, y: 1.0 if x == y else 0.0,
-    "!=": lambda x, y: 1.0 if x != y else 0.0,
-    "<": lambda x, y: 1.0 if x < y else 0.0,
-    "<=": lambda x, y: 1.0 if x <= y else 0.0,
-    ">": lambda x, y: 1.0 if x > y else 0.0,
-    ">=": lambda x, y: 1.0 if x >= y else 0.0,
-}
-
-# Specialised closures for the common operators: variable/variable, variable/constant and
-# constant/variable operands (saves one call per evaluation).
-_VV: dict[str, Callable[[Fn, Fn], Fn]] = {
-    "+": lambda a, b: lambda c: a(c) + b(c),
-    "-": lambda a, b: lambda c: a(c) - b(c),
-    "*": lambda a, b: lambda c: a(c) * b(c),
-    "<": lambda a, b: lambda c: 1.0 if a(c) < b(c) else 0.0,
-    "<=": lambda a, b: lambda c: 1.0 if a(c) <= b(c) else 0.0,
-    ">": lambda a, b: lambda c: 1.0 if a(c) > b(c) else 0.0,
-    ">=": lambda a, b: lambda c: 1.0 if a(c) >= b(c) else 0.0,
-    "==": lambda a, b: lambda c: 1.0 if a(c) == b(c) else 0.0,
-    "!=": lambda a, b: lambda c: 1.0 if a(c) != b(c) else 0.0,
-}
-_VK: dict[str, Callable[[Fn, float], Fn]] = {
-    "+": lambda a, k: lambda c: a(c) + k,
-    "-": lambda a, k: lambda c: a(c) - k,
-    "*": lambda a, k: lambda c: a(c) * k,
-    "<": lambda a, k: lambda c: 1.0 if a(c) < k else 0.0,
-    "<=": lambda a, k: lambda c: 1.0 if a(c) <= k else 0.0,
-    ">": lambda a, k: lambda c: 1.0 if a(c) > k else 0.0,
-    ">=": lambda a, k: lambda c: 1.0 if a(c) >= k else 0.0,
-    "==": lambda a, k: lambda c: 1.0 if a(c) == k else 0.0,
-    "!=": lambda a, k: lambda c: 1.0 if a(c) != k else 0.0,
-}
-_KV: dict[str, Callable[[float, Fn], Fn]] = {
-    "+": lambda k, b: lambda c: k + b(c),
-    "-": lambda k, b: lambda c: k - b(c),
-    "*": lambda k, b: lambda c: k * b(c),
-}
-
-
-def _binary(op: str, left: _Node, right: _Node) -> _Node:
-    g = _GENERIC[op]
-    if left.const is not None and right.const is not None:
-        return _constant(g(left.const, right.const))
-    a, b = left.fn, right.fn
-    if right.const is not None and op in _VK:
-        return _Node(_VK[op](a, right.const), None)
-    if left.const is not None and op in _KV:
-        return _Node(_KV[op](left.const, b), None)
-    if op in _VV:
-        return _Node(_VV[op](a, b), None)
-    return _Node(lambda c: g(a(c), b(c)), None)
-
-
-def _chain(first: _Node, rest: list[tuple[str, _Node]]) -> _Node:
-    all_constant = first.const is not None and all(n.const is not None for _, n in rest)
-    if len(rest) < _NEST_CHAIN or all_constant:
-        acc = first
-        for op, node in rest:
-            acc = _binary(op, acc, node)
-        return acc
-    head = first.fn
-    steps = tuple((_GENERIC[op], node.fn) for op, node in rest)
-
-    def f(c: EvalContext) -> float:
-        acc = head(c)
-        for g, fn in steps:
-            acc = g(acc, fn(c))
-        return acc
-
-    return _Node(f, None)
-
-
-def _logical(op: str, nodes: list[_Node]) -> _Node:
-    want_all = op == "&&"
-    consts = [n.const for n in nodes]
-    if all(k is not None for k in consts):
-        truths = [bool(k) for k in consts]
-        return _constant(1.0 if (all(truths) if want_all else any(truths)) else 0.0)
-    fns = tuple(n.fn for n in nodes)
-    if len(fns) == 2:
-        a, b = fns
-        if want_all:
-            return _Node(lambda c: 1.0 if a(c) and b(c) else 0.0, None)
-        return _Node(lambda c: 1.0 if a(c) or b(c) else 0.0, None)
-    if want_all:
-        return _Node(lambda c: 1.0 if all(f(c) for f in fns) else 0.0, None)
-    return _Node(lambda c: 1.0 if any(f(c) for f in fns) else 0.0, None)
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -236,76 +83,6 @@ def parse_name(text: str, column: int = 0) -> VarRef:
     if len(parts) == 3 and head == "gm":
         return VarRef(NS_GM, parts[1].lower(), parts[2].lower())
     raise FormulaError(f"unknown name '{text}'", column)
-
-
-def _var(ref: VarRef) -> _Node:
-    ns, name, field = ref
-
-    def f(c: EvalContext) -> float:
-        v = c.resolve(ns, name, field)
-        return 0.0 if v is None else v
-
-    return _Node(f, None)
-
-
-# -- functions -----------------------------------------------------------------------------
-
-# name -> (min args, max args or -1 for any)
-_ARITY: dict[str, tuple[int, int]] = {
-    "min": (1, -1),
-    "max": (1, -1),
-    "abs": (1, 1),
-    "clamp": (3, 3),
-    "round": (1, 1),
-    "sqrt": (1, 1),
-    "exists": (1, 1),
-    "param": (1, 1),
-    "min_price": (1, 1),
-    "max_price": (1, 1),
-    "min_price_secs": (1, 1),
-    "max_price_secs": (1, 1),
-}
-FUNCTIONS = frozenset(_ARITY)
-
-_PURE1: dict[str, Callable[[float], float]] = {"abs": abs, "round": _round, "sqrt": _sqrt}
-
-
-def _min_max(is_min: bool, args: list[_Node]) -> _Node:
-    pick: Callable[..., float] = min if is_min else max
-    consts = [n.const for n in args if n.const is not None]
-    rest = [n.fn for n in args if n.const is None]
-    if not rest:
-        return _constant(pick(consts))
-    if len(rest) == 1 and len(consts) <= 1:
-        a = rest[0]
-        if not consts:
-            return _Node(a, None)
-        k = consts[0]
-        if is_min:
-            return _Node(lambda c: k if k < (x := a(c)) else x, None)
-        return _Node(lambda c: k if k > (x := a(c)) else x, None)
-    if len(rest) == 2 and not consts:
-        a, b = rest
-        if is_min:
-            return _Node(lambda c: x if (x := a(c)) <= (y := b(c)) else y, None)
-        return _Node(lambda c: x if (x := a(c)) >= (y := b(c)) else y, None)
-    base = (pick(consts),) if consts else ()
-    fns = tuple(rest)
-    return _Node(lambda c: pick(*base, *[f(c) for f in fns]), None)
-
-
-def _price_fn(name: str, arg: _Node) -> _Node:
-    cheapest = name.startswith("min")
-    want_secs = name.endswith("_secs")
-    a = arg.fn
-
-    def f(c: EvalContext) -> float:
-        found = c.price_extreme(a(c), cheapest)
-        if found is None:
-            return -1.0 if want_secs else 0.0
-        return found[1] if want_secs else found[0]
-
-    return _Node(f, None)
 
 
 # -- tree walking (compile time only) -----------------------------------------------------
@@ -363,35 +140,35 @@ class _Compiler:
     def __init__(self) -> None:
         self.refs: set[VarRef] = set()
 
-    def node(self, tree: Tree[Token] | Token) -> _Node:
+    def node(self, tree: Tree[Token] | Token) -> Node:
         if isinstance(tree, Token):
             raise FormulaError(f"unexpected '{tree}'", _column(tree))
         kind = tree.data
         ch = tree.children
         if kind == "number":
-            return _constant(self._number(ch[0]))
+            return constant(self._number(ch[0]))
         if kind == "string":
             text = _unescape(str(ch[0]))
-            return _constant(float(text) if _NUMERIC.fullmatch(text) else 0.0)
+            return constant(float(text) if _NUMERIC.fullmatch(text) else 0.0)
         if kind == "var":
             ref = parse_name(str(ch[0]), _column(ch[0]))
             self.refs.add(ref)
-            return _var(ref)
+            return var_node(ref)
         if kind == "group":
             return self.node(ch[1])
         if kind == "neg":
             return self._unary(str(ch[0]), self.node(ch[1]))
         if kind == "pow":
-            return _binary("^", self.node(ch[0]), self.node(ch[2]))
+            return binary("^", self.node(ch[0]), self.node(ch[2]))
         if kind == "cond":
             return self._cond(self.node(ch[0]), self.node(ch[2]), self.node(ch[4]))
         if kind == "call":
             return self._call(ch)
         if kind in ("lor", "land"):
-            return _logical(str(ch[1]), [self.node(x) for x in ch[0::2]])
+            return logical(str(ch[1]), [self.node(x) for x in ch[0::2]])
         first = self.node(ch[0])
         rest = [(str(ch[i]), self.node(ch[i + 1])) for i in range(1, len(ch), 2)]
-        return _chain(first, rest)
+        return chain(first, rest)
 
     @staticmethod
     def _number(tok: Tree[Token] | Token) -> float:
@@ -405,35 +182,35 @@ class _Compiler:
         return value
 
     @staticmethod
-    def _unary(op: str, inner: _Node) -> _Node:
+    def _unary(op: str, inner: Node) -> Node:
         if op == "+":
             return inner
         a = inner.fn
         if op == "-":
             if inner.const is not None:
-                return _constant(-inner.const)
-            return _Node(lambda c: -a(c), None)
+                return constant(-inner.const)
+            return Node(lambda c: -a(c), None)
         if inner.const is not None:
-            return _constant(0.0 if inner.const else 1.0)
-        return _Node(lambda c: 0.0 if a(c) else 1.0, None)
+            return constant(0.0 if inner.const else 1.0)
+        return Node(lambda c: 0.0 if a(c) else 1.0, None)
 
     @staticmethod
-    def _cond(test: _Node, yes: _Node, no: _Node) -> _Node:
+    def _cond(test: Node, yes: Node, no: Node) -> Node:
         if test.const is not None:
             return yes if test.const else no
         t, a, b = test.fn, yes.fn, no.fn
-        return _Node(lambda c: a(c) if t(c) else b(c), None)
+        return Node(lambda c: a(c) if t(c) else b(c), None)
 
-    def _call(self, ch: list[Tree[Token] | Token]) -> _Node:
+    def _call(self, ch: list[Tree[Token] | Token]) -> Node:
         name_tok = ch[0]
         name = str(name_tok).lower()
         column = _column(name_tok)
         arg_trees: list[Tree[Token] | Token] = []
         if len(ch) == 4 and isinstance(ch[2], Tree):
             arg_trees = list(ch[2].children[0::2])
-        if name not in _ARITY:
+        if name not in ARITY:
             raise FormulaError(f"unknown function '{name_tok}'", column)
-        lo, hi = _ARITY[name]
+        lo, hi = ARITY[name]
         n = len(arg_trees)
         if n < lo or (hi >= 0 and n > hi):
             want = f"{lo}" if lo == hi else f"at least {lo}"
@@ -442,31 +219,31 @@ class _Compiler:
             return self._exists(arg_trees[0])
         args = [self.node(t) for t in arg_trees]
         if name in ("min", "max"):
-            return _min_max(name == "min", args)
-        if name in _PURE1:
-            f1 = _PURE1[name]
+            return min_max(name == "min", args)
+        if name in PURE1:
+            f1 = PURE1[name]
             (x,) = args
             if x.const is not None:
-                return _constant(f1(x.const))
+                return constant(f1(x.const))
             a = x.fn
-            return _Node(lambda c: f1(a(c)), None)
+            return Node(lambda c: f1(a(c)), None)
         if name == "clamp":
             x, lo_n, hi_n = args
             if x.const is not None and lo_n.const is not None and hi_n.const is not None:
-                return _constant(_clamp(x.const, lo_n.const, hi_n.const))
+                return constant(clamp(x.const, lo_n.const, hi_n.const))
             a, b, d = x.fn, lo_n.fn, hi_n.fn
-            return _Node(lambda c: _clamp(a(c), b(c), d(c)), None)
+            return Node(lambda c: clamp(a(c), b(c), d(c)), None)
         if name == "param":
             p = args[0].fn
 
             def param(c: EvalContext) -> float:
-                v = c.param(_i64(p(c)))
+                v = c.param(i64(p(c)))
                 return 0.0 if v is None else v
 
-            return _Node(param, None)
-        return _price_fn(name, args[0])
+            return Node(param, None)
+        return price_fn(name, args[0])
 
-    def _exists(self, arg: Tree[Token] | Token) -> _Node:
+    def _exists(self, arg: Tree[Token] | Token) -> Node:
         column = _column(arg)
         if isinstance(arg, Tree) and arg.data == "var":
             ref = parse_name(str(arg.children[0]), column)
@@ -483,7 +260,7 @@ class _Compiler:
         def f(c: EvalContext) -> float:
             return 0.0 if c.resolve(ns, name, field) is None else 1.0
 
-        return _Node(f, None)
+        return Node(f, None)
 
 
 # -- public --------------------------------------------------------------------------------
@@ -494,7 +271,7 @@ class Formula:
 
     __slots__ = ("_fn", "constant", "device_ids", "refs", "size", "text", "variables")
 
-    def __init__(self, text: str, node: _Node, refs: frozenset[VarRef], size: int) -> None:
+    def __init__(self, text: str, node: Node, refs: frozenset[VarRef], size: int) -> None:
         self.text = text
         self._fn = node.fn
         self.constant = node.const
