@@ -118,7 +118,8 @@ class EvseSettings(CommonSettings):
     rules.md)."""
     ocpp_gateway_client_id: Annotated[str, text(64), ui(advanced=True)] = (
         _D.ocpp_gateway_client_id)
-    """Kept and shown for clients that send it; OCPP is not implemented."""
+    """Kept and shown for clients that send it; the OCPP gateway towards a backend is not
+    implemented (the central system for wallboxes is, see ocpp.md)."""
 
 
 class MeterSettings(CommonSettings):
