@@ -28,7 +28,7 @@ from aiohttp import web
 from chargebrain.api import auth, views
 from chargebrain.api.answers import challenge, error_response, json_response
 from chargebrain.api.errors import ApiError
-from chargebrain.manager.state import DeviceRuntime
+from chargebrain.manager.ports import CycleListener
 
 if TYPE_CHECKING:
     from chargebrain.api.services import Services
@@ -65,7 +65,7 @@ class LogTail(logging.Handler):
 
 
 @dataclass
-class LiveFeed:
+class LiveFeed(CycleListener):
     """Told the end of every cycle (a session listener); wakes the open streams."""
 
     version: int = 0
@@ -73,15 +73,6 @@ class LiveFeed:
     streams: int = 0
     _waiters: set[asyncio.Event] = field(default_factory=set)
     _cache: dict[bool, tuple[int, str]] = field(default_factory=dict)
-
-    def on_plug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_unplug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None:
-        return None
 
     def on_cycle(self, now: float) -> None:
         self.version += 1

@@ -25,6 +25,7 @@ from typing import Any
 from chargebrain.clock import Clock
 from chargebrain.core.phases import Phases
 from chargebrain.manager.config import ROLE_STORAGE_ALL, ROLE_STORAGE_HOME
+from chargebrain.manager.ports import CycleListener
 from chargebrain.manager.runtime import ChargingManager
 from chargebrain.manager.state import DeviceRuntime
 from chargebrain.store.history import TIERS, HistoryStore, Row
@@ -75,7 +76,7 @@ def device_sample(rt: DeviceRuntime) -> Sample | None:
 
 
 @dataclass
-class HistoryRecorder:
+class HistoryRecorder(CycleListener):
     """Samples every SAMPLE_S seconds at the end of a cycle; writes in batches."""
 
     manager: ChargingManager
@@ -89,15 +90,6 @@ class HistoryRecorder:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- the session listener's part: only the end of a cycle matters ------------------
-
-    def on_plug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_unplug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None:
-        return None
 
     def on_cycle(self, now: float) -> None:
         if now >= self._next:
