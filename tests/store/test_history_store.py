@@ -58,3 +58,13 @@ def test_the_file_is_reopened_with_its_series(tmp_path: Path) -> None:
     assert again.series_names() == ["pv"]
     assert again.read(["pv"], NOW - 10, NOW + 10, 10, NOW)[0].power_w == [7.0]
     again.close()
+
+
+def test_a_damaged_file_is_put_aside(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    path.write_bytes(b"not a database at all" * 100)
+    store = HistoryStore(path)
+    store.write([(0, "pv", NOW, 7.0, None, None, None)])
+    assert store.series_names() == ["pv"]
+    assert (tmp_path / "h.sqlite.damaged").read_bytes().startswith(b"not a database")
+    store.close()

@@ -23,11 +23,14 @@ This module knows tables and rows; what a series is named is the recorder's busi
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger("chargebrain.history")
 
 HISTORY_NAME = "history.sqlite"
 
@@ -44,6 +47,19 @@ CREATE TABLE IF NOT EXISTS samples (
     power_w REAL NOT NULL, l1 REAL, l2 REAL, l3 REAL,
     PRIMARY KEY (tier, series, t)) WITHOUT ROWID;
 """
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        db.execute("SELECT count(*) FROM series").fetchone()
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def history_path(data_dir: Path) -> Path:
@@ -69,10 +85,18 @@ class HistoryStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = _open(self.path)
+        except sqlite3.DatabaseError as exc:
+            # Measurements only: a file SQLite cannot use is put aside, never in the way.
+            aside = self.path.with_name(f"{self.path.name}.damaged")
+            log.warning("the history file %s cannot be used (%s); moved to %s, starting "
+                        "afresh", self.path, exc, aside.name)
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.path}{suffix}")
+                if part.exists():
+                    part.replace(f"{aside}{suffix}")
+            self._db = _open(self.path)
         self._ids: dict[str, int] = {
             str(name): int(sid) for sid, name in self._db.execute("SELECT id, name FROM series")}
 
