@@ -73,6 +73,28 @@ def implausible(reading: MeterReading | EvseReading) -> str | None:
     """Why `reading` cannot be true (a number not finite or beyond ±PLAUSIBLE_LIMIT), or
     None if it can. A meter's `extra` values are not looked at: a definition's own
     variables (a serial number, say) may be anything, and nothing adds them up."""
+    lim = PLAUSIBLE_LIMIT
+    c = reading.currents
+    # The usual case in one expression (every reading of every cycle passes here); the
+    # names are looked for only when something is wrong. `not x <= lim` is also NaN.
+    if isinstance(reading, MeterReading):
+        v1, v2, v3 = reading.voltages
+        soc = reading.soc
+        if (abs(reading.power_w) <= lim and abs(reading.import_wh) <= lim
+                and abs(reading.export_wh) <= lim and abs(c.l1) <= lim
+                and abs(c.l2) <= lim and abs(c.l3) <= lim and abs(v1) <= lim
+                and abs(v2) <= lim and abs(v3) <= lim and (soc is None or abs(soc) <= lim)):
+            return None
+    else:
+        most = reading.max_current_ma
+        if (abs(reading.power_w) <= lim and abs(reading.total_energy_wh) <= lim
+                and abs(c.l1) <= lim and abs(c.l2) <= lim and abs(c.l3) <= lim
+                and (most is None or abs(most) <= lim)):
+            return None
+    return _first_implausible(reading)
+
+
+def _first_implausible(reading: MeterReading | EvseReading) -> str | None:
     values: Iterable[tuple[str, float]]
     if isinstance(reading, MeterReading):
         values = [("power_w", reading.power_w), ("import_wh", reading.import_wh),

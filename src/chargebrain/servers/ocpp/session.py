@@ -225,8 +225,10 @@ class ChargePointSession:
         if self._retry is not None and not self._retry.done():
             return
 
+        due = self.clock.monotonic() + RETRY_S  # from now, not from when the task starts
+
         async def retry() -> None:
-            await self.clock.sleep(RETRY_S)
+            await self.clock.sleep(max(0.0, due - self.clock.monotonic()))
             self._profiles_due.set()
 
         self._retry = asyncio.ensure_future(retry())
