@@ -157,4 +157,3 @@ export function when(unixSeconds) {
   return new Date(unixSeconds * 1000).toLocaleString(lang === 'de' ? 'de-DE' : 'en-GB');
 }
 
-export const KEYS = { en: Object.keys(EN), de: Object.keys(DE) };
