@@ -27,7 +27,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.common import HOST, Figure, free_port, module_main, run_child, run_load
+from bench.common import (
+    HOST,
+    Figure,
+    free_port,
+    http_answer,
+    module_main,
+    run_child,
+    run_load,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -56,14 +64,8 @@ async def _connection(port: int, path: str, stop_at: float, budget: list[int]
         while budget[0] > 0 and time.perf_counter() < stop_at:
             budget[0] -= 1
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            if head.startswith(b"HTTP/1.1 200") and length > 0:
+            head, body = await http_answer(reader)
+            if head.startswith(b"HTTP/1.1 200") and body:
                 done += 1
             else:
                 errors += 1

@@ -40,6 +40,7 @@ from bench.common import (
     HOST,
     Figure,
     free_port,
+    http_answer,
     module_main,
     percentile,
     raise_nofile_limit,
@@ -75,13 +76,7 @@ class _Http:
         if self._r is None or self._w is None:
             self._r, self._w = await asyncio.open_connection(HOST, self.port)
         self._w.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode())
-        head = await self._r.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        body = await self._r.readexactly(length)
+        head, body = await http_answer(self._r)
         if not head.startswith(b"HTTP/1.1 200"):
             raise RuntimeError(f"{path}: {head.decode(errors='replace')} {body!r}")
         return body

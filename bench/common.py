@@ -84,6 +84,17 @@ def _port_free(port: int) -> bool:
     return True
 
 
+async def http_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """The head and the body of one HTTP/1.1 answer with a Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head, await reader.readexactly(length)
+
+
 def raise_nofile_limit(wanted: int) -> int:
     """Raise the soft limit of open files towards `wanted` (up to the hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -11,12 +11,14 @@ import contextlib
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
+from chargebrain import __version__
 from chargebrain import api as _api  # noqa: F401 - registers the commands
 from chargebrain.api.http_errors import JsonErrorRunner
 from chargebrain.api.metrics import MetricsEndpoint
@@ -51,6 +53,8 @@ from chargebrain.servers.modbus_tcp import (
 )
 from chargebrain.servers.mqtt.service import MqttService
 from chargebrain.servers.ocpp.adapter import Limits as OcppLimits
+from chargebrain.servers.ocpp.gateway import Identity
+from chargebrain.servers.ocpp.gateways import Gateways
 from chargebrain.servers.ocpp.server import CentralSystem, OcppSettings, StoredBoots
 from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
 from chargebrain.store.datadir import DataDirLock, meterdef_dir
@@ -151,6 +155,7 @@ class App:
     modbus: ModbusTcpServers | None = None
     tls: TlsSetup | None = None
     ocpp: CentralSystem = field(init=False)
+    gateways: Gateways = field(init=False)
     ocpp_tls: TlsSetup | None = None
     ocpp_bound_port: int = 0
     _runner: web.AppRunner | None = None
@@ -190,6 +195,11 @@ class App:
         self.ocpp = CentralSystem(hub, self.clock, reported, StoredBoots(self.store),
                                   self._ocpp_settings, self.manager.devices)
         self.manager.listeners.append(self.ocpp)
+        self.gateways = Gateways(self.manager.devices, self.manager.inventory.topology,
+                                 self.sessions, self.manager.wake, self.clock,
+                                 Identity(serial=self.powerbrain.serial,
+                                          firmware=f"chargebrain {__version__}"))
+        self.manager.listeners.append(self.gateways)
         self.cm_vars = CmVars(self.store, self.manager)
         self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
         self.rules.install(self.manager.decider)
@@ -217,6 +227,35 @@ class App:
         """The port the OCPP central system is to listen on (0: off)."""
         port = self.config.ocpp_port
         return self.manager.site.ocpp_srv_port if port is None else port
+
+    @property
+    def ocpp_listens(self) -> bool:
+        """Whether the central system runs: on its port, or for the demo's OCPP wallbox
+        on a free one when its port is 0."""
+        return bool(self.ocpp_port) or self.config.demo
+
+    @property
+    def ocpp_host(self) -> str:
+        """Where the central system listens: the HTTP host, or loopback when it runs
+        only for the demo's OCPP wallbox (its port 0)."""
+        return self.config.http_host if self.ocpp_port else "127.0.0.1"
+
+    def _demo_ocpp(self) -> tuple[str, ssl.SSLContext | None]:
+        """Where the demo's OCPP wallbox connects, and its TLS context (the demo's own
+        server: its certificate is not checked)."""
+        if not self.ocpp_bound_port:
+            return "", None
+        host = self.ocpp_host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        if self.ocpp_tls is None:
+            return f"ws://{host}:{self.ocpp_bound_port}", None
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return f"wss://{host}:{self.ocpp_bound_port}", context
 
     @property
     def http_host(self) -> str:
@@ -258,7 +297,7 @@ class App:
     def _ocpp_tls_setup(self) -> TlsSetup | None:
         """The OCPP server's TLS (`ocpp_srv_tls_mode` on): the HTTPS certificate if one
         is given, else the data directory's self-signed one; raises TlsError."""
-        if not self.ocpp_port or self.manager.site.ocpp_srv_tls_mode != "on":
+        if not self.ocpp_listens or self.manager.site.ocpp_srv_tls_mode != "on":
             return None
         config = self.config
         if config.tls_cert is not None and config.tls_key is not None:
@@ -309,26 +348,27 @@ class App:
             except BaseException:
                 await self._runner.cleanup()
                 raise
-        if self.ocpp_port:
+        if self.ocpp_listens:
             try:
                 self.ocpp_bound_port = await self.ocpp.start(
-                    host, self.ocpp_port, self.ocpp_tls.context if self.ocpp_tls else None,
-                    self.config.ocpp_limits)
+                    self.ocpp_host, self.ocpp_port,
+                    self.ocpp_tls.context if self.ocpp_tls else None, self.config.ocpp_limits)
             except OSError as exc:
                 if self.modbus is not None:
                     await self.modbus.stop()
                 await self._runner.cleanup()
                 if exc.errno == errno.EADDRINUSE:
-                    raise PortInUseError(host, self.ocpp_port) from None
-                raise AddressError(host, self.ocpp_port, exc) from None
+                    raise PortInUseError(self.ocpp_host, self.ocpp_port) from None
+                raise AddressError(self.ocpp_host, self.ocpp_port, exc) from None
         self.spawn(self._controller_loop, "controller")
         self.spawn(self.manager.run, "charging manager")
         self.spawn(self.mqtt.run, "mqtt")
         self.spawn(self.history.run, "history")
         logging.getLogger("chargebrain").addHandler(self.http.log_tail)
         if self.config.demo:
+            url, context = self._demo_ocpp()
             demo = DemoSite(self.clock, self.manager, self.powerbrain, self.hardware,
-                            self.s0_inputs)
+                            self.s0_inputs, url, context)
             self.spawn(lambda: run_demo(demo), "demo")
 
     async def _controller_loop(self) -> None:
@@ -354,6 +394,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.gateways.close()
         await self.ocpp.close_all()
         await self.ocpp.stop()
         await self.manager.close()

@@ -253,8 +253,8 @@ def _log_exposure(app: App) -> None:
                  app.tls.fingerprint)
     if app.ocpp_bound_port:
         log.info("OCPP 1.6J central system on %s://%s:%d/<ChargeBox ID>",
-                 "wss" if app.ocpp_tls else "ws", config.http_host, app.ocpp_bound_port)
-        if not auth.is_loopback(config.http_host) and not app.manager.site.ocpp_srv_password:
+                 "wss" if app.ocpp_tls else "ws", app.ocpp_host, app.ocpp_bound_port)
+        if not auth.is_loopback(app.ocpp_host) and not app.manager.site.ocpp_srv_password:
             log.warning("OCPP without a password (ocpp_srv_password): any device on the "
                         "network may connect as a configured charge point")
     if not config.modbus_port:

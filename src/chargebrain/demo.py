@@ -1,11 +1,13 @@
 """The demo site behind `make run`: load management at work on a simulated house.
 
 A 3 × 32 A connection with a grid meter, a PV system and a household load; the internal
-EVSE (E1) and two HTTP-input EVSEs (`Sim-Garage` E2, `Sim-Carport` E3); cars arrive,
-charge and leave. The simulated devices reach the charging manager through the same
-interfaces as real ones: the controller's hardware interface and the HTTP-input drivers.
-The log tells what happens; `/metrics` shows it to Prometheus, and with `--mqtt URL`
-the simulated devices are published on their own MQTT topics too.
+EVSE (E1), two HTTP-input EVSEs (`Sim-Garage` E2, `Sim-Carport` E3) and an OCPP 1.6J
+wallbox (`Sim-OCPP` E4); cars arrive, charge and leave. The simulated devices reach the
+charging manager through the same interfaces as real ones: the controller's hardware
+interface, the HTTP-input drivers, and the OCPP central system, to which the simulated
+wallbox (sim/ocpp_wallbox.py) connects over a real socket. The log tells what happens;
+`/metrics` shows it to Prometheus, and with `--mqtt URL` the simulated devices are
+published on their own MQTT topics too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import ssl
 from dataclasses import dataclass
 
 from chargebrain.clock import Clock
@@ -22,6 +25,7 @@ from chargebrain.manager.config import ROLE_DISPLAY, ROLE_GRID, ROLE_PRODUCTION,
 from chargebrain.manager.runtime import ChargingManager
 from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.powerbrain.hardware import SimCar, SimEvseHardware, SimS0Input
+from chargebrain.sim.ocpp_wallbox import Behaviour, SimWallbox
 
 log = logging.getLogger("chargebrain.demo")
 VOLTAGE = 230.0
@@ -74,7 +78,11 @@ DEMO_DEVICES = (
     DeviceConfig("E3", "evse_ajax", name="Sim-Carport", desc="simulated wallbox 11 kW",
                  max_charging_cur=16000, number=3, phase_rotation=120, prio=1,
                  mqtt_publish=True),
+    DeviceConfig("E4", "evse_ocpp", name="Sim-OCPP", desc="simulated OCPP 1.6J wallbox 11 kW",
+                 address="Sim-OCPP", id=1, max_charging_cur=16000, number=4,
+                 phase_rotation=240, prio=1, mqtt_publish=True),
 )
+OCPP_POINT = "E4"
 
 CARS = (
     ("e-Golf (1-phase 32 A)", 32_000, 1, 2500),
@@ -94,6 +102,10 @@ class DemoSite:
     powerbrain: PowerBrain
     hardware: SimEvseHardware
     s0_inputs: tuple[SimS0Input, SimS0Input]
+    # The OCPP central system the demo's OCPP wallbox connects to ("": none), and the
+    # TLS context it connects with.
+    ocpp_url: str = ""
+    ocpp_tls: ssl.SSLContext | None = None
 
 
 def setup_site(app: DemoSite) -> None:
@@ -101,25 +113,46 @@ def setup_site(app: DemoSite) -> None:
     if "E2" not in mgr.devices:
         mgr.settings.set(mgr.site.with_changes(title="chargebrain demo", max_total_current=32000,
                                            reserve_current=1000))
-        for cfg in DEMO_DEVICES:
-            mgr.inventory.upsert_device(cfg)
         m1 = mgr.devices["M1"].config
         mgr.inventory.upsert_device(m1.with_changes(role=ROLE_DISPLAY, name="Sim-Heatpump S0"))
+    for cfg in DEMO_DEVICES:  # (a data directory of an older demo gets what it lacks)
+        if cfg.dev_id not in mgr.devices:
+            mgr.inventory.upsert_device(cfg)
+
+
+def ocpp_wallbox(app: DemoSite) -> SimWallbox | None:
+    """The simulated wallbox behind E4, if the central system runs."""
+    if not app.ocpp_url:
+        return None
+    cfg = next(c for c in DEMO_DEVICES if c.dev_id == OCPP_POINT)
+    password = app.manager.site.ocpp_srv_password or None
+    return SimWallbox(app.ocpp_url, cfg.address, app.clock, Behaviour(max_ma=16_000),
+                      password=password, tls=app.ocpp_tls, seed=4)
 
 
 async def run_demo(app: DemoSite) -> None:
-    clock = app.clock
     rng = random.Random(42)
     setup_site(app)
-    mgr = app.manager
-    points = [SimPoint("E2", "Sim-Garage"), SimPoint("E3", "Sim-Carport")]
+    points = [SimPoint("E2", "Sim-Garage"), SimPoint("E3", "Sim-Carport"),
+              SimPoint(OCPP_POINT, "Sim-OCPP")]
+    box = ocpp_wallbox(app)
     app.s0_inputs[0].load_w = lambda t: 1200.0 + 800.0 * math.sin(t / 200.0)
-    hw = app.hardware
+    next_event = {"E1": 10.0, "E2": 25.0, "E3": 60.0, OCPP_POINT: 3.0}
+    log.info("demo: site 3 x 32 A with grid meter M3, PV M4, EVSEs E1 (built in), "
+             "E2 Sim-Garage, E3 Sim-Carport, E4 Sim-OCPP (OCPP 1.6J%s)",
+             f", connecting to {app.ocpp_url}" if box else ": the central system is off")
+    try:
+        await _run(app, rng, points, box, next_event)
+    finally:
+        if box is not None:
+            await box.close()
+
+
+async def _run(app: DemoSite, rng: random.Random, points: list[SimPoint],
+               box: SimWallbox | None, next_event: dict[str, float]) -> None:
+    clock, mgr, hw = app.clock, app.manager, app.hardware
     e1_car_until = 0.0
     t = 0.0
-    next_event = {"E1": 10.0, "E2": 25.0, "E3": 60.0}
-    log.info("demo: site 3 x 32 A with grid meter M3, PV M4, EVSEs E1 (built in), "
-             "E2 Sim-Garage, E3 Sim-Carport")
     while True:
         await clock.sleep(STEP_S)
         t += STEP_S
@@ -156,8 +189,11 @@ async def run_demo(app: DemoSite) -> None:
         evse_building = Phases()
         for p in points:
             rt = mgr.devices.get(p.dev_id)
-            d = rt.evse.decision if rt and rt.evse else None
-            p.offered_ma = d.current_ma if d and d.charging_enabled else 0
+            if p.dev_id == OCPP_POINT:  # what the wallbox offers, following its profile
+                p.offered_ma = box.offer_ma() if box is not None else 0
+            else:
+                d = rt.evse.decision if rt and rt.evse else None
+                p.offered_ma = d.current_ma if d and d.charging_enabled else 0
             draw = p.draw()
             if p.car is not None:
                 p.car.charged_wh += draw.total() / 1000.0 * VOLTAGE * STEP_S / 3600.0
@@ -167,7 +203,13 @@ async def run_demo(app: DemoSite) -> None:
             state = EvseState.WAITING
             if p.car is not None:
                 state = EvseState.CHARGING if draw.total() else EvseState.EV_PRESENT
-            if rt is not None:
+            if p.dev_id == OCPP_POINT:
+                if box is not None:  # (with the password as set now, should it change)
+                    box.password = mgr.site.ocpp_srv_password or None
+                    box.sense(p.car is not None, bool(draw.total()), draw.as_tuple(),
+                              p.energy_wh)
+                    await box.step()
+            elif rt is not None:
                 mgr.pushes.push_evse(p.dev_id, EvseReading(
                     state=state, currents=draw, power_w=draw.total() * VOLTAGE / 1000.0,
                     total_energy_wh=p.energy_wh, has_meter=True, model="Sim wallbox"))

@@ -110,6 +110,12 @@ _QUERY_VALUES: dict[str, st.SearchStrategy[QueryValue]] = {
     "enable": bools, "clear": bools, "tmp": bools, "is_va": bools,
     "new_pwd": passwords, "old_pwd": passwords, "dev_type": st.sampled_from(DEV_TYPES),
     "current": lists, "voltage": lists, "state": numbers, "model": texts,
+    # modbus_get / modbus_set: devices that fail fast (nothing listens there)
+    "addr": st.sampled_from(["127.0.0.1:1", "rtu://127.0.0.1:1", "[::1]:1", "/dev/null,9600",
+                             "COM3,9600,8,N,1", "127.0.0.1:0", "rtu:127.0.0.1:1", ""]),
+    "func": st.sampled_from(["3", "4", "6", "16", "5", "x"]), "reg": registers,
+    "type": st.sampled_from(["w", "d", "f", "q", "s", "z"]), "cnt": numbers,
+    "order": st.sampled_from(["hl", "lh", "x"]), "timeout": st.sampled_from(["0.2", "9", "x"]),
 }
 
 

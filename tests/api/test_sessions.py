@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from typing import Any
 
 import aiohttp
+import pytest
 
 from chargebrain.clock import VirtualClock
 from tests.api.test_users import (
@@ -174,6 +176,22 @@ async def test_card_reader_fixed_rfid_and_card_before_plug(
     await add_evse(http, running, "E2", fixed_rfid="1234")
     assert (await push(http, running, "E2", 2))["charging_current"] > 0
     assert running.app.manager.auth_count == 3
+
+
+async def test_an_unknown_card_is_refused_only_where_a_card_is_needed(
+        running: Running, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
+    await site_with_user(http, running)
+    await add_evse(http, running, "E3")
+    caplog.set_level(logging.DEBUG, logger="chargebrain.sessions")
+    # E3 has no users: anyone charges, and a card no one has (a wallbox's own tag in free
+    # charging) is no refusal worth a warning.
+    assert (await push(http, running, "E3", 2, "&rfid=0000"))["charging_current"] > 0
+    assert (await device(http, running, "E3"))["user_id"] == ""
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # At E2, which needs a card, the same card is refused with a warning.
+    assert (await push(http, running, "E2", 2, "&rfid=0000"))["charging_current"] == 0
+    await wait_for(lambda: any("refused" in r.getMessage() and r.levelno == logging.WARNING
+                               for r in caplog.records))
 
 
 async def test_override_c_stops_charging_until_unplug(running: Running,

@@ -14,10 +14,11 @@ import pytest
 from bench import __main__ as runner
 from bench.bench_machine import machine_name, yardstick
 from bench.bench_modbus import Servers, load
+from bench.bench_ocpp import one_round
 from bench.common import Figure, percentile
 
-EXPECTED = {"cycle", "history", "http", "machine", "memory", "modbus", "pushes", "reaction",
-            "scenario", "stall"}
+EXPECTED = {"cycle", "history", "http", "machine", "memory", "modbus", "ocpp", "pushes",
+            "reaction", "scenario", "stall"}
 
 
 def test_discovers_the_bench_modules() -> None:
@@ -96,6 +97,15 @@ async def test_a_tiny_modbus_run_against_both_servers() -> None:
     finally:
         await servers.stop()
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("mode", ["ocpp", "http"])
+async def test_a_tiny_ocpp_round_and_its_baseline(mode: str) -> None:
+    # Three charge points (a client process), checked as served (connected, charging,
+    # OCPP ones with a charging profile each) or the round raises.
+    result = await one_round(mode, 3, seconds=1.0, period=0.5, warmup=1.0)
+    assert result["load"] > 0 and result["sent"] >= 3
+    assert result["profiles"] >= (3 if mode == "ocpp" else 0)
 
 
 def test_the_machine_yardstick_is_a_fixed_workload_and_names_the_machine() -> None:

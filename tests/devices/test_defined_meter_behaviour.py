@@ -114,10 +114,10 @@ def test_parse_modbus_address(address: str, expected: tuple[str, int]) -> None:
 @pytest.mark.parametrize(
     ("address", "message"),
     [
-        ("COM3", "serial ports are not available"),
-        ("com4,9600,8,N,1", "serial ports are not available"),
-        ("/dev/ttyUSB0", "serial ports are not available"),
-        ("ttyS1", "serial ports are not available"),
+        ("COM3", "names a serial line"),
+        ("com4,9600,8,N,1", "names a serial line"),
+        ("/dev/ttyUSB0", "names a serial line"),
+        ("ttyS1", "names a serial line"),
         ("", "empty"),
         ("host:0", "port must be"),
         ("host:http", "port must be"),
@@ -149,10 +149,11 @@ def test_bad_http_addresses(address: str) -> None:
         parse_http_base(address)
 
 
-def test_driver_refuses_serial_mqtt_and_bad_units() -> None:
+def test_driver_takes_serial_lines_and_refuses_mqtt_and_bad_units() -> None:
     modbus = parse_definition('{"rtype": 0, "dev_type": "m", "p": {"address": 0}}')
-    with pytest.raises(DeviceError, match="serial ports are not available"):
-        DefinedMeter(modbus, "COM1")
+    assert repr(DefinedMeter(modbus, "COM1,19200"))  # a serial line: opened when read
+    with pytest.raises(DeviceError, match="serial settings"):
+        DefinedMeter(modbus, "/dev/ttyUSB0,9600,9,N,1")
     with pytest.raises(DeviceError, match="unit id"):
         DefinedMeter(modbus, "127.0.0.1", unit_id=300)
     mqtt = parse_definition('{"rtype": 2, "dev_type": "q", "p": {"address": "tele/x"}}')

@@ -20,6 +20,7 @@ from chargebrain.devices.meterdef import (
     parse_json5,
     save_user_definition,
 )
+from chargebrain.devices.meterdef.charger import charger_json_schema
 
 EA777 = """{"rtype":0,"mtype":1,"name":"EARU EA777","manufacturer":"EARU","dev_type":"EA777",
 "rtu":{"silence_period":50,"silence_same_slave":false,"retries":4,"rcv_timeout":120},
@@ -456,7 +457,14 @@ def test_json_schema_of_the_file(rtype: int, variable: str) -> None:
     for path in builtin_definitions_dir().glob("*.json"):
         doc = parse_json5(path.read_text(encoding="utf-8"))
         if doc["rtype"] == rtype:
-            assert all(k in props or isinstance(v, dict) for k, v in doc.items())
+            known = charger_json_schema(rtype)["properties"] if doc.get("mtype") == 8 else props
+            assert all(k in known or isinstance(v, dict) for k, v in doc.items()), path.name
+
+
+def test_json_schema_of_a_charger_file() -> None:
+    props = charger_json_schema(0)["properties"]
+    assert {"set_current", "disable", "keepalive_s", "init"} <= set(props)
+    assert props["mtype"]["enum"] == [0, 1, 2, 4, 8]
 
 
 def test_source_is_prefixed_to_messages() -> None:

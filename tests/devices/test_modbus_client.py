@@ -225,7 +225,7 @@ async def test_explicit_connect_and_bad_arguments(server_port: int) -> None:
     with pytest.raises(ValueError, match="value"):
         await client.write_register(7, 0, 70000)
     with pytest.raises(ValueError, match="function code"):
-        await client.read(7, 0, 1, function_code=1)
+        await client.read(7, 0, 1, function_code=5)
     await client.close()
     with pytest.raises(ModbusIOError, match=r"no connection|cannot connect"):
         await ModbusTcpClientAdapter("127.0.0.1", closed_port(), timeout=0.5).connect()

@@ -22,7 +22,7 @@ async def test_demo_site_runs(tmp_path: Path) -> None:
             ) as resp:
                 info = await resp.json()
             by_id = {d["dev_id"]: d for d in info["devices"]}
-            wanted = ("E1", "E2", "E3", "M3", "M4")
+            wanted = ("E1", "E2", "E3", "E4", "M3", "M4")
             if all(k in by_id and not by_id[k]["com_err"] for k in wanted) and (
                 by_id["M3"]["current_l1"] > 0
             ):
@@ -31,6 +31,11 @@ async def test_demo_site_runs(tmp_path: Path) -> None:
 
         by_id = await wait_for(fed, timeout=10)
         assert by_id["E2"]["name"].startswith("Sim-")
+        # The OCPP wallbox connected to the central system (on a free port of loopback:
+        # the embedded App has OCPP off) and booted there.
+        assert by_id["E4"]["dev_type"] == "evse_ocpp"
+        assert "Sim-OCPP" in by_id["E4"]["model"]
+        assert app.ocpp_bound_port and app.ocpp_host == "127.0.0.1"
         assert by_id["M3"]["role"] == 3
         assert app.manager.site.max_total_current == 32000
         # Prometheus sees the simulated site.
@@ -39,6 +44,20 @@ async def test_demo_site_runs(tmp_path: Path) -> None:
             metrics = await resp.text()
         assert 'chargebrain_meter_power_watts{dev_id="M3",name="Sim-Grid"}' in metrics
         assert 'chargebrain_evse_state{dev_id="E2",name="Sim-Garage"}' in metrics
+
+        # A car arrives at the OCPP wallbox first: it starts its transaction, follows the
+        # charging profile the manager sends, and the car charges.
+        async def ocpp_charging() -> dict[str, object] | None:
+            async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{port}/cnf?cmd=get_dev_info"
+            ) as resp:
+                e4 = {d["dev_id"]: d for d in (await resp.json())["devices"]}["E4"]
+            return e4 if e4["state"] == 3 and e4["current_l1"] > 0 else None
+
+        e4 = await wait_for(ocpp_charging, timeout=30)
+        assert 6000 <= e4["last_set_charging_cur"] <= 16000
+        rows = app.store.query("SELECT dev_id, open FROM transactions WHERE dev_id = 'E4'")
+        assert rows == [("E4", 1)]
     finally:
         await app.stop()
 

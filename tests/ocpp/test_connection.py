@@ -12,7 +12,8 @@ from pathlib import Path
 import aiohttp
 
 from chargebrain.clock import VirtualClock
-from tests.ocpp.conftest import Central, connected, make_central, wait_for
+from chargebrain.servers.ocpp.session import BOOT_WAIT_S
+from tests.ocpp.conftest import Central, TestChargePoint, connected, make_central, wait_for
 
 
 async def transactions(central: Central) -> list[dict[str, str]]:
@@ -121,3 +122,19 @@ async def test_a_charge_point_that_booted_before_a_restart_is_served_at_once(
             assert dev["model"].startswith("Keba P30")
             assert not any(t["requested_message"] == "BootNotification"
                            for t in cp.received.of("TriggerMessage"))
+
+
+async def test_a_charge_point_that_never_booted_here_is_asked_to_unless_it_boots(
+        central: Central) -> None:
+    await central.add_evse("E2", "CP1")
+    await central.add_evse("E3", "CP2")
+    async with connected(central, "CP1") as quiet, connected(central, "CP2") as booting:
+        await booting.boot()
+        await central.tick(BOOT_WAIT_S)
+
+        def asked(cp: TestChargePoint) -> bool:
+            return any(t["requested_message"] == "BootNotification"
+                       for t in cp.received.of("TriggerMessage"))
+
+        await wait_for(lambda: asked(quiet))
+        assert not asked(booting)  # it booted of itself: asking again would boot it twice

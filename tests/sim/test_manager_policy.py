@@ -526,7 +526,7 @@ def test_a_scenario_has_at_most_one_controller_evse_and_it_cannot_go_offline() -
                             "faults": [{"type": "evse_offline", "evse": "A",
                                         "from": 60, "to": 120}]})
     with pytest.raises(ScenarioError, match="interface"):
-        scenario_from_dict({**base, "evses": [{"id": "A", "interface": "ocpp"}]})
+        scenario_from_dict({**base, "evses": [{"id": "A", "interface": "soap"}]})
 
 
 def test_power_brains_over_modbus_tcp_charge_like_http_input_evses() -> None:

@@ -22,7 +22,8 @@ from chargebrain.sim.runner import RunResult, run_scenario
 from chargebrain.sim.scenario import load_scenario, shipped_scenarios
 
 #: simulated hours of each shipped scenario in the test suite
-SHORT_H = {"home": 24, "apartment-garage": 4, "single-phase-mix": 2, "faults": 2, "office": 1}
+SHORT_H = {"home": 24, "apartment-garage": 4, "single-phase-mix": 2, "faults": 2, "office": 1,
+           "wallboxes": 0.25}
 
 _runs: dict[tuple[str, bool], tuple[RunResult, Metrics]] = {}
 
@@ -41,7 +42,7 @@ def manager_run(name: str, learn_phases: bool = True) -> tuple[RunResult, Metric
     if key not in _runs:
         sc = load_scenario(name)
         with ManagerPolicy.for_scenario(sc, learn_phases=learn_phases) as policy:
-            run = run_scenario(sc, policy, shorten=SHORT_H[name] * 3600)
+            run = run_scenario(sc, policy, shorten=round(SHORT_H[name] * 3600))
         _runs[key] = (run, compute_metrics(run))
     return _runs[key]
 
@@ -54,13 +55,22 @@ def test_every_shipped_scenario_is_covered() -> None:
 def test_shortened_scenario_with_the_real_manager(name: str) -> None:
     run, m = manager_run(name)
     sc = run.scenario
-    assert run.duration_s == min(sc.duration_s, SHORT_H[name] * 3600)
+    assert run.duration_s == min(sc.duration_s, round(SHORT_H[name] * 3600))
     assert run.cycles == math.ceil(run.duration_s / sc.cycle_s)  # no cycle skipped
     assert run.refused_offers == 0  # never between 0 and an EVSE's minimum
     assert run.capped_offers == 0  # never above an EVSE's maximum
     assert m.delivered_kwh > 0
     assert m.misbehaviour_excursions == 0
     assert m.misbehaviour_amp_seconds == 0.0
+
+
+def test_makers_wallboxes_each_charge_their_car() -> None:
+    """Six simulated wallboxes of six makers, driven through their definitions (and the
+    KEBA driver) over real sockets: every car gets its share."""
+    _, m = manager_run("wallboxes")
+    for car in m.cars:
+        assert car.delivered_kwh > 0.2, car
+        assert car.first_current_s is not None and car.first_current_s < 60, car
 
 
 def test_home_day_delivers_what_the_optimum_allows() -> None:

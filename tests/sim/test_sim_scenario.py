@@ -91,7 +91,8 @@ def test_minimal_loads() -> None:
 
 def test_shipped_scenarios_load() -> None:
     names = shipped_scenarios()
-    assert names == ["apartment-garage", "faults", "home", "office", "single-phase-mix"]
+    assert names == ["apartment-garage", "faults", "home", "office", "single-phase-mix",
+                     "wallboxes"]
     scenarios = {n: load_scenario(n) for n in names}
     assert len(scenarios["home"].site.evses) == 1
     assert scenarios["home"].site.limits.max_current_ma == 25000

@@ -5,6 +5,7 @@ from chargebrain.api import (  # noqa: F401
     cmd_manager,
     cmd_meterdefs,
     cmd_modbus,
+    cmd_modbus_proxy,
     cmd_ocpp,
     cmd_rules,
     cmd_sessions,

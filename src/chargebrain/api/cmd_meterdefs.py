@@ -42,6 +42,7 @@ async def get_meter_defs(req: Request) -> Any:
             "name": definition.name,
             "manufacturer": definition.manufacturer,
             "rtype": int(definition.rtype),
+            "mtype": int(definition.mtype),
             "origin": "user" if user_file else "builtin",
             "overrides_builtin": user_file and dev_type in builtin,
         })
@@ -88,8 +89,9 @@ async def del_meter_def(req: Request) -> Any:
     dev_type = clean(req.params.get("dev_type", ""))
     if not dev_type:
         raise ApiError(400, "dev_type is required")
-    if not dev_type.startswith("meter_"):
-        dev_type = "meter_" + dev_type
+    if not dev_type.startswith(("meter_", "evse_")):
+        known = app.types.definitions
+        dev_type = "evse_" + dev_type if "evse_" + dev_type in known else "meter_" + dev_type
     async with app.meterdefs_lock:
         return _delete(app, dev_type)
 

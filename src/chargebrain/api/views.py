@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from chargebrain.api.shapes.devices import setting_keys
+from chargebrain.api.shapes.devices import DEVICE_SHAPES, setting_keys
 from chargebrain.api.shapes.site import HARDWARE_ATTRS, PERSISTED_KEYS, VOLTAGE
 from chargebrain.devices.powerbrain import address_form
 from chargebrain.manager.config import DeviceConfig, Limit, SiteParams
@@ -42,8 +42,12 @@ def site_from_stored(stored: Mapping[str, Any]) -> SiteParams:
 
 def device_config_json(cfg: DeviceConfig, kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {"dev_type": cfg.dev_type, "dev_id": cfg.dev_id}
+    secret = DEVICE_SHAPES[kind].secret
     for name in setting_keys(kind):
         value = getattr(cfg, name)
+        if name in secret:  # never shown: whether it is set
+            out[f"{name}_set"] = bool(value)
+            continue
         if name == "device_enabled":
             value = 1 if value else 0
         elif isinstance(value, tuple):
@@ -126,8 +130,9 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
             "serialno": mgr.serial,
             "platform": "chargebrain",
         },
-        "ocpp_gateway_license_cnt": 0,
-        "ocpp_gateway_licenses_used": 0,
+        "ocpp_gateway_license_cnt": mgr.max_evses,
+        "ocpp_gateway_licenses_used": sum(
+            1 for rt in mgr.devices.values() if rt.evse is not None and rt.config.ocpp_gateway_url),
         # 1.x watt-based names, still read by some clients.
         "max_total_power": max_total_w,
         "power_reserve": _watts(p.reserve_current),

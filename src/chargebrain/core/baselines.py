@@ -23,6 +23,7 @@ _CAP_REASONS = {
     Limit.RULE: "rule",
     Limit.OVERRIDE: "override",
     Limit.CAR_DRAW: "car draw",
+    Limit.BACKEND: "OCPP backend",
 }
 
 

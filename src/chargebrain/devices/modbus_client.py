@@ -1,12 +1,16 @@
-"""Modbus TCP client adapter: the one module that imports pymodbus's client API.
+"""Modbus client adapters: the one module that imports pymodbus's client API.
 
-Every Modbus client in chargebrain (meters described by definitions, remote Power Brain
-controllers, wallboxes) talks through `ModbusTcpClientAdapter`, so a pymodbus upgrade touches
-only this file. The adapter connects on demand, serialises the requests of concurrent callers
-on its one connection, puts a deadline on every call, drops the connection after anything
-that could leave it out of step (timeout, cancellation, transport error) and reconnects on
-the next call. Every failure surfaces as `ModbusIOError` with a message naming the peer, the
-unit and the registers.
+Every Modbus client in chargebrain (meters and wallboxes described by definitions, remote
+Power Brain controllers, `modbus_get`/`modbus_set`) talks through an adapter, so a pymodbus
+upgrade touches only this file. `ModbusTcpClientAdapter` reaches `host:port` with Modbus TCP
+framing, or with RTU or ASCII frames carried over TCP (a transparent serial gateway);
+`ModbusSerialClientAdapter` opens a serial line (RTU or ASCII). An adapter connects on
+demand, serialises the requests of concurrent callers on its one connection, puts a
+deadline on every call, drops the connection after anything that could leave it out of
+step (timeout, cancellation, transport error) and reconnects on the next call. Every
+failure surfaces as `ModbusIOError` with a message naming the peer, the unit and the
+registers. Function codes: 1 (coils), 2 (discrete inputs), 3, 4 (registers), 5 (one coil),
+6 and 16 (registers).
 
 This module must never know what the registers mean, and must never let a pymodbus type or
 exception escape to its callers.
@@ -18,16 +22,32 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from chargebrain.devices.errors import ModbusIOError
 
-__all__ = ["MAX_READ_REGISTERS", "MAX_WRITE_REGISTERS", "ModbusIOError", "ModbusTcpClientAdapter"]
+__all__ = [
+    "FRAMINGS",
+    "MAX_READ_BITS",
+    "MAX_READ_REGISTERS",
+    "MAX_WRITE_REGISTERS",
+    "ModbusClientAdapter",
+    "ModbusIOError",
+    "ModbusSerialClientAdapter",
+    "ModbusTcpClientAdapter",
+]
 
 # Protocol limits (Modbus application protocol v1.1b3, FC3/FC4 and FC16).
 MAX_READ_REGISTERS = 125
 MAX_WRITE_REGISTERS = 123
+MAX_READ_BITS = 2000
+
+#: How requests are framed: "tcp" (MBAP, Modbus TCP), "rtu" and "ascii" (serial framing,
+#: on a serial line or carried over TCP).
+FRAMINGS = ("tcp", "rtu", "ascii")
+_FRAMERS = {"tcp": FramerType.SOCKET, "rtu": FramerType.RTU, "ascii": FramerType.ASCII}
 
 DEFAULT_PORT = 502
 
@@ -53,48 +73,44 @@ def exception_name(code: int) -> str:
     return _EXCEPTION_NAMES.get(code, "unknown exception")
 
 
-class ModbusTcpClientAdapter:
-    """One Modbus TCP connection to `host:port`, shared by any number of unit ids.
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+
+class ModbusClientAdapter:
+    """One Modbus connection (a TCP connection or a serial line), shared by any number of
+    unit ids. The subclasses say how it is made.
 
     `timeout` is the default deadline of one call in seconds (connecting included);
     every method accepts `timeout=` to override it for that call. `connect_timeout` bounds
-    the TCP connect alone (defaults to `timeout`); `delay_after_connect` is waited after each
+    the connect alone (defaults to `timeout`); `delay_after_connect` is waited after each
     new connection, for devices that need a moment before the first request.
     """
 
     def __init__(
         self,
-        host: str,
-        port: int = DEFAULT_PORT,
         timeout: float = 2.0,
         *,
+        framing: str = "tcp",
         connect_timeout: float | None = None,
         delay_after_connect: float = 0.0,
     ) -> None:
-        if not host:
-            raise ValueError("Modbus host must not be empty")
-        if not 0 < port < 65536:
-            raise ValueError(f"Modbus port {port} out of range 1..65535")
         if timeout <= 0:
             raise ValueError("Modbus timeout must be positive")
-        self._host = host
-        self._port = port
+        if framing not in _FRAMERS:
+            raise ValueError(f"Modbus framing must be one of {', '.join(FRAMINGS)}")
+        self._framing = framing
         self._timeout = timeout
         self._connect_timeout = connect_timeout if connect_timeout else timeout
         self._delay_after_connect = max(0.0, delay_after_connect)
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: Client | None = None
         self._lost: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
 
     # -- properties -----------------------------------------------------------------------
 
     @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        return self._port
+    def framing(self) -> str:
+        return self._framing
 
     @property
     def timeout(self) -> float:
@@ -105,7 +121,10 @@ class ModbusTcpClientAdapter:
         return self._client is not None and bool(self._client.connected)
 
     def __repr__(self) -> str:
-        return f"ModbusTcpClientAdapter({self._host}:{self._port})"
+        return f"{type(self).__name__}({self._peer()})"
+
+    def _make_client(self, on_connection_change: Callable[[bool], None]) -> Client:
+        raise TypeError(f"{type(self).__name__} does not say how to connect")
 
     # -- connection -----------------------------------------------------------------------
 
@@ -127,7 +146,7 @@ class ModbusTcpClientAdapter:
         async with self._lock:
             self._drop()
 
-    async def __aenter__(self) -> ModbusTcpClientAdapter:
+    async def __aenter__(self) -> ModbusClientAdapter:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -156,26 +175,50 @@ class ModbusTcpClientAdapter:
         function_code: int = 3,
         timeout: float | None = None,
     ) -> list[int]:
-        """Read registers with function code 3 (holding) or 4 (input)."""
+        """Read registers with function code 3 (holding) or 4 (input), or bits (0 or 1
+        each) with function code 1 (coils) or 2 (discrete inputs)."""
         _check_unit(unit)
-        _check_range(address, count, MAX_READ_REGISTERS)
-        if function_code not in (3, 4):
-            raise ValueError(f"Modbus read function code must be 3 or 4, not {function_code}")
-        what = f"read of {count} {'holding' if function_code == 3 else 'input'} register(s) at "
-        what += f"{address} (0x{address:04X}) from unit {unit}"
+        if function_code not in (1, 2, 3, 4):
+            raise ValueError(f"Modbus read function code must be 1..4, not {function_code}")
+        bits = function_code in (1, 2)
+        _check_range(address, count, MAX_READ_BITS if bits else MAX_READ_REGISTERS)
+        kind = _READ_KINDS[function_code]
+        what = f"read of {count} {kind} at {address} (0x{address:04X}) from unit {unit}"
 
-        async def request(client: AsyncModbusTcpClient) -> Any:
+        async def request(client: Client) -> Any:
             if function_code == 3:
                 return await client.read_holding_registers(address, count=count, device_id=unit)
-            return await client.read_input_registers(address, count=count, device_id=unit)
+            if function_code == 4:
+                return await client.read_input_registers(address, count=count, device_id=unit)
+            if function_code == 1:
+                return await client.read_coils(address, count=count, device_id=unit)
+            return await client.read_discrete_inputs(address, count=count, device_id=unit)
 
         response = await self._call(what, request, timeout)
+        if bits:
+            values = list(getattr(response, "bits", None) or [])[:count]
+            if len(values) != count:
+                raise ModbusIOError(f"Modbus {self._peer()}: {what}: answer holds too few bits")
+            return [1 if v else 0 for v in values]
         registers = list(getattr(response, "registers", None) or [])
         if len(registers) != count:
             raise ModbusIOError(
                 f"Modbus {self._peer()}: {what}: answer holds {len(registers)} register(s)"
             )
         return [int(r) & 0xFFFF for r in registers]
+
+    async def write_coil(
+        self, unit: int, address: int, value: bool, *, timeout: float | None = None
+    ) -> None:
+        """Write one coil (FC5)."""
+        _check_unit(unit)
+        _check_range(address, 1, 1)
+        what = f"write of coil {address} (0x{address:04X}) on unit {unit}"
+
+        async def request(client: Client) -> Any:
+            return await client.write_coil(address, bool(value), device_id=unit)
+
+        await self._call(what, request, timeout)
 
     async def write_register(
         self, unit: int, address: int, value: int, *, timeout: float | None = None
@@ -186,7 +229,7 @@ class ModbusTcpClientAdapter:
         _check_value(value)
         what = f"write of register {address} (0x{address:04X}) on unit {unit}"
 
-        async def request(client: AsyncModbusTcpClient) -> Any:
+        async def request(client: Client) -> Any:
             return await client.write_register(address, value, device_id=unit)
 
         await self._call(what, request, timeout)
@@ -202,7 +245,7 @@ class ModbusTcpClientAdapter:
         what = f"write of {len(values)} register(s) at {address} (0x{address:04X}) on unit {unit}"
         payload = list(values)
 
-        async def request(client: AsyncModbusTcpClient) -> Any:
+        async def request(client: Client) -> Any:
             return await client.write_registers(address, payload, device_id=unit)
 
         await self._call(what, request, timeout)
@@ -210,8 +253,7 @@ class ModbusTcpClientAdapter:
     # -- internals ------------------------------------------------------------------------
 
     def _peer(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"{host}:{self._port}"
+        raise TypeError(f"{type(self).__name__} does not name its peer")
 
     def _deadline(self, timeout: float | None) -> float:
         deadline = self._timeout if timeout is None else timeout
@@ -228,7 +270,7 @@ class ModbusTcpClientAdapter:
         if client is not None:
             client.close()
 
-    async def _ensure_connected(self) -> AsyncModbusTcpClient:
+    async def _ensure_connected(self) -> Client:
         if self._client is not None and self._client.connected:
             return self._client
         self._drop()
@@ -240,14 +282,7 @@ class ModbusTcpClientAdapter:
             if not connected and not lost.done():
                 lost.set_result(None)
 
-        client = AsyncModbusTcpClient(
-            self._host,
-            port=self._port,
-            timeout=_INNER_TIMEOUT_S,
-            retries=0,
-            reconnect_delay=0,  # 0 disables pymodbus's own background reconnects
-            trace_connect=on_connection_change,
-        )
+        client = self._make_client(on_connection_change)
         try:
             ok = await asyncio.wait_for(client.connect(), self._connect_timeout)
         except TimeoutError:
@@ -273,7 +308,7 @@ class ModbusTcpClientAdapter:
     async def _call(
         self,
         what: str,
-        request: Callable[[AsyncModbusTcpClient], Awaitable[Any]],
+        request: Callable[[Client], Awaitable[Any]],
         timeout: float | None,
     ) -> Any:
         deadline = self._deadline(timeout)
@@ -322,6 +357,106 @@ class ModbusTcpClientAdapter:
         finally:
             if not pending.done():
                 pending.cancel()
+
+
+_READ_KINDS = {1: "coil(s)", 2: "discrete input(s)", 3: "holding register(s)",
+               4: "input register(s)"}
+
+
+class ModbusTcpClientAdapter(ModbusClientAdapter):
+    """A TCP connection to `host:port`: Modbus TCP, or with `framing` "rtu" or "ascii"
+    the serial frames carried over TCP (a transparent RS-485 gateway)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = DEFAULT_PORT,
+        timeout: float = 2.0,
+        *,
+        framing: str = "tcp",
+        connect_timeout: float | None = None,
+        delay_after_connect: float = 0.0,
+    ) -> None:
+        if not host:
+            raise ValueError("Modbus host must not be empty")
+        if not 0 < port < 65536:
+            raise ValueError(f"Modbus port {port} out of range 1..65535")
+        super().__init__(timeout, framing=framing, connect_timeout=connect_timeout,
+                         delay_after_connect=delay_after_connect)
+        self._host = host
+        self._port = port
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def _peer(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        framing = "" if self._framing == "tcp" else f" ({self._framing.upper()} over TCP)"
+        return f"{host}:{self._port}{framing}"
+
+    def _make_client(self, on_connection_change: Callable[[bool], None]) -> Client:
+        return AsyncModbusTcpClient(
+            self._host,
+            port=self._port,
+            framer=_FRAMERS[self._framing],
+            timeout=_INNER_TIMEOUT_S,
+            retries=0,
+            reconnect_delay=0,  # 0 disables pymodbus's own background reconnects
+            trace_connect=on_connection_change,
+        )
+
+
+class ModbusSerialClientAdapter(ModbusClientAdapter):
+    """A serial line (RS-485 or RS-232) at `device` (`/dev/ttyUSB0`, `COM3`), RTU or
+    ASCII framing. Parity "N", "E" or "O"."""
+
+    def __init__(
+        self,
+        device: str,
+        baudrate: int = 9600,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: int = 1,
+        timeout: float = 2.0,
+        *,
+        framing: str = "rtu",
+    ) -> None:
+        if not device:
+            raise ValueError("serial device must not be empty")
+        if framing == "tcp":
+            raise ValueError("a serial line carries RTU or ASCII frames, not Modbus TCP")
+        if parity not in ("N", "E", "O") or bytesize not in (7, 8) or stopbits not in (1, 2):
+            raise ValueError("serial settings: data bits 7 or 8, parity N, E or O, "
+                             "stop bits 1 or 2")
+        if not 300 <= baudrate <= 4_000_000:
+            raise ValueError(f"baud rate {baudrate} out of range 300..4000000")
+        super().__init__(timeout, framing=framing)
+        self.device = device
+        self.settings = (baudrate, bytesize, parity, stopbits)
+
+    def _peer(self) -> str:
+        baud, size, parity, stop = self.settings
+        return f"{self.device},{baud},{size},{parity},{stop} ({self._framing.upper()})"
+
+    def _make_client(self, on_connection_change: Callable[[bool], None]) -> Client:
+        baud, size, parity, stop = self.settings
+        return AsyncModbusSerialClient(
+            self.device,
+            framer=_FRAMERS[self._framing],
+            baudrate=baud,
+            bytesize=size,
+            parity=parity,
+            stopbits=stop,
+            timeout=_INNER_TIMEOUT_S,
+            retries=0,
+            reconnect_delay=0,
+            trace_connect=on_connection_change,
+        )
 
 
 def _check_unit(unit: int) -> None:

@@ -1,7 +1,7 @@
 """Device types: each `dev_type` with its display name, its kind and how to build it.
 
 This table feeds `dev_meta` in get_params and `get_dev_types`; meter definitions add
-`meter_<dev_type>` entries at run time.
+`meter_<dev_type>` entries at run time, charger definitions `evse_<dev_type>` (EVSEs).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ STATIC_TYPES: tuple[DeviceType, ...] = (
     DeviceType("evse_powerbrain", "cFos Power Brain", Kind.EVSE),
     DeviceType("evse_ajax", "HTTP Input", Kind.EVSE, pushed=True),
     DeviceType("evse_ocpp", "EVSE with OCPP 1.6", Kind.EVSE, own_transactions=True),
+    DeviceType("evse_keba_c_x", "KEBA KeContact P20/P30 (UDP)", Kind.EVSE),
     DeviceType("evse_group", "EVSE group", Kind.GROUP),
     DeviceType("meter_powerbrain", "cFos Power Brain S0", Kind.METER),
     DeviceType("meter_ajax", "HTTP Input", Kind.METER, pushed=True),
@@ -72,7 +73,8 @@ class DeviceTypes:
     def all(self) -> dict[str, DeviceType]:
         out = {t.dev_type: t for t in STATIC_TYPES}
         for dev_type, definition in sorted(self.definitions.items()):
-            out.setdefault(dev_type, DeviceType(dev_type, definition.name, Kind.METER))
+            kind = Kind.EVSE if definition.is_charger else Kind.METER
+            out.setdefault(dev_type, DeviceType(dev_type, definition.name, kind))
         return out
 
     def get(self, dev_type: str) -> DeviceType | None:

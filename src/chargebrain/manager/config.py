@@ -91,7 +91,12 @@ class DeviceConfig:
     users: tuple[str, ...] = ()
     charging_rules: tuple[dict[str, Any], ...] = ()
     crule_set: dict[str, Any] | None = None
+    # The OCPP gateway: the EVSE as a charge point of an outside backend (its URL, ws://
+    # or wss://, "" = none; the charge point id the backend knows it by, "" = the
+    # device id; the HTTP Basic password, "" = none). servers/ocpp/gateways.py.
+    ocpp_gateway_url: str = ""
     ocpp_gateway_client_id: str = ""
+    ocpp_gateway_password: str = ""
     # Meter settings
     role: int = ROLE_DISPLAY
     invert: bool = False

@@ -3,7 +3,8 @@
 The built-in controller is reached through its register banks, another controller over
 Modbus TCP, HTTP-input devices are fed by pushes, an OCPP charge point's connector by
 the OCPP central system (through the hub), other meters through their meter
-definitions (a meter read over MQTT through the broker connection's `TopicFeed`).
+definitions (a meter read over MQTT through the broker connection's `TopicFeed`), other
+wallboxes through their charger definitions (`DefinedEvse`), KEBA wallboxes over UDP.
 Groups and virtual meters have no driver.
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 from chargebrain.clock import Clock
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.base import EvseDriver, MeterDriver
+from chargebrain.devices.defined_evse import DefinedEvse
 from chargebrain.devices.defined_meter import DefinedMeter
 from chargebrain.devices.errors import DeviceError
+from chargebrain.devices.keba import KebaEvse
 from chargebrain.devices.ocpp import OcppEvse, OcppHub
 from chargebrain.devices.powerbrain import (
     LocalEvse,
@@ -62,6 +65,8 @@ def make_driver(
             if internal:
                 return LocalEvse(powerbrain.banks["evse"], model)
             return RemoteEvse(cfg.address, cfg.id or 1)
+        if cfg.dev_type == "evse_keba_c_x":
+            return KebaEvse(cfg.address, clock=clock)
         if cfg.dev_type == "meter_powerbrain":
             if internal:
                 return LocalMeter(powerbrain.banks[internal], model)
@@ -72,6 +77,8 @@ def make_driver(
     if definition is None:
         raise ConfigError(f"no meter definition for {cfg.dev_type}")
     try:
+        if definition.is_charger:
+            return DefinedEvse(definition, cfg.address, cfg.id or 1, clock=clock)
         return DefinedMeter(definition, cfg.address, cfg.id or 1, clock=clock, topics=topics)
     except (DeviceError, ValueError) as exc:
         raise ConfigError(str(exc)) from None

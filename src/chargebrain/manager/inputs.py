@@ -172,7 +172,7 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
     if ev.plugged and ev.plugged_at is not None:
         plugged_since = mono - max(0.0, now - ev.plugged_at)
     key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
-           ev.needs_auth, ev.authorised, plugged_since)
+           ev.needs_auth, ev.authorised, plugged_since, ev.backend_ma)
     if ev.input is not None and ev.input_cfg is cfg and ev.input_key == key:
         return ev.input
     state = r.state if r is not None else EvseState.WAITING
@@ -190,6 +190,7 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
         measured=r.currents if r is not None else ZERO,
         has_meter=bool(r and r.has_meter),
         rule_current=ev.rule_wish,
+        backend_current=ev.backend_ma,
         override_current=ev.ov_cur,
         override_disable=bool(ev.overrides & OVERRIDE_DISABLE_CHARGING),
         enabled=cfg.device_enabled,

@@ -222,6 +222,11 @@ class SessionManager:
             log.exception("%s: closing transaction %s failed", rt.dev_id, ev.transaction_id)
 
     def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None:
+        if not self.manager.inventory.needs_auth(rt) and self.users.find_card(rfid) is None:
+            # Anyone charges here; a card no user has (a wallbox's own tag in free
+            # charging) changes nothing and is no refusal worth a warning.
+            log.debug("%s: card reader: %s is no user's card", rt.dev_id, masked(rfid))
+            return
         self._apply_card(rt, rfid, "card reader")
 
     def on_cycle(self, now: float) -> None:

@@ -75,6 +75,9 @@ class EvseRuntime:
     ov_cur: int | None = None
     rule_wish: int | None = None
     rule_source: str = ""
+    # The limit of an OCPP backend this EVSE reports to (its charging profiles; mA, None
+    # = none): the balancer gives the EVSE no more than the lower of it and its own.
+    backend_ma: int | None = None
     transaction_id: int | None = None
     max_power_w: float = 0.0
     wakeup: WakeTracker = field(default_factory=WakeTracker)

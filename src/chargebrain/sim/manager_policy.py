@@ -10,7 +10,12 @@ the grid (role 3) and, when the site has PV, the production (role 2). An EVSE wi
 `"interface": "modbus"` another Power Brain whose registers a Modbus TCP server serves on
 a loopback port: the plant's car sits behind the controller's hardware interface
 (controller_evse.py), its firmware runs on the virtual clock, and the manager reads and
-writes its registers (directly, or over TCP).
+writes its registers (directly, or over TCP). One with `"interface": "wallbox"` is a
+maker's simulated wallbox (sim/wallboxes/) on a loopback port, the plant's car behind it,
+its fail-safes and watchdogs on the virtual clock; the manager drives it through the
+bundled charger definition (or KEBA driver) exactly as a real one. (Two quirks that cost
+real time per request are left out of scenario runs: the ABL box's missed first frame
+and KEBA's pause between datagrams; the tests of those wallboxes keep them.)
 
 The scenario's `cycle_s` is how often the devices report; the manager runs on its own
 cycle (`cycle_ms`, by default the vendor's 3 s). Each `decide` sets the virtual clock to
@@ -41,6 +46,9 @@ from types import TracebackType
 from chargebrain.clock import VirtualClock
 from chargebrain.core.model import EvseReading
 from chargebrain.devices.ajax import AjaxEvse
+from chargebrain.devices.keba import KebaEvse
+from chargebrain.devices.meterdef import load_definitions
+from chargebrain.devices.ocpp import OcppHub
 from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager import config as C
 from chargebrain.manager.assembly import build_manager
@@ -51,8 +59,11 @@ from chargebrain.powerbrain.controller import PowerBrain
 from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
 from chargebrain.sim.controller_evse import PlantEvse, SimController
 from chargebrain.sim.core_policy import number_evses, number_groups
+from chargebrain.sim.ocpp_site import OcppSite
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
 from chargebrain.sim.scenario import Scenario, Site
+from chargebrain.sim.wallboxes.catalog import Served, serve
+from chargebrain.sim.wallboxes.modbus_boxes import Abl
 from chargebrain.store.db import Store
 
 LOOPBACK = "127.0.0.1"
@@ -111,9 +122,16 @@ class ManagerPolicy:
         self.clock = VirtualClock(start=EPOCH_DAY)
         self.plant_evse = PlantEvse()  # behind the controller's own EVSE, if one is used
         self.powerbrain = PowerBrain(None, hardware=self.plant_evse)
+        hub = OcppHub()
+        self.types = DeviceTypes()  # the bundled definitions join when a wallbox needs them
         self.manager = build_manager(
-            self.clock, self.powerbrain, DeviceTypes(), ManagerStore(self.store)
+            self.clock, self.powerbrain, self.types, ManagerStore(self.store), ocpp=hub
         )
+        # Scenario EVSEs that are OCPP wallboxes, with the central system they connect to.
+        self.ocpp = OcppSite(self.manager, hub, self.clock, self.store, self.loop)
+        # Scenario EVSEs that are makers' simulated wallboxes, and their cp interruptions
+        self.wallboxes: dict[str, Served] = {}
+        self._interruptions: dict[str, int] = {}
         # Scenario EVSEs that are Power Brain EVSEs: the manager's own controller's E1
         # ("powerbrain") and other controllers over Modbus TCP ("modbus").
         self.controllers: dict[str, SimController] = {}
@@ -199,15 +217,24 @@ class ManagerPolicy:
             dev_id = f"E{numbers[e.id]}"
             used = 0b001 if e.used_phases == 1 else (0 if self.learn_phases else 0b111)
             address = ""
-            if e.interface == "powerbrain":
+            dev_type = ""
+            unit = 1
+            if e.interface == "wallbox":
+                address, unit = self._wallbox(e.id, e.wallbox)
+                dev_type = e.wallbox
+            elif e.interface == "powerbrain":
                 self.powerbrain.start()
                 self.controllers[e.id] = SimController(self.powerbrain, self.plant_evse)
                 address = "evse"
             elif e.interface == "modbus":
                 address = self._remote_controller(e.id)
+            elif e.interface == "ocpp":
+                address = self.ocpp.add(e.id, e.ocpp, e.max_ma)
+            kind = "evse_ocpp" if e.interface == "ocpp" else (
+                "evse_powerbrain" if address else "evse_ajax")
             mgr.inventory.upsert_device(DeviceConfig(
-                dev_id, "evse_powerbrain" if address else "evse_ajax", name=e.id,
-                address=address, id=1,
+                dev_id, dev_type or kind, name=e.id,
+                address=address, id=unit,
                 group=groups[e.group] if e.group is not None else 0,
                 min_charging_cur=e.min_ma, max_charging_cur=e.max_ma, prio=e.prio,
                 phase_rotation=e.phase_rotation, used_phases=used,
@@ -215,6 +242,9 @@ class ManagerPolicy:
             ))
             self._devices.append((e.id, dev_id))
             self._pushed.append([None, None])
+            driver = mgr.devices[dev_id].driver
+            if isinstance(driver, KebaEvse):  # the simulated box answers the asking port
+                driver.local_port, driver.gap_s = 0, 0.0
         mgr.inventory.upsert_device(DeviceConfig(GRID_METER, "meter_ajax", name="grid",
                                                  role=C.ROLE_GRID))
         if pv:
@@ -267,6 +297,15 @@ class ManagerPolicy:
                 pushes += 1
         readings = snapshot.evses
         controllers = self.controllers
+        boxes = self.ocpp.boxes
+        if boxes:
+            self.ocpp.step(readings)
+        wallboxes = self.wallboxes
+        for sid, w in wallboxes.items():
+            r = readings.get(sid)
+            if r is not None:
+                c = r.currents
+                w.box.sense(r.state.plugged, r.state.charging, (c.l1, c.l2, c.l3))
         if controllers:
             mono = clock.monotonic()
             for sid, ctl in controllers.items():
@@ -280,7 +319,7 @@ class ManagerPolicy:
         batch: list[tuple[str, EvseReading]] = []
         for (sid, dev), seen in zip(self._devices, self._pushed, strict=True):
             r = readings.get(sid)
-            if r is None or sid in controllers:
+            if r is None or sid in controllers or sid in boxes or sid in wallboxes:
                 continue
             pushed = seen[1]
             if seen[0] is not r or pushed is None:
@@ -295,19 +334,25 @@ class ManagerPolicy:
                 self.periodic_cycles += 1
             else:
                 self.woken_cycles += 1
-            if not controllers:
+            if not controllers and not boxes and not wallboxes:
                 mgr.cycle_now(poll=due)
             else:  # registers are read and written as in the application (over TCP for
-                # the remote controllers)
+                # the remote controllers and the wallboxes); profiles go to the OCPP wallboxes
                 self.loop.run_until_complete(mgr.cycle(poll=due))
-        elif not controllers:
+        elif not controllers and not boxes and not wallboxes:
             return self._decision  # nothing ran: the EVSEs keep their orders
+        if boxes:
+            self.ocpp.settle()
         currents: dict[str, int] = {}
         wake: list[str] = []
         if due is not None:
             self._take_orders(currents, wake)
         else:  # the others keep their orders; a controller's pilot may have moved on
-            currents.update((k, v) for k, v in self._last.items() if k not in controllers)
+            currents.update((k, v) for k, v in self._last.items()
+                            if k not in controllers and k not in boxes
+                            and k not in wallboxes)
+        # What each OCPP wallbox offers now (it follows its profile over a second or two).
+        currents.update(self.ocpp.offers())
         for sid, ctl in controllers.items():
             # What the controller's pilot offers now (its firmware may change it between
             # the manager's cycles: the end of a CP interruption, the fail-safe current).
@@ -315,6 +360,13 @@ class ManagerPolicy:
             if offer > 0:
                 currents[sid] = offer
             if ctl.woken():
+                wake.append(sid)
+        for sid, w in wallboxes.items():
+            offer = w.box.offered_ma()  # its own fail-safe may have changed it
+            if offer > 0:
+                currents[sid] = offer
+            if w.box.cp_interruptions != self._interruptions.get(sid, 0):
+                self._interruptions[sid] = w.box.cp_interruptions
                 wake.append(sid)
         if currents != self._last:
             self._last = currents
@@ -328,7 +380,7 @@ class ManagerPolicy:
         """Per HTTP-input EVSE what the answer to `set_ajax_evse` would hand over now."""
         devices = self.manager.devices
         for sid, dev in self._devices:
-            if sid in self.controllers:
+            if sid in self.controllers or sid in self.ocpp.boxes or sid in self.wallboxes:
                 continue
             rt = devices[dev]
             ev = rt.evse
@@ -343,6 +395,16 @@ class ManagerPolicy:
         assert ctl.server is not None
         self.loop.run_until_complete(ctl.server.start() if on else ctl.server.stop())
         ctl.serving = on
+
+    def _wallbox(self, evse_id: str, dev_type: str) -> tuple[str, int]:
+        """Start the simulated wallbox of `evse_id` on loopback; its address and unit."""
+        if not self.types.definitions:
+            self.types.definitions.update(load_definitions())
+        served = self.loop.run_until_complete(serve(dev_type, self.clock.monotonic))
+        if isinstance(served.box, Abl):
+            served.box.wake_drop = False  # its retry would cost real time every cycle
+        self.wallboxes[evse_id] = served
+        return served.address, served.unit
 
     def _remote_controller(self, evse_id: str) -> str:
         """Start another Power Brain for `evse_id`, its EVSE bank served over Modbus TCP
@@ -369,10 +431,13 @@ class ManagerPolicy:
             return
         self.closed = True
         try:
+            self.ocpp.close()
             self.loop.run_until_complete(self.manager.close())
             for ctl in self.controllers.values():
                 if ctl.server is not None and ctl.serving:
                     self._serve(ctl, False)
+            for w in self.wallboxes.values():
+                self.loop.run_until_complete(w.stop())
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         finally:
             self.loop.close()

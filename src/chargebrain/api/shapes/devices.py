@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from chargebrain.api.errors import ApiError
 from chargebrain.api.lenient import Body, check, ui
@@ -26,10 +26,12 @@ from chargebrain.api.shapes.fields import (
     choice,
     flag,
     formula,
+    gateway_url,
     int_range,
     limit,
     meter_id,
     number_range,
+    password,
     rule_list,
     rule_set,
     text,
@@ -44,6 +46,9 @@ _D = DeviceConfig("", "")
 
 class CommonSettings(Body):
     """The settings of every device."""
+
+    #: Settings never shown (get_devices says `<name>_set`: whether they are set).
+    secret: ClassVar[frozenset[str]] = frozenset()
 
     name: Annotated[str, text(100), ui(default=False)] = _D.name
     """Display name."""
@@ -74,6 +79,8 @@ class CommonSettings(Body):
 
 class EvseSettings(CommonSettings):
     """The settings of an EVSE (charge point)."""
+
+    secret: ClassVar[frozenset[str]] = frozenset({"ocpp_gateway_password"})
 
     min_charging_cur: Annotated[int, int_range(6000, 80_000), ui("mA")] = _D.min_charging_cur
     """The least current the EVSE is given while it charges; a car whose minimum does not
@@ -116,10 +123,21 @@ class EvseSettings(CommonSettings):
     crule_set: Annotated[dict[str, Any] | None, rule_set(), ui(advanced=True)] = _D.crule_set
     """The EVSE's rule set, newer form; used instead of `charging_rules` when set (see
     rules.md)."""
+    ocpp_gateway_url: Annotated[str, gateway_url(), ui(advanced=True)] = _D.ocpp_gateway_url
+    """The OCPP gateway: this EVSE appears to an outside OCPP 1.6J backend (billing,
+    monitoring) as a charge point of its own, connecting to this URL (`ws://` or `wss://`;
+    the charge point id is appended as the last path segment). `""`: no gateway. See
+    ocpp.md."""
     ocpp_gateway_client_id: Annotated[str, text(64), ui(advanced=True)] = (
         _D.ocpp_gateway_client_id)
-    """Kept and shown for clients that send it; the OCPP gateway towards a backend is not
-    implemented (the central system for wallboxes is, see ocpp.md)."""
+    """The charge point id (ChargeBox ID) the backend knows this EVSE by. `""`: the device
+    id (`E2`). EVSEs with the same URL, id and password are the connectors of one charge
+    point, numbered 1, 2, … in the order of their device ids."""
+    ocpp_gateway_password: Annotated[str, password(), ui(advanced=True)] = (
+        _D.ocpp_gateway_password)
+    """The password the gateway sends to the backend (HTTP Basic, the charge point id as
+    the user; OCPP security profile 1, or 2 with `wss://`). `""`: none. Never shown:
+    get_devices answers `ocpp_gateway_password_set`."""
 
 
 class MeterSettings(CommonSettings):

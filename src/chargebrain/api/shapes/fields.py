@@ -123,6 +123,23 @@ def broker_url() -> Lenient:
     return Lenient(_broker_url, type="string", maxLength=500)
 
 
+def _gateway_url(value: Any) -> str:
+    s = _text(value, 300).strip()
+    if not s:
+        return ""
+    scheme, sep, rest = s.partition("://")
+    host = rest.split("/", 1)[0].rpartition("@")[2]
+    if (not sep or scheme.lower() not in ("ws", "wss") or not host
+            or any(ord(c) <= 32 or ord(c) == 127 for c in s)):
+        raise Refused("a ws:// or wss:// URL with a host is required")
+    return s
+
+
+def gateway_url() -> Lenient:
+    """An OCPP backend's WebSocket URL (ws:// or wss://, with a host), or "" for none."""
+    return Lenient(_gateway_url, type="string", maxLength=300)
+
+
 def _formula_text(value: Any) -> str:
     s = _text(value, FORMULA_LIMIT)
     if s.strip():

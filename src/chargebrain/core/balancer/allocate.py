@@ -43,6 +43,7 @@ _CAP_REASONS = {
     Limit.RULE: "rule",
     Limit.OVERRIDE: "override",
     Limit.CAR_DRAW: "car draw",
+    Limit.BACKEND: "OCPP backend",
 }
 _IDLE_REASON = "car not drawing"
 _REFILLS = 3  # rounds of filling again after the phase imbalance stopped some cars
@@ -113,7 +114,11 @@ def split_idle(cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
         if dm.start_min <= s.min:  # floor_of(dm, s.min, max_current), at once
             floor = s.floor = s.min
         else:
-            floor = s.floor = floor_of(dm, s.min, s.e.max_current)
+            e = s.e
+            cap = e.max_current
+            if e.backend_current is not None and e.backend_current < cap:
+                cap = e.backend_current
+            floor = s.floor = floor_of(dm, s.min, cap)
         if s.probing:
             s.min = max(floor, s.dm.probe_ma)
             s.want, s.cap_kind = max(s.max_want, s.min), s.max_kind

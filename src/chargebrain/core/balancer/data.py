@@ -38,6 +38,7 @@ class Limit(IntEnum):
     DISABLED = 10
     OFFLINE = 11
     NO_VEHICLE = 12
+    BACKEND = 13  # the charging profile of an OCPP backend the EVSE reports to
 
 
 class PauseReason(IntEnum):
@@ -141,6 +142,7 @@ class EvseInput:
     measured: Phases = ZERO  # EVSE phase order
     has_meter: bool = True
     rule_current: int | None = None  # None = no rule (maximum); 0 = rules say pause
+    backend_current: int | None = None  # an OCPP backend's limit; None = none (lower wins)
     override_current: int | None = None  # replaces the rule wish; 0 = stop
     override_disable: bool = False
     enabled: bool = True

@@ -69,6 +69,8 @@ __all__ = [
 _OFFLINE = EvseState.OFFLINE
 _CHARGING = frozenset(s for s in EvseState if s.charging)
 _RULE, _OVERRIDE, _EVSE_MAX, _CAR_DRAW = Limit.RULE, Limit.OVERRIDE, Limit.EVSE_MAX, Limit.CAR_DRAW
+_BACKEND = Limit.BACKEND
+_CAP_TEXT = {_EVSE_MAX: "EVSE maximum", _BACKEND: "OCPP backend"}
 _ROTATED = {(m, r): rot_mask(m, r) for m in range(8) for r in (0, 120, 240)}
 
 
@@ -111,6 +113,10 @@ def classify(w: Work, s: Slot) -> None:
     if min_cur < IEC_MIN_CURRENT:
         min_cur = IEC_MIN_CURRENT
     max_cur = e.max_current
+    max_kind = _EVSE_MAX
+    backend = e.backend_current
+    if backend is not None and backend < max_cur:
+        max_cur, max_kind = (backend if backend > 0 else 0), _BACKEND
 
     if offline:
         last = mem.last_set if mem.last_set >= 0 else max_cur
@@ -144,7 +150,7 @@ def classify(w: Work, s: Slot) -> None:
         _idle(s, Limit.OVERRIDE, "override")
         return
     if max_cur < min_cur:
-        _idle(s, Limit.EVSE_MAX, "EVSE maximum")
+        _idle(s, max_kind, _CAP_TEXT[max_kind])
         return
     wish, wish_kind = e.rule_current, _RULE
     if e.override_current is not None:
@@ -156,7 +162,7 @@ def classify(w: Work, s: Slot) -> None:
     s.kind = CANDIDATE
     s.min = min_cur
     if wish is None or wish >= max_cur:
-        want, cap_kind = max_cur, _EVSE_MAX
+        want, cap_kind = max_cur, max_kind
     else:
         # A rule or override asking for less than the minimum charges at the minimum.
         want, cap_kind = (wish if wish > min_cur else min_cur), wish_kind

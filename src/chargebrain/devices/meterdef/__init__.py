@@ -11,6 +11,8 @@ definition directories and stores uploads. The modules, each with one purpose:
 * `query` — the JSON query language of HTTP variables;
 * `expressions` — `expr` variables and output templates in the formula language;
 * `model` — the file's shape as pydantic models (what is valid, and the messages);
+* `charger` — the shape of a charger definition (mtype 8): its state map and actions;
+* `values` — single values that are parsed (a variable's `map`, a few words);
 * `definition` — the checked, immutable values the driver uses;
 * `parse` — text to definition, problems to one error with its line;
 * `files` — directories, uploads, deletion.
@@ -21,7 +23,9 @@ rest (`MAX_*`); an `expr` is also bound by the formula language's own limits
 """
 
 from chargebrain.devices.meterdef.definition import (
+    CP_STATES,
     KNOWN_VARIABLES,
+    ChargerControl,
     HttpAddress,
     InputDef,
     MeterDefinition,
@@ -33,6 +37,7 @@ from chargebrain.devices.meterdef.definition import (
     ValueType,
     Variable,
     WordOrder,
+    WriteStep,
 )
 from chargebrain.devices.meterdef.errors import MeterDefinitionError
 from chargebrain.devices.meterdef.expressions import (
@@ -62,6 +67,7 @@ from chargebrain.devices.meterdef.parse import (
 from chargebrain.devices.meterdef.query import Query, QueryMiss, parse_query
 
 __all__ = [
+    "CP_STATES",
     "KNOWN_VARIABLES",
     "MAX_DEFINITION_CHARS",
     "MAX_EXPRESSIONS",
@@ -69,6 +75,7 @@ __all__ = [
     "MAX_NESTING",
     "MAX_NUMBER_CHARS",
     "MAX_VARIABLES",
+    "ChargerControl",
     "DefinitionValues",
     "Expression",
     "HttpAddress",
@@ -86,6 +93,7 @@ __all__ = [
     "ValueType",
     "Variable",
     "WordOrder",
+    "WriteStep",
     "builtin_definitions_dir",
     "delete_user_definition",
     "json_schema",

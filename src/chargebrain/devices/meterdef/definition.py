@@ -12,6 +12,7 @@ This module must never parse text or validate input: it only holds checked value
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
@@ -19,11 +20,14 @@ from chargebrain.devices.meterdef.expressions import Expression, Template
 from chargebrain.devices.meterdef.query import Query
 
 __all__ = [
+    "CHARGER_PREFIX",
+    "CP_STATES",
     "DEV_TYPE_PREFIX",
     "KNOWN_VARIABLES",
     "MAX_INPUT_BITS",
     "MAX_OUTPUTS",
     "MODBUS_MAX_READ",
+    "ChargerControl",
     "HttpAddress",
     "InputDef",
     "MType",
@@ -35,9 +39,13 @@ __all__ = [
     "ValueType",
     "Variable",
     "WordOrder",
+    "WriteStep",
 ]
 
 DEV_TYPE_PREFIX = "meter_"
+CHARGER_PREFIX = "evse_"  # the dev_type prefix of a charger definition (mtype 8)
+#: The control-pilot states a charger's `state` variable maps its raw values to.
+CP_STATES = ("A", "B", "C", "D", "E", "F")
 MODBUS_MAX_READ = 125  # registers per FC3/FC4 request, by the Modbus protocol
 MAX_INPUT_BITS = 32
 MAX_OUTPUTS = 32
@@ -85,6 +93,7 @@ class MType(IntEnum):
     METER = 1
     INVERTER = 2
     BATTERY = 4
+    CHARGER = 8  # a wallbox: read and commanded (chargebrain's extension of the format)
 
 
 class ValueType(StrEnum):
@@ -93,6 +102,7 @@ class ValueType(StrEnum):
     INT32 = "int32"
     UINT32 = "uint32"
     FLOAT = "float"
+    DOUBLE = "double"  # 64-bit IEEE 754
     INT64 = "int64"
     UINT64 = "uint64"
     STRING = "string"
@@ -104,7 +114,8 @@ class ValueType(StrEnum):
 
     @property
     def signed(self) -> bool:
-        return self in (ValueType.INT16, ValueType.INT32, ValueType.INT64, ValueType.FLOAT)
+        return self in (ValueType.INT16, ValueType.INT32, ValueType.INT64, ValueType.FLOAT,
+                        ValueType.DOUBLE)
 
 
 _REGISTERS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float": 2}
@@ -121,6 +132,11 @@ class RtuSettings:
     silence_same_slave: bool = False
     retries: int = 0
     rcv_timeout_ms: int = 0
+    # the serial line's settings when the device's address does not give them
+    baudrate: int = 9600
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +175,9 @@ class Variable:
     once: bool = False
     reserved: tuple[int, ...] | None = None  # None: the definition's global list applies
     line: int | None = None
+    func: int = 0  # Modbus read function code for this variable; 0: the definition's
+    # raw value (an integer as text, or the string) -> value; None: no mapping
+    mapping: Mapping[str, str | float] | None = None
 
     @property
     def is_read(self) -> bool:
@@ -215,6 +234,37 @@ class OutputDef:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteStep:
+    """One write of a charger action: a Modbus register (or coil) set to `value`, a
+    formula over the command and the last reading, or an HTTP request (`http`, `body`)."""
+
+    register: int | None = None
+    value: Expression | None = None
+    type: ValueType = ValueType.UINT16
+    order: WordOrder = WordOrder.HIGH_FIRST
+    func: int = 0  # 5 (coil), 6 or 16; 0: the definition's modbus_write
+    http: Template | None = None  # "[METHOD ]path" with ${...}
+    body: Template | None = None
+    delay_ms: int = 0  # waited before this step
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerControl:
+    """How a charger definition commands the wallbox: the steps of each action."""
+
+    set_current: tuple[WriteStep, ...]
+    disable: tuple[WriteStep, ...]
+    enable: tuple[WriteStep, ...] = ()
+    set_phases: tuple[WriteStep, ...] = ()
+    wake_up: tuple[WriteStep, ...] = ()
+    keepalive: tuple[WriteStep, ...] = ()
+    init: tuple[WriteStep, ...] = ()
+    keepalive_s: float = 0.0  # run `keepalive` at least this often (0: never)
+    min_current_ma: int = 6000
+    max_current_ma: int = 32000
+
+
+@dataclass(frozen=True, slots=True)
 class MeterDefinition:
     dev_type: str
     name: str
@@ -238,6 +288,12 @@ class MeterDefinition:
     outputs: tuple[OutputDef, ...] = ()
     resets: tuple[OutputDef, ...] = ()
     ignored_properties: tuple[str, ...] = ()
+    framing: str = "rtu"  # Modbus on a serial line: "rtu" or "ascii"
+    charger: ChargerControl | None = None  # set for a charger definition (mtype 8)
+
+    @property
+    def is_charger(self) -> bool:
+        return self.charger is not None
 
     def variable(self, name: str) -> Variable | None:
         for var in self.variables:

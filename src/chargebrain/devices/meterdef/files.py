@@ -18,7 +18,11 @@ import re
 import tempfile
 from pathlib import Path
 
-from chargebrain.devices.meterdef.definition import DEV_TYPE_PREFIX, MeterDefinition
+from chargebrain.devices.meterdef.definition import (
+    CHARGER_PREFIX,
+    DEV_TYPE_PREFIX,
+    MeterDefinition,
+)
 from chargebrain.devices.meterdef.errors import MeterDefinitionError
 from chargebrain.devices.meterdef.parse import parse_definition
 
@@ -135,7 +139,7 @@ def save_user_definition(user_dir: Path, text: str | bytes) -> MeterDefinition:
 
 def delete_user_definition(user_dir: Path, dev_type: str) -> bool:
     """Remove the user file for `dev_type` (prefix optional); True if a file was removed."""
-    if not dev_type.startswith(DEV_TYPE_PREFIX):
+    if not dev_type.startswith((DEV_TYPE_PREFIX, CHARGER_PREFIX)):
         dev_type = DEV_TYPE_PREFIX + dev_type
     if not _DEV_TYPE_RE.fullmatch(dev_type):
         return False

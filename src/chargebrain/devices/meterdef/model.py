@@ -39,6 +39,8 @@ from chargebrain.devices.meterdef.expressions import (
     parse_template,
 )
 from chargebrain.devices.meterdef.query import Query, parse_query
+from chargebrain.devices.meterdef.values import mapping as _map
+from chargebrain.devices.meterdef.values import word as _word
 from chargebrain.shapes import (
     Boolean,
     Integer,
@@ -190,6 +192,11 @@ class RtuShape(Shape):
     retries: Annotated[int, Integer(0, 100)] = 0
     rcv_timeout: Annotated[int, Integer(0, 600_000)] = 0
     """Milliseconds to wait for an answer."""
+    baudrate: Annotated[int, Integer(300, 4_000_000)] = 9600
+    """Serial line speed when the device's address gives none."""
+    bytesize: Annotated[int, OneOf(7, 8)] = 8
+    parity: Annotated[str, Parsed(lambda v: _word(v, "N", "E", "O"))] = "N"
+    stopbits: Annotated[int, OneOf(1, 2)] = 1
 
 
 class TcpShape(Shape):
@@ -263,6 +270,8 @@ class VariableShape(Shape):
     """Strings: registers; numbers: 2 formats as a.b, 4 as a.b.c.d."""
     reserved: Reserved | None = None
     """Raw values that read as 0 (replaces the definition's list)."""
+    map: Annotated[dict[str, str | float] | None, Parsed(_map, "object")] = None
+    """Raw value (decimal number or string) -> value; a raw value not listed is an error."""
 
     @model_validator(mode="before")
     @classmethod
@@ -300,6 +309,8 @@ class ModbusVariable(VariableShape):
 
     address: Annotated[int | None, Integer(0, 0xFFFF)] = None
     """Register number."""
+    func: Annotated[int, OneOf(0, 1, 2, 3, 4)] = 0
+    """Read function code: 1 coil, 2 discrete input, 3 holding, 4 input; 0 the definition's."""
     query: Annotated[None, _only_http("query")] = None
     regex: Annotated[None, _only_http("regex")] = None
 
@@ -354,8 +365,10 @@ class DefinitionShape(Shape):
     name: Annotated[str | None, Text()] = None
     """Display name (default: the dev_type as written)."""
     manufacturer: Annotated[str, Text()] = ""
-    mtype: Annotated[int, OneOf(0, 1, 2, 4)] = 1
-    """0 other, 1 meter, 2 inverter, 4 battery storage."""
+    mtype: Annotated[int, OneOf(0, 1, 2, 4, 8)] = 1
+    """0 other, 1 meter, 2 inverter, 4 battery storage, 8 charging station (docs/chargers.md)."""
+    framing: Annotated[str, Parsed(lambda v: _word(v, "rtu", "ascii"))] = "rtu"
+    """Modbus framing on a serial line."""
     rtu: RtuShape = Field(default_factory=RtuShape)
     tcp: TcpShape = Field(default_factory=TcpShape)
     modbus_read: Annotated[int, OneOf(3, 4)] = 3
@@ -442,13 +455,14 @@ class MqttDefinition(DefinitionShape):
     inputs: tuple[MqttInput, ...] = ()
 
 
-def json_schema(rtype: int) -> dict[str, Any]:
-    """JSON Schema of a definition file of this rtype, for forms and editors.
+def json_schema(rtype: int, shape: type[DefinitionShape] | None = None) -> dict[str, Any]:
+    """JSON Schema of a definition file of this rtype (or of `shape`: a charger's), for
+    forms and editors.
 
     In the file, the variables are the definition's other keys (other values are ignored),
     so the model's `variables` property becomes `additionalProperties`.
     """
-    schema = DEFINITION_SHAPES[rtype].model_json_schema()
+    schema = (shape or DEFINITION_SHAPES[rtype]).model_json_schema()
     variables = schema["properties"].pop("variables")
     schema["additionalProperties"] = {
         "anyOf": [variables["additionalProperties"], {"not": {"type": "object"}}]

@@ -18,8 +18,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chargebrain.devices.meterdef.charger import ACTIONS, CHARGER_SHAPES
 from chargebrain.devices.meterdef.definition import (
+    CHARGER_PREFIX,
     DEV_TYPE_PREFIX,
+    ChargerControl,
     HttpAddress,
     InputDef,
     MeterDefinition,
@@ -29,6 +32,7 @@ from chargebrain.devices.meterdef.definition import (
     RType,
     TcpSettings,
     Variable,
+    WriteStep,
 )
 from chargebrain.devices.meterdef.errors import MeterDefinitionError
 from chargebrain.devices.meterdef.json5 import Positions, is_blank, read_document
@@ -57,7 +61,8 @@ MAX_EXPRESSIONS = 256
 MAX_EXPRESSION_CHARS = 16 * 1024
 MAX_VARIABLES = 256
 # Keys of the document that are not variables even when their value is an object.
-_GLOBAL_KEYS = frozenset(DefinitionShape.model_fields) - {"variables"}
+_GLOBAL_KEYS = frozenset(DefinitionShape.model_fields).union(
+    *(shape.model_fields for shape in CHARGER_SHAPES.values())) - {"variables"}
 
 
 def _decode(text: str | bytes) -> str:
@@ -152,6 +157,31 @@ def _variable(shape: VariableShape, name: str, line: int | None) -> Variable:
         once=shape.once,
         reserved=shape.reserved,
         line=line,
+        func=getattr(shape, "func", 0),
+        mapping=shape.map,
+    )
+
+
+def _steps(items: Any) -> tuple[WriteStep, ...]:
+    out: list[WriteStep] = []
+    for item in items:
+        if hasattr(item, "value"):
+            out.append(WriteStep(register=item.address, value=item.value, type=item.type,
+                                 order=item.order, func=item.func, delay_ms=item.delay_ms))
+        else:
+            out.append(WriteStep(http=item.address, body=item.body, delay_ms=item.delay_ms))
+    return tuple(out)
+
+
+def _control(shape: DefinitionShape) -> ChargerControl | None:
+    if shape.mtype != 8:
+        return None
+    steps = {a: _steps(getattr(shape, a)) for a in ACTIONS}
+    return ChargerControl(
+        **steps,
+        keepalive_s=float(getattr(shape, "keepalive_s", 0)),
+        min_current_ma=int(getattr(shape, "min_charging_current", 6000)),
+        max_current_ma=int(getattr(shape, "max_charging_current", 32_000)),
     )
 
 
@@ -167,9 +197,8 @@ def _output(shape: OutputShape) -> OutputDef:
 
 def _build(shape: DefinitionShape, positions: Positions, ignored: list[str]) -> MeterDefinition:
     raw_dev_type = shape.dev_type
-    dev_type = (
-        raw_dev_type if raw_dev_type.startswith(DEV_TYPE_PREFIX) else DEV_TYPE_PREFIX + raw_dev_type
-    )
+    prefix = CHARGER_PREFIX if shape.mtype == 8 else DEV_TYPE_PREFIX
+    dev_type = raw_dev_type if raw_dev_type.startswith(prefix) else prefix + raw_dev_type
     inputs = tuple(
         InputDef(
             count=i.count,
@@ -191,6 +220,10 @@ def _build(shape: DefinitionShape, positions: Positions, ignored: list[str]) -> 
             silence_same_slave=shape.rtu.silence_same_slave,
             retries=shape.rtu.retries,
             rcv_timeout_ms=shape.rtu.rcv_timeout,
+            baudrate=shape.rtu.baudrate,
+            bytesize=shape.rtu.bytesize,
+            parity=shape.rtu.parity,
+            stopbits=shape.rtu.stopbits,
         ),
         tcp=TcpSettings(
             connect_timeout_ms=shape.tcp.connect_timeout,
@@ -213,6 +246,8 @@ def _build(shape: DefinitionShape, positions: Positions, ignored: list[str]) -> 
         outputs=tuple(_output(o) for o in shape.outputs),
         resets=tuple(_output(o) for o in shape.resets),
         ignored_properties=tuple(ignored),
+        framing=shape.framing,
+        charger=_control(shape),
     )
 
 
@@ -224,7 +259,14 @@ def _definition(text: str) -> MeterDefinition:
         raise MeterDefinitionError(
             f"a meter definition is one JSON object, not {kind(doc)}", line=1
         )
-    shape_type = DEFINITION_SHAPES[_rtype(doc, positions)]
+    rtype = _rtype(doc, positions)
+    shape_type: type[DefinitionShape] = DEFINITION_SHAPES[rtype]
+    if doc.get("mtype") == 8:
+        if rtype not in CHARGER_SHAPES:
+            raise MeterDefinitionError("a charger definition is read over Modbus (rtype 0) "
+                                       "or HTTP (rtype 1)", line=positions.line(("rtype",)),
+                                       field="rtype")
+        shape_type = CHARGER_SHAPES[rtype]
     data: dict[str, Any] = {}
     variables: dict[str, Any] = {}
     ignored: list[str] = []

@@ -3,7 +3,8 @@
 Incoming calls (one at a time, already checked against the schemas): BootNotification,
 Heartbeat, StatusNotification, MeterValues, Authorize, StartTransaction,
 StopTransaction, DataTransfer and the two firmware/diagnostics notifications. A charge
-point that never booted here is asked to (TriggerMessage) and, until it does, every
+point that never booted here is asked to (TriggerMessage, unless it boots within
+BOOT_WAIT_S of connecting, as most do) and, until it does, every
 other call is answered with a SecurityError. What it reports goes into its connectors'
 drivers (devices/ocpp.py), which hand it to the manager; cards and transactions go to
 the `Transactions` port.
@@ -51,6 +52,7 @@ SAMPLED_DATA = (
     ("Energy.Active.Import.Register",),
 )
 RETRY_S = 30.0  # a refused profile is sent again this often
+BOOT_WAIT_S = 5.0  # a charge point that never booted here is asked to this late
 FRESH_AFTER_S = 5.0  # meter values asked for this long after a changed limit
 HISTORIC_S = 120.0  # meter values older than this (by their timestamp) are history
 REMOTE_TAG = "chargebrain"  # the card of a remote start when the session has none
@@ -99,7 +101,7 @@ class ChargePointSession:
         if self.booted:
             self._spawn(self._setup(), "setup")
         else:
-            self._spawn(self._call("TriggerMessage", M.trigger("BootNotification")), "boot")
+            self._spawn(self._ask_for_boot(), "boot")
         try:
             await self.peer.run()
         finally:
@@ -110,6 +112,13 @@ class ChargePointSession:
                     evse.set_connected(False)
                 self._note_seen(connected=False)
             log.info("OCPP: charge point %r disconnected", self.id)
+
+    async def _ask_for_boot(self) -> None:
+        """A charge point that never booted here and does not boot of itself soon after
+        connecting (it only reconnected) is asked to."""
+        await self.clock.sleep(BOOT_WAIT_S)
+        if not self.booted:
+            await self._call("TriggerMessage", M.trigger("BootNotification"))
 
     async def close(self, reason: str) -> None:
         self.current = False

@@ -23,6 +23,7 @@ from chargebrain.sim.scenario.model import (
     GroupShape,
     HouseholdShape,
     MeterShape,
+    OcppBoxShape,
     PvShape,
     ScenarioShape,
 )
@@ -36,8 +37,10 @@ from chargebrain.sim.scenario.spec import (
     FaultSpec,
     GroupSpec,
     HouseholdSpec,
+    Interface,
     MeterSpec,
     MetersSpec,
+    OcppBoxSpec,
     PvSpec,
     Scenario,
     Site,
@@ -63,7 +66,16 @@ def _evse(e: EvseShape) -> EvseSpec:
         phase_rotation=e.phase_rotation,
         used_phases=e.used_phases,
         interface=e.interface.value,
+        ocpp=_ocpp(e.ocpp) if e.interface is Interface.OCPP else None,
+        wallbox=e.wallbox or "",
     )
+
+
+def _ocpp(o: OcppBoxShape | None) -> OcppBoxSpec:
+    if o is None:
+        return OcppBoxSpec()
+    return OcppBoxSpec(sample_s=o.sample_s, status_delay_s=o.status_delay_s, ramp_s=o.ramp_s,
+                       drop_every_s=o.drop_every_s, drop_for_s=o.drop_for_s)
 
 
 def _car(c: CarShape, start_tod: int) -> CarSpec:

@@ -35,7 +35,7 @@ from chargebrain.sim.scenario.fields import (
     duration_schema,
     or_null,
 )
-from chargebrain.sim.scenario.spec import IEC_MIN_MA, MAX_EVSE_MA, Interface
+from chargebrain.sim.scenario.spec import IEC_MIN_MA, MAX_EVSE_MA, WALLBOX_MODELS, Interface
 
 __all__ = ["ScenarioShape", "json_schema"]
 
@@ -76,6 +76,39 @@ class GroupShape(Part):
     prio: Annotated[int, Integer()] = 1
 
 
+def _positive_duration_or_null(value: Any) -> int | None:
+    return or_null(at_least(1, "must be positive or null"))(value)
+
+
+class OcppBoxShape(Part):
+    """How a simulated OCPP wallbox behaves (an EVSE with `"interface": "ocpp"`)."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset({"drop_every_s"})
+
+    sample_s: Annotated[float, Number(above=0, hi=3600)] = 10.0
+    """Seconds between its meter values until the central system sets its interval."""
+    status_delay_s: Annotated[float, Number(lo=0, hi=600)] = 1.0
+    """A change of its connector's status is reported this many seconds late."""
+    ramp_s: Annotated[float, Number(lo=0, hi=600)] = 1.5
+    """What it offers the car follows a new limit over this many seconds."""
+    drop_every_s: Annotated[
+        int | None,
+        Parsed(_positive_duration_or_null),
+        WithJsonSchema({"anyOf": [duration_schema(1), {"type": "null"}]}),
+    ] = None
+    """It drops its connection this often on average; null: never."""
+    drop_for_s: PositiveDuration = 20
+    """A dropped connection stays down this long."""
+
+
+def _wallbox(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in WALLBOX_MODELS:
+        raise ValueError(f"unknown wallbox {value!r} (known: {', '.join(WALLBOX_MODELS)})")
+    return value
+
+
 class EvseShape(Part):
     """A charge point as the charging manager knows it."""
 
@@ -91,12 +124,23 @@ class EvseShape(Part):
     """Phases wired to the EVSE."""
     interface: Annotated[Interface, Lowered(Interface, "interface")] = Interface.HTTP
     """How the charging manager reaches it: an HTTP-input EVSE, the controller's own EVSE
-    (at most one), or another Power Brain over Modbus TCP."""
+    (at most one), another Power Brain over Modbus TCP, an OCPP 1.6J wallbox that
+    connects to the central system, or a maker's wallbox (`wallbox`)."""
+    ocpp: OcppBoxShape | None = None
+    """How the OCPP wallbox behaves (only with `"interface": "ocpp"`)."""
+    wallbox: Annotated[str | None, Parsed(_wallbox, "string")] = None
+    """With interface "wallbox": the simulated wallbox, by dev_type (evse_heidelberg,
+    evse_alfen_evepro, ...); the manager drives it through its bundled definition or driver."""
 
     @model_validator(mode="after")
     def _min_within_max(self) -> EvseShape:
         if self.min_ma > self.max_ma:
             raise problem_at(("min_ma",), f"must not exceed max_ma ({self.max_ma})", self.min_ma)
+        if self.ocpp is not None and self.interface is not Interface.OCPP:
+            raise problem_at(("ocpp",), 'only for an EVSE with "interface": "ocpp"')
+        if (self.interface is Interface.WALLBOX) != (self.wallbox is not None):
+            raise problem_at(("wallbox",), 'a wallbox is named with interface "wallbox", '
+                             "and that interface needs one", self.wallbox)
         return self
 
 

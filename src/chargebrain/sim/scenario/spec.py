@@ -47,6 +47,17 @@ class GroupSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class OcppBoxSpec:
+    """How a simulated OCPP wallbox behaves (sim/ocpp_wallbox.py)."""
+
+    sample_s: float = 10.0  # meter values, until the central system sets its interval
+    status_delay_s: float = 1.0  # a change of status is reported this late
+    ramp_s: float = 1.5  # what it offers follows a new limit over this time
+    drop_every_s: int | None = None  # mean time between dropped connections; None: never
+    drop_for_s: int = 20  # how long a dropped connection stays down
+
+
+@dataclass(frozen=True, slots=True)
 class EvseSpec:
     """One charge point as the charging manager knows it."""
 
@@ -58,9 +69,13 @@ class EvseSpec:
     phase_rotation: int = 0  # 0/120/240: at 120 the EVSE's L1, L2, L3 sit on building L2, L3, L1
     used_phases: int = 3  # phases wired to the EVSE: 1 or 3
     # How the charging manager reaches it: "http" (an HTTP-input EVSE pushing its
-    # readings), "powerbrain" (the controller's own EVSE, through its hardware interface)
-    # or "modbus" (another Power Brain, over Modbus TCP)
+    # readings), "powerbrain" (the controller's own EVSE, through its hardware interface),
+    # "modbus" (another Power Brain, over Modbus TCP), "ocpp" (an OCPP 1.6J wallbox
+    # connected to the central system; `ocpp` says how it behaves) or "wallbox" (a simulated
+    # wallbox of a maker, `wallbox` its dev_type, driven through its charger definition)
     interface: str = "http"
+    ocpp: OcppBoxSpec | None = None
+    wallbox: str = ""
 
 
 class Interface(StrEnum):
@@ -69,9 +84,16 @@ class Interface(StrEnum):
     HTTP = "http"  # an HTTP-input EVSE pushing its readings
     POWERBRAIN = "powerbrain"  # the controller's own EVSE, through its hardware interface
     MODBUS = "modbus"  # another Power Brain, over Modbus TCP
+    OCPP = "ocpp"  # an OCPP 1.6J wallbox connected to the central system
+    WALLBOX = "wallbox"  # a simulated wallbox of a maker (WALLBOX_MODELS)
 
 
 INTERFACES = tuple(i.value for i in Interface)
+#: The simulated wallboxes a scenario may use (sim/wallboxes/catalog.py), by dev_type.
+WALLBOX_MODELS = ("evse_abl_emh1", "evse_alfen_evepro", "evse_go_e_homeplus_mobile",
+                  "evse_heidelberg", "evse_keba_c_x", "evse_mennekes_hcc3",
+                  "evse_phoenix_ev_eth", "evse_smartevse", "evse_vestel_evc04", "evse_wallbe",
+                  "evse_webasto_next")
 
 
 class _HasId(Protocol):
