@@ -48,8 +48,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    server = Server(tmp_path_factory.mktemp("ui") / "data", "--http", "127.0.0.1:0",
-                    modbus=False)
+    server = Server(tmp_path_factory.mktemp("ui") / "data", "--http", "127.0.0.1:0")
     try:
         s = Site(server)
         s.call("cmd=set_device", {"devices": [{"dev_type": "evse_ajax", "name": "Garage"}]})
@@ -241,6 +240,33 @@ def test_history_and_log_pages(page: Watched, site: Site) -> None:
     site.call("cmd=set_device", {"devices": [{"dev_type": "meter_ajax", "name": "Logged"}]})
     p.select_option("#log-level", "DEBUG")
     expect(p.locator("#log-lines")).not_to_be_empty()
+    assert axe_violations(p) == []
+
+
+def test_modbus_test_page_reads_writes_and_shows_a_device_error(page: Watched,
+                                                                site: Site) -> None:
+    # The server's own controller is the device under test (its Modbus TCP port).
+    p = page.page
+    p.goto(site.base + "/#/modbus")
+    p.fill("#mb-addr", f"127.0.0.1:{site.server.modbus_port}")
+    p.fill("#mb-id", "1")
+    p.fill("#mb-reg", "8016")
+    p.select_option("#mb-type", "s")
+    p.fill("#mb-cnt", "8")
+    p.click("#mb-read")
+    expect(p.locator("#mb-result")).to_contain_text("cFos Power Brain")
+    p.select_option("#mb-type", "w")
+    p.fill("#mb-cnt", "1")
+    p.fill("#mb-reg", "0x1F9D")  # 8093: the EVSE's current limit in 0.1 A
+    p.fill("#mb-val", "100")
+    p.click("#mb-write")
+    expect(p.locator("#mb-result")).to_have_text('"ok"')
+    p.click("#mb-read")
+    expect(p.locator("#mb-result")).to_have_text("100")
+    p.fill("#mb-reg", "1")  # no such register: the device's exception, as a 424
+    p.click("#mb-read")
+    expect(p.locator("#mb-result")).to_contain_text("Error")
+    expect(p.locator("#mb-result")).to_have_class(re.compile("error"))
     assert axe_violations(p) == []
 
 

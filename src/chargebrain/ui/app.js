@@ -10,6 +10,7 @@ import * as users from './users.js';
 import * as transactions from './transactions.js';
 import * as rules from './rules.js';
 import * as logView from './log.js';
+import * as modbus from './modbus.js';
 
 const VIEWS = {
   '': { view: dashboard, label: 'nav_dashboard', who: 'public' },
@@ -20,6 +21,7 @@ const VIEWS = {
   transactions: { view: transactions, label: 'nav_transactions', who: 'user' },
   rules: { view: rules, label: 'nav_rules', who: 'user' },
   log: { view: logView, label: 'nav_log', who: 'admin' },
+  modbus: { view: modbus, label: 'nav_modbus', who: 'admin' },
 };
 
 let current = null;

@@ -63,6 +63,14 @@ const EN = {
   h_step: 'one value every {s}', h_none: 'No values recorded in this range yet.',
   error: 'Error', not_allowed: 'This needs the admin password.',
   me: 'My account', my_evses: 'My EVSEs',
+  nav_modbus: 'Modbus test',
+  mb_intro: 'Read or write any Modbus device the server reaches (TCP, rtu:// or ascii:// gateways, serial lines), to try a device before writing its definition.',
+  mb_addr: 'Address', mb_id: 'Unit id', mb_reg: 'Register', mb_func: 'Function',
+  mb_type: 'Type', mb_cnt: 'Count', mb_order: 'Word order', mb_timeout: 'Timeout (s)',
+  mb_val: 'Value to write', mb_read: 'Read', mb_write: 'Write', mb_answer: 'Answer',
+  mb_needs: 'Address and register are needed.',
+  mb_type_w: '16-bit', mb_type_d: '32-bit', mb_type_f: 'float', mb_type_q: '64-bit', mb_type_s: 'text',
+  mb_order_hl: 'high word first', mb_order_lh: 'low word first',
 };
 
 const DE = {
@@ -128,6 +136,14 @@ const DE = {
   h_step: 'ein Wert alle {s}', h_none: 'In diesem Zeitraum wurde noch nichts aufgezeichnet.',
   error: 'Fehler', not_allowed: 'Dafür ist das Admin-Passwort nötig.',
   me: 'Mein Konto', my_evses: 'Meine Wallboxen',
+  nav_modbus: 'Modbus-Test',
+  mb_intro: 'Ein beliebiges Modbus-Gerät lesen oder schreiben, das der Server erreicht (TCP, rtu://- oder ascii://-Gateways, serielle Leitungen), um ein Gerät vor seiner Definition auszuprobieren.',
+  mb_addr: 'Adresse', mb_id: 'Unit-ID', mb_reg: 'Register', mb_func: 'Funktion',
+  mb_type: 'Typ', mb_cnt: 'Anzahl', mb_order: 'Wortreihenfolge', mb_timeout: 'Zeitlimit (s)',
+  mb_val: 'Zu schreibender Wert', mb_read: 'Lesen', mb_write: 'Schreiben', mb_answer: 'Antwort',
+  mb_needs: 'Adresse und Register werden benötigt.',
+  mb_type_w: '16 Bit', mb_type_d: '32 Bit', mb_type_f: 'Gleitkomma', mb_type_q: '64 Bit', mb_type_s: 'Text',
+  mb_order_hl: 'höheres Wort zuerst', mb_order_lh: 'niedrigeres Wort zuerst',
 };
 
 const TEXTS = { en: EN, de: DE };
