@@ -34,6 +34,7 @@ from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager.assembly import build_manager
 from chargebrain.manager.cm_vars import CmVars
 from chargebrain.manager.diaglog import DiagLog
+from chargebrain.manager.history import HistoryRecorder
 from chargebrain.manager.persistence import ManagerStore
 from chargebrain.manager.reported import ReportedTransactions
 from chargebrain.manager.rules_runtime import RulesRuntime, local_zone, user_rules_of
@@ -59,6 +60,7 @@ from chargebrain.servers.sunspec import SunSpecServer
 from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
 from chargebrain.store.datadir import DataDirLock, meterdef_dir
 from chargebrain.store.db import Store
+from chargebrain.store.history import HistoryStore, history_path
 from chargebrain.store.opening import database_errors, open_data_dir
 
 log = logging.getLogger("chargebrain")
@@ -150,6 +152,7 @@ class App:
     users: UserDirectory = field(init=False)
     sessions: SessionManager = field(init=False)
     diaglog: DiagLog = field(init=False)
+    history: HistoryRecorder = field(init=False)
     cm_vars: CmVars = field(init=False)
     rules: RulesRuntime = field(init=False)
     types: DeviceTypes = field(init=False)
@@ -211,7 +214,12 @@ class App:
         self.diaglog = DiagLog(self.clock)
         self.throttle = Throttle(self.clock.monotonic)
         self.password_checks = CheckPool(self.clock.monotonic)
+        self.history = HistoryRecorder(
+            self.manager, HistoryStore(history_path(self.config.data_dir)), self.clock,
+            lambda: self.manager.site.history_max_mb * 1024 * 1024)
+        self.manager.listeners.append(self.history)
         self.http = HttpApi(self)
+        self.manager.listeners.append(self.http.live)
         self.mqtt = MqttService(self)
         self.manager.inventory.topic_feed = self.mqtt.feed
         self.manager.listeners.append(self.mqtt.listener)
@@ -384,6 +392,8 @@ class App:
         self.spawn(self._controller_loop, "controller")
         self.spawn(self.manager.run, "charging manager")
         self.spawn(self.mqtt.run, "mqtt")
+        self.spawn(self.history.run, "history")
+        logging.getLogger("chargebrain").addHandler(self.http.log_tail)
         if self.config.demo:
             url, context = self._demo_ocpp()
             demo = DemoSite(self.clock, self.manager, self.powerbrain, self.hardware,
@@ -405,6 +415,8 @@ class App:
         self.powerbrain.phase_switch_delay_s = float(self.manager.site.phase_switch_delay)
 
     async def stop(self) -> None:
+        self.http.live.close()
+        logging.getLogger("chargebrain").removeHandler(self.http.log_tail)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -416,6 +428,11 @@ class App:
         await self.ocpp.stop()
         await self.manager.close()
         self.sessions.flush()
+        try:
+            await self.history.close()
+        except Exception:
+            log.exception("writing the history failed")
+        self.history.store.close()
         self.diaglog.stop()
         if self.modbus is not None:
             await self.modbus.stop()

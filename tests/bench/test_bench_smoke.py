@@ -18,7 +18,8 @@ from bench.bench_modbus import Servers, load
 from bench.bench_ocpp import MODES, one_round, site_figures
 from bench.common import Figure, percentile
 
-EXPECTED = {"cascade", "cycle", "http", "machine", "memory", "modbus", "ocpp", "pushes",
+EXPECTED = {"cascade", "cycle", "history", "http", "machine", "memory", "modbus", "ocpp",
+            "pushes",
             "reaction", "scenario", "stall"}
 
 
@@ -139,3 +140,12 @@ def test_the_machine_yardstick_is_a_fixed_workload_and_names_the_machine() -> No
     assert yardstick() == yardstick() > 0
     name = machine_name()
     assert "CPUs" in name and "Python 3." in name
+
+
+def test_history_bench_gives_its_figures() -> None:
+    from bench.bench_history import run
+
+    figures = {f.name.split(",")[0]: f for f in run(True)}
+    assert "history: one sample of 255 series (every 10 s)" in figures
+    assert all(f.value > 0 for f in figures.values())
+    assert figures["history: sampling per cycle (cycle 1 s)"].baseline is not None

@@ -2,11 +2,13 @@
 
 from chargebrain.api import (  # noqa: F401
     cmd_cascade,
+    cmd_history,
     cmd_manager,
     cmd_meterdefs,
     cmd_modbus,
     cmd_modbus_proxy,
     cmd_ocpp,
+    cmd_rules,
     cmd_sessions,
     cmd_system,
     cmd_users,

@@ -123,6 +123,7 @@ def params_json(mgr: ChargingManager, now: float) -> dict[str, Any]:
         "mqtt_serial_prefix": p.mqtt_serial_prefix,
         "mqtt_ha_discovery": p.mqtt_ha_discovery,
         "metrics_public": p.metrics_public,
+        "history_max_mb": p.history_max_mb,
         "max_evses": mgr.max_evses,
         "shareware_mode": False,
         "version": VERSION,

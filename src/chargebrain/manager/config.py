@@ -56,6 +56,7 @@ class SiteParams:
     cm_master_enabled: bool = False
     cm_master_timeout: int = 90
     cm_master_fallback: int = 0
+    history_max_mb: int = 256  # the size limit of the history file
 
     def with_changes(self, **changes: Any) -> SiteParams:
         return replace(self, **changes)

@@ -179,6 +179,11 @@ class SiteSettings(Body):
         _SITE.cm_master_fallback)
     """A slave: the current all its EVSEs may take together per phase while no master's
     limit is in force. `0`: none (cars pause)."""
+    history_max_mb: Annotated[int, int_range(1, 100_000), ui("MB", advanced=True)] = (
+        _SITE.history_max_mb)
+    """Size limit of the history file (`history.sqlite`: power and current every 10 s
+    for 2 days, every minute for 30 days, every 15 minutes after that). Over it, the
+    oldest days of 15-minute values are dropped (api.md, `get_history`)."""
 
 
 class Hardware(Body):
