@@ -7,7 +7,9 @@ baseline measured in the same run, so the ratio is meaningful on any machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import resource
 import signal
@@ -15,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,19 @@ class KeepAliveHttp:
     def close(self) -> None:
         if self._w is not None:
             self._w.close()
+
+
+@contextlib.contextmanager
+def quiet_logs(level: int = logging.ERROR) -> Iterator[None]:
+    """chargebrain's logger at `level` for a block (a measured App logs every decision),
+    then as it was: a bench run in-process (the smoke tests) leaves the logging alone."""
+    logger = logging.getLogger("chargebrain")
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def raise_nofile_limit(wanted: int) -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import random
 import statistics
 import sys
@@ -53,6 +52,7 @@ from bench.common import (
     keep_idle_fresh,
     module_main,
     percentile,
+    quiet_logs,
     raise_nofile_limit,
     run_child,
 )
@@ -180,9 +180,8 @@ async def measure(mode: str, count: int, samples: int) -> dict[str, Any]:
     from chargebrain.app import App, Config
     from chargebrain.manager.config import DeviceConfig
 
-    logging.getLogger("chargebrain").setLevel(logging.ERROR)
     raise_nofile_limit(count * 2 + 256)
-    with tempfile.TemporaryDirectory(prefix="chargebrain-bench-") as tmp:
+    with quiet_logs(), tempfile.TemporaryDirectory(prefix="chargebrain-bench-") as tmp:
         app = App(Config(Path(tmp) / "data", HOST, free_port(), 0, ocpp_port=free_port()))
         await app.start()
         fresh: asyncio.Task[None] | None = None
