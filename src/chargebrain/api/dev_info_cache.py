@@ -12,7 +12,6 @@ for `dev_info_json` at the same moment.
 
 from __future__ import annotations
 
-import re
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,10 +22,10 @@ from chargebrain.api.answers import json_bytes
 if TYPE_CHECKING:
     from chargebrain.manager.runtime import ChargingManager
 
-# Put in place of the clock's numbers before encoding; control characters come out of
-# the encoder as \u escapes, so a marker is the quoted escape and its tag.
+# Put in place of the clock's numbers before encoding (`time` first, then each device's
+# `com_err_secs` in order); control characters come out of the encoder as \u escapes.
 _MARK = "\x00cb"
-_SPLIT = re.compile(rb'"\\u0000cb(T|\d+)"')
+_ENCODED_MARK = b'"\\u0000cb"'
 _MARGIN = 1e-6  # s: a joined answer is made again this much before a tick, to be safe
 
 
@@ -93,14 +92,14 @@ def _encode(mgr: ChargingManager, version: tuple[object, ...],
             viewer: views.Viewer) -> _Form | None:
     since = [rt.status.com_state_since for rt in mgr.inventory.devices_in_order()]
     info = views.dev_info_json(mgr, 0.0, 0.0, viewer)
-    info["params"]["time"] = _MARK + "T"
-    for i, dev in enumerate(info["devices"]):
-        dev["com_err_secs"] = f"{_MARK}{i}"
-    split = _SPLIT.split(json_bytes(info))
-    if split[1::2] != [b"T", *(str(i).encode() for i in range(len(since)))]:
+    info["params"]["time"] = _MARK
+    for dev in info["devices"]:
+        dev["com_err_secs"] = _MARK
+    split = json_bytes(info).split(_ENCODED_MARK)
+    if len(split) != len(since) + 2:
         return None
-    template: list[bytes | None] = [None] * len(split)
-    template[0::2] = split[0::2]
+    template: list[bytes | None] = [None] * (2 * len(split) - 1)
+    template[0::2] = split
     distinct = sorted(set(since))
     where = {s: i for i, s in enumerate(distinct)}
     return _Form(version, template, distinct, [where[s] for s in since])
