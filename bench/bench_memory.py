@@ -18,18 +18,10 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import ChargebrainProcess, Figure
+from bench.common import ChargebrainProcess, Figure, rss_kib
 
 EVSES = 250
 PUSH_CONCURRENCY = 8
-
-
-def rss_kib(pid: int) -> int:
-    """VmRSS of `pid` in KiB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 class Chargebrain(ChargebrainProcess):

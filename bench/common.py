@@ -97,6 +97,28 @@ async def http_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await reader.readexactly(length)
 
 
+class KeepAliveHttp:
+    """One keep-alive HTTP/1.1 connection sending GETs; an answer other than 200 raises."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._r: asyncio.StreamReader | None = None
+        self._w: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> bytes:
+        if self._r is None or self._w is None:
+            self._r, self._w = await asyncio.open_connection(HOST, self.port)
+        self._w.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode())
+        head, body = await http_answer(self._r)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"{path}: {head.decode(errors='replace')} {body!r}")
+        return body
+
+    def close(self) -> None:
+        if self._w is not None:
+            self._w.close()
+
+
 def raise_nofile_limit(wanted: int) -> int:
     """Raise the soft limit of open files towards `wanted` (up to the hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -116,6 +138,33 @@ def percentile(values: Sequence[float], p: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def push_idle_evses(app: Any, dev_ids: Sequence[str]) -> None:
+    """Push to the App's HTTP-input EVSEs `dev_ids` a reading without a car (in process)."""
+    from chargebrain.core.model import EvseReading, EvseState
+    from chargebrain.core.phases import Phases
+
+    reading = EvseReading(state=EvseState.WAITING, currents=Phases(0, 0, 0),
+                          total_energy_wh=1000.0, has_meter=True)
+    for dev_id in dev_ids:
+        app.manager.pushes.push_evse(dev_id, reading)
+
+
+async def keep_idle_fresh(app: Any, dev_ids: Sequence[str]) -> None:
+    """HTTP-input EVSEs go stale after 30 s without a push: push them every 10 s."""
+    while True:
+        push_idle_evses(app, dev_ids)
+        await asyncio.sleep(10.0)
+
+
+def rss_kib(pid: int | None = None) -> int:
+    """VmRSS of process `pid` (default: this one) in KiB (Linux)."""
+    where = "self" if pid is None else str(pid)
+    for line in Path(f"/proc/{where}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {where}")
 
 
 def child_env() -> dict[str, str]:
@@ -222,27 +271,31 @@ async def run_load(connect: Connection, connections: int, seconds: float, max_re
             "total": done + errors + sum(r[0] + r[1] for r in warm_results)}
 
 
+ChildMode = tuple[str, tuple[str, ...], str, Callable[[list[str]], None]]
+
+
 def module_main(
     argv: list[str],
     prog: str,
     run: Callable[[bool], list[Figure]],
-    child: tuple[str, tuple[str, ...], str, Callable[[list[str]], None]] | None = None,
+    child: ChildMode | None = None,
+    more_children: Sequence[ChildMode] = (),
 ) -> int:
-    """The command line of a bench module run on its own: `--quick`, or the module's
-    child mode (`child` = option, metavars, help, function given the option's values)
-    that runs in a separate process for the figures."""
+    """The command line of a bench module run on its own: `--quick`, or one of the
+    module's child modes (`child` = option, metavars, help, function given the option's
+    values; `more_children` more of them) that run in a separate process for the figures."""
     import argparse
 
+    children = ([] if child is None else [child]) + list(more_children)
     parser = argparse.ArgumentParser(prog=prog)
-    if child is not None:
-        option, metavar, help_text, _ = child
+    for option, metavar, help_text, _ in children:
         parser.add_argument(option, nargs=len(metavar), metavar=metavar, help=help_text)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    if child is not None:
-        values = getattr(args, child[0].lstrip("-"))
+    for option, _, _, fn in children:
+        values = getattr(args, option.lstrip("-"))
         if values:
-            child[3](list(values))
+            fn(list(values))
             return 0
     for fig in run(args.quick):
         print(fig.json_line())

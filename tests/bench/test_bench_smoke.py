@@ -12,10 +12,10 @@ import json
 import pytest
 
 from bench import __main__ as runner
-from bench import bench_cascade
+from bench import bench_cascade, ocpp_reaction
 from bench.bench_machine import machine_name, yardstick
 from bench.bench_modbus import Servers, load
-from bench.bench_ocpp import one_round
+from bench.bench_ocpp import MODES, one_round, site_figures
 from bench.common import Figure, percentile
 
 EXPECTED = {"cascade", "cycle", "history", "http", "machine", "memory", "modbus", "ocpp",
@@ -112,13 +112,28 @@ async def test_a_tiny_cascade_run_against_its_baseline() -> None:
     assert all(f.baseline and f.ratio for f in figures[:2])
 
 
-@pytest.mark.parametrize("mode", ["ocpp", "http"])
-async def test_a_tiny_ocpp_round_and_its_baseline(mode: str) -> None:
-    # Three charge points (a client process), checked as served (connected, charging,
-    # OCPP ones with a charging profile each) or the round raises.
-    result = await one_round(mode, 3, seconds=1.0, period=0.5, warmup=1.0)
-    assert result["load"] > 0 and result["sent"] >= 3
-    assert result["profiles"] >= (3 if mode == "ocpp" else 0)
+async def test_a_tiny_ocpp_round_and_its_baseline() -> None:
+    # Three charge points (a client process) per side, checked as served (connected,
+    # charging, OCPP ones with a charging profile each) or the round raises; then the
+    # memory and cycle figures of both sides.
+    sides = {m: await one_round(m, 3, seconds=1.5, period=0.5, warmup=1.0) for m in MODES}
+    for mode, result in sides.items():
+        assert result["load"] > 0 and result["sent"] >= 3
+        assert result["profiles"] >= (3 if mode == "ocpp" else 0)
+        assert result["rss_after_kib"] > 0 and result["cycles_ms"]
+    figures = site_figures(3, sides)
+    assert [f.unit for f in figures] == ["KiB", "ms", "ms"]
+    assert [f.goal for f in figures] == ["report", "<= 1000 ms", "<= 1000 ms"]
+
+
+async def test_a_tiny_ocpp_reaction_and_its_baseline() -> None:
+    # Three EVSEs per side, two overloads each: every one lowers the watched EVSE's
+    # limit (a charging profile, a push answer) or `measure` raises.
+    results = {m: await ocpp_reaction.measure(m, 3, 2) for m in MODES}
+    assert all(len(r["latencies_ms"]) == 2 for r in results.values())
+    figures = ocpp_reaction.figures(3, 2, results)
+    assert [f.goal for f in figures] == ["report", "<= 1000 ms"]
+    assert all(f.baseline and f.ratio for f in figures)
 
 
 def test_the_machine_yardstick_is_a_fixed_workload_and_names_the_machine() -> None:

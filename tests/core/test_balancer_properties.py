@@ -125,7 +125,10 @@ def is_fixed(d: EvseDecision) -> bool:
     return d.lreason in (Limit.OFFLINE, Limit.DISABLED) and d.current_ma > 0
 
 
-def check_limits(s: SiteInput, a: Allocation) -> None:
+def check_limits(s: SiteInput, a: Allocation, now: float = 500.0) -> None:
+    """Every limit holds. The part of the overdraft penalty that the rest of the house
+    caused (docs/load-management.md, "The overdraft penalty") may only keep cars that
+    were charging at their minimum: no more of it is used than such cars take."""
     cfg = s.config
     parents = {g.id: g.parent for g in s.groups}
     by = a.by_id()
@@ -149,12 +152,27 @@ def check_limits(s: SiteInput, a: Allocation) -> None:
             for p in range(3):
                 target[node][p] += d.load[p]
     site_load = assumed(s.load, cfg.max_total_current)
+    st = a.state
     for p in range(3):
+        house = st.house_penalty[p] if now < st.house_until[p] else 0
         cap = cfg.max_total_current - cfg.reserve_current - site_load[p]
+        hard = cap - (a.overdraft_applied[p] - house)
         cap -= a.overdraft_applied[p]
         if cfg.max_total_evse_current:
             cap = min(cap, cfg.max_total_evse_current)
-        assert load[0][p] <= max(0, cap - fixed[0][p]), ("site", p)
+            hard = min(hard, cfg.max_total_evse_current)
+        assert load[0][p] <= max(0, hard - fixed[0][p]), ("site", p)
+        beyond = load[0][p] - max(0, cap - fixed[0][p])
+        if beyond > 0:
+            # Only cars kept at their minimum may stand in the house's part.
+            kept = sum(
+                by[e.id].current_ma
+                for e in s.evses
+                if by[e.id].load[p] and not is_fixed(by[e.id])
+                and by[e.id].lreason is not Limit.OFFLINE
+                and by[e.id].current_ma == max(e.min_current, IEC_MIN_CURRENT)
+            )
+            assert beyond <= kept, ("site, beyond the house's penalty", p)
     for g in s.groups:
         if g.max_current is None:
             continue
@@ -301,7 +319,7 @@ def test_invariants_hold_over_many_cycles_with_changing_readings(s: SiteInput, s
     for _ in range(25):
         watch.see(s, now)
         a = allocate(s, state, now)
-        check_limits(s, a)
+        check_limits(s, a, now)
         check_currents(s, a)
         check_imbalance(s, a, watch, now)
         watch.decided(a)

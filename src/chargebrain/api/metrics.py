@@ -69,7 +69,6 @@ class CycleTally:
         self.manager = manager
         self.overload_cycles = 0
         self.imbalance_cycles = 0
-        self._until: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def on_plug(self, rt: DeviceRuntime, now: float) -> None:
         return None
@@ -84,11 +83,8 @@ class CycleTally:
         alloc = self.manager.decider.last_allocation
         if alloc is None:
             return
-        # An overdraw measured in this cycle moves the end of its phase's penalty on.
-        until = alloc.state.penalty_until
-        if any(new > old for new, old in zip(until, self._until, strict=True)):
+        if alloc.overshoot > 0:  # the measured current exceeded the connection limit
             self.overload_cycles += 1
-        self._until = until
         if any(d.lreason is Limit.IMBALANCE or d.pause_reason is PauseReason.IMBALANCE
                for d in alloc.evses):
             self.imbalance_cycles += 1

@@ -80,37 +80,120 @@ def fill_devices(ctx: DictEvalContext, devices: Mapping[str, DeviceRuntime]) -> 
         ctx.set_device_values(rt.dev_id, values)
 
 
+#: A meter's reading counts as fresh beside EVSE readings taken up to this much later
+#: (seconds): the reads of one cycle, and pushes meant for the same moment, are not taken
+#: at exactly the same instant. A grid meter that has gone quiet is older than this after
+#: one missed report.
+FRESH_SKEW_S = 0.5
+
+
+#: A fall of a node's non-EVSE load is believed only when it is larger than this many
+#: times the load's own mean change from one cycle to the next (per phase): meter noise
+#: then moves no offer, a real fall does.
+FALL_BAND_JITTERS = 3.0
+_JITTER_WEIGHT = 0.1  # of the newest change in the running mean of the changes
+
+
 class LoadHold:
-    """The non-EVSE load of each node with a fall believed only after `hold_s`."""
+    """The non-EVSE load of each node as the balancer is given it: a rise at once, a fall
+    only after `hold_s` and only when it stands out of the load's own jitter; and the
+    last load derived from readings that were fresh (held while a meter is quiet)."""
 
     def __init__(self, clock: Clock, hold_s: float = DEFAULT_HOLD_S) -> None:
         self.clock = clock
         self.hold_s = hold_s
+        self.fall_band = FALL_BAND_JITTERS  # 0: every fall is believed after hold_s
         # Recent non-EVSE load per node (0 = site, else group number).
         self._history: dict[int, list[tuple[float, Phases]]] = {}
+        self._fresh: dict[int, Phases] = {}
+        self._used: dict[int, Phases] = {}  # what the last decision was given
+        self._last: dict[int, Phases] = {}  # the last load before the hold
+        self._jitter: dict[int, tuple[float, float, float]] = {}  # mean change per cycle
 
     def held(self, node: int, load: Phases) -> Phases:
         mono = self.clock.monotonic()
         samples = self._history.setdefault(node, [])
         samples.append((mono, load))
         prune(samples, mono, self.hold_s)
-        return held_peak(samples, mono, self.hold_s)
+        peak = held_peak(samples, mono, self.hold_s)
+        last = self._last.get(node)
+        jitter = self._jitter.get(node, (0.0, 0.0, 0.0))
+        if last is not None:
+            w = _JITTER_WEIGHT
+            jitter = (
+                (1 - w) * jitter[0] + w * abs(load.l1 - last.l1),
+                (1 - w) * jitter[1] + w * abs(load.l2 - last.l2),
+                (1 - w) * jitter[2] + w * abs(load.l3 - last.l3),
+            )
+            self._jitter[node] = jitter
+        self._last[node] = load
+        used = self._used.get(node)
+        if used is not None and (
+                peak.l1 < used.l1 or peak.l2 < used.l2 or peak.l3 < used.l3):
+            band = self.fall_band
+            peak = Phases(
+                *(p if p >= u or u - p > band * j else u
+                  for p, u, j in zip(peak, used, jitter, strict=True)))
+        self._used[node] = peak
+        return peak
+
+    def fresh(self, node: int, load: Phases, fresh: bool) -> Phases:
+        """`load` if it was derived from fresh readings (and remember it), else the last
+        one that was (`load` if there is none)."""
+        if fresh:
+            self._fresh[node] = load
+            return load
+        return self._fresh.get(node, load)
+
+
+def _unreachable_draw(rt: DeviceRuntime) -> Phases | None:
+    """What an unreachable EVSE drew when last read (building phases), at most what the
+    balancer counts for it: that much of a grid reading is taken to be its draw."""
+    ev = rt.evse
+    if ev is None or ev.reading is None:
+        return None
+    d = ev.decision
+    counted = d.load if d is not None else ZERO
+    return ev.building_currents.min(counted)
 
 
 def measurements(
     topo: Topology, hold: LoadHold
 ) -> tuple[dict[int, Measurement], dict[str, float], dict[int, Phases]]:
     """Non-EVSE load per node (0 = site, else group number), from the meter roles;
-    the site's power figures; and the load per node before the peak hold."""
+    the site's power figures; and the load per node before the peak hold.
+
+    A node's load is fresh when each of its meters' readings was taken no more than
+    FRESH_SKEW_S before the newest change of an EVSE reading under it (the first reading
+    with the EVSE's present currents: one that repeats itself tells the meter nothing
+    new); otherwise the load derived when it last was is held, and the Measurement says
+    it is not fresh (nobody under it is raised). An unreachable EVSE under a grid meter is
+    taken to draw there what it drew when last read (at most what the balancer counts for
+    it), so that its current is not counted both as its own load and as part of the rest
+    of the house.
+    """
     grid, cons = topo.grid, topo.cons
     under: dict[int, list[int]] = {}
-    if grid:
+    newest: dict[int, float] = {}  # per node: the newest EVSE reading under it
+    if grid or cons:
         for rt, nodes in topo.evse_nodes:
             ev = rt.evse
-            if not nodes or ev is None or not ev.reading or rt.status.com_err:
+            if not nodes or ev is None or not ev.reading:
                 continue
-            bc = ev.building_currents
+            if rt.status.com_err:
+                bc = _unreachable_draw(rt)
+                if bc is None:
+                    continue
+            else:
+                bc = ev.building_currents
+                taken = ev.changed_at
+                if taken is not None:
+                    for node in nodes:
+                        if taken > newest.get(node, taken - 1.0):
+                            newest[node] = taken
             for node in nodes:
+                if node not in grid:
+                    continue
                 acc = under.get(node)
                 if acc is None:
                     under[node] = [bc.l1, bc.l2, bc.l3]
@@ -124,30 +207,39 @@ def measurements(
     for node in set(grid) | set(cons):
         stale = 0
         load = ZERO
-        if node in grid:
-            for rt in grid[node]:
-                if rt.status.com_err or rt.meter is None:
-                    stale |= 7
-                    continue
+        oldest: float | None = None  # the oldest meter reading of the node
+        meters = grid[node] if node in grid else cons[node]
+        for rt in meters:
+            if rt.status.com_err or rt.meter is None:
+                stale |= 7
+                continue
+            taken = rt.taken_at
+            if taken is not None and (oldest is None or taken < oldest):
+                oldest = taken
+            if node in grid:
                 load = load + rt.meter.currents
                 if node == 0:
                     figures["grid_w"] += rt.meter.power_w
-            acc = under.get(node)
-            if acc is not None:
-                load = load - Phases(acc[0], acc[1], acc[2])
-        else:
-            for rt in cons[node]:
-                if rt.status.com_err or rt.meter is None:
-                    stale |= 7
-                    continue
-                sign = -1 if rt.config.role == C.ROLE_PRODUCTION else 1
+            else:
                 currents = rt.meter.currents
-                load = load + (currents if sign > 0 else -currents)
-                if node == 0:
-                    key = "produced_w" if sign < 0 else "consumed_w"
-                    figures[key] += abs(rt.meter.power_w)
+                if rt.config.role == C.ROLE_PRODUCTION:  # production lowers the load
+                    load = load - currents
+                    if node == 0:
+                        figures["produced_w"] += abs(rt.meter.power_w)
+                else:
+                    load = load + currents
+                    if node == 0:
+                        figures["consumed_w"] += abs(rt.meter.power_w)
+        acc = under.get(node)
+        if acc is not None:
+            load = load - Phases(acc[0], acc[1], acc[2])
+        latest = newest.get(node)
+        fresh = oldest is None or latest is None or oldest >= latest - FRESH_SKEW_S
+        for rt in meters:
+            rt.awaited = not fresh
         raw[node] = load
-        out[node] = Measurement(current=hold.held(node, load), stale=stale)
+        used = hold.fresh(node, load, fresh)
+        out[node] = Measurement(current=hold.held(node, used), stale=stale, fresh=fresh)
     return out, figures, raw
 
 

@@ -5,8 +5,10 @@ pushes by device id (`push_meter`, `push_evse`); another feeder (the OCPP centra
 hands its driver's readings to `feed_evse`. It wakes a
 cycle at once when it matters: an EVSE's first reading or one after a communication
 error, a changed state, an RFID, a reading of another kind, a phase drawing clearly more
-than the EVSE was given or drew; a meter's first reading or one after an error, or one
-outside the band that the last decision set for it (`meter_bands`). Thresholds and why:
+than the EVSE was given or drew; a meter's first reading or one after an error, one the
+last decision waited for (see `inputs.measurements`: a meter older than the EVSE readings
+beside it lets nobody be raised), or one outside the band that the last decision set for
+it (`meter_bands`). Thresholds and why:
 docs/decisions.md.
 """
 
@@ -127,8 +129,10 @@ class Pushes:
 def _meter_push_matters(rt: DeviceRuntime, reading: MeterReading) -> bool:
     if not rt.config.device_enabled:
         return False
-    if rt.meter is None or rt.status.com_err:
-        return True  # a first reading, or one after an error
+    if rt.meter is None or rt.status.com_err or rt.awaited:
+        # A first reading, one after an error, or one the last decision waited for (its
+        # meter's reading was older than the EVSE readings beside it: nobody was raised).
+        return True
     band = rt.wake_band
     if band is None:
         return False

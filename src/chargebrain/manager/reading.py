@@ -150,9 +150,9 @@ class Readers:
                     com_ok(rt, mono)
                 else:
                     status.last_ok = mono  # _com_ok, the common case
-                self._evse_reading(rt, reading, now, mono)
+                self._evse_reading(rt, reading, now, mono, driver.pushed_at)
             else:
-                self._take(rt, reading, now, mono)
+                self._take(rt, reading, now, mono, driver.pushed_at)
 
     def _read_local(self, topo: Topology) -> None:
         """Read the controller's own devices at once (their registers, no I/O, no wait).
@@ -177,6 +177,9 @@ class Readers:
     async def _read_one_now(self, rt: DeviceRuntime) -> None:
         driver = rt.driver
         assert driver is not None
+        # A reading counts as taken when its read started: the reads of one cycle start
+        # together, and one that carries over to a later cycle is that much older.
+        started = self.clock.monotonic()
         try:
             reading: MeterReading | EvseReading = await asyncio.wait_for(
                 driver.read(), timeout=READ_TIMEOUT_S)
@@ -187,17 +190,18 @@ class Readers:
             log.exception("reading %s failed", rt.dev_id)
             com_error(rt, f"internal error: {exc}", self.clock.monotonic())
             return
-        self._take(rt, reading, self.clock.now(), self.clock.monotonic())
+        self._take(rt, reading, self.clock.now(), self.clock.monotonic(), started)
 
     def _take(self, rt: DeviceRuntime, reading: MeterReading | EvseReading, now: float,
-              mono: float) -> None:
+              mono: float, taken: float | None = None) -> None:
+        """Take a reading taken at `taken` (monotonic; default `mono`, now)."""
         problem = implausible(reading)
         if problem is not None:
             com_error(rt, problem, mono)
             return
         if isinstance(reading, EvseReading):
             com_ok(rt, mono)
-            self._evse_reading(rt, reading, now, mono)
+            self._evse_reading(rt, reading, now, mono, taken)
             return
         corrected = _meter_corrected(rt.config, reading)
         problem = implausible(corrected)  # the factor may make it so
@@ -208,6 +212,7 @@ class Readers:
             return
         com_ok(rt, mono)
         rt.meter = corrected
+        rt.taken_at = mono if taken is None else taken
 
     def _frozen(self, rt: DeviceRuntime, reading: MeterReading) -> bool:
         """A grid or consumption meter repeating exactly the same values is broken.
@@ -235,12 +240,13 @@ class Readers:
         return False
 
     def _evse_reading(self, rt: DeviceRuntime, reading: EvseReading, now: float,
-                      mono: float) -> None:
+                      mono: float, taken: float | None = None) -> None:
         ev = rt.evse
         assert ev is not None
         cfg = rt.config
         prev = ev.reading
         ev.reading = ev.source = reading
+        ev.taken_at = mono if taken is None else taken
         attached = self.devices.get(cfg.attach) if cfg.attach else None
         if attached is not None and attached.meter is not None and not reading.has_meter:
             reading = replace(reading, currents=attached.meter.currents,
@@ -248,7 +254,12 @@ class Readers:
                               total_energy_wh=attached.meter.import_wh, has_meter=True,
                               energy_known=attached.meter.import_wh > 0)
             ev.reading = reading
+            if attached.taken_at is not None:
+                ev.taken_at = attached.taken_at  # its currents are the meter's
         c = reading.currents
+        if prev is None or c != prev.currents or ev.changed_at is None:
+            # What the grid meter sees of it changes only when its currents do.
+            ev.changed_at = ev.taken_at
         rotation = cfg.phase_rotation % 360
         # core.phases.rotate, spelt out: this runs for every EVSE in every cycle
         if rotation == 120:

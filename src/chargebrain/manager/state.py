@@ -61,6 +61,8 @@ class EvseRuntime:
     last_command: EvseCommand | None = None
     last_write: float | None = None  # monotonic
     last_read: float | None = None  # monotonic time of the last good reading
+    taken_at: float | None = None  # monotonic time `reading` was taken (pushed, or read)
+    changed_at: float | None = None  # taken_at of the first reading with its present currents
     total_energy_wh: float = 0.0
     soft_meter_wh: float = 0.0  # integrated energy for EVSEs without a meter
     plugged: bool = False
@@ -123,6 +125,10 @@ class DeviceRuntime:
     expr_at: float | None = None  # monotonic time an expression meter was last evaluated
     same_since: float | None = None  # monotonic time a meter's values stopped changing
     sample_at: float | None = None  # when the pushed sample last checked was pushed
+    taken_at: float | None = None  # monotonic time `meter` was taken (pushed, or read)
+    # The node this meter measures had no reading as fresh as its EVSE readings at the
+    # last decision: the next pushed reading wakes a cycle (manager.pushes).
+    awaited: bool = False
     # Pushed meter readings outside this band wake a cycle at once (None: never; see
     # manager.pushes.meter_bands).
     wake_band: WakeBand | None = None

@@ -66,9 +66,11 @@ class Topology:
             elif cfg.role in LOAD_ROLES:
                 self.cons.setdefault(cfg.group, []).append(rt)
         self.has_grid = any(rt.config.role == C.ROLE_GRID for rt in devices.values())
-        # Nodes with a grid meter above each EVSE (its current is taken off their load).
+        # Nodes with a meter of their load above each EVSE (its readings are combined
+        # with theirs; a grid meter's reading includes its current, taken off again).
         self.evse_nodes = [
-            (rt, tuple(n for n in _ancestors(devices, rt.config.group) if n in self.grid))
+            (rt, tuple(n for n in _ancestors(devices, rt.config.group)
+                       if n in self.grid or n in self.cons))
             for rt in self.evses
         ]
         self.virtual = [rt for rt in devices.values()

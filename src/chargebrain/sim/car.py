@@ -68,8 +68,8 @@ class Car:
 
     def __init__(self, params: CarParams, *, evse_phases: int = 3, voltage_v: float = 230.0):
         self.params = params
-        self.phase_count = 1 if min(params.phases, evse_phases) == 1 else 3
-        self.phase_mask = 0b001 if self.phase_count == 1 else 0b111
+        self.phase_count = min(params.phases, evse_phases)  # a two-phase car: on L1 and L2
+        self.phase_mask = (1 << self.phase_count) - 1
         self.voltage_v = voltage_v
         self.energy_wh = 0.0
         self.asleep = False

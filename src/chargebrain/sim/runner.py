@@ -82,14 +82,16 @@ class _Point:
         "evse_mask",
         "idle",
         "live",
+        "meter",
         "offer",
         "offline",
         "spec",
         "total_wh",
     )
 
-    def __init__(self, spec: EvseSpec) -> None:
+    def __init__(self, spec: EvseSpec, meter: Meter) -> None:
         self.spec = spec
+        self.meter = meter  # its current readings' delay and noise, its energy resolution
         self.offer = 0
         self.offline = False
         self.live: _Live | None = None
@@ -161,7 +163,9 @@ def run_scenario(
     volt = site.limits.voltage_v
     profile = build_profile(scenario, n)
     b1, b2, b3 = profile.base_ma
-    points = {e.id: _Point(e) for e in site.evses}
+    evse_meter = Meter(scenario.meters.evse, sub_rng(scenario.seed, "meter:evse"))
+    points = {e.id: _Point(e, evse_meter if e.meter is None else Meter(
+        e.meter, sub_rng(scenario.seed, f"meter:evse:{e.id}"))) for e in site.evses}
     point_list = list(points.values())
     evse_ids = frozenset(points)
 
@@ -178,10 +182,6 @@ def run_scenario(
         dropouts=_fault_windows(faults, FaultKind.METER_DROPOUT, PV),
         stale=_fault_windows(faults, FaultKind.METER_STALE, PV),
     )
-    evse_meter = Meter(scenario.meters.evse, sub_rng(scenario.seed, "meter:evse"))
-    evse_delay = scenario.meters.evse.delay_s
-    evse_noisy = scenario.meters.evse.noise_pct > 0.0
-    energy_step = scenario.meters.evse.energy_step_wh
 
     # true histories; entry i = the second that ended at time i, entry 0 = before the start
     g1: list[float] = [b1[0]]
@@ -201,7 +201,8 @@ def run_scenario(
             events.append((c.arrive_s, _ARRIVE, i, c))
             events.append((min(c.leave_s, n), _LEAVE, i, c))
     for i, f in enumerate(faults):
-        if f.kind in (FaultKind.EVSE_OFFLINE, FaultKind.CAR_UNDERDRAW) and f.start_s < n:
+        if f.kind in (FaultKind.EVSE_OFFLINE, FaultKind.CAR_UNDERDRAW,
+                      FaultKind.CAR_OVERDRAW) and f.start_s < n:
             events.append((f.start_s, _FAULT_START, i, f))
             events.append((f.end_s, _FAULT_END, i, f))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
@@ -232,7 +233,8 @@ def run_scenario(
         point.total_wh += car.energy_wh
         point.idle = EvseReading(
             EvseState.WAITING,
-            total_energy_wh=math.floor(point.total_wh / energy_step) * energy_step,
+            total_energy_wh=math.floor(point.total_wh / point.meter.spec.energy_step_wh)
+            * point.meter.spec.energy_step_wh,
             has_meter=True,
             max_current_ma=point.offer,
         )
@@ -293,7 +295,7 @@ def run_scenario(
             )
             if payload.id in underdraw:
                 car.set_underdraw(*underdraw[payload.id])
-            live = _Live(payload, car, point, t, evse_delay)
+            live = _Live(payload, car, point, t, point.meter.spec.delay_s)
             point.live = live
             active.append(live)
             live_by_car[payload.id] = live
@@ -348,11 +350,13 @@ def run_scenario(
                 continue
             k = t - live.k0
             cur = live.trace[k] if k >= 0 else 0.0
-            if evse_noisy:
-                cur = evse_meter.noisy(cur)
+            meter = point.meter
+            if meter.spec.noise_pct > 0.0:
+                cur = meter.noisy(cur)
             ma = int(cur + 0.5) if cur > 0.0 else 0
             car = live.car
             state = _CHARGING if car.charging else _PRESENT
+            energy_step = meter.spec.energy_step_wh
             energy = (point.total_wh + car.energy_wh) // energy_step * energy_step
             key = (state, ma, energy, live.offer)
             if key != live.key:

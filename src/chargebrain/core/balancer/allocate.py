@@ -7,46 +7,41 @@ Per cycle (see docs/load-management.md), priority tier by priority tier, highest
    come first, then waiting cars and cars that have charged long enough to give way, the
    least charge given first; idle cars (drawing nothing) are set aside.
 2. Filling: the current above the tier's minimums is shared by max-min fair water
-   filling over all (node, phase) limits and the imbalance limit.
+   filling over all (node, phase) limits and the imbalance limit (filling.py).
 Then cars refused for the imbalance are tried once more; idle cars get their minimum
 where it still fits; increases that cars still coming down leave no room for wait
-(handover.py).
+(handover.py). A car that was charging and stops only because of loads assumed for
+missing readings keeps its place for when they are back (no pause timer); under a meter
+whose reading is not fresh nobody gets more than it had.
 Pure: same inputs and state give the same output; no I/O, no clock reads, no mutation of
 inputs or of the carried state.
 """
 
 from __future__ import annotations
 
-from heapq import heapify, heappop, heapreplace
+import math
 
 from chargebrain.core.balancer.data import Allocation, BalancerState, Limit, PauseReason, SiteInput
 from chargebrain.core.balancer.drawing import floor_of
+from chargebrain.core.balancer.filling import fill_tier
 from chargebrain.core.balancer.handover import hand_over
 from chargebrain.core.balancer.prepare import (
     BY_CAP,
+    BY_FROZEN,
     BY_IMBALANCE,
     BY_TIMER,
     CANDIDATE,
+    CAP_REASONS,
     FITS,
     INF,
-    MASK_PHASES,
     NOT_SET,
-    PAIRS,
     Slot,
     Work,
     finish,
     prepare,
 )
 
-_CAP_REASONS = {
-    Limit.EVSE_MAX: "EVSE maximum",
-    Limit.RULE: "rule",
-    Limit.OVERRIDE: "override",
-    Limit.CAR_DRAW: "car draw",
-    Limit.BACKEND: "OCPP backend",
-}
 _IDLE_REASON = "car not drawing"
-_REFILLS = 3  # rounds of filling again after the phase imbalance stopped some cars
 
 
 def allocate(site: SiteInput, state: BalancerState, now: float) -> Allocation:
@@ -57,7 +52,7 @@ def allocate(site: SiteInput, state: BalancerState, now: float) -> Allocation:
     """
     w = prepare(site, state, now)
     cands = [s for s in w.slots if s.kind == CANDIDATE]
-    active, idle = split_idle(cands)
+    active, idle = split_idle(w, cands)
     limits = list(w.cap)
     order = by_priority(w, active)
     idle.extend(unprobe(active))
@@ -103,7 +98,7 @@ def fill(w: Work, admitted: list[Slot]) -> None:
             start = i
 
 
-def split_idle(cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
+def split_idle(w: Work, cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
     """Apply what the cars have shown by drawing (see drawing.py): each car's minimum is
     the start current it has shown, a probing car's minimum is the probe's current (and
     no lending cap), and idle cars are set aside to be served last, at their minimum."""
@@ -119,6 +114,8 @@ def split_idle(cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
             if e.backend_current is not None and e.backend_current < cap:
                 cap = e.backend_current
             floor = s.floor = floor_of(dm, s.min, cap)
+        if s.frozen >= 0 and s.probing and dm.probe_until is None:
+            s.probing = False  # a probe raises the car: it waits for fresh readings
         if s.probing:
             s.min = max(floor, s.dm.probe_ma)
             s.want, s.cap_kind = max(s.max_want, s.min), s.max_kind
@@ -130,8 +127,23 @@ def split_idle(cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
         else:
             s.min = floor
             s.want = max(s.want, floor)
+        if s.frozen >= 0:
+            _hold(w, s)
         active.append(s)
+    for s in idle:
+        if s.frozen >= 0:
+            _hold(w, s)
     return active, idle
+
+
+def _hold(w: Work, s: Slot) -> None:
+    """A meter above the car is not fresh: it gets no more than it had (a car that had
+    nothing waits, see admit)."""
+    last = s.mem.last_set if s.incumbent else 0
+    if s.want > last:
+        s.want = max(last, s.min)
+        s.cap_kind = w.kind_of(s.frozen * 3)
+        s.cap_reason = f"no fresh meter reading ({w.tree.labels[s.frozen]})"
 
 
 def unprobe(active: list[Slot]) -> list[Slot]:
@@ -159,8 +171,14 @@ def admit_idle(w: Work, idle: list[Slot]) -> list[Slot]:
         holding = s.incumbent
         need = s.min if holding else s.min + margin
         c = w.fits(s.cons, need)
-        if c == FITS and not w.imbalance_ok(s, need):
-            c = BY_IMBALANCE
+        if c == FITS and not w.imbalance_ok(
+                s, need if holding else s.min + w.tun.imbalance_margin_ma):
+            if s.unsure_phases:
+                measure_first(s)
+            else:
+                c = BY_IMBALANCE
+        if c == FITS and s.frozen >= 0 and s.mem.last_set < s.min:
+            c = BY_FROZEN
         if c == FITS and not holding and w.now < s.mem.pause_until:
             c = BY_TIMER
         if c == FITS:
@@ -172,8 +190,19 @@ def admit_idle(w: Work, idle: list[Slot]) -> list[Slot]:
             s.pause_reason = PauseReason.IMBALANCE if c == BY_IMBALANCE else PauseReason.SHORTAGE
             if c == BY_TIMER:
                 s.pause_reason = s.mem.pause_reason or PauseReason.SHORTAGE
+            elif holding and c >= 0:
+                s.data_pause = w.assumed_only(s.cons, need)
             s.reason = _IDLE_REASON
     return admitted
+
+
+def measure_first(s: Slot) -> None:
+    """A car whose phases are not known yet, kept from starting by the imbalance it would
+    cause if it were single-phase: it starts at its minimum, counted as balanced, so that
+    its meter shows which phases it uses (else it would never be measured)."""
+    s.hmask = s.lmask = 0
+    s.want = s.max_want = s.min
+    s.cap_kind = s.max_kind = Limit.IMBALANCE
 
 
 def rank(w: Work, cands: list[Slot]) -> None:
@@ -218,6 +247,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
     before and are tried once more, their pause undone if they fit now."""
     rank(w, cands)
     now, margin = w.now, w.tun.restart_margin_ma
+    imb_margin = w.tun.imbalance_margin_ma
     admitted: list[Slot] = []
     rotated_tiers: set[tuple[float, ...]] = set()
     retry: list[Slot] = []
@@ -225,13 +255,33 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
     cap, load = w.cap, w.load
     imbalance_ok = w.imbalance_ok
 
+    soft = w.soft
+    cap_only = [0] * len(soft)
+
     def check(s: Slot) -> int:
-        need = s.min if s.incumbent else s.min + margin
-        for c in s.cons:  # FITS or the first constraint it breaks
-            if load[c] + need > cap[c]:
-                return c
+        if s.incumbent:
+            need = s.min
+            # A car that is charging may keep its minimum within the house's part of the
+            # overdraft penalty (overdraft.py).
+            kept = soft if s.mem.last_set > 0 else cap_only
+            for c in s.cons:  # FITS or the first constraint it breaks
+                if load[c] + need > cap[c] + kept[c]:
+                    return c
+        else:
+            need = s.min + margin
+            for c in s.cons:
+                if load[c] + need > cap[c]:
+                    return c
+            if (s.hmask or s.lmask) and not imbalance_ok(s, s.min + imb_margin):
+                if not s.unsure_phases:
+                    return BY_IMBALANCE
+                measure_first(s)
         if (s.hmask or s.lmask) and not imbalance_ok(s, need):
-            return BY_IMBALANCE
+            if not s.unsure_phases:
+                return BY_IMBALANCE
+            measure_first(s)
+        if s.frozen >= 0 and not (s.incumbent and s.mem.last_set >= s.min):
+            return BY_FROZEN
         return FITS
 
     count = w.count
@@ -290,6 +340,10 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
             if c == BY_IMBALANCE:
                 retry.append(s)
                 blocked.setdefault(s.hmask, s.tier)
+            elif c >= 0 and s.incumbent:
+                # Only loads assumed for missing readings leave it no room: it stops, and
+                # starts again as a charging car when the readings are back.
+                s.data_pause = w.assumed_only(s.cons, s.min)
     flush()
     for s in cands:
         if s.admitted:
@@ -297,7 +351,11 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
         s.paused = True
         if s.fail == BY_TIMER:
             s.pause_reason = s.mem.pause_reason or PauseReason.SHORTAGE
-            s.reason = "pause timer"
+            s.reason = f"pause timer, {math.ceil(s.mem.pause_until - now)} s left"
+        elif s.fail == BY_FROZEN:
+            s.pause_reason = s.mem.pause_reason or PauseReason.SHORTAGE
+            s.data_pause = s.mem.data_pause  # still waiting for the readings it stopped for
+            s.reason = f"waiting for a fresh meter reading ({w.tree.labels[s.frozen]})"
         elif s.fail == BY_IMBALANCE:
             s.pause_reason = PauseReason.IMBALANCE
             s.reason = "phase imbalance"
@@ -306,145 +364,10 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
             s.reason = "round robin"
         else:
             s.pause_reason = PauseReason.SHORTAGE
-            s.reason = f"minimum current not available ({w.label_of(s.fail)})"
+            held = s.data_pause or (not s.incumbent and s.mem.data_pause)
+            missing = ", readings missing" if held else ""
+            s.reason = f"minimum current not available ({w.label_of(s.fail)}{missing})"
     return admitted
-
-
-def fill_tier(w: Work, tier: list[Slot]) -> None:
-    """Stage 2 for one priority tier: water filling, then again for the cars the phase
-    imbalance stopped. The imbalance is not monotone: cars on a phase with many cars are
-    stopped early while those on the other phases still rise, and once these have risen
-    there may be room for the first again."""
-    water_fill(w, tier)
-    for _ in range(_REFILLS):
-        again = [s for s in tier if s.bound == BY_IMBALANCE and s.min + s.extra < s.want]
-        if not again:
-            return
-        done = [s.extra for s in again]
-        for s, extra in zip(again, done, strict=True):
-            s.min += extra  # rise from where they stopped
-        water_fill(w, again)
-        for s, extra in zip(again, done, strict=True):
-            s.min -= extra
-            s.extra += extra
-        if all(s.extra == extra for s, extra in zip(again, done, strict=True)):
-            return
-
-
-def water_fill(w: Work, tier: list[Slot]) -> None:
-    """Stage 2 for one priority tier: raise everyone's current above its minimum by the
-    same amount until it meets its own cap, a (node, phase) limit or the imbalance limit.
-
-    Integer arithmetic in whole current steps, so a limit is met exactly and never
-    exceeded. A limit that binds this tier is closed afterwards: the sub-step remainder
-    on it is not handed to lower priorities (they would otherwise get more than a
-    higher-priority car that still wants more).
-    """
-    cap, load = w.cap, w.load
-    step = max(w.tun.current_step_ma, 1)
-    k = [0] * len(cap)
-    users: dict[int, list[int]] = {}
-    khi, klo = [0, 0, 0], [0, 0, 0]  # rising cars that may / surely draw on each phase
-    events = []
-    for i, s in enumerate(tier):
-        for c in s.cons:
-            if k[c] == 0:
-                users[c] = [i]
-            else:
-                users[c].append(i)
-            k[c] += 1
-        if s.hmask:
-            for p in MASK_PHASES[s.hmask]:
-                khi[p] += 1
-        if s.lmask:
-            for p in MASK_PHASES[s.lmask]:
-                klo[p] += 1
-        room = s.want - s.min
-        events.append((room - room % step, i))
-    rising = [True] * len(tier)
-    left = len(tier)
-    events.sort()
-    n_events = len(events)
-    heap = []
-    for c in users:
-        q = (cap[c] - load[c]) // k[c]
-        heap.append((q - q % step, c))
-    heapify(heap)
-    imb_limit = w.imb_eff
-    base, hi, lo = w.imb_base, w.ihi, w.ilo
-    reserve = w.imb_reserve
-    ptr = 0
-
-    def freeze(i: int, lam: int, why: int) -> None:
-        nonlocal left
-        s = tier[i]
-        rising[i] = False
-        left -= 1
-        s.extra = lam
-        s.bound = why
-        for c in s.cons:
-            load[c] += lam
-            k[c] -= 1
-        if s.hmask:
-            for p in MASK_PHASES[s.hmask]:
-                hi[p] += lam
-                khi[p] -= 1
-        if s.lmask:
-            for p in MASK_PHASES[s.lmask]:
-                lo[p] += lam
-                klo[p] -= 1
-
-    while left:
-        while ptr < n_events and not rising[events[ptr][1]]:
-            ptr += 1
-        cap_lam = events[ptr][0] if ptr < n_events else INF
-        best_c, best = -1, INF
-        while heap:
-            lam, c = heap[0]
-            kc = k[c]
-            if kc == 0:
-                heappop(heap)
-                continue
-            q = (cap[c] - load[c]) // kc
-            actual = q - q % step
-            if actual > lam:
-                heapreplace(heap, (actual, c))
-                continue
-            best_c, best = c, actual
-            break
-        imb_lam, imb_p, imb_q = INF, -1, -1
-        if imb_limit > 0:
-            for p, q in PAIRS:
-                d = khi[p] - klo[q]
-                if d > 0:
-                    gap = imb_limit - (base[p] + hi[p] - base[q] - lo[q]) - reserve[p * 3 + q]
-                    lam = gap // d
-                    lam -= lam % step
-                    if lam < imb_lam:
-                        imb_lam, imb_p, imb_q = lam, p, q
-        # The earliest event wins; a cap reached at the same level as a limit counts as the
-        # car's own cap (it wants no more).
-        if cap_lam <= best and cap_lam <= imb_lam:
-            while ptr < n_events and events[ptr][0] == cap_lam:
-                i = events[ptr][1]
-                if rising[i]:
-                    freeze(i, cap_lam, BY_CAP)
-                ptr += 1
-        elif best <= imb_lam:
-            best = max(best, 0)
-            for i in users[best_c]:
-                if rising[i]:
-                    freeze(i, best, best_c)
-            cap[best_c] = load[best_c]
-        else:
-            imb_lam = max(imb_lam, 0)
-            pbit, qbit = 1 << imb_p, 1 << imb_q
-            for i, s in enumerate(tier):
-                if rising[i] and s.hmask & pbit and not s.lmask & qbit:
-                    freeze(i, imb_lam, BY_IMBALANCE)
-            pq = imb_p * 3 + imb_q
-            gap = imb_limit - (base[imb_p] + hi[imb_p] - base[imb_q] - lo[imb_q])
-            reserve[pq] = max(gap, 0)
 
 
 def explain(w: Work, cands: list[Slot]) -> None:
@@ -455,7 +378,10 @@ def explain(w: Work, cands: list[Slot]) -> None:
             continue
         if s.bound == BY_CAP:
             s.lreason = s.cap_kind
-            s.reason = _IDLE_REASON if s.idle and not s.probing else _CAP_REASONS[s.cap_kind]
+            if s.cap_reason:
+                s.reason = s.cap_reason
+            else:
+                s.reason = _IDLE_REASON if s.idle and not s.probing else CAP_REASONS[s.cap_kind]
         elif s.bound == BY_IMBALANCE:
             s.lreason = Limit.IMBALANCE
             s.reason = "phase imbalance"

@@ -63,11 +63,15 @@ class Tuning:
     """Knobs of the algorithm where the reference is silent (see docs/load-management.md)."""
 
     restart_margin_ma: int = 500  # a paused car restarts only if min + this fits
-    rotation_time_s: float = 900.0  # a car charging this long may yield to a waiting one ...
+    # ... and only if its minimum plus this keeps the phase imbalance within its limit (a
+    # charging car keeps its minimum up to the limit): the imbalance's hysteresis
+    imbalance_margin_ma: int = 1500
+    rotation_time_s: float = 3600.0  # a car charging this long may yield to a waiting one ...
     rotation_gap_mah: int = 12000  # ... that has been given this much less charge (or none)
     lend_threshold_ma: int = 1000  # "draws clearly less": below offer minus this
     lend_after_cycles: int = 2  # ... for this many cycles in a row
     lend_margin_ma: int = 2000  # a lending car keeps draw + this (and ramps by this)
+    lend_probe_after_s: float = 60.0  # a lending car is first offered its share again then
     idle_threshold_ma: int = 500  # a car drawing less than this (every phase) draws nothing
     idle_after_s: float = 60.0  # offered current but drawing nothing this long: the car is idle
     quiet_after_s: float = 6.0  # ... this long: it no longer balances the phases (imbalance)
@@ -76,6 +80,8 @@ class Tuning:
     probe_max_every_s: float = 3600.0  # doubling after each failure up to this
     start_step_ma: int = 2000  # each probe offers this much more than the last (up to the max)
     learn_threshold_ma: int = 2000  # a phase drawing more than this counts as used
+    settle_s: float = 10.0  # a car may still draw its previous current this long (overdraft)
+    house_penalty_s: float = 120.0  # an overshoot the rest of the house caused counts this long
     current_step_ma: int = 100  # allocations are rounded down to this step
     credit_export: bool = False  # let negative non-EVSE load (export) add headroom
 
@@ -105,11 +111,15 @@ class Measurement:
     `stale` is a mask of phases (bit0 = L1) whose reading is unknown this cycle. For those
     the core assumes `worst_case` if the caller knows a provable upper bound (for example
     the sum of the house's other circuit breakers), otherwise the node's whole limit.
+    `fresh` is False when the reading is older than the EVSE readings it was combined with
+    (a meter that has gone quiet but is not stale yet): no EVSE under the node is then given
+    more than it had.
     """
 
     current: Phases = ZERO
     stale: int = 0
     worst_case: Phases | None = None
+    fresh: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +208,29 @@ NO_DRAW = DrawMemory()
 
 
 @dataclass(frozen=True, slots=True)
+class LendMemory:
+    """What lending has learnt about a car that draws less than it is offered.
+
+    Such a car is capped near its draw and the rest goes to the others (lending). Now and
+    then it is offered its share again for a while (an upward probe): a car whose draw
+    rises with its offer (it draws a share or a fixed amount below its offer) is not lent
+    from, since capping it only lowers its draw; `ref_offer`/`ref_draw` are the offer and
+    the draw the probe saw. It is lent from again once it draws clearly less than that.
+    """
+
+    probe_at: float = 0.0  # the next upward probe is due then (while lent from)
+    probe_until: float | None = None  # end of the running probe
+    probe_gap: float = 0.0  # wait after the next probe that shows nothing
+    before: int = 0  # what it drew (highest phase) when the running probe started
+    offered: int = 0  # the offer when the running probe started
+    ref_offer: int = 0  # a probe saw it draw `ref_draw` at this offer; 0 = none
+    ref_draw: int = 0
+
+
+NO_LEND = LendMemory()
+
+
+@dataclass(frozen=True, slots=True)
 class EvseMemory:
     """What the core remembers about one EVSE between cycles."""
 
@@ -216,6 +249,12 @@ class EvseMemory:
     charge: float = 0.0  # current given while it drew, plug-in to charge_at (mA·s per phase)
     charge_at: float = 0.0
     charge_rate: int = 0  # mA given from charge_at on (0 while it does not draw)
+    # Paused only because of loads assumed for missing readings: the largest such load on
+    # its limits then (mA; 0 = not). Once it is smaller, it starts again as a charging car.
+    data_pause: int = 0
+    prev_set: int = 0  # the highest current set within settle_s before last_set (overdraft)
+    set_at: float = 0.0  # when last_set last changed
+    lend: LendMemory = NO_LEND  # upward probes of a car lent from, see LendMemory
 
 
 NEVER_SEEN = EvseMemory()
@@ -230,10 +269,13 @@ class BalancerState:
     """
 
     evses: Mapping[str, EvseMemory] = field(default_factory=dict)
-    penalty: Phases = ZERO
+    penalty: Phases = ZERO  # overshoot the EVSEs caused, until penalty_until (overdraft.py)
     penalty_until: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    house_penalty: Phases = ZERO  # overshoot the rest of the house caused, until house_until
+    house_until: tuple[float, float, float] = (0.0, 0.0, 0.0)
     overdraft_cur: int = 0
     prev_max_total: int | None = None  # last cycle's max_total_current
+    prev_load: Phases | None = None  # last cycle's non-EVSE load at the site (overdraft.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +320,7 @@ class Allocation:
     observe: bool  # lb_enabled was False: nothing may be written
     nodes: tuple[NodeDecision, ...]
     state: BalancerState
+    overshoot: int = 0  # largest overshoot of the connection limit measured this cycle (mA)
 
     def by_id(self) -> dict[str, EvseDecision]:
         return {d.id: d for d in self.evses}

@@ -10,11 +10,13 @@ from dataclasses import fields, replace
 from chargebrain.core.balancer.data import (
     NEVER_SEEN,
     NO_DRAW,
+    NO_LEND,
     Allocation,
     BalancerState,
     DrawMemory,
     EvseDecision,
     EvseMemory,
+    LendMemory,
     Limit,
     NodeDecision,
     PauseReason,
@@ -66,9 +68,9 @@ def finish(w: Work, state: BalancerState) -> Allocation:
                 node_alloc[base + p] += cur
                 tot[p] += cur
         if kind == FIXED:
-            new_mem = _fixed_memory(s, mem, now)
+            new_mem = _fixed_memory(s, mem, now, tun.settle_s)
         elif kind == IDLE:
-            new_mem = _idle_memory(s, mem, now)
+            new_mem = _idle_memory(s, mem, now, tun.settle_s)
         else:
             new_mem = _candidate_memory(w, s, mem)
             if s.paused and new_mem.waiting_since is not None:
@@ -121,21 +123,24 @@ def finish(w: Work, state: BalancerState) -> Allocation:
         evses=memories,
         penalty=w.penalty,
         penalty_until=w.penalty_until,
+        house_penalty=w.house_penalty,
+        house_until=w.house_until,
         overdraft_cur=w.overdraft_cur,
         prev_max_total=cfg.max_total_current,
+        prev_load=w.site_load,
     )
-    active_pen = Phases.of([w.penalty[p] if now < w.penalty_until[p] else 0 for p in range(3)])
     return Allocation(
         evses=tuple(decisions[i] for i in w.input_order),
         available=Phases.of([max(v, 0) for v in w.node_avail[:3]]),
         allocated=Phases.of(tot),
         consumed=Phases.of(w.consumed),
-        overdraft_applied=active_pen,
+        overdraft_applied=w.pen_applied,
         overdraft_cur=w.overdraft_cur,
         imbalance=max(spread) - min(spread),
         observe=not cfg.lb_enabled,
         nodes=tuple(nodes),
         state=new_state,
+        overshoot=w.overshoot,
     )
 
 
@@ -143,9 +148,8 @@ def finish(w: Work, state: BalancerState) -> Allocation:
 # object.__setattr__; setting the slots through their descriptors gives the same object at
 # about half the cost. The unpacking fails at import if a field is added or removed.
 _new = object.__new__
-(_m0, _m1, _m2, _m3, _m4, _m5, _m6, _m7, _m8, _m9, _m10, _m11, _m12, _m13, _m14) = [
-    getattr(EvseMemory, f.name).__set__ for f in fields(EvseMemory)
-]
+(_m0, _m1, _m2, _m3, _m4, _m5, _m6, _m7, _m8, _m9, _m10, _m11, _m12, _m13, _m14, _m15, _m16,
+ _m17, _m18) = [getattr(EvseMemory, f.name).__set__ for f in fields(EvseMemory)]
 (_d0, _d1, _d2, _d3, _d4, _d5, _d6, _d7, _d8, _d9, _d10, _d11) = [
     getattr(EvseDecision, f.name).__set__ for f in fields(EvseDecision)
 ]
@@ -167,6 +171,10 @@ def _memory(
     charge: float,
     charge_at: float,
     charge_rate: int,
+    data_pause: int,
+    prev_set: int,
+    set_at: float,
+    lend: LendMemory,
 ) -> EvseMemory:
     """EvseMemory(...) with every field given in order, built as described above."""
     m: EvseMemory = _new(EvseMemory)
@@ -185,6 +193,10 @@ def _memory(
     _m12(m, charge)
     _m13(m, charge_at)
     _m14(m, charge_rate)
+    _m15(m, data_pause)
+    _m16(m, prev_set)
+    _m17(m, set_at)
+    _m18(m, lend)
     return m
 
 
@@ -263,10 +275,11 @@ def charge_of(mem: EvseMemory, now: float) -> float:
     return mem.charge
 
 
-def _fixed_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
+def _fixed_memory(s: Slot, mem: EvseMemory, now: float, settle_s: float) -> EvseMemory:
     if s.lreason is Limit.OFFLINE:
         return mem  # what it holds is not ours to change; remember as it was
     kept = s.plugged and mem.plugged
+    prev_set, set_at = _set_change(mem, s.current, now, settle_s)
     return EvseMemory(
         last_set=s.current,
         plugged=s.plugged,
@@ -276,6 +289,9 @@ def _fixed_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
         draw=not_offered(mem.draw) if kept else NO_DRAW,
         charge=charge_of(mem, now) if kept else 0.0,
         charge_at=now,
+        prev_set=prev_set,
+        set_at=set_at,
+        lend=mem.lend if kept else NO_LEND,
     )
 
 
@@ -284,9 +300,10 @@ _NO_PAUSE = PauseReason.NONE
 _NO_VEHICLE, _NO_VEHICLE_REASON = EmptySlot.lreason, EmptySlot.reason
 
 
-def _idle_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
+def _idle_memory(s: Slot, mem: EvseMemory, now: float, settle_s: float) -> EvseMemory:
     if not s.plugged:
         return _UNPLUGGED
+    prev_set, set_at = _set_change(mem, 0, now, settle_s)
     return EvseMemory(
         last_set=0,
         plugged=True,
@@ -297,7 +314,21 @@ def _idle_memory(s: Slot, mem: EvseMemory, now: float) -> EvseMemory:
         draw=not_offered(mem.draw) if mem.plugged else NO_DRAW,
         charge=charge_of(mem, now),
         charge_at=now,
+        prev_set=prev_set,
+        set_at=set_at,
+        lend=mem.lend if mem.plugged else NO_LEND,
     )
+
+
+def _set_change(mem: EvseMemory, current: int, now: float, settle_s: float) -> tuple[int, float]:
+    """(prev_set, set_at) after setting `current`: the highest current set within settle_s
+    before the new one, and when it changed (see overdraft.given)."""
+    last = mem.last_set if mem.last_set > 0 else 0
+    if current == last:
+        return mem.prev_set, mem.set_at
+    if mem.prev_set > last and now - mem.set_at < settle_s:
+        return mem.prev_set, now
+    return last, now
 
 
 def _draw_memory(w: Work, s: Slot) -> DrawMemory:
@@ -316,12 +347,13 @@ def _draw_memory(w: Work, s: Slot) -> DrawMemory:
 def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
     # Positional: EvseMemory(last_set, plugged, plugged_since, learnt_phases, waiting_since,
     # pause_until, pause_reason, charging_since, lend_cycles, capped, raised, draw, charge,
-    # charge_at, charge_rate).
+    # charge_at, charge_rate, data_pause, prev_set, set_at, lend).
     now = w.now
     dm = s.dm
     if dm is not NO_DRAW:
         dm = _draw_memory(w, s)
     charge = s.charge
+    settle = w.tun.settle_s
     if s.admitted:
         capped = s.cap_kind is Limit.CAR_DRAW and (s.bound == BY_CAP or s.held)
         raised = s.current > mem.last_set
@@ -338,6 +370,8 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
             and mem.pause_reason is PauseReason.NONE
             and mem.draw is dm
             and mem.charge_rate == rate
+            and mem.lend is s.lm
+            and not mem.data_pause
         ):
             return mem
         # A charging spell starts anew when the car starts drawing after being idle, or
@@ -345,13 +379,14 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
         fresh = (mem.draw.idle and not dm.idle) or (
             dm.probe_until is not None and mem.draw.probe_until is None
         )
+        prev_set, set_at = _set_change(mem, s.current, now, settle)
         return _memory(
             s.current,
             True,
             s.plugged_since,
             s.learnt,
             None,
-            mem.pause_until,
+            0.0 if mem.data_pause else mem.pause_until,
             PauseReason.NONE,
             mem.charging_since
             if s.incumbent and mem.charging_since is not None and not fresh
@@ -363,13 +398,33 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
             charge,
             now,
             rate,
+            0,
+            prev_set,
+            set_at,
+            s.lm,
         )
-    if s.incumbent:  # stopped now: the minimum pause starts
-        waiting, until = now, now + w.cfg.min_pause_time
-    else:
-        waiting = now if mem.waiting_since is None else mem.waiting_since
-        until = mem.pause_until
+    waiting = now if mem.waiting_since is None else mem.waiting_since
+    until = mem.pause_until
+    since = None
+    data_pause = 0
+    if s.incumbent:
+        if s.data_pause:
+            # Stopped only for loads assumed for missing readings: no pause timer, and it
+            # keeps its place as a charging car for when they are back.
+            data_pause, since = s.data_pause, mem.charging_since
+        elif mem.data_pause:
+            # The readings are back and it still does not fit: the minimum pause counts
+            # from when it stopped.
+            until = waiting + w.cfg.min_pause_time
+        elif s.drawing or mem.charge_rate > 0 or s.idle:
+            # A car that was charging stops now: the minimum pause starts, so it does not
+            # flap; so does an idle car's (its current would come and go at the others'
+            # expense). A car given current that has not started drawing yet gets none.
+            until = now + w.cfg.min_pause_time
+    elif mem.data_pause:  # the readings are still missing
+        data_pause, since = mem.data_pause, mem.charging_since
+    prev_set, set_at = _set_change(mem, 0, now, settle)
     return _memory(
-        0, True, s.plugged_since, s.learnt, waiting, until, s.pause_reason, None, 0, False,
-        False, dm, charge, now, 0,
+        0, True, s.plugged_since, s.learnt, waiting, until, s.pause_reason, since, 0, False,
+        False, dm, charge, now, 0, data_pause, prev_set, set_at, s.lm,
     )

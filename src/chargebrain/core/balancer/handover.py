@@ -10,7 +10,8 @@ limited (node, phase) a car counts with the most it may draw while it changes ov
 
 Where that does not hold, the increases wait for the decreases, in this order:
 
-1. cars that would start this cycle (the last admitted first) wait for a later cycle;
+1. cars that would start this cycle (the last admitted first; a car paused only while
+   readings were missing starts again like one) wait for a later cycle;
 2. cars that already charge rise less, in whole current steps (the largest rise first),
    never below their last current or what they draw now; a probe (drawing.py) that would
    raise a car's minimum waits too.
@@ -139,8 +140,8 @@ def _defer_starts(
     for s in reversed(admitted):
         if excess <= 0:
             break
-        if s.incumbent or not s.admitted or c not in s.cons:
-            continue
+        if (s.incumbent and _old(s)) or not s.admitted or c not in s.cons:
+            continue  # a car paused while readings were missing starts again like a new one
         freed = _counted(s, new[id(s)], p) - _counted(s, 0, p)
         if freed <= 0 or not _balanced(w, s, new[id(s)], 0):
             continue
@@ -148,6 +149,7 @@ def _defer_starts(
         _change(w, s, new, 0, usage)
         s.admitted = False
         s.paused = True
+        s.data_pause = s.mem.data_pause  # it is still the car the readings stopped
         s.fail = c
         s.pause_reason = PauseReason.SHORTAGE
         s.reason = f"waiting for other cars to come down ({w.label_of(c)})"
@@ -162,7 +164,7 @@ def _slow_rises(
     p = c % 3
     rising = []
     for s in admitted:
-        if s.admitted and s.incumbent and c in s.cons:
+        if s.admitted and s.incumbent and _old(s) and c in s.cons:
             rise = new[id(s)] - max(_old(s), s.drawn[p])
             if rise > 0:
                 rising.append((-rise, s.e.id, s))

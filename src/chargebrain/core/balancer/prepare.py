@@ -12,6 +12,7 @@ from chargebrain.core.balancer.data import (
     IEC_MIN_CURRENT,
     NEVER_SEEN,
     NO_DRAW,
+    NO_LEND,
     BalancerState,
     DisablePolicy,
     Limit,
@@ -20,11 +21,15 @@ from chargebrain.core.balancer.data import (
 from chargebrain.core.balancer.drawing import observe, probing
 from chargebrain.core.balancer.finish import charge_of, finish
 from chargebrain.core.balancer.layout import id_order, tree_of
+from chargebrain.core.balancer.lending import lend
+from chargebrain.core.balancer.overdraft import given, overdraft
 from chargebrain.core.balancer.work import (
     BY_CAP,
+    BY_FROZEN,
     BY_IMBALANCE,
     BY_TIMER,
     CANDIDATE,
+    CAP_REASONS,
     FITS,
     FIXED,
     IDLE,
@@ -43,13 +48,15 @@ from chargebrain.core.balancer.work import (
     worst_mask,
 )
 from chargebrain.core.model import EvseState
-from chargebrain.core.phases import ALL_PHASES_MASK, Phases
+from chargebrain.core.phases import ALL_PHASES_MASK
 
 __all__ = [
     "BY_CAP",
+    "BY_FROZEN",
     "BY_IMBALANCE",
     "BY_TIMER",
     "CANDIDATE",
+    "CAP_REASONS",
     "FITS",
     "FIXED",
     "IDLE",
@@ -69,6 +76,7 @@ __all__ = [
 _OFFLINE = EvseState.OFFLINE
 _CHARGING = frozenset(s for s in EvseState if s.charging)
 _RULE, _OVERRIDE, _EVSE_MAX, _CAR_DRAW = Limit.RULE, Limit.OVERRIDE, Limit.EVSE_MAX, Limit.CAR_DRAW
+_NO_LEND = NO_LEND
 _BACKEND = Limit.BACKEND
 _CAP_TEXT = {_EVSE_MAX: "EVSE maximum", _BACKEND: "OCPP backend"}
 _ROTATED = {(m, r): rot_mask(m, r) for m in range(8) for r in (0, 120, 240)}
@@ -184,6 +192,8 @@ def classify(w: Work, s: Slot) -> None:
     bmask = rotated if rotated is not None else rot_mask(evse_mask, e.rotation)
     s.bmask = bmask
     last_set = mem.last_set
+    # A charging car (one paused while readings were missing may be one again, see
+    # `_data_back`).
     incumbent = s.incumbent = last_set > 0 and mem.waiting_since is None and mem_plugged
     offered = last_set if mem_plugged and last_set > 0 else 0
     if has_meter:
@@ -212,44 +222,26 @@ def classify(w: Work, s: Slot) -> None:
         # Where the imbalance check counts a car: on the phases it may draw on (the heavy
         # side of a pair) and on those it surely draws on (the light side). A car whose
         # phases are not known yet may draw on every phase it is planned on but surely
-        # only on its L1; a car that has drawn nothing for quiet_after_s surely draws
-        # nowhere (counting it would balance the phases on paper only). A car on all
-        # three known phases cannot unbalance them and is left out.
+        # only on its L1 (where that keeps it from starting, it starts anyway at its
+        # minimum, see allocate.measure_first); a car that has drawn nothing for
+        # quiet_after_s surely draws nowhere (counting it would balance the phases on
+        # paper only). A car on all three known phases cannot unbalance them and is left
+        # out.
         known = used or not has_meter or s.learnt
         if not known or bmask != ALL_PHASES_MASK:
             quiet = dm.quiet_since
             s.hmask = bmask
+            s.unsure_phases = not known
             if not (dm.idle or (quiet is not None and now - quiet >= tun.quiet_after_s)):
                 s.lmask = bmask if known else rot_mask(1, e.rotation)
+    if mem_plugged and mem.lend is not _NO_LEND:
+        s.lm = mem.lend
     if incumbent:
-        _lend(w, s, draw)
+        lend(w, s, draw)
         if s.cap_kind is _CAR_DRAW and s.want > draw:
             # It is given up to `want` but draws less: on the light side of a pair only
             # what it draws counts.
             s.lfree = min(s.min, s.want - draw)
-
-
-def _lend(w: Work, s: Slot, draw: int) -> None:
-    """Cap a car that draws clearly less than offered at its draw plus a margin."""
-    mem, tun = s.mem, w.tun
-    offered = mem.last_set
-    following = draw >= offered - tun.lend_threshold_ma
-    if following:
-        cycles = 0
-    elif mem.raised:
-        cycles = mem.lend_cycles  # the offer just went up: give the car a cycle to follow
-    else:
-        cycles = mem.lend_cycles + 1
-    s.lend_cycles = cycles
-    if cycles >= tun.lend_after_cycles:
-        cap = max(s.min, draw + tun.lend_margin_ma)
-    elif mem.capped:
-        # Taking lent current back: one margin step per cycle, and only while it follows.
-        cap = max(s.min, offered + tun.lend_margin_ma if following else offered)
-    else:
-        return
-    if cap < s.want:
-        s.want, s.cap_kind = cap, Limit.CAR_DRAW
 
 
 def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
@@ -265,7 +257,8 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
     memories = state.evses
     slots = w.slots
     input_order = [0] * len(order)
-    consumed = w.consumed
+    consumed, excess = w.consumed, w.excess
+    settle = tun.settle_s
     mem_of = memories.get
     add = slots.append
     waiting, offline = EvseState.WAITING, Limit.OFFLINE
@@ -298,6 +291,14 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
             consumed[0] += d0
             consumed[1] += d1
             consumed[2] += d2
+            if d0 > 0 or d1 > 0 or d2 > 0:
+                top = s.current if s.kind == FIXED else given(s.mem, now, settle)
+                if d0 > top:
+                    excess[0] += d0 - top
+                if d1 > top:
+                    excess[1] += d1 - top
+                if d2 > top:
+                    excess[2] += d2 - top
         elif e.state.charging and s.mem.last_set > 0:
             bm = s.bmask or worst_mask(e, s.learnt, s.plugged)
             held = s.mem.last_set
@@ -306,44 +307,36 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
                 consumed[p] += s.mem.last_set
     w.input_order = input_order
 
-    # Overdraft: measured total above the connection limit shrinks what is available. The
-    # currents measured now were set under last cycle's limit; a limit that just dropped
-    # is not an overdraw until the cars have had a cycle to follow it.
     site_m = site.load
-    limit = cfg.max_total_current
-    if state.prev_max_total is not None and state.prev_max_total > limit:
-        limit = state.prev_max_total
-    pen = list(state.penalty)
-    until = list(state.penalty_until)
-    worst = 0
-    for p in range(3):
-        if now >= until[p]:
-            pen[p] = 0
-        if not site_m.stale >> p & 1:
-            over = site_m.current[p] + consumed[p] - limit
-            if over > 0:
-                worst = max(worst, over)
-                pen[p] = max(pen[p], over)
-                until[p] = now + cfg.overdraft_penalty_time
-    w.penalty = Phases.of(pen)
-    w.penalty_until = (until[0], until[1], until[2])
-    w.overdraft_cur = max(state.overdraft_cur, worst)
+    pen = overdraft(w, site_m, state)
+    house = w.house_applied
 
     # Capacities: site (and wallbox supply line) at node 0, then each limited group.
     site_load = assumed_load(site_m, cfg.max_total_current, tun.credit_export)
-    cap, avail = w.cap, w.node_avail
+    cap, avail, unsure = w.cap, w.node_avail, w.unsure
     for p in range(3):
+        if site_m.stale >> p & 1:
+            unsure[p] = site_load[p]
         head = cfg.max_total_current - cfg.reserve_current - site_load[p] - pen[p]
         if 0 < cfg.max_total_evse_current < head:
             head = cfg.max_total_evse_current
             w.root_kind[p] = Limit.SUPPLY
         avail[p] = cap[p] = head
+        if house[p] > 0:  # the house's part of the penalty pauses no charging car
+            soft = head + house[p]
+            if 0 < cfg.max_total_evse_current < soft:
+                soft = cfg.max_total_evse_current
+            w.soft[p] = soft - head
     for node, g in enumerate(tree.configs):
         if g is None or g.max_current is None:
             continue
         limit = max(0, g.max_current)
         gl = assumed_load(g.load, limit, tun.credit_export)
         c = node * 3
+        if g.load is not None and g.load.stale:
+            for p in range(3):
+                if g.load.stale >> p & 1:
+                    unsure[c + p] = gl[p]
         avail[c] = cap[c] = limit - gl[0]
         avail[c + 1] = cap[c + 1] = limit - gl[1]
         avail[c + 2] = cap[c + 2] = limit - gl[2]
@@ -357,11 +350,17 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
     width = tree.depth + 1
     tiers: dict[tuple[int, int], tuple[float, ...]] = {}
     index, cons_cache = tree.index, w.cons_cache
+    quiet = _quiet_nodes(site, index)
     for s in slots:
         kind = s.kind
         if kind == CANDIDATE:
             e = s.e
             node = index.get(e.group, 0)
+            if quiet:
+                for n in tree.path[node]:
+                    if n in quiet:
+                        s.frozen = n
+                        break
             cons = cons_cache.get((node, s.bmask))
             s.cons = cons if cons is not None else w.constraints(node, s.bmask)
             tkey = (node, e.priority)
@@ -377,13 +376,41 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
             s.tier = tier
         elif kind == FIXED and s.current > 0:
             node = index.get(s.e.group, 0)
+            unreachable = s.lreason is Limit.OFFLINE
             for c in w.constraints(node, s.bmask):
                 cap[c] -= s.current
+                if unreachable:
+                    unsure[c] += s.current
             for p in MASK_PHASES[s.bmask]:
                 imb[p] += s.current
     if cfg.imbalance_add:
         w.imb_extra = site_load
         for p in range(3):
             imb[p] += site_load[p]
+    _data_back(w)
     return w
+
+
+def _data_back(w: Work) -> None:
+    """A car paused only for loads assumed for missing readings competes as the charging
+    car it was once less is assumed on its limits than when it stopped (the readings are
+    back); until then it waits like any waiting car, but without a pause timer."""
+    for s in w.slots:
+        mem = s.mem
+        if (mem.data_pause and s.kind == CANDIDATE and mem.plugged
+                and w.unsure_on(s.cons) < mem.data_pause):
+            s.incumbent = True
+
+
+def _quiet_nodes(site: SiteInput, index: dict[int, int]) -> frozenset[int]:
+    """Nodes whose non-EVSE load reading is not fresh: nobody under them gets more."""
+    if site.load.fresh and all(g.load is None or g.load.fresh for g in site.groups):
+        return frozenset()
+    out = set()
+    if not site.load.fresh:
+        out.add(0)
+    for g in site.groups:
+        if g.load is not None and not g.load.fresh and g.id in index:
+            out.add(index[g.id])
+    return frozenset(out)
 

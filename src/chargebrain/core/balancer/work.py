@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from chargebrain.core.balancer.data import (
     NO_DRAW,
+    NO_LEND,
     DrawMemory,
     EvseInput,
     EvseMemory,
+    LendMemory,
     Limit,
     Measurement,
     PauseReason,
@@ -18,7 +20,7 @@ from chargebrain.core.balancer.data import (
 )
 from chargebrain.core.balancer.layout import Tree
 from chargebrain.core.model import EvseState
-from chargebrain.core.phases import ALL_PHASES_MASK, ZERO, rotate_mask
+from chargebrain.core.phases import ALL_PHASES_MASK, ZERO, Phases, rotate_mask
 
 INF = 1 << 62  # capacity of a node without a limit of its own
 PHASE_NAMES = ("L1", "L2", "L3")
@@ -48,8 +50,18 @@ CANDIDATE = 2  # competes for current
 FITS = -1
 BY_CAP = -1
 BY_IMBALANCE = -2
+#: The reason shown for a car held by its own cap, by what set the cap.
+CAP_REASONS = {
+    Limit.EVSE_MAX: "EVSE maximum",
+    Limit.RULE: "rule",
+    Limit.OVERRIDE: "override",
+    Limit.CAR_DRAW: "car draw",
+    Limit.IMBALANCE: "phases not known yet (phase imbalance)",
+    Limit.BACKEND: "OCPP backend",
+}
 BY_TIMER = -3  # would fit, but its pause has not lasted min_pause_time
 NOT_SET = -4
+BY_FROZEN = -5  # a meter above it is not fresh: it may not be given more than it had
 
 
 class Slot:
@@ -90,10 +102,15 @@ class Slot:
     held = False  # its rise waits for other cars to come down (handover.py)
     drawing = False  # it draws at least idle_threshold_ma now
     floor = 0  # its minimum: configured, or the start current it has shown
+    unsure_phases = False  # planned on all phases, not measured yet ("determine")
     hmask = 0  # building phases it may draw on, for the imbalance check (see classify)
     lmask = 0  # building phases it surely draws on, for the imbalance check
     lfree = 0  # of its current, this much is not surely drawn (it draws less)
     charge = 0.0  # current given since plug-in (mA·s per phase), see charge_of
+    lm: LendMemory = NO_LEND  # lending memory after this cycle's reading (lending.py)
+    data_pause = 0  # refused only for loads assumed for missing readings: the largest then
+    frozen = -1  # node whose meter reading is not fresh (-1: none): no more than it had
+    cap_reason = ""  # reason text when its cap binds, if not the cap kind's usual one
 
     def __init__(self, e: EvseInput, mem: EvseMemory) -> None:
         self.e = e
@@ -116,6 +133,10 @@ class Work:
         "cfg",
         "cons_cache",
         "consumed",
+        "excess",
+        "house_applied",
+        "house_penalty",
+        "house_until",
         "ihi",
         "ilo",
         "imb_base",
@@ -128,12 +149,17 @@ class Work:
         "node_avail",
         "now",
         "overdraft_cur",
+        "overshoot",
+        "pen_applied",
         "penalty",
         "penalty_until",
         "root_kind",
+        "site_load",
         "slots",
+        "soft",
         "tree",
         "tun",
+        "unsure",
     )
 
     def __init__(self, cfg: SiteConfig, tree: Tree, now: float) -> None:
@@ -159,7 +185,20 @@ class Work:
         self.ilo = [0, 0, 0]  # controlled EVSE current that surely is drawn, per phase
         self.penalty = ZERO
         self.penalty_until = (0.0, 0.0, 0.0)
+        self.house_penalty = ZERO
+        self.house_until = (0.0, 0.0, 0.0)
+        self.pen_applied = ZERO  # the penalty in force this cycle, both parts
+        self.house_applied = [0, 0, 0]  # of it, the part the rest of the house caused
+        # per (node, phase): room a charging car may still keep its minimum in, beyond
+        # the capacity (the house's part of the overdraft penalty, overdraft.py)
+        self.soft = [0] * n3
+        self.site_load: Phases | None = None  # the site's non-EVSE load as measured
         self.overdraft_cur = 0
+        self.overshoot = 0  # the largest overshoot measured this cycle
+        # per (node, phase): the part of the capacity taken by loads assumed for missing
+        # readings (unreachable EVSEs, stale meter phases), not measured
+        self.unsure = [0] * n3
+        self.excess = [0, 0, 0]  # what EVSEs draw above what they were given, per phase
 
     def constraints(self, node: int, bmask: int) -> tuple[int, ...]:
         """Indexes of the limited (node, phase) pairs an EVSE on `node` and `bmask` uses."""
@@ -187,6 +226,19 @@ class Work:
         else:
             name = self.tree.labels[c // 3]
         return f"{name} phase {PHASE_NAMES[c % 3]}"
+
+    def assumed_only(self, cons: tuple[int, ...], need: int) -> int:
+        """If `need` more would fit on every constraint but for loads assumed for missing
+        readings: the largest such load on them (mA); else 0."""
+        cap, load, unsure = self.cap, self.load, self.unsure
+        if all(load[c] + need <= cap[c] + unsure[c] for c in cons):
+            return max((unsure[c] for c in cons), default=0)
+        return 0
+
+    def unsure_on(self, cons: tuple[int, ...]) -> int:
+        """The largest load assumed for missing readings on these constraints (mA)."""
+        unsure = self.unsure
+        return max((unsure[c] for c in cons), default=0)
 
     def fits(self, cons: tuple[int, ...], need: int) -> int:
         """FITS if `need` more fits on every constraint, else the first one it breaks."""
