@@ -128,6 +128,9 @@ class HttpApi:
                 await auth.penalise(self.app, caller)
                 return challenge(f"{name} needs the admin password")
             result = await cmd.handler(req)
+            if not name.startswith("get_"):
+                # It may have changed what get_dev_info shows (api/dev_info_cache.py).
+                self.app.manager.signal.changed()
         except ApiError as exc:
             return json_response(exc.body, status=exc.status, headers=exc.headers)
         except web.HTTPException:

@@ -46,7 +46,7 @@ def build_manager(
     return ChargingManager(
         clock, signal, inventory, settings,
         pushes=pushes,
-        readers=Readers(clock, inventory, settings, listeners),
+        readers=Readers(clock, inventory, settings, listeners, signal.changed),
         decider=Decider(clock, powerbrain, inventory, settings, store, overdraft_cur),
         writer=Writer(clock, inventory.devices),
         listeners=listeners,
