@@ -137,11 +137,13 @@ class Box:
         task.add_done_callback(self.tasks.discard)
 
     async def close(self) -> None:
-        if self.peer is not None:
-            await self.peer.close("done")
+        # Its own messages in flight first: one still sending when the connection closes
+        # would fail and count as a failed report of the round.
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.peer is not None:
+            await self.peer.close("done")
 
 
 class Pusher:
