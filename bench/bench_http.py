@@ -6,7 +6,8 @@ the very body chargebrain gave for the same request. A separate client process (
 CPU time is not charged to the server) keeps a few keep-alive connections busy, one
 request at a time each, against one server and then the other, alternating for several
 rounds. Figures: `cmd=modbus&device=meter1&read=all` and `cmd=get_dev_info` with 12
-devices, each against the bare handler; plus the server's CPU time per request.
+devices, then `cmd=get_dev_info` again once HTTP-input EVSEs and meters bring the site to
+200 devices, each against the bare handler; plus the server's CPU time per request.
 
 chargebrain and aiohttp's server are imported inside functions, so that the client
 process, which runs this module with `--client`, starts quickly.
@@ -48,6 +49,7 @@ READ_ALL = "/cnf?cmd=modbus&device=meter1&read=all"
 DEV_INFO = "/cnf?cmd=get_dev_info"
 EXTRA_EVSES = 6  # with the 3 built-in devices and 3 meters: 12 devices
 EXTRA_METERS = 3
+LARGE_SITE = 200  # devices in all for the second get_dev_info figure
 GOAL_RATIO = 0.6
 
 
@@ -115,15 +117,21 @@ class Bare:
             self._runner = None
 
 
-def _add_devices(app: App) -> None:
+def _add_devices(app: App, evses: int, meters: int) -> None:
+    """HTTP-input EVSEs E2.. and meters M3.. (the first of them the grid meter) until
+    there are `evses` and `meters` of them."""
     from chargebrain.manager.config import DeviceConfig
 
     mgr = app.manager
-    for i in range(EXTRA_EVSES):
-        mgr.inventory.upsert_device(DeviceConfig(f"E{i + 2}", "evse_ajax", name=f"Sim-{i + 2}"))
-    for i in range(EXTRA_METERS):
-        mgr.inventory.upsert_device(DeviceConfig(f"M{i + 3}", "meter_ajax", name=f"Meter-{i + 3}",
-                                       role=3 if i == 0 else 0))
+    for i in range(evses):
+        if f"E{i + 2}" not in mgr.devices:
+            mgr.inventory.upsert_device(DeviceConfig(f"E{i + 2}", "evse_ajax",
+                                                     name=f"Sim-{i + 2}"))
+    for i in range(meters):
+        if f"M{i + 3}" not in mgr.devices:
+            mgr.inventory.upsert_device(DeviceConfig(f"M{i + 3}", "meter_ajax",
+                                                     name=f"Meter-{i + 3}",
+                                                     role=3 if i == 0 else 0))
 
 
 def _push_all(app: App) -> None:
@@ -131,18 +139,32 @@ def _push_all(app: App) -> None:
     from chargebrain.core.phases import Phases
 
     mgr = app.manager
-    for i in range(EXTRA_EVSES):
-        mgr.pushes.push_evse(f"E{i + 2}", EvseReading(
-            state=EvseState.CHARGING, currents=Phases(6000, 6000, 6000), power_w=4140.0))
-    for i in range(EXTRA_METERS):
-        mgr.pushes.push_meter(f"M{i + 3}", MeterReading(
-            power_w=2300.0, currents=Phases(3000, 3000, 4000)))
+    for dev_id, rt in list(mgr.devices.items()):
+        if rt.config.dev_type == "evse_ajax" and dev_id.startswith("E"):
+            mgr.pushes.push_evse(dev_id, EvseReading(
+                state=EvseState.CHARGING, currents=Phases(6000, 6000, 6000), power_w=4140.0))
+        elif rt.config.dev_type == "meter_ajax" and dev_id.startswith("M"):
+            mgr.pushes.push_meter(dev_id, MeterReading(
+                power_w=2300.0, currents=Phases(3000, 3000, 4000)))
 
 
 async def _keep_fresh(app: App) -> None:
     while True:
         _push_all(app)
         await asyncio.sleep(5.0)
+
+
+async def _compare(out: dict[str, list[float]], label: str, path: str, ours_port: int,
+                   bare: Bare, rounds: int, seconds: float) -> None:
+    """Alternating rounds against chargebrain and the bare handler (given chargebrain's
+    answer to `path` at the start)."""
+    bare.body = await _fetch(ours_port, path)
+    out[f"{label}.bytes"] = [float(len(bare.body))]
+    for _ in range(rounds):
+        for side, port in (("ours", ours_port), ("bare", bare.port)):
+            rate, cpu_us = await server_round(port, path, seconds)
+            out.setdefault(f"{label}.{side}.rate", []).append(rate)
+            out.setdefault(f"{label}.{side}.cpu_us", []).append(cpu_us)
 
 
 async def _fetch(port: int, path: str) -> bytes:
@@ -184,18 +206,21 @@ async def _measure(rounds: int, seconds: float) -> dict[str, list[float]]:
         fresh: asyncio.Task[None] | None = None
         try:
             await bare.start()
-            _add_devices(app)
+            _add_devices(app, EXTRA_EVSES, EXTRA_METERS)
             fresh = asyncio.create_task(_keep_fresh(app))
             await app.manager.wait_cycle()
             ours_port = app.http_bound_port
             for label, path in (("read_all", READ_ALL), ("dev_info", DEV_INFO)):
-                bare.body = await _fetch(ours_port, path)
-                for _ in range(rounds):
-                    for side, port in (("ours", ours_port), ("bare", bare.port)):
-                        rate, cpu_us = await server_round(port, path, seconds)
-                        out.setdefault(f"{label}.{side}.rate", []).append(rate)
-                        out.setdefault(f"{label}.{side}.cpu_us", []).append(cpu_us)
+                await _compare(out, label, path, ours_port, bare, rounds, seconds)
             out["dev_info.devices"] = [float(len(app.manager.devices))]
+            extra = LARGE_SITE - len(app.manager.devices)
+            evses = EXTRA_EVSES + extra // 2
+            _add_devices(app, evses, EXTRA_METERS + extra - extra // 2)
+            _push_all(app)
+            await app.manager.wait_cycle()
+            await app.manager.wait_cycle()
+            await _compare(out, "dev_info_large", DEV_INFO, ours_port, bare, rounds, seconds)
+            out["dev_info_large.devices"] = [float(len(app.manager.devices))]
         finally:
             if fresh is not None:
                 fresh.cancel()
@@ -214,10 +239,13 @@ def run(quick: bool) -> list[Figure]:
         return statistics.median(m[key])
 
     devices = int(m["dev_info.devices"][0])
+    large = int(m["dev_info_large.devices"][0])
+    kb = med("dev_info_large.bytes") / 1000
     figures = []
     for label, what, goal in (
         ("read_all", "cmd=modbus&device=meter1&read=all", f"ratio >= {GOAL_RATIO}"),
         ("dev_info", f"cmd=get_dev_info, {devices} devices", "report"),
+        ("dev_info_large", f"cmd=get_dev_info, {large} devices ({kb:.0f} kB)", "report"),
     ):
         ours, bare = med(f"{label}.ours.rate"), med(f"{label}.bare.rate")
         figures.append(Figure(

@@ -12,85 +12,27 @@ Run alone: `python -m bench --only memory`.
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
 
-from bench.common import HOST, ROOT, Figure, child_env, free_port
+from bench.common import ChargebrainProcess, Figure, rss_kib
 
 EVSES = 250
 PUSH_CONCURRENCY = 8
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of `pid` in KiB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-class Chargebrain:
+class Chargebrain(ChargebrainProcess):
     """`python -m chargebrain run` on a free loopback port, stopped on exit."""
 
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = data.parent / f"chargebrain-{self.port}.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/cnf"
-
     async def __aenter__(self) -> Chargebrain:
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "chargebrain", "run", "--data", str(self.data),
-                 "--http", f"{HOST}:{self.port}", "--modbus-port", "0",
-                 "--log-level", "WARNING"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env())
-        try:
-            await self._wait_listening(30.0)
-        except BaseException:
-            await self.__aexit__()
-            raise
+        await self.start()
         return self
 
-    async def _wait_listening(self, timeout: float) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chargebrain exited: {self.log.read_text()[-2000:]}")
-            try:
-                _r, w = await asyncio.open_connection(HOST, self.port)
-                w.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"chargebrain did not start within {timeout:g} s")
-
     async def __aexit__(self, *_exc: object) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        await self.stop()
 
 
 async def _call(http: aiohttp.ClientSession, url: str, body: object = None) -> None:
@@ -107,7 +49,7 @@ async def _call(http: aiohttp.ClientSession, url: str, body: object = None) -> N
 async def _add_evses(cb: Chargebrain, count: int) -> None:
     async with aiohttp.ClientSession() as http:
         for n in range(2, count + 2):
-            await _call(http, f"{cb.url}?cmd=set_params", {"devices": [
+            await _call(http, cb.url("set_params"), {"devices": [
                 {"dev_type": "evse_ajax", "dev_id": f"E{n}", "name": f"Sim-{n}"}]})
         queue = list(range(2, count + 2))
 
@@ -116,11 +58,11 @@ async def _add_evses(cb: Chargebrain, count: int) -> None:
                 n = queue.pop()
                 state = 3 if n % 2 else 1
                 current = "16000,16000,16000" if state == 3 else "0,0,0"
-                await _call(http, f"{cb.url}?cmd=set_ajax_evse&dev_id=E{n}&state={state}"
-                                  f"&current={current}&total_energy={1000 * n}")
+                await _call(http, cb.url(f"set_ajax_evse&dev_id=E{n}&state={state}"
+                                         f"&current={current}&total_energy={1000 * n}"))
 
         await asyncio.gather(*(pusher() for _ in range(PUSH_CONCURRENCY)))
-        await _call(http, f"{cb.url}?cmd=get_dev_info")
+        await _call(http, cb.url("get_dev_info"))
 
 
 async def _rss(evses: int, settle: float) -> int:

@@ -25,11 +25,23 @@ every reading as fresh as the control cycle):
   HTTP-input EVSEs is what OCPP costs more);
 - the server's CPU per 1 s cycle period with N charge points, in ms.
 
+Then, with 250 charge points connected at once (50 in quick mode), against as many
+HTTP-input EVSEs:
+
+- the server's RSS growth per connected charge point: one round per side in a fresh
+  process of its own (`--round`), VmRSS after the App started against VmRSS at the end
+  of the measured window, divided by N;
+- one control cycle, median and p95 of every cycle in that round's measured window
+  (goal: 1 s);
+- the reaction to an overload pushed over HTTP, until the lower charging profile
+  reaches the charge point, p50 and p99 (goal: 1 s): see `bench.ocpp_reaction`.
+
 A round fails (and with it the module) unless every charge point is connected, seen with
 its car and without communication error at its end, no report failed, and every OCPP
 charge point accepted charging profiles.
 
-chargebrain is imported inside functions, so that the client process starts quickly.
+The charge points the client plays are in `bench.ocpp_points`. chargebrain is imported
+inside functions, so that the client process starts quickly.
 
 Run alone: `python -m bench --only ocpp`.
 """
@@ -44,7 +56,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,18 +65,17 @@ from bench.common import (
     Figure,
     child_env,
     free_port,
-    http_answer,
     module_main,
+    percentile,
     raise_nofile_limit,
+    rss_kib,
+    run_child,
 )
+from bench.ocpp_points import Box, Counts, Pusher
 
 if TYPE_CHECKING:
     from chargebrain.app import App
-    from chargebrain.servers.ocpp.adapter import Payload, Peer
 
-MAX_A = 16.0  # what a car draws at most on each phase (and the EVSEs' maximum)
-MIN_A = 6.0
-VOLTAGE = 230.0
 STEP_MA = (8000, 10_000)  # per EVSE: the site limit moves between N × these
 MOVE_S = 5.0  # the site limit moves this often
 WARMUP_S = 4.0  # after every charge point is set up, before the measured window
@@ -73,142 +83,6 @@ MODES = ("ocpp", "http")
 
 
 # --- the client (runs in its own process) ------------------------------------------------
-
-
-def draw_a(given_a: float) -> float:
-    """What a car draws on each phase when given `given_a` (before any: its minimum)."""
-    return min(given_a, MAX_A) if given_a >= MIN_A else 0.0
-
-
-@dataclass
-class Counts:
-    sent: int = 0  # reports (MeterValues, set_ajax_evse) answered
-    errors: int = 0
-    profiles: int = 0  # SetChargingProfile accepted
-
-
-class Box:
-    """One OCPP charge point with connector 1, charging."""
-
-    def __init__(self, url: str, cp_id: str, counts: Counts) -> None:
-        self.url = f"{url}/{cp_id}"
-        self.cp_id = cp_id
-        self.counts = counts
-        self.peer: Peer | None = None
-        self.tx: int | None = None
-        self.energy_wh = 0.0
-        self.given_a = MIN_A  # the limit of the last charging profile
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self._triggered: list[str] = []
-
-    async def open(self) -> None:
-        from chargebrain.servers.ocpp import cp_messages as CP
-        from chargebrain.servers.ocpp.adapter import Peer, connect
-
-        self.peer = Peer(await connect(self.url), self._on_call, name=self.cp_id,
-                         answered=self._answered)
-        self._spawn(self.peer.run())
-        await self.peer.call("BootNotification", CP.boot("bench", "Box", self.cp_id, "1"))
-        await self._status("Preparing")
-        started = await self.peer.call("StartTransaction", CP.start_transaction(
-            1, "BENCH", self.energy_wh, time.time()))
-        self.tx = CP.integer(started, "transactionId")
-        await self._status("Charging")
-
-    async def _status(self, status: str) -> None:
-        from chargebrain.servers.ocpp import cp_messages as CP
-
-        assert self.peer is not None
-        await self.peer.call("StatusNotification", CP.status(1, status, time.time()))
-
-    async def report(self, period: float) -> None:
-        from chargebrain.servers.ocpp import cp_messages as CP
-
-        assert self.peer is not None
-        amps = draw_a(self.given_a)
-        self.energy_wh += 3 * amps * VOLTAGE * period / 3600
-        try:
-            await self.peer.call("MeterValues", CP.meter_values(
-                1, time.time(), CP.sampled([amps] * 3, 3 * amps * VOLTAGE, self.energy_wh),
-                self.tx))
-            self.counts.sent += 1
-        except Exception:  # counted; the round fails on errors
-            self.counts.errors += 1
-
-    async def _on_call(self, action: str, payload: Payload) -> Payload:
-        from chargebrain.servers.ocpp.adapter import NOT_SUPPORTED, OcppFault
-
-        if action == "SetChargingProfile":
-            self.counts.profiles += 1
-            with contextlib.suppress(LookupError, TypeError, ValueError):
-                schedule = payload["csChargingProfiles"]["chargingSchedule"]
-                self.given_a = float(schedule["chargingSchedulePeriod"][0]["limit"])
-            return {"status": "Accepted"}
-        if action in ("ChangeConfiguration", "ClearChargingProfile"):
-            return {"status": "Accepted"}
-        if action == "TriggerMessage":
-            self._triggered.append(str(payload.get("requestedMessage")))
-            return {"status": "Accepted"}
-        raise OcppFault(NOT_SUPPORTED, action)
-
-    def _answered(self, action: str) -> None:
-        for what in self._triggered:
-            if what == "StatusNotification":
-                self._spawn(self._status("Charging"))
-            elif what == "MeterValues":
-                self._spawn(self.report(0.0))
-        self._triggered.clear()
-
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def close(self) -> None:
-        if self.peer is not None:
-            await self.peer.close("done")
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-class Pusher:
-    """One HTTP-input EVSE pushing set_ajax_evse on a keep-alive connection."""
-
-    def __init__(self, port: int, dev_id: str, counts: Counts) -> None:
-        self.port = port
-        self.dev_id = dev_id
-        self.counts = counts
-        self.energy_wh = 0.0
-        self.given_a = MIN_A  # the charging current of the last answer
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
-        await self.report(0.0)
-
-    async def report(self, period: float) -> None:
-        assert self.reader is not None and self.writer is not None
-        amps = draw_a(self.given_a)
-        self.energy_wh += 3 * amps * VOLTAGE * period / 3600
-        ma = round(amps * 1000)
-        path = (f"/cnf?cmd=set_ajax_evse&dev_id={self.dev_id}&state=3"
-                f"&current={ma},{ma},{ma}&power_w={3 * amps * VOLTAGE:.0f}"
-                f"&total_energy={self.energy_wh:.0f}")
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
-        head, body = await http_answer(self.reader)
-        if head.startswith(b"HTTP/1.1 200"):
-            self.counts.sent += 1
-            self.given_a = int(json.loads(body).get("charging_current", 0)) / 1000
-        else:
-            self.counts.errors += 1
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError):
-                await self.writer.wait_closed()
 
 
 async def _reporting(point: Box | Pusher, period: float, offset: float) -> None:
@@ -273,6 +147,8 @@ async def one_round(mode: str, count: int, seconds: float, period: float,
     with tempfile.TemporaryDirectory(prefix="chargebrain-bench-") as tmp:
         app = App(Config(Path(tmp) / "data", HOST, free_port(), 0, ocpp_port=free_port()))
         await app.start()
+        rss_before = rss_kib()
+        cycles = CycleTimes(app)
         mover: asyncio.Task[None] | None = None
         proc: asyncio.subprocess.Process | None = None
         try:
@@ -296,8 +172,11 @@ async def one_round(mode: str, count: int, seconds: float, period: float,
                 if ready.strip() != b"ready":
                     raise RuntimeError(f"client: {ready!r}")
                 cpu, wall = time.process_time(), time.perf_counter()
+                cycles.times_ms.clear()
                 line = await asyncio.wait_for(proc.stdout.readline(), seconds + 60)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                cycles_ms = list(cycles.times_ms)
+                rss_after = rss_kib()
                 result = json.loads(line)
             except (TimeoutError, ValueError, RuntimeError) as exc:
                 tail = errors.read_text(errors="replace")[-2000:]
@@ -313,7 +192,30 @@ async def one_round(mode: str, count: int, seconds: float, period: float,
                 proc.kill()
                 await proc.wait()
             await app.stop()
-    return {"load": cpu / wall, "sent": result["sent"], "profiles": result["profiles"]}
+    return {"load": cpu / wall, "sent": result["sent"], "profiles": result["profiles"],
+            "rss_before_kib": rss_before, "rss_after_kib": rss_after, "cycles_ms": cycles_ms}
+
+
+class CycleTimes:
+    """Listens to the manager: the duration of every control cycle that ends (periodic
+    ones and those a relevant push woke), in ms."""
+
+    def __init__(self, app: App) -> None:
+        self.manager = app.manager
+        self.times_ms: list[float] = []
+        app.manager.listeners.append(self)
+
+    def on_cycle(self, now: float) -> None:
+        self.times_ms.append(self.manager.cycle_duration_s * 1000)
+
+    def on_plug(self, rt: object, now: float) -> None:
+        pass
+
+    def on_unplug(self, rt: object, now: float) -> None:
+        pass
+
+    def on_rfid(self, rt: object, rfid: str, now: float) -> None:
+        pass
 
 
 def _check(app: App, mode: str, count: int, result: dict[str, Any]) -> None:
@@ -330,6 +232,16 @@ def _check(app: App, mode: str, count: int, result: dict[str, Any]) -> None:
                            f"{count} charge points")
 
 
+def _round_main(values: list[str]) -> None:
+    """One round in this (fresh) process, its result as JSON: what the process holds
+    before and after the charge points are not shared with any earlier round."""
+    mode, count, seconds, period = values
+    logging.getLogger("chargebrain").setLevel(logging.ERROR)
+    raise_nofile_limit(int(count) * 2 + 256)
+    print(json.dumps(asyncio.run(one_round(mode, int(count), float(seconds),
+                                           float(period)))))
+
+
 async def _measure(count: int, seconds: float, rounds: int, period: float
                    ) -> dict[str, float]:
     logging.getLogger("chargebrain").setLevel(logging.ERROR)
@@ -341,8 +253,43 @@ async def _measure(count: int, seconds: float, rounds: int, period: float
     return {m: statistics.median(v) for m, v in loads.items()}
 
 
+SITE = 250  # charge points connected at once for memory, cycle and reaction
+SITE_QUICK = 50
+
+
+async def _fresh_round(mode: str, count: int, seconds: float) -> dict[str, Any]:
+    """`one_round` in a fresh process of its own (reports every 10 s)."""
+    result: dict[str, Any] = await run_child(
+        "bench.bench_ocpp", ["--round", mode, str(count), str(seconds), "10"],
+        timeout=300 + seconds)
+    return result
+
+
+def site_figures(count: int, sides: dict[str, dict[str, Any]]) -> list[Figure]:
+    """Memory per connection and cycle times from one fresh-process round per side."""
+    growth = {m: (s["rss_after_kib"] - s["rss_before_kib"]) / count for m, s in sides.items()}
+    figures = [Figure(
+        name=(f"ocpp: server RSS growth per connected charge point, {count} connected "
+              "(baseline: per HTTP-input EVSE pushing)"),
+        value=round(growth["ocpp"], 1), unit="KiB", baseline=round(growth["http"], 1),
+        ratio=round(growth["ocpp"] / max(growth["http"], 1e-9), 3), goal="report")]
+    for name, stat in (("median", statistics.median),
+                       ("p95", lambda v: percentile(v, 95))):
+        ocpp, http = (stat(sides[m]["cycles_ms"]) for m in MODES)
+        figures.append(Figure(
+            name=(f"ocpp: one control cycle with {count} charge points reporting every "
+                  f"10 s, {name} of {len(sides['ocpp']['cycles_ms'])} (baseline: {count} "
+                  "HTTP-input EVSEs)"),
+            value=round(ocpp, 2), unit="ms", baseline=round(http, 2),
+            ratio=round(ocpp / max(http, 1e-9), 3), goal="<= 1000 ms"))
+    return figures
+
+
 def run(quick: bool) -> list[Figure]:
+    from bench import ocpp_reaction
+
     count, seconds, rounds = (40, 6.0, 1) if quick else (200, 15.0, 2)
+    site, samples = (SITE_QUICK, 10) if quick else (SITE, 30)
     figures = []
     for period in (10.0, 1.0):
         load = asyncio.run(_measure(count, seconds, rounds, period))
@@ -359,6 +306,9 @@ def run(quick: bool) -> list[Figure]:
             value=round(load["ocpp"] * 1000, 1), unit="ms",
             baseline=round(load["http"] * 1000, 1),
             ratio=round(load["ocpp"] / load["http"], 3), goal="report"))
+    sides = {m: asyncio.run(_fresh_round(m, site, 2 * seconds)) for m in MODES}
+    figures += site_figures(site, sides)
+    figures += ocpp_reaction.run(site, samples)
     return figures
 
 
@@ -366,4 +316,7 @@ if __name__ == "__main__":
     sys.exit(module_main(sys.argv[1:], "python -m bench.bench_ocpp", run,
                          child=("--client", ("MODE", "PORT", "COUNT", "SECONDS", "PERIOD",
                                              "WARMUP"),
-                                "run the client side (in its own process)", _client_main)))
+                                "run the client side (in its own process)", _client_main),
+                         more_children=[("--round", ("MODE", "COUNT", "SECONDS", "PERIOD"),
+                                         "run one round in this process; print JSON",
+                                         _round_main)]))

@@ -39,10 +39,12 @@ from typing import TYPE_CHECKING, Any
 from bench.common import (
     HOST,
     Figure,
+    KeepAliveHttp,
     free_port,
-    http_answer,
+    keep_idle_fresh,
     module_main,
     percentile,
+    push_idle_evses,
     raise_nofile_limit,
     run_child,
 )
@@ -62,28 +64,6 @@ POLL_S = 0.0005
 
 
 # --- the probe (runs in its own process) -----------------------------------------------
-
-
-class _Http:
-    """One keep-alive HTTP/1.1 connection sending GETs."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._r: asyncio.StreamReader | None = None
-        self._w: asyncio.StreamWriter | None = None
-
-    async def get(self, path: str) -> bytes:
-        if self._r is None or self._w is None:
-            self._r, self._w = await asyncio.open_connection(HOST, self.port)
-        self._w.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode())
-        head, body = await http_answer(self._r)
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"{path}: {head.decode(errors='replace')} {body!r}")
-        return body
-
-    def close(self) -> None:
-        if self._w is not None:
-            self._w.close()
 
 
 class _Modbus:
@@ -140,7 +120,7 @@ async def _until(modbus: _Modbus, predicate: Any, timeout: float) -> tuple[int, 
 
 
 async def probe(http_port: int, modbus_port: int, samples: int) -> dict[str, Any]:
-    http = _Http(http_port)
+    http = KeepAliveHttp(http_port)
     modbus = _Modbus(modbus_port)
 
     async def push(overload: bool) -> None:
@@ -201,24 +181,11 @@ def _configure(app: App, evses: int) -> None:
     mgr.inventory.upsert_device(DeviceConfig("M3", "meter_ajax", name="grid", role=3))
     for n in range(2, evses + 1):
         mgr.inventory.upsert_device(DeviceConfig(f"E{n}", "evse_ajax", name=f"Sim-{n}"))
-    _push_evses(app, evses)
+    push_idle_evses(app, _others(evses))
 
 
-def _push_evses(app: App, evses: int) -> None:
-    from chargebrain.core.model import EvseReading, EvseState
-    from chargebrain.core.phases import Phases
-
-    reading = EvseReading(state=EvseState.WAITING, currents=Phases(0, 0, 0),
-                          total_energy_wh=1000.0, has_meter=True)
-    for n in range(2, evses + 1):
-        app.manager.pushes.push_evse(f"E{n}", reading)
-
-
-async def _keep_fresh(app: App, evses: int) -> None:
-    """HTTP-input EVSEs go stale after 30 s without a push: push them every 10 s."""
-    while True:
-        await asyncio.sleep(10.0)
-        _push_evses(app, evses)
+def _others(evses: int) -> list[str]:
+    return [f"E{n}" for n in range(2, evses + 1)]
 
 
 async def measure(evses: int, samples: int) -> dict[str, Any]:
@@ -233,7 +200,7 @@ async def measure(evses: int, samples: int) -> dict[str, Any]:
         fresh: asyncio.Task[None] | None = None
         try:
             _configure(app, evses)
-            fresh = asyncio.create_task(_keep_fresh(app, evses))
+            fresh = asyncio.create_task(keep_idle_fresh(app, _others(evses)))
             await app.manager.wait_cycle()
             result: dict[str, Any] = await run_child(
                 "bench.bench_reaction",

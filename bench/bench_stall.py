@@ -41,8 +41,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.bench_memory import rss_kib
-from bench.common import HOST, ROOT, Figure, child_env, free_port, module_main
+from bench.common import HOST, ROOT, Figure, child_env, free_port, module_main, rss_kib
 
 PROBE_SLEEP_S = 0.001
 PROBE_REPORT_S = 0.002  # a wake-up later than this is noted

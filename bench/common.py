@@ -7,13 +7,17 @@ baseline measured in the same run, so the ratio is meaningful on any machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import resource
+import signal
 import socket
+import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +99,41 @@ async def http_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await reader.readexactly(length)
 
 
+class KeepAliveHttp:
+    """One keep-alive HTTP/1.1 connection sending GETs; an answer other than 200 raises."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._r: asyncio.StreamReader | None = None
+        self._w: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> bytes:
+        if self._r is None or self._w is None:
+            self._r, self._w = await asyncio.open_connection(HOST, self.port)
+        self._w.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode())
+        head, body = await http_answer(self._r)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"{path}: {head.decode(errors='replace')} {body!r}")
+        return body
+
+    def close(self) -> None:
+        if self._w is not None:
+            self._w.close()
+
+
+@contextlib.contextmanager
+def quiet_logs(level: int = logging.ERROR) -> Iterator[None]:
+    """chargebrain's logger at `level` for a block (a measured App logs every decision),
+    then as it was: a bench run in-process (the smoke tests) leaves the logging alone."""
+    logger = logging.getLogger("chargebrain")
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def raise_nofile_limit(wanted: int) -> int:
     """Raise the soft limit of open files towards `wanted` (up to the hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -114,6 +153,33 @@ def percentile(values: Sequence[float], p: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def push_idle_evses(app: Any, dev_ids: Sequence[str]) -> None:
+    """Push to the App's HTTP-input EVSEs `dev_ids` a reading without a car (in process)."""
+    from chargebrain.core.model import EvseReading, EvseState
+    from chargebrain.core.phases import Phases
+
+    reading = EvseReading(state=EvseState.WAITING, currents=Phases(0, 0, 0),
+                          total_energy_wh=1000.0, has_meter=True)
+    for dev_id in dev_ids:
+        app.manager.pushes.push_evse(dev_id, reading)
+
+
+async def keep_idle_fresh(app: Any, dev_ids: Sequence[str]) -> None:
+    """HTTP-input EVSEs go stale after 30 s without a push: push them every 10 s."""
+    while True:
+        push_idle_evses(app, dev_ids)
+        await asyncio.sleep(10.0)
+
+
+def rss_kib(pid: int | None = None) -> int:
+    """VmRSS of process `pid` (default: this one) in KiB (Linux)."""
+    where = "self" if pid is None else str(pid)
+    for line in Path(f"/proc/{where}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {where}")
 
 
 def child_env() -> dict[str, str]:
@@ -146,6 +212,60 @@ async def run_child(module: str, args: Sequence[str], timeout: float) -> Any:
 
 
 
+class ChargebrainProcess:
+    """`python -m chargebrain run` on a free loopback port (Modbus TCP and OCPP off), its
+    output in a log beside its data directory."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data.parent / f"chargebrain-{self.port}.log"
+
+    def url(self, query: str) -> str:
+        """The URL of the API command `query` (`get_dev_info`, `set_ajax_evse&dev_id=E2`)."""
+        return f"http://{HOST}:{self.port}/cnf?cmd={query}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start it and wait until it accepts connections."""
+        self.data.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "chargebrain", "run", "--data", str(self.data),
+                 "--http", f"{HOST}:{self.port}", "--modbus-port", "0", "--ocpp-port", "0",
+                 "--log-level", "WARNING"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chargebrain exited: {self.log.read_text()[-2000:]}")
+            try:
+                _r, w = await asyncio.open_connection(HOST, self.port)
+                w.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        await self.stop()
+        raise RuntimeError(f"chargebrain did not start within {timeout:g} s")
+
+    async def stop(self) -> None:
+        """SIGTERM, and a kill if it has not stopped within 15 s."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 Connection = Callable[[float, list[int]], Awaitable[tuple[int, int]]]
 
 
@@ -166,27 +286,31 @@ async def run_load(connect: Connection, connections: int, seconds: float, max_re
             "total": done + errors + sum(r[0] + r[1] for r in warm_results)}
 
 
+ChildMode = tuple[str, tuple[str, ...], str, Callable[[list[str]], None]]
+
+
 def module_main(
     argv: list[str],
     prog: str,
     run: Callable[[bool], list[Figure]],
-    child: tuple[str, tuple[str, ...], str, Callable[[list[str]], None]] | None = None,
+    child: ChildMode | None = None,
+    more_children: Sequence[ChildMode] = (),
 ) -> int:
-    """The command line of a bench module run on its own: `--quick`, or the module's
-    child mode (`child` = option, metavars, help, function given the option's values)
-    that runs in a separate process for the figures."""
+    """The command line of a bench module run on its own: `--quick`, or one of the
+    module's child modes (`child` = option, metavars, help, function given the option's
+    values; `more_children` more of them) that run in a separate process for the figures."""
     import argparse
 
+    children = ([] if child is None else [child]) + list(more_children)
     parser = argparse.ArgumentParser(prog=prog)
-    if child is not None:
-        option, metavar, help_text, _ = child
+    for option, metavar, help_text, _ in children:
         parser.add_argument(option, nargs=len(metavar), metavar=metavar, help=help_text)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    if child is not None:
-        values = getattr(args, child[0].lstrip("-"))
+    for option, _, _, fn in children:
+        values = getattr(args, option.lstrip("-"))
         if values:
-            child[3](list(values))
+            fn(list(values))
             return 0
     for fig in run(args.quick):
         print(fig.json_line())

@@ -258,7 +258,7 @@ def test_meanings_are_the_fields_descriptions() -> None:
         assert schema["description"] == _words(row["Meaning"]), name
 
 
-UNITS = {"mA", "s", "ms", "%", "degrees", "W"}
+UNITS = {"mA", "s", "ms", "%", "degrees", "W", "MB"}
 
 
 def test_units_are_the_fields_units() -> None:

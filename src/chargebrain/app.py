@@ -34,6 +34,7 @@ from chargebrain.devices.registry import DeviceTypes
 from chargebrain.manager.assembly import build_manager
 from chargebrain.manager.cm_vars import CmVars
 from chargebrain.manager.diaglog import DiagLog
+from chargebrain.manager.history import HistoryRecorder
 from chargebrain.manager.persistence import ManagerStore
 from chargebrain.manager.reported import ReportedTransactions
 from chargebrain.manager.rules_runtime import RulesRuntime, local_zone, user_rules_of
@@ -55,9 +56,11 @@ from chargebrain.servers.ocpp.adapter import Limits as OcppLimits
 from chargebrain.servers.ocpp.gateway import Identity
 from chargebrain.servers.ocpp.gateways import Gateways
 from chargebrain.servers.ocpp.server import CentralSystem, OcppSettings, StoredBoots
+from chargebrain.servers.sunspec import SunSpecServer
 from chargebrain.servers.tls import TlsSetup, ensure_self_signed, server_context
 from chargebrain.store.datadir import DataDirLock, meterdef_dir
 from chargebrain.store.db import Store
+from chargebrain.store.history import HistoryStore, history_path
 from chargebrain.store.opening import database_errors, open_data_dir
 
 log = logging.getLogger("chargebrain")
@@ -119,6 +122,9 @@ class Config:
     # Off unless asked, so that an embedded App (tests, tools) never listens unasked.
     ocpp_port: int | None = 0
     ocpp_limits: OcppLimits = field(default_factory=OcppLimits)
+    # The SunSpec Modbus server, on the Modbus host with its allowed networks: its port
+    # (0 = off; None = the site parameter sunspec_port). Off unless asked, as OCPP.
+    sunspec_port: int | None = 0
     # --mqtt URL: stored as the site parameter mqtt_url at start ("" switches MQTT off);
     # None keeps the stored one.
     mqtt_url: str | None = None
@@ -146,6 +152,7 @@ class App:
     users: UserDirectory = field(init=False)
     sessions: SessionManager = field(init=False)
     diaglog: DiagLog = field(init=False)
+    history: HistoryRecorder = field(init=False)
     cm_vars: CmVars = field(init=False)
     rules: RulesRuntime = field(init=False)
     types: DeviceTypes = field(init=False)
@@ -155,6 +162,8 @@ class App:
     gateways: Gateways = field(init=False)
     ocpp_tls: TlsSetup | None = None
     ocpp_bound_port: int = 0
+    sunspec: SunSpecServer = field(init=False)
+    sunspec_tcp: ModbusTcpServers | None = None
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -200,10 +209,17 @@ class App:
         self.cm_vars = CmVars(self.store, self.manager)
         self.rules = RulesRuntime(self.cm_vars, user_rules_of(self.users), local_zone())
         self.rules.install(self.manager.decider)
+        self.sunspec = SunSpecServer(self.manager, self.cm_vars,
+                                     lambda: self.manager.site.sunspec_id)
         self.diaglog = DiagLog(self.clock)
         self.throttle = Throttle(self.clock.monotonic)
         self.password_checks = CheckPool(self.clock.monotonic)
+        self.history = HistoryRecorder(
+            self.manager, HistoryStore(history_path(self.config.data_dir)), self.clock,
+            lambda: self.manager.site.history_max_mb * 1024 * 1024)
+        self.manager.listeners.append(self.history)
         self.http = HttpApi(self)
+        self.manager.listeners.append(self.http.live)
         self.mqtt = MqttService(self)
         self.manager.inventory.topic_feed = self.mqtt.feed
         self.manager.listeners.append(self.mqtt.listener)
@@ -219,6 +235,12 @@ class App:
         """The port the OCPP central system is to listen on (0: off)."""
         port = self.config.ocpp_port
         return self.manager.site.ocpp_srv_port if port is None else port
+
+    @property
+    def sunspec_port(self) -> int:
+        """The port the SunSpec Modbus server is to listen on (0: off)."""
+        port = self.config.sunspec_port
+        return self.manager.site.sunspec_port if port is None else port
 
     @property
     def ocpp_listens(self) -> bool:
@@ -340,6 +362,19 @@ class App:
             except BaseException:
                 await self._runner.cleanup()
                 raise
+        if self.sunspec_port:
+            self.sunspec_tcp = ModbusTcpServers(
+                [], self.config.modbus_host, self.sunspec_port,
+                limits=self.config.modbus_limits, access=self.config.modbus_allow,
+                responders=[self.sunspec.respond])
+            try:
+                await self.sunspec_tcp.start()
+            except BaseException:
+                self.sunspec_tcp = None
+                if self.modbus is not None:
+                    await self.modbus.stop()
+                await self._runner.cleanup()
+                raise
         if self.ocpp_listens:
             try:
                 self.ocpp_bound_port = await self.ocpp.start(
@@ -348,6 +383,8 @@ class App:
             except OSError as exc:
                 if self.modbus is not None:
                     await self.modbus.stop()
+                if self.sunspec_tcp is not None:
+                    await self.sunspec_tcp.stop()
                 await self._runner.cleanup()
                 if exc.errno == errno.EADDRINUSE:
                     raise PortInUseError(self.ocpp_host, self.ocpp_port) from None
@@ -355,6 +392,8 @@ class App:
         self.spawn(self._controller_loop, "controller")
         self.spawn(self.manager.run, "charging manager")
         self.spawn(self.mqtt.run, "mqtt")
+        self.spawn(self.history.run, "history")
+        logging.getLogger("chargebrain").addHandler(self.http.log_tail)
         if self.config.demo:
             url, context = self._demo_ocpp()
             demo = DemoSite(self.clock, self.manager, self.powerbrain, self.hardware,
@@ -376,6 +415,8 @@ class App:
         self.powerbrain.phase_switch_delay_s = float(self.manager.site.phase_switch_delay)
 
     async def stop(self) -> None:
+        self.http.live.close()
+        logging.getLogger("chargebrain").removeHandler(self.http.log_tail)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -387,9 +428,16 @@ class App:
         await self.ocpp.stop()
         await self.manager.close()
         self.sessions.flush()
+        try:
+            await self.history.close()
+        except Exception:
+            log.exception("writing the history failed")
+        self.history.store.close()
         self.diaglog.stop()
         if self.modbus is not None:
             await self.modbus.stop()
+        if self.sunspec_tcp is not None:
+            await self.sunspec_tcp.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         self.worker.close()

@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ocpp-port", type=int, metavar="N",
                      help="the OCPP 1.6J central system's port on the HTTP host; 0 = off "
                           "(default: the site parameter ocpp_srv_port, 19520)")
+    run.add_argument("--sunspec-port", type=int, metavar="N",
+                     help="the SunSpec Modbus TCP server's port on the Modbus host, with "
+                          "its allowed networks; 0 = off (default: the site parameter "
+                          "sunspec_port, 0)")
     run.add_argument("--tls-cert", type=Path, metavar="FILE",
                      help="serve HTTPS with this certificate (PEM; needs --tls-key)")
     run.add_argument("--tls-key", type=Path, metavar="FILE",
@@ -260,9 +264,18 @@ def _log_exposure(app: App) -> None:
         if not auth.is_loopback(app.ocpp_host) and not app.manager.site.ocpp_srv_password:
             log.warning("OCPP without a password (ocpp_srv_password): any device on the "
                         "network may connect as a configured charge point")
+    allow = config.modbus_allow
+    if app.sunspec_tcp is not None:
+        unit = app.manager.site.sunspec_id
+        log.info("SunSpec Modbus TCP on %s port %d: the site at unit %d, its devices at "
+                 "unit %d%s", config.modbus_host, app.sunspec_port, unit, unit + 1,
+                 "" if allow == AccessList.local() else f", only clients from {allow}")
+        if not auth.is_loopback(config.modbus_host):
+            log.log(logging.WARNING if allow.reaches_public() else logging.INFO,
+                    "SunSpec has no authentication: clients from %s can write the site's "
+                    "limits (--modbus-allow)", allow.describe())
     if not config.modbus_port:
         return
-    allow = config.modbus_allow
     log.info("Modbus TCP on %s: EVSE on port %d, S0 meters on %d and %d%s", config.modbus_host,
              config.modbus_port, config.modbus_port + 1, config.modbus_port + 2,
              "" if allow == AccessList.local() else f", only clients from {allow}")
@@ -345,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.ocpp_port is not None and not 0 <= args.ocpp_port <= 65535:
             print("chargebrain: --ocpp-port must be 0..65535", file=sys.stderr)
             return 2
+        if args.sunspec_port is not None and not 0 <= args.sunspec_port <= 65535:
+            print("chargebrain: --sunspec-port must be 0..65535", file=sys.stderr)
+            return 2
         if (args.tls_cert is None) != (args.tls_key is None):
             print("chargebrain: --tls-cert and --tls-key go together", file=sys.stderr)
             return 2
@@ -358,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                         tls_cert=args.tls_cert, tls_key=args.tls_key,
                         tls_self_signed=args.tls_self_signed,
                         allow_insecure=args.allow_insecure, ocpp_port=args.ocpp_port,
-                        mqtt_url=args.mqtt)
+                        sunspec_port=args.sunspec_port, mqtt_url=args.mqtt)
         return asyncio.run(_run(config, args.admin_password_file, args.allow_insecure))
     return 2
 

@@ -7,7 +7,8 @@ charging manager through the same interfaces as real ones: the controller's hard
 interface, the HTTP-input drivers, and the OCPP central system, to which the simulated
 wallbox (sim/ocpp_wallbox.py) connects over a real socket. The log tells what happens;
 `/metrics` shows it to Prometheus, and with `--mqtt URL` the simulated devices are
-published on their own MQTT topics too.
+published on their own MQTT topics too; every device of the demo is published over
+SunSpec (shown when the server runs with `--sunspec-port`).
 """
 
 from __future__ import annotations
@@ -70,17 +71,18 @@ class SimPoint:
 
 DEMO_DEVICES = (
     DeviceConfig("M3", "meter_ajax", name="Sim-Grid", desc="grid connection", role=ROLE_GRID,
-                 number=3, mqtt_publish=True),
+                 number=3, publish_sunspec=True, mqtt_publish=True),
     DeviceConfig("M4", "meter_ajax", name="Sim-PV", desc="PV inverter", role=ROLE_PRODUCTION,
-                 number=4, mqtt_publish=True),
+                 number=4, publish_sunspec=True, mqtt_publish=True),
     DeviceConfig("E2", "evse_ajax", name="Sim-Garage", desc="simulated wallbox 22 kW",
-                 max_charging_cur=32000, number=2, prio=1, mqtt_publish=True),
+                 max_charging_cur=32000, number=2, prio=1, publish_sunspec=True,
+                 mqtt_publish=True),
     DeviceConfig("E3", "evse_ajax", name="Sim-Carport", desc="simulated wallbox 11 kW",
                  max_charging_cur=16000, number=3, phase_rotation=120, prio=1,
-                 mqtt_publish=True),
+                 publish_sunspec=True, mqtt_publish=True),
     DeviceConfig("E4", "evse_ocpp", name="Sim-OCPP", desc="simulated OCPP 1.6J wallbox 11 kW",
                  address="Sim-OCPP", id=1, max_charging_cur=16000, number=4,
-                 phase_rotation=240, prio=1, mqtt_publish=True),
+                 phase_rotation=240, prio=1, publish_sunspec=True, mqtt_publish=True),
 )
 OCPP_POINT = "E4"
 
@@ -114,7 +116,10 @@ def setup_site(app: DemoSite) -> None:
         mgr.settings.set(mgr.site.with_changes(title="chargebrain demo", max_total_current=32000,
                                            reserve_current=1000))
         m1 = mgr.devices["M1"].config
-        mgr.inventory.upsert_device(m1.with_changes(role=ROLE_DISPLAY, name="Sim-Heatpump S0"))
+        mgr.inventory.upsert_device(m1.with_changes(role=ROLE_DISPLAY, name="Sim-Heatpump S0",
+                                                    publish_sunspec=True))
+        e1 = mgr.devices["E1"].config
+        mgr.inventory.upsert_device(e1.with_changes(publish_sunspec=True))
     for cfg in DEMO_DEVICES:  # (a data directory of an older demo gets what it lacks)
         if cfg.dev_id not in mgr.devices:
             mgr.inventory.upsert_device(cfg)

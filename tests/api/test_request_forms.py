@@ -186,7 +186,8 @@ def test_the_plain_form_of_a_request_target(
 
 
 async def test_unknown_paths_are_json_404(running: Running) -> None:
-    for target in (b"/nothing", b"/cnf/x?cmd=get_dev_info", b"//nothing//here", b"/"):
+    for target in (b"/nothing", b"/cnf/x?cmd=get_dev_info", b"//nothing//here", b"/ui/",
+                   b"/ui/nothing.js"):
         message = assert_json_error(await raw_request(running, target), 404)
         assert message.startswith("no such page: /")
     message = assert_json_error(await raw_request(running, b"/nothing"), 404)

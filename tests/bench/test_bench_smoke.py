@@ -12,13 +12,15 @@ import json
 import pytest
 
 from bench import __main__ as runner
+from bench import bench_cascade, ocpp_reaction
 from bench.bench_machine import machine_name, yardstick
 from bench.bench_modbus import Servers, load
-from bench.bench_ocpp import one_round
+from bench.bench_ocpp import MODES, one_round, site_figures
 from bench.common import Figure, percentile
 
-EXPECTED = {"cycle", "http", "machine", "memory", "modbus", "ocpp", "pushes", "reaction",
-            "scenario", "stall"}
+EXPECTED = {"cascade", "cycle", "history", "http", "machine", "memory", "modbus", "ocpp",
+            "pushes",
+            "reaction", "scenario", "stall"}
 
 
 def test_discovers_the_bench_modules() -> None:
@@ -99,16 +101,51 @@ async def test_a_tiny_modbus_run_against_both_servers() -> None:
     await asyncio.sleep(0)
 
 
-@pytest.mark.parametrize("mode", ["ocpp", "http"])
-async def test_a_tiny_ocpp_round_and_its_baseline(mode: str) -> None:
-    # Three charge points (a client process), checked as served (connected, charging,
-    # OCPP ones with a charging profile each) or the round raises.
-    result = await one_round(mode, 3, seconds=1.0, period=0.5, warmup=1.0)
-    assert result["load"] > 0 and result["sent"] >= 3
-    assert result["profiles"] >= (3 if mode == "ocpp" else 0)
+async def test_a_tiny_cascade_run_against_its_baseline() -> None:
+    # A master and one slave with 5 wallboxes, and a manager with the same 5 alone.
+    size = bench_cascade.TINY
+    result = await bench_cascade.measure(size)
+    assert len(result["cascade"]) == len(result["direct"]) == size.samples
+    assert result["violations"] == []
+    figures = bench_cascade.figures(size, result)
+    assert [f.unit for f in figures] == ["ms", "ms", "times"]
+    assert all(f.baseline and f.ratio for f in figures[:2])
+
+
+async def test_a_tiny_ocpp_round_and_its_baseline() -> None:
+    # Three charge points (a client process) per side, checked as served (connected,
+    # charging, OCPP ones with a charging profile each) or the round raises; then the
+    # memory and cycle figures of both sides.
+    sides = {m: await one_round(m, 3, seconds=1.5, period=0.5, warmup=1.0) for m in MODES}
+    for mode, result in sides.items():
+        assert result["load"] > 0 and result["sent"] >= 3
+        assert result["profiles"] >= (3 if mode == "ocpp" else 0)
+        assert result["rss_after_kib"] > 0 and result["cycles_ms"]
+    figures = site_figures(3, sides)
+    assert [f.unit for f in figures] == ["KiB", "ms", "ms"]
+    assert [f.goal for f in figures] == ["report", "<= 1000 ms", "<= 1000 ms"]
+
+
+async def test_a_tiny_ocpp_reaction_and_its_baseline() -> None:
+    # Three EVSEs per side, two overloads each: every one lowers the watched EVSE's
+    # limit (a charging profile, a push answer) or `measure` raises.
+    results = {m: await ocpp_reaction.measure(m, 3, 2) for m in MODES}
+    assert all(len(r["latencies_ms"]) == 2 for r in results.values())
+    figures = ocpp_reaction.figures(3, 2, results)
+    assert [f.goal for f in figures] == ["report", "<= 1000 ms"]
+    assert all(f.baseline and f.ratio for f in figures)
 
 
 def test_the_machine_yardstick_is_a_fixed_workload_and_names_the_machine() -> None:
     assert yardstick() == yardstick() > 0
     name = machine_name()
     assert "CPUs" in name and "Python 3." in name
+
+
+def test_history_bench_gives_its_figures() -> None:
+    from bench.bench_history import run
+
+    figures = {f.name.split(",")[0]: f for f in run(True)}
+    assert "history: one sample of 255 series (every 10 s)" in figures
+    assert all(f.value > 0 for f in figures.values())
+    assert figures["history: sampling per cycle (cycle 1 s)"].baseline is not None

@@ -13,10 +13,14 @@ from chargebrain.core.balancer import (
     PauseReason,
     SiteConfig,
     SiteInput,
+    Tuning,
     allocate,
 )
 from chargebrain.core.phases import Phases
 from tests.core.balancer_helpers import A, currents, ev
+
+#: Starts up to the imbalance limit itself (no hysteresis), for examples built at the limit.
+EXACT = Tuning(imbalance_margin_ma=0)
 
 
 def draw(s: SiteInput, a: Allocation, **override: int) -> SiteInput:
@@ -53,8 +57,8 @@ def test_a_new_car_takes_its_turn_after_the_rotation_time() -> None:
     s = SiteInput(SiteConfig(13 * A), evses=(ev("E1", used_phases=7), ev("E2", used_phases=7)))
     a, s, now = run(s, 60)
     s = dataclasses.replace(s, evses=(*s.evses, ev("NEW", used_phases=7, plugged_since=now)))
-    a, s, now = run(s, 800, a.state, now + 3)
-    assert currents(a)["NEW"] == 0  # the others have not charged for 15 minutes yet
+    a, s, now = run(s, 3500, a.state, now + 3)
+    assert currents(a)["NEW"] == 0  # the others have not charged for an hour yet
     rotated = []
     for _ in range(40):
         s = draw(s, a)
@@ -67,7 +71,8 @@ def test_a_new_car_takes_its_turn_after_the_rotation_time() -> None:
 
 def test_a_car_that_had_its_turn_waits_until_the_others_have_had_12_ah_more() -> None:
     cars = tuple(ev(f"E{i}", used_phases=7, plugged_since=float(i)) for i in range(3))
-    s = SiteInput(SiteConfig(13 * A), evses=cars)  # two of three charge, at 6.5 A
+    # two of three charge, at 6.5 A; rotation after 15 minutes
+    s = SiteInput(SiteConfig(13 * A, tuning=Tuning(rotation_time_s=900)), evses=cars)
     a, s, now = run(s, 3)
     waiting = next(d.id for d in a.evses if not d.current_ma)
     # The first rotation comes after 15 minutes: the waiting car has had no charge.
@@ -145,7 +150,7 @@ def test_a_higher_priority_car_refused_for_imbalance_is_not_overtaken_on_its_pha
     # HI (priority 2) alone on L1 would unbalance the phases; LO_A on L2 balances it.
     # LO_B, of lower priority on L1 too, must not take the room HI gets once LO_A charges.
     s = SiteInput(
-        SiteConfig(8 * A, max_imbalance_cur=6 * A, imbalance_add=True),
+        SiteConfig(8 * A, max_imbalance_cur=6 * A, imbalance_add=True, tuning=EXACT),
         load=dataclasses.replace(SiteInput(SiteConfig(0)).load, current=Phases(A, 0, 2 * A)),
         evses=(
             ev("LO_A", used_phases=1, rotation=120, max_current=6 * A, has_meter=False),
@@ -165,7 +170,8 @@ def test_a_paused_higher_priority_car_keeps_its_pause_when_tried_once_more() -> 
     lo = ev("LO", used_phases=1, rotation=120, max_current=6 * A, has_meter=False)
 
     def at(imbalance_a: int, house_l1_a: int) -> SiteInput:
-        cfg = SiteConfig(32 * A, max_imbalance_cur=imbalance_a * A, imbalance_add=True)
+        cfg = SiteConfig(32 * A, max_imbalance_cur=imbalance_a * A, imbalance_add=True,
+                         tuning=EXACT)
         house = Measurement(current=Phases(house_l1_a * A, 0, 6 * A))
         return SiteInput(cfg, load=house, evses=(hi, lo))
 

@@ -121,7 +121,8 @@ def test_a_car_that_starts_during_a_probe_keeps_the_probe_current_as_its_minimum
 
 def test_a_car_needing_8a_to_start_is_probed_and_then_charges_at_8a_at_least() -> None:
     cars = {"E1": Car(), "E2": Car(), "E3": Car(), "PICKY": Car(start=8 * A)}
-    s = site(24.5, cars)  # four cars at 6 A, and no room for a fifth 6 A
+    # four cars at 6 A, and no room for a fifth 6 A; rotation after 15 minutes
+    s = site(24.5, cars, tuning=Tuning(rotation_time_s=900))
     a, st, s, now = run(s, cars, 30)
     assert currents(a)["PICKY"] == 6 * A and s.evses[3].measured.peak() == 0
     # After a minute of drawing nothing it is idle; 8 A for it does not fit, so it waits.

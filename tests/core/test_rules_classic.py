@@ -184,14 +184,34 @@ def test_solar_day_with_clouds_and_undercut() -> None:
             assert result.source == "EVSE rule 1 (solar surplus, undercut)"
 
 
-def test_undercut_without_udur_stops_at_once() -> None:
-    rules = [{"mode": 5}]
+def test_undercut_zero_stops_at_once() -> None:
+    rules = [{"mode": 5, "udur": 0}]
     state = RuleState()
     result, state = run(rules, at(0, 12), surplus_ma=8000, state=state)
     assert result.wish_ma == 8000
     result, state = run(rules, at(0, 12, 0, 3), surplus_ma=2000, state=state)
     assert result.wish_ma == 0
     assert state.entries == {}
+
+
+def test_solar_rule_without_udur_holds_through_a_cloud_for_600_s() -> None:
+    rules = [{"mode": 5}]
+    state = RuleState()
+    result, state = run(rules, at(0, 12), surplus_ma=8000, state=state)
+    assert result.wish_ma == 8000
+    result, state = run(rules, at(0, 12, 0, 3), surplus_ma=2000, state=state)
+    assert (result.wish_ma, result.undercut) == (6000, True)
+    result, state = run(rules, at(0, 12, 10, 3), surplus_ma=2000, state=state)
+    assert (result.wish_ma, result.undercut) == (6000, True)
+    result, state = run(rules, at(0, 12, 10, 4), surplus_ma=2000, state=state)
+    assert result.wish_ma == 0
+    # A fixed-current rule has no undercut unless it says so.
+    def udur(rule: dict[str, Any]) -> float:
+        return compile_rules([rule]).classic[0].udur
+
+    assert udur({"mode": 0, "current": 8000}) == 0
+    assert udur({"mode": 2}) == 600
+    assert udur({"mode": 0, "current": 8000, "solar": 7000}) == 600
 
 
 def test_undercut_memory_follows_weather_even_when_another_rule_wins() -> None:

@@ -212,7 +212,9 @@ def test_a_directory_without_a_database_starts_afresh(process: Process, made: bo
     process.start()
     assert get(process, "cmd=get_params")["title"] == "chargebrain"
     assert process.stop() == 0
-    assert sorted(p.name for p in process.data.iterdir()) == ["chargebrain.sqlite"]
+    # The database, and the history file beside it (measurements, made afresh too).
+    assert sorted(p.name for p in process.data.iterdir()) == ["chargebrain.sqlite",
+                                                               "history.sqlite"]
     process.start()  # and it is a database the next start takes
     assert get(process, "cmd=modbus&device=evse&read=8120d") == 2
     assert process.stop() == 0

@@ -62,6 +62,30 @@ async def test_demo_site_runs(tmp_path: Path) -> None:
         await app.stop()
 
 
+async def test_demo_site_over_sunspec(tmp_path: Path) -> None:
+    import asyncio
+
+    import sunspec2.modbus.client as ss_client
+
+    port, sunspec = free_ports(1), free_ports(1)
+    app = App(Config(tmp_path / "data", "127.0.0.1", port, 0, demo=True, sunspec_port=sunspec))
+    await app.start()
+    try:
+        def scan() -> dict[int, int]:
+            d = ss_client.SunSpecModbusClientDeviceTCP(slave_id=2, ipaddr="127.0.0.1",
+                                                       ipport=sunspec, timeout=5)
+            d.scan()
+            return {k: len(v) for k, v in d.models.items() if isinstance(k, int)}
+
+        async def published() -> dict[int, int] | None:
+            models = await asyncio.to_thread(scan)
+            return models if models.get(113) == 4 else None
+
+        assert (await wait_for(published, timeout=10)) == {1: 1, 113: 4, 213: 3}
+    finally:
+        await app.stop()
+
+
 async def test_the_demo_on_mqtt(tmp_path: Path) -> None:
     broker = Broker(tmp_path / "broker")
     broker.start()

@@ -280,11 +280,13 @@ def test_comparison_of_a_short_home_run() -> None:
     ours = c.get("manager").metrics
     assert ours.policy == "manager"
     assert ours.misbehaviour_excursions == 0
+    assert c.compliant is not None and c.compliant.total_kwh <= c.optimum.total_kwh + 1e-6
     text = format_comparison(c)
     assert "PASS  no overload beyond the reaction budget" in text
-    assert "(not a goal here)" in text  # energy and fairness goals are for garage/office
-    assert [g.passed for g in c.goals] == [True, None, None, None]
-    assert c.passed
+    assert "(not a goal here)" in text  # the fairness goal is the garage's
+    assert "compliant ≤" in text
+    ratio = ours.delivered_kwh / c.compliant.total_kwh
+    assert [g.passed for g in c.goals] == [True, ratio >= 0.95 - 5e-4, None, None]
 
 
 def test_goals_are_judged_on_the_measured_numbers() -> None:
@@ -293,7 +295,7 @@ def test_goals_are_judged_on_the_measured_numbers() -> None:
     equal = run_policy("equal-split", sc, shorten=3600).metrics
     goals = check_goals("apartment-garage", ours, equal, None)
     assert goals[0].passed is (ours.misbehaviour_excursions == 0)
-    assert goals[1] == GoalCheck("≥ 97% of the optimum's energy", "no optimum", None)
+    assert goals[1] == GoalCheck("≥ 95% of the optimum's energy", "no optimum", None)
     assert goals[2].passed is (ours.fairness is not None and ours.fairness >= 0.95)
     fewer = ours.starts + ours.stops < equal.starts + equal.stops
     assert goals[3].passed is (None if at_floor(ours) and at_floor(equal) else fewer)

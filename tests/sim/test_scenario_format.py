@@ -80,7 +80,7 @@ def test_every_problem_names_its_field_and_line_in_json() -> None:
         (10, "$.cars[0].evse", "unknown EVSE 'E7'"),
         (12, "$.cars[1].leave", "must be after arrive"),  # its own line, not its object's
         (14, "$.faults[0].type", "unknown fault 'meltdown' (one of meter_stale, "
-                                 "meter_dropout, evse_offline, car_underdraw)"),
+                                 "meter_dropout, evse_offline, car_underdraw, car_overdraw)"),
     ]
 
 

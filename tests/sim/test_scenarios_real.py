@@ -24,7 +24,7 @@ from chargebrain.sim.scenario import load_scenario, shipped_scenarios
 #: simulated hours of each shipped scenario in the test suite
 SHORT_H = {"home": 24, "apartment-garage": 4, "single-phase-mix": 2, "faults": 2, "office": 1,
            "silent-grid": 1, "silent-evse": 3, "noisy-meters": 3, "wallboxes": 0.25,
-           "pv-phases": 5}
+           "solar-two-cars": 5, "parking-200": 0.5, "pv-phases": 5}
 
 _runs: dict[tuple[str, bool], tuple[RunResult, Metrics]] = {}
 
@@ -110,7 +110,8 @@ def test_an_evse_that_stops_answering_is_counted_once() -> None:
     other three share what is left instead of waiting for it to answer again."""
     run, m = manager_run("silent-evse")
     late = {s.car_id: s for s in run.sessions if s.car_id != "car-1"}
-    assert all(s.delivered_kwh > 4.0 for s in late.values()), {
+    # (the last to arrive waits for a car that has charged the rotation time, an hour)
+    assert all(s.delivered_kwh > 3.0 for s in late.values()), {
         k: s.delivered_kwh for k, s in late.items()}
     assert m.delivered_kwh > 50.0  # 36 kWh when E1's current counted twice
     assert m.overload_amp_seconds == 0.0
@@ -132,3 +133,14 @@ def test_a_car_drawing_a_share_of_its_offer_is_not_held_at_its_minimum() -> None
         run = run_scenario(sc, policy)
     car_b = next(s for s in run.sessions if s.car_id == "car-b")
     assert car_b.delivered_kwh > 8.5  # 7.3 kWh when it was held at 6 A
+
+
+def test_two_cars_in_surplus_mode_share_the_surplus() -> None:
+    """Two cars charge from the PV surplus only: each rule used to see the whole surplus,
+    and half of what they drew came from the grid. Shared, only the undercut through
+    passing clouds draws from the grid, and the clouds start and stop the cars rarely."""
+    run, m = manager_run("solar-two-cars")
+    share = m.sun_grid_share
+    assert share is not None and share < 0.08, share  # 0.49 when each saw all of it
+    assert m.starts + m.stops <= 9
+    assert m.delivered_kwh >= 0.9 * offline_optimum(run.scenario, shorten=run.duration_s).total_kwh

@@ -8,6 +8,10 @@ import pytest
 
 from chargebrain.core.phases import Phases
 from chargebrain.sim.car import TAPER_FLOOR_MA, Car, CarParams
+from chargebrain.sim.manager_policy import ManagerPolicy
+from chargebrain.sim.optimum import offline_optimum
+from chargebrain.sim.runner import run_scenario
+from chargebrain.sim.scenario import scenario_from_dict
 
 V = 230.0
 
@@ -35,6 +39,30 @@ def test_energy_via_phases_and_partial_steps() -> None:
         integral_wh += V * p.total() / 1000.0 * 0.5 / 3600.0
     assert car.energy_wh == pytest.approx(integral_wh, abs=0.01)
     assert car.energy_wh == pytest.approx(V * 16 * 1000 / 3600.0, rel=0.01)
+
+
+def test_a_two_phase_car_draws_on_l1_and_l2_of_a_three_phase_evse() -> None:
+    car = Car(CarParams(phases=2, lag_s=0), voltage_v=V)
+    p = car.step(1.0, 16000, enabled=True)
+    assert (p.l1, p.l2, p.l3) == (16000, 16000, 0)
+    assert car.energy_wh == pytest.approx(V * 16 * 2 / 3600.0)
+    assert Car(CarParams(phases=2), evse_phases=1).phase_mask == 0b001
+
+
+def test_a_two_phase_car_in_a_scenario_the_manager_and_the_optimum() -> None:
+    sc = scenario_from_dict({
+        "name": "two", "duration": "30m", "site": {"max_current_ma": 32000},
+        "evses": [{"id": "E1", "phase_rotation": 120}],
+        "cars": [{"id": "a", "evse": "E1", "arrive": 0, "leave": 1800, "need_kwh": 50,
+                  "phases": 2, "taper_soc": 1.0}],
+    })
+    opt = offline_optimum(sc, step_s=60)
+    assert opt.total_kwh == pytest.approx(16 * 2 * V * 0.5 / 1000, rel=1e-6)
+    with ManagerPolicy.for_scenario(sc) as policy:
+        run = run_scenario(sc, policy)
+    s = run.session("a")
+    assert s.phase_count == 2 and s.building_mask == 0b110  # L2 and L3 at 120 degrees
+    assert s.delivered_kwh > 0.9 * opt.total_kwh
 
 
 def test_lag_ramps_to_a_new_limit_over_lag_s() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 
 import numpy as np
 import pytest
 
 from chargebrain.sim.metrics import compute_metrics, jain_index, load_steps
+from chargebrain.sim.output import format_metrics_table
 from chargebrain.sim.policy import EqualSplitPolicy, FuseOnlyPolicy
 from chargebrain.sim.profile import SiteProfile
 from chargebrain.sim.runner import RunResult, SessionTrace, run_scenario
@@ -95,6 +97,22 @@ def test_overload_split_into_reaction_and_misbehaviour() -> None:
     m2 = compute_metrics(synthetic(), reaction_budget_s=40)
     l1b = next(o for o in m2.overload if o.limit == "site" and o.phase == 1)
     assert l1b.reaction_amp_seconds == pytest.approx(12 + 60)
+
+
+def test_seconds_the_household_alone_exceeds_the_fuse_are_not_charged() -> None:
+    """From 100 to 110 the household itself draws 27 A against the 25 A fuse: the run is
+    flagged and those seconds are no policy's overload; the rest is as before."""
+    run = synthetic()
+    base1 = list(run.profile.base_ma[0])
+    for t in range(100, 110):
+        base1[t] = 27000.0
+    profile = dataclasses.replace(run.profile, base_ma=(base1, *run.profile.base_ma[1:]))
+    m = compute_metrics(dataclasses.replace(run, profile=profile), reaction_budget_s=10)
+    l1 = next(o for o in m.overload if o.limit == "site" and o.phase == 1)
+    assert m.house_over_fuse_s == 10
+    assert l1.misbehaviour_amp_seconds == pytest.approx(170 - 50)
+    assert "household alone exceeds the fuse for 10 s" in format_metrics_table(m)
+    assert compute_metrics(run, reaction_budget_s=10).house_over_fuse_s == 0
 
 
 def test_group_imbalance_energy_fairness_pv() -> None:

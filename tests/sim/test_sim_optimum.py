@@ -126,3 +126,44 @@ def test_taper_and_underdraw_bound_what_the_car_can_take() -> None:
     taken2 = run_scenario(sc2, FuseOnlyPolicy()).sessions[0].delivered_kwh
     assert opt2.total_kwh == pytest.approx((16 * 0.5 + 8 * 0.5) * V * 3 / 1000)
     assert taken2 <= opt2.total_kwh <= taken2 * 1.01
+
+
+def test_the_compliant_bound_gives_a_car_nothing_or_its_minimum() -> None:
+    """Room for 10 A beside two cars that take 6 A at most: the relaxed bound shares it
+    (5 A each, below the minimum no car charges at), the compliant one gives one car 6 A."""
+    cars = [car("a", "E1", max_ma=6000, taper_soc=1.0), car("b", "E2", max_ma=6000,
+                                                           taper_soc=1.0)]
+    sc = scenario_from_dict(tiny(cars, site={"max_current_ma": 10000}))
+    relaxed = offline_optimum(sc, step_s=300)
+    compliant = offline_optimum(sc, step_s=300, compliant=True)
+    assert relaxed.total_kwh == pytest.approx(10 * V * 3 / 1000, rel=1e-6)
+    assert compliant.total_kwh == pytest.approx(6 * V * 3 / 1000, rel=1e-3)
+    assert "Optimal" in compliant.status
+
+
+def test_the_bound_knows_offline_evses_and_a_blind_grid_meter() -> None:
+    """An EVSE offline with a fail-safe current of 6 A gives its car 6 A whatever a manager
+    wants; one without keeps what it had; while the grid meter is silent the bound keeps
+    room for the house's highest load of the spell."""
+    sc = scenario_from_dict(tiny(
+        [car("a", "E1", max_ma=16000, taper_soc=1.0)],
+        faults=[{"type": "evse_offline", "evse": "E1", "from": 1800, "fail_safe_ma": 6000}]))
+    assert offline_optimum(sc, step_s=60, faults=False).total_kwh == pytest.approx(
+        16 * V * 3 / 1000, rel=1e-6)
+    assert offline_optimum(sc, step_s=60).total_kwh == pytest.approx(
+        (16 + 6) / 2 * V * 3 / 1000, rel=1e-6)
+    household = {"base_w": [["00:00", 0]], "noise_pct": 0,
+                 "appliances": [{"name": "cooker", "power_w": 3 * V * 20, "duration": "5m",
+                                 "at": ["00:40"]}]}
+    site = {"max_current_ma": 30000}
+    blind = [{"type": "meter_dropout", "meter": "grid", "from": 1800, "to": 3600}]
+    plain = scenario_from_dict(tiny([car("a", "E1", taper_soc=1.0)], site=site,
+                                    household=household))
+    faulty = scenario_from_dict(tiny([car("a", "E1", taper_soc=1.0)], site=site,
+                                     household=household, faults=blind))
+    # Seeing the house, the car takes 16 A but for 5 min at 10 A; blind for the second
+    # half hour, at most 10 A in it.
+    assert offline_optimum(plain, step_s=60).total_kwh == pytest.approx(
+        (55 * 16 + 5 * 10) / 60 * V * 3 / 1000, rel=1e-6)
+    assert offline_optimum(faulty, step_s=60).total_kwh == pytest.approx(
+        (30 * 16 + 30 * 10) / 60 * V * 3 / 1000, rel=1e-6)

@@ -126,3 +126,23 @@ def test_meter_dropout_and_stale() -> None:
     assert m.read(35, hist) == Phases(29, 58, 87)  # frozen at what it read when it froze
     assert m.read(39, hist) == Phases(29, 58, 87)
     assert m.read(40, hist) == Phases(39, 78, 117)
+
+
+def test_meter_random_dropouts_and_spikes() -> None:
+    hist = _history([1000.0] * (10 * H + 1))
+    spec = MeterSpec(dropouts_per_hour=6, dropout_mean_s=30, spikes_per_hour=12,
+                     spike_factor=3.0)
+    a = Meter(spec, random.Random(4))
+    readings = [a.read(t, hist) for t in range(0, 10 * H, 3)]
+    b = Meter(spec, random.Random(4))
+    assert readings == [b.read(t, hist) for t in range(0, 10 * H, 3)]  # seeded
+    missing = sum(r is None for r in readings)
+    spikes = sum(r is not None and r.l1 == 3000 for r in readings)
+    # about 60 spells of 30 s (10 readings each) and 120 spikes in 10 hours
+    assert 200 < missing < 1200
+    assert 70 < spikes < 180
+    assert all(r is None or r.l1 in (1000, 3000) for r in readings)
+    # without them, the meter's noise is drawn as before
+    plain = MeterSpec(noise_pct=1.0)
+    assert Meter(plain, random.Random(9)).read(5, hist) == Meter(
+        plain, random.Random(9)).read(5, hist)

@@ -21,6 +21,7 @@ from chargebrain.sim.policy import (
 from chargebrain.sim.runner import RunResult, run_scenario
 from chargebrain.sim.scenario import (
     EvseSpec,
+    ScenarioError,
     load_scenario,
     scenario_from_dict,
     shipped_scenarios,
@@ -228,3 +229,46 @@ def test_building_phase_helpers() -> None:
     idle = EvseReading(EvseState.EV_PRESENT)
     assert building_mask(idle, spec) == 0b111  # nothing measured: as wired
     assert building_mask(idle, EvseSpec("F", phase_rotation=240, used_phases=1)) == 0b100
+
+
+def test_an_evse_with_a_meter_of_its_own_reports_late_and_coarse() -> None:
+    data = {
+        "name": "meters", "duration": "10m", "cycle_s": 1, "site": {"max_current_ma": 63000},
+        "evses": [{"id": "E1"}, {"id": "E2", "meter": {"delay_s": 5, "energy_step_wh": 1000}}],
+        "cars": [{"id": "a", "evse": "E1", "arrive": 0, "leave": 600, "need_kwh": 50,
+                  "lag_s": 0},
+                 {"id": "b", "evse": "E2", "arrive": 0, "leave": 600, "need_kwh": 50,
+                  "lag_s": 0}],
+    }
+    seen: dict[int, tuple[int, int, float, float]] = {}
+
+    class Watch(FuseOnlyPolicy):
+        def decide(self, snapshot: Snapshot) -> Decision:
+            e1, e2 = snapshot.evses["E1"], snapshot.evses["E2"]
+            assert e1 is not None and e2 is not None
+            seen[snapshot.t] = (e1.currents.l1, e2.currents.l1, e1.total_energy_wh,
+                                e2.total_energy_wh)
+            return super().decide(snapshot)
+
+    run_scenario(scenario_from_dict(data), Watch())
+    assert seen[3][0] == 16000 and seen[3][1] == 0  # E2's reading is 5 s late
+    assert seen[7][1] == 16000
+    assert seen[300][2] % 10 == 0 and seen[300][3] % 1000 == 0
+    assert seen[300][3] < seen[300][2]
+
+
+def test_a_car_that_overdraws_takes_more_than_it_is_offered() -> None:
+    data = {
+        "name": "overdraw", "duration": "20m", "cycle_s": 1, "site": {"max_current_ma": 63000},
+        "evses": [{"id": "E1", "max_ma": 10000}],
+        "cars": [{"id": "a", "evse": "E1", "arrive": 0, "leave": 1200, "need_kwh": 50,
+                  "lag_s": 0}],
+        "faults": [{"type": "car_overdraw", "car": "a", "extra_ma": 2000, "from": 600}],
+    }
+    sc = scenario_from_dict(data)
+    run = run_scenario(sc, FuseOnlyPolicy())
+    drawn = run.session("a").drawn_ma
+    assert drawn[300] == pytest.approx(10000) and drawn[900] == pytest.approx(12000)
+    with pytest.raises(ScenarioError, match="extra_ma"):
+        scenario_from_dict({**data, "faults": [{"type": "car_overdraw", "car": "a",
+                                               "extra_ma": 0}]})

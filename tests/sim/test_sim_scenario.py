@@ -91,8 +91,10 @@ def test_minimal_loads() -> None:
 
 def test_shipped_scenarios_load() -> None:
     names = shipped_scenarios()
-    assert names == ["apartment-garage", "faults", "home", "noisy-meters", "office", "pv-phases",
-                     "silent-evse", "silent-grid", "single-phase-mix", "wallboxes"]
+    assert names == ["apartment-garage", "faults", "home", "noisy-meters", "office",
+                     "parking-200", "pv-phases",
+                     "silent-evse", "silent-grid", "single-phase-mix", "solar-two-cars",
+                     "wallboxes"]
     scenarios = {n: load_scenario(n) for n in names}
     assert len(scenarios["home"].site.evses) == 1
     assert scenarios["home"].site.limits.max_current_ma == 25000
@@ -159,7 +161,7 @@ def test_required_and_unknown_keys() -> None:
         ({"cars.1.arrive": "18:00"}, "overlap on EVSE 'E1'"),
         ({"cars.0.leave": 1800}, "$.cars[0].leave: must be after arrive"),
         ({"cars.0.arrive": "+5h"}, "after the end of the run"),
-        ({"cars.0.phases": 2}, "$.cars[0].phases: 2 is not one of 1, 3"),
+        ({"cars.0.phases": 4}, "$.cars[0].phases: 4 is out of range 1..3"),
         ({"cars.0.soc": 1.5}, "$.cars[0].soc: 1.5 is out of range 0..1"),
         ({"cars.0.min_start_ma": 20000}, "min_start_ma: must not exceed max_ma"),
         ({"cars.0.need_kwh": None}, "$.cars[0].need_kwh: required"),

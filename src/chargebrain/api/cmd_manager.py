@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from chargebrain.api import formula_texts, known_keys, views
+from chargebrain.api.answers import JSON_TYPE
 from chargebrain.api.commands import Permission, Request, command
+from chargebrain.api.dev_info_cache import dev_info_bytes
 from chargebrain.api.errors import ApiError
 from chargebrain.api.offload import prepare_request_formulas
 from chargebrain.api.params import (
@@ -60,7 +64,8 @@ async def get_dev_info(req: Request) -> Any:
         return user.name if user is not None and user.display else ""
 
     viewer = views.Viewer(admin=req.caller.is_admin, user_label=user_label)
-    return views.dev_info_json(app.manager, app.clock.now(), app.clock.monotonic(), viewer)
+    body = dev_info_bytes(app.manager, app.clock.now(), app.clock.monotonic(), viewer)
+    return web.Response(body=body, content_type=JSON_TYPE)
 
 
 def params_answer(mgr: ChargingManager, now: float) -> dict[str, Any]:

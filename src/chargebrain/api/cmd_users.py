@@ -21,6 +21,7 @@ from chargebrain.api import auth, formula_texts
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.offload import prepare_request_formulas
+from chargebrain.api.params import clean
 from chargebrain.api.shapes.users import dev_ids, parse_user_id, user_changes
 from chargebrain.api.shapes.users import user_id as user_id_of
 from chargebrain.api.throttle import Secret
@@ -79,7 +80,8 @@ async def get_users(req: Request) -> Any:
     return [user_json(u) for u in _users(req).all()]
 
 
-@command("get_user", Permission.USER, "One user (admin, or the user with their own id)")
+@command("get_user", Permission.USER,
+         "One user (admin, or the user with their own id or one of their RFIDs/PINs)")
 async def get_user(req: Request) -> Any:
     user_id = _id_param(req)
     if req.caller.is_admin:
@@ -89,10 +91,26 @@ async def get_user(req: Request) -> Any:
         if user is None:
             raise ApiError(404, "no such user")
         return user_json(user)
-    user = await own_user(req, user_id)
+    if user_id is None and "rfid" in req.params:
+        user = await card_user(req, req.params["rfid"])
+    else:
+        user = await own_user(req, user_id)
     if user is None:
-        return auth.challenge("get_user needs the admin password or a valid user id")
+        return auth.challenge("get_user needs the admin password, a valid user id or "
+                              "RFID/PIN")
     return user_json(user)
+
+
+async def card_user(req: Request, text: str) -> User | None:
+    """The user one of whose RFIDs/PINs the caller gave (the web UI's log-in with a PIN);
+    a wrong one uses the caller's budget of wrong guesses, as at enter_rfid."""
+    rfid = clean(text)
+    if not rfid or len(rfid) > 64:
+        return None
+    async with auth.guarded(req.app, req.caller.remote, Secret.CARD) as attempt:
+        found = _users(req).find_card(rfid)
+        attempt.failed = found is None
+    return None if found is None else found[0]
 
 
 @command("set_user", Permission.USER,

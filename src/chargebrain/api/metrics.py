@@ -32,6 +32,7 @@ from chargebrain.api.commands import COMMANDS
 from chargebrain.api.errors import ApiError
 from chargebrain.api.request_forms import plain_target
 from chargebrain.core.balancer import Limit, PauseReason
+from chargebrain.manager.ports import CycleListener
 from chargebrain.manager.state import DeviceRuntime
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class MqttStats(Protocol):
     def dropped(self) -> int: ...
 
 
-class CycleTally:
+class CycleTally(CycleListener):
     """Counts, at the end of each cycle, what the state does not keep (a SessionListener
     of the charging manager)."""
 
@@ -69,15 +70,6 @@ class CycleTally:
         self.manager = manager
         self.overload_cycles = 0
         self.imbalance_cycles = 0
-
-    def on_plug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_unplug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None:
-        return None
 
     def on_cycle(self, now: float) -> None:
         alloc = self.manager.decider.last_allocation

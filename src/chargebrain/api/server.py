@@ -1,4 +1,5 @@
-"""The HTTP server: `/cnf?cmd=…` dispatch, authentication, JSON answers, static UI.
+"""The HTTP server: `/cnf?cmd=…` dispatch, authentication, JSON answers, the web UI
+(`/`, `/ui/…` from api/static.py) and its live updates (`/events`, api/live.py).
 
 Parameters come from the query string and, for POST, from a form body; a JSON body is
 parsed once and handed to the command (both bodies are parsed strictly, in `bodies.py`).
@@ -23,8 +24,10 @@ from chargebrain.api.answers import challenge, error_response, json_response
 from chargebrain.api.bodies import form_fields, json_body
 from chargebrain.api.commands import COMMANDS, Permission, Request
 from chargebrain.api.errors import ApiError
+from chargebrain.api.live import LiveFeed, LogTail, handle_events
 from chargebrain.api.offload import Worker
 from chargebrain.api.request_forms import plain_request
+from chargebrain.api.static import handle_index, handle_ui_file
 
 if TYPE_CHECKING:
     from chargebrain.api.services import Services
@@ -100,6 +103,14 @@ class HttpApi:
             client_max_size=2 * 1024 * 1024, middlewares=[json_errors, plain_request])
         self.web.router.add_route("*", "/cnf", self.handle_cnf)
         self.web.router.add_get("/ui/en/sim.htm", self.handle_sim_page)
+        self.live = LiveFeed()
+        self.log_tail = LogTail()
+        self.web.router.add_get("/", handle_index)
+        self.web.router.add_get("/ui/{path:.+}", handle_ui_file)
+        self.web.router.add_get("/events", self.handle_events)
+
+    async def handle_events(self, request: web.Request) -> web.StreamResponse:
+        return await handle_events(self.app, self.live, self.log_tail, request)
 
     async def handle_cnf(self, request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "POST"):
@@ -117,6 +128,9 @@ class HttpApi:
                 await auth.penalise(self.app, caller)
                 return challenge(f"{name} needs the admin password")
             result = await cmd.handler(req)
+            if not name.startswith("get_"):
+                # It may have changed what get_dev_info shows (api/dev_info_cache.py).
+                self.app.manager.signal.changed()
         except ApiError as exc:
             return json_response(exc.body, status=exc.status, headers=exc.headers)
         except web.HTTPException:

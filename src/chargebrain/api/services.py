@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from chargebrain.devices.registry import DeviceTypes
     from chargebrain.manager.cm_vars import CmVars
     from chargebrain.manager.diaglog import DiagLog
+    from chargebrain.manager.history import HistoryRecorder
     from chargebrain.manager.runtime import ChargingManager
     from chargebrain.manager.sessions import SessionManager
     from chargebrain.manager.users import UserDirectory
@@ -66,6 +67,9 @@ class Services(Protocol):
     @property
     def worker(self) -> Worker:
         """The thread that compiles and parses the heavy part of a request."""
+    @property
+    def history(self) -> HistoryRecorder:
+        """Samples power and current every 10 s and writes the history file."""
     @property
     def meterdefs_lock(self) -> asyncio.Lock:
         """Held while a meter definition is uploaded or deleted (in order)."""

@@ -12,19 +12,19 @@ from __future__ import annotations
 from chargebrain.core.balancer.data import (
     Allocation,
     BalancerState,
-    Limit,
     PauseReason,
     SiteInput,
 )
-from chargebrain.core.balancer.prepare import BY_CAP, CANDIDATE, INF, Slot, Work, finish, prepare
-
-_CAP_REASONS = {
-    Limit.EVSE_MAX: "EVSE maximum",
-    Limit.RULE: "rule",
-    Limit.OVERRIDE: "override",
-    Limit.CAR_DRAW: "car draw",
-    Limit.BACKEND: "OCPP backend",
-}
+from chargebrain.core.balancer.prepare import (
+    BY_CAP,
+    CANDIDATE,
+    CAP_REASONS,
+    INF,
+    Slot,
+    Work,
+    finish,
+    prepare,
+)
 
 
 def equal_split(site: SiteInput, state: BalancerState, now: float) -> Allocation:
@@ -93,6 +93,6 @@ def _admit(w: Work, s: Slot, current: int, by: int) -> None:
     s.extra = current - s.min
     s.bound = by
     if by == BY_CAP:
-        s.lreason, s.reason = s.cap_kind, _CAP_REASONS[s.cap_kind]
+        s.lreason, s.reason = s.cap_kind, CAP_REASONS[s.cap_kind]
     else:
         s.lreason, s.reason = w.kind_of(by), w.label_of(by)

@@ -35,6 +35,7 @@ STATIC_TYPES: tuple[DeviceType, ...] = (
     DeviceType("evse_ajax", "HTTP Input", Kind.EVSE, pushed=True),
     DeviceType("evse_ocpp", "EVSE with OCPP 1.6", Kind.EVSE, own_transactions=True),
     DeviceType("evse_keba_c_x", "KEBA KeContact P20/P30 (UDP)", Kind.EVSE),
+    DeviceType("evse_cm", "Charging Manager Slave", Kind.EVSE),
     DeviceType("evse_group", "EVSE group", Kind.GROUP),
     DeviceType("meter_powerbrain", "cFos Power Brain S0", Kind.METER),
     DeviceType("meter_ajax", "HTTP Input", Kind.METER, pushed=True),

@@ -47,7 +47,7 @@ def build_manager(
     return ChargingManager(
         clock, signal, inventory, settings,
         pushes=pushes,
-        readers=Readers(clock, inventory, settings, listeners),
+        readers=Readers(clock, inventory, settings, listeners, signal.changed),
         decider=Decider(clock, powerbrain, inventory, settings, store, overdraft_cur,
                         ChargeSchedules(store)),
         writer=Writer(clock, inventory.devices),

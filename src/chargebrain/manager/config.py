@@ -46,6 +46,17 @@ class SiteParams:
     mqtt_serial_prefix: bool = False  # topics under cfos_mqtt_<serial> instead of cfos_mqtt
     mqtt_ha_discovery: bool = False  # announce every device to Home Assistant
     metrics_public: bool = False  # GET /metrics without the admin password
+    # The SunSpec Modbus server (servers/sunspec): its port (at start; 0 = off, and
+    # `--sunspec-port` wins) and the unit id of the site (the devices answer at id + 1).
+    sunspec_port: int = 0
+    sunspec_id: int = 1
+    # Taking a limit from a master charging manager (manager/cascade.py): whether this
+    # manager does, how long the master's limit holds unrenewed (s), and what its EVSEs
+    # may take together while no master's limit is in force (mA per phase).
+    cm_master_enabled: bool = False
+    cm_master_timeout: int = 90
+    cm_master_fallback: int = 0
+    history_max_mb: int = 256  # the size limit of the history file
 
     def with_changes(self, **changes: Any) -> SiteParams:
         return replace(self, **changes)
@@ -97,6 +108,8 @@ class DeviceConfig:
     ocpp_gateway_url: str = ""
     ocpp_gateway_client_id: str = ""
     ocpp_gateway_password: str = ""
+    password: str = ""  # evse_cm: the slave's admin password (never shown)
+    publish_sunspec: bool = False  # EVSEs and meters: shown at the SunSpec unit id + 1
     # Meter settings
     role: int = ROLE_DISPLAY
     invert: bool = False

@@ -1,9 +1,10 @@
 """The control loop's wake-up signal: what woke it since the last cycle, and who waits.
 
 A changed setting or a pushed reading that matters calls `wake()`; the loop runs a cycle
-at once. Callers that must see the outcome of their change wait until a cycle that
-started after their wake-up has finished. Shared by the manager's parts (which wake the
-loop) and the loop itself (which runs the cycles); it knows nothing of either.
+at once; one that needs no cycle calls `changed()`. Callers that must see the outcome of
+their change wait until a cycle that started after their wake-up has finished. Shared by
+the manager's parts (which wake the loop) and the loop itself (which runs the cycles); it
+knows nothing of either.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ class CycleSignal:
         self.urgent = False  # something relevant arrived: a cycle is due now
         self.wakes = 0  # wake() calls so far
         self.seen = 0  # wake() calls before the start of the last finished cycle
+        # changed() calls so far: what the API shows changed outside a cycle without
+        # needing one (a read that outlasted its cycle, a set soft meter, ...).
+        self.changes = 0
         # (wake count a cycle must have seen, future) of callers waiting for a cycle.
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
@@ -28,6 +32,11 @@ class CycleSignal:
         self.urgent = True
         self.wakes += 1
         self.event.set()
+
+    def changed(self) -> None:
+        """Something a device or the site shows changed outside a cycle, and no cycle is
+        needed for it (answers made before are stale: `ChargingManager.shown_version`)."""
+        self.changes += 1
 
     async def wait_seen(self, wakes: int, timeout: float) -> None:
         """Wait until a cycle that started after the `wakes`th wake() has finished."""

@@ -25,6 +25,7 @@ from chargebrain.core.balancer import (
 )
 from chargebrain.core.formula import DictEvalContext
 from chargebrain.core.model import MeterReading
+from chargebrain.manager.cascade import MasterLink
 from chargebrain.manager.cycle_log import log_cycle
 from chargebrain.manager.inputs import (
     LoadHold,
@@ -95,6 +96,7 @@ class Decider:
         # Limits by time of day from an external energy manager (set_cplan).
         self.schedules = schedules if schedules is not None else ChargeSchedules(None)
         self.phase_auto = PhaseAuto()  # automatic 1/3-phase switching for surplus charging
+        self.master = MasterLink()  # the limit a master charging manager sets, if any
 
     def fill_devices(self, ctx: DictEvalContext) -> None:
         """Every device's values into `ctx` (when a formula first asks for one)."""
@@ -137,6 +139,8 @@ class Decider:
             scheduled = None
         self.evaluated_max_total_ma = total_ma
         self.evaluated_max_evse_ma = max_evse.low()
+        # Under a master charging manager, its limit is one more on the supply line.
+        supply, supply_label = self.master.supply(site, mono, max_evse)
         if self.wish_provider is not None:
             self.wish_provider(self, ctx, now)
         measurements, figures, raw = measure_loads(topo, self.hold)
@@ -163,16 +167,18 @@ class Decider:
             max_total_current=total_ma,
             scheduled=scheduled is not None,
             reserve_current=site.reserve_current,
-            max_total_evse_current=max_evse.low(),
+            max_total_evse_current=supply.low(),
             max_imbalance_cur=site.max_imbalance_cur,
             imbalance_add=site.imbalance_add,
             min_pause_time=float(site.min_pause_time),
             lb_enabled=site.lb_enabled,
             disable_policy=site.disable_policy,
+            supply_label=supply_label,
         )
         site_input = SiteInput(config=config, load=measurements.get(0, Measurement()),
                                groups=tuple(groups), evses=tuple(evses))
         alloc = allocate(site_input, self.balancer_state, mono)
+        self.master.note_demand(site, site_input, alloc, max_evse, self.balancer_state, mono)
         self.cycles += 1
         log_cycle(site_input, alloc, self.cycles)
         if alloc.overdraft_cur != self.balancer_state.overdraft_cur:

@@ -1,7 +1,8 @@
 """Which driver talks to a configured device, and the model string it shows.
 
 The built-in controller is reached through its register banks, another controller over
-Modbus TCP, HTTP-input devices are fed by pushes, an OCPP charge point's connector by
+Modbus TCP, another charging manager (`evse_cm`) over its HTTP API, HTTP-input devices
+are fed by pushes, an OCPP charge point's connector by
 the OCPP central system (through the hub), other meters through their meter
 definitions (a meter read over MQTT through the broker connection's `TopicFeed`), other
 wallboxes through their charger definitions (`DefinedEvse`), KEBA wallboxes over UDP.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from chargebrain.clock import Clock
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.base import EvseDriver, MeterDriver
+from chargebrain.devices.cm_slave import CmSlaveEvse
 from chargebrain.devices.defined_evse import DefinedEvse
 from chargebrain.devices.defined_meter import DefinedMeter
 from chargebrain.devices.errors import DeviceError
@@ -56,6 +58,11 @@ def make_driver(
         if ocpp is None:
             raise ConfigError("no OCPP central system runs here")
         return OcppEvse(ocpp, cfg.dev_id, cfg.address.strip(), cfg.id, clock)
+    if cfg.dev_type == "evse_cm":
+        try:
+            return CmSlaveEvse(cfg.address, cfg.password)
+        except DeviceError as exc:
+            raise ConfigError(str(exc)) from None
     if dtype.pushed:
         return AjaxEvse(clock) if dtype.kind is Kind.EVSE else AjaxMeter(clock)
     internal = internal_address(cfg.address)

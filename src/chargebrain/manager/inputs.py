@@ -17,6 +17,7 @@ from chargebrain.core.hold import DEFAULT_HOLD_S, held_peak, prune
 from chargebrain.core.model import EvseState
 from chargebrain.core.phases import ZERO, Phases
 from chargebrain.devices.ajax import AjaxEvse
+from chargebrain.devices.cm_slave import CmSlaveEvse, SlaveReading
 from chargebrain.manager import config as C
 from chargebrain.manager.config import Limit
 from chargebrain.manager.formulas import FormulaTable
@@ -261,6 +262,16 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
                              ctx.derive(self_device=cfg.dev_id)).low()
     if r is not None and r.max_current_ma and isinstance(rt.driver, AjaxEvse):
         max_cur = min(max_cur, r.max_current_ma)
+    offline_current = None
+    cascade = isinstance(rt.driver, CmSlaveEvse)
+    if cascade:
+        # Another charging manager: at most what its EVSEs want together, within its wiring
+        # limit; unreachable, counted at its wiring limit (before any answer: its maximum).
+        offline_current = max_cur
+        if isinstance(r, SlaveReading):
+            wiring = r.max_current_ma if r.max_current_ma is not None else max_cur
+            max_cur = min(max_cur, wiring, r.demand_ma)
+            offline_current = wiring
     status = rt.status
     offline = status.error_since if status.com_err else None
     plugged_since = None
@@ -299,6 +310,8 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
         need_wh=need_wh,
         schedule_current=schedule_ma,
         one_phase=bool(r is not None and r.one_phase and r.phase_switching),
+        offline_current=offline_current,
+        own_lending=cascade,
     )
     ev.input, ev.input_key, ev.input_cfg = made, key, cfg
     return made

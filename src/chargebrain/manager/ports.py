@@ -39,3 +39,20 @@ class SessionListener(Protocol):
     def on_unplug(self, rt: DeviceRuntime, now: float) -> None: ...
     def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None: ...
     def on_cycle(self, now: float) -> None: ...
+
+
+class CycleListener:
+    """A session listener told only the end of every cycle (the history recorder, the web
+    UI's live feed): plug-in, unplug and cards mean nothing to it."""
+
+    def on_plug(self, rt: DeviceRuntime, now: float) -> None:
+        return None
+
+    def on_unplug(self, rt: DeviceRuntime, now: float) -> None:
+        return None
+
+    def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None:
+        return None
+
+    def on_cycle(self, now: float) -> None:
+        return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -83,8 +84,11 @@ class Readers:
     """Reads the inventory's devices for each cycle and takes what they report."""
 
     def __init__(self, clock: Clock, inventory: DeviceInventory, settings: SiteSettings,
-                 listeners: list[SessionListener]) -> None:
+                 listeners: list[SessionListener],
+                 changed: Callable[[], None] = lambda: None) -> None:
         self.clock = clock
+        # Told when a read ends, which may be after its cycle (see CycleSignal.changed).
+        self.changed = changed
         self.inventory = inventory
         self.devices = inventory.devices  # the same mapping, kept current by the inventory
         self.settings = settings
@@ -166,6 +170,12 @@ class Readers:
             self._take(rt, driver.read_now(), now, mono)
 
     async def _read_one(self, rt: DeviceRuntime) -> None:
+        try:
+            await self._read_one_now(rt)
+        finally:
+            self.changed()
+
+    async def _read_one_now(self, rt: DeviceRuntime) -> None:
         driver = rt.driver
         assert driver is not None
         # A reading counts as taken when its read started: the reads of one cycle start

@@ -101,6 +101,7 @@ class ReportedTransactions:
             ev.transaction_id = tid
             ev.plug_energy_wh = start_wh
             ev.max_power_w = 0.0
+            self.manager.signal.changed()
         log.info("%s: transaction %d started%s (card %s: %s)", dev_id, tid,
                  " while offline" if late else "", id_tag, status)
         return tid, status

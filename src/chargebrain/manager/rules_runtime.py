@@ -34,6 +34,7 @@ from chargebrain.core.rules import (
     PRICE_MODEL_FIXED,
     CompiledRules,
     LocalClock,
+    PoolClaim,
     RuleContext,
     RuleResult,
     RuleState,
@@ -42,6 +43,7 @@ from chargebrain.core.rules import (
     power_to_phase_current_ma,
     price_cm_vars,
     resolve_price,
+    share_pool,
     surplus_w_from_formula,
 )
 from chargebrain.devices.ajax import AjaxEvse
@@ -299,34 +301,30 @@ class RulesRuntime:
                     and not ev.overrides & OVERRIDE_NO_USER_RULES))
             if clock is None:
                 clock = LocalClock.at(now, self.tz)
-            phases = predicted_phases(rt)
-            surplus_ma = power_to_phase_current_ma(energy.surplus_w, phases)
-            lb_cur = ev.decision.current_ma if ev.decision is not None else 0
-            rctx = RuleContext(
-                dev_id=dev_id,
-                evse_max_ma=self._evse_max(rt, ctx),
-                evse_min_ma=rt.config.min_charging_cur,
-                phases=phases,
-                solar_ma=power_to_phase_current_ma(energy.solar_w, phases),
-                surplus_ma=surplus_ma,
-                grid_import_ma=power_to_phase_current_ma(max(0.0, energy.grid_w), phases),
-                grid_export_ma=power_to_phase_current_ma(max(0.0, -energy.grid_w), phases),
-                price=price,
-                price_level=level,
-                formula=ctx.derive(self_device=dev_id, self_values={
-                    "lb_cur": float(lb_cur), "surplus_pcur": float(surplus_ma),
-                    "pphases": float(phases)}),
-                tz=self.tz,
-                clock=clock,
-                override_evse_rules=bool(ev.overrides & OVERRIDE_NO_EVSE_RULES),
-                override_user_rules=bool(ev.overrides & OVERRIDE_NO_USER_RULES),
-            )
+            rctx = self._rule_context(rt, ctx, clock, energy, price, level,
+                                      energy.surplus_w, energy.solar_w)
             items.append((evse_rules, user_rules, rctx))
             targets.append(rt)
         if not items:
             self.results = {}
             return
-        results, self.state = evaluate_all(items, self.state, now)
+        results, state = evaluate_all(items, self.state, now)
+        sharing = [i for i, rt in enumerate(targets) if results[rt.dev_id].surplus]
+        if len(sharing) > 1 and (energy.surplus_w > 0 or energy.solar_w > 0):
+            # Several EVSEs charge from the surplus: each is given its share, not the
+            # whole (core/rules/sharing.py), and their rules run again with it.
+            claims = [_claim(targets[i], items[i][2]) for i in sharing]
+            surplus = share_pool(claims, energy.surplus_w)
+            solar = share_pool(claims, energy.solar_w)
+            items = list(items)
+            for i in sharing:
+                rt = targets[i]
+                assert clock is not None
+                items[i] = (items[i][0], items[i][1], self._rule_context(
+                    rt, ctx, clock, energy, price, level, surplus[rt.dev_id],
+                    solar[rt.dev_id]))
+            results, state = evaluate_all(items, self.state, now)
+        self.state = state
         self.results = results
         for rt in targets:
             ev = rt.evse
@@ -334,6 +332,36 @@ class RulesRuntime:
             result = results[rt.dev_id]
             ev.rule_wish = result.wish_ma
             ev.rule_source = result.source
+
+    def _rule_context(self, rt: DeviceRuntime, ctx: DictEvalContext, clock: LocalClock,
+                      energy: SiteEnergy, price: float | None, level: int | None,
+                      surplus_w: float, solar_w: float) -> RuleContext:
+        """What one EVSE's rules see, with `surplus_w` and `solar_w` as its surplus and
+        solar power (the site's, or its share of them)."""
+        ev = rt.evse
+        assert ev is not None
+        phases = predicted_phases(rt)
+        surplus_ma = power_to_phase_current_ma(surplus_w, phases)
+        lb_cur = ev.decision.current_ma if ev.decision is not None else 0
+        return RuleContext(
+            dev_id=rt.config.dev_id,
+            evse_max_ma=self._evse_max(rt, ctx),
+            evse_min_ma=rt.config.min_charging_cur,
+            phases=phases,
+            solar_ma=power_to_phase_current_ma(solar_w, phases),
+            surplus_ma=surplus_ma,
+            grid_import_ma=power_to_phase_current_ma(max(0.0, energy.grid_w), phases),
+            grid_export_ma=power_to_phase_current_ma(max(0.0, -energy.grid_w), phases),
+            price=price,
+            price_level=level,
+            formula=ctx.derive(self_device=rt.config.dev_id, self_values={
+                "lb_cur": float(lb_cur), "surplus_pcur": float(surplus_ma),
+                "pphases": float(phases)}),
+            tz=self.tz,
+            clock=clock,
+            override_evse_rules=bool(ev.overrides & OVERRIDE_NO_EVSE_RULES),
+            override_user_rules=bool(ev.overrides & OVERRIDE_NO_USER_RULES),
+        )
 
     # --- inputs ----------------------------------------------------------------------
 
@@ -443,6 +471,15 @@ class RulesRuntime:
             in_use = {id(c) for c in self._user_at.values() if c is not None}
             self._user_rules = {u: entry for u, entry in self._user_rules.items()
                                 if id(entry[1]) in in_use}
+
+
+def _claim(rt: DeviceRuntime, rctx: RuleContext) -> PoolClaim:
+    """An EVSE charging from the surplus, as the sharing sees it."""
+    ev = rt.evse
+    d = ev.decision if ev is not None else None
+    charging = d is not None and d.charging_enabled and d.current_ma > 0
+    return PoolClaim(rt.dev_id, rctx.phases, max(rctx.evse_min_ma, 0), rctx.evse_max_ma,
+                     charging, rt.config.prio)
 
 
 def _empty(rules: CompiledRules | None) -> bool:

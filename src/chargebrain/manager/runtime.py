@@ -81,6 +81,19 @@ class ChargingManager:
     def serial(self) -> str:
         return self.inventory.powerbrain.serial
 
+    def shown_version(self) -> tuple[object, ...] | None:
+        """A value that stays equal while nothing the API shows of the site and its devices
+        changes, except the clock (None while a cycle runs: a cycle changes them bit by
+        bit). Devices and the site change in a cycle (counted), by a change that wakes the
+        loop (every setting, device, user and session change), or by one that calls
+        `signal.changed()`; the parts that a change outside those replaces are compared."""
+        if self._lock.locked():
+            return None
+        decider, signal = self.decider, self.signal
+        return (self.cycle_count, signal.wakes, signal.changes, self.auth_count,
+                self.max_evses, self.settings.params, decider.balancer_state,
+                decider.last_site, self.inventory.powerbrain.phase_switching)
+
     def reset_device(self, dev_id: str) -> None:
         """Recreate a device with the same settings: a fresh driver and runtime state,
         and nothing the balancer remembered of it (ConfigError if there is none)."""

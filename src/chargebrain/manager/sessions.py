@@ -390,6 +390,7 @@ class SessionManager:
                         "UPDATE transactions SET start_wh = start_wh + ?, end_wh = ? "
                         "WHERE id = ?", (delta, value_wh, ev.transaction_id))
         ev.soft_meter_wh = value_wh
+        self.manager.signal.changed()
         log.info("%s (%s): soft meter set from %.0f to %.0f Wh", rt.dev_id, rt.config.name,
                  old, value_wh)
         self.flush()

@@ -12,12 +12,18 @@ with exception 04 (server device failure).
 
 Pure: no sockets, no clocks. The answers to valid requests are the ones evcc and the
 tests have always seen (FC6 answers with the register's value read back after the write).
+
+`serve` answers from any `WordSource` (a register bank, or the SunSpec chain of
+servers/sunspec/) once the unit has been found to be served; `answer` is the
+controller's device: its bank, answered as its slave id, 0 or 255.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Sequence
+from typing import Protocol
 
 from chargebrain.powerbrain.bank import (
     MAX_READ_WORDS,
@@ -43,6 +49,14 @@ _FC_ADDRESS_VALUE = struct.Struct(">BHH")
 _FC_BYTES = struct.Struct(">BB")
 
 
+class WordSource(Protocol):
+    """Holding registers a Modbus device answers from: reads and writes of whole words
+    that raise RegisterError (with its exception code) when the device refuses them."""
+
+    def read_words(self, address: int, count: int) -> list[int]: ...
+    def write_words(self, address: int, words: Sequence[int]) -> None: ...
+
+
 def exception_pdu(function_code: int, code: int) -> bytes:
     """The exception answer to `function_code`: the code with its high bit set, then
     the exception code."""
@@ -57,16 +71,22 @@ def unit_answered(bank: RegisterBank, unit: int) -> bool:
 def answer(bank: RegisterBank, unit: int, pdu: bytes) -> bytes:
     """The answer PDU to the request `pdu` (at least one byte, the function code)
     addressed to `unit`."""
-    function_code = pdu[0]
     if not unit_answered(bank, unit):
-        return exception_pdu(function_code, GATEWAY_TARGET_FAILED)
+        return exception_pdu(pdu[0], GATEWAY_TARGET_FAILED)
+    return serve(bank, pdu)
+
+
+def serve(source: WordSource, pdu: bytes) -> bytes:
+    """The answer PDU to the request `pdu` (at least one byte, the function code) from
+    `source`, whose unit the request was addressed to."""
+    function_code = pdu[0]
     try:
         if function_code == READ_HOLDING:
-            return _read(bank, pdu)
+            return _read(source, pdu)
         if function_code == WRITE_SINGLE:
-            return _write_single(bank, pdu)
+            return _write_single(source, pdu)
         if function_code == WRITE_MULTIPLE:
-            return _write_multiple(bank, pdu)
+            return _write_multiple(source, pdu)
     except RegisterError as exc:
         return exception_pdu(function_code, int(exc.code))
     except Exception:
@@ -79,7 +99,7 @@ def _bad_value(what: str) -> RegisterError:
     return RegisterError(ExceptionCode.ILLEGAL_VALUE, what)
 
 
-def _read(bank: RegisterBank, pdu: bytes) -> bytes:
+def _read(bank: WordSource, pdu: bytes) -> bytes:
     if len(pdu) != 5:
         raise _bad_value("FC3 request of the wrong length")
     address, count = _ADDRESS_COUNT.unpack_from(pdu, 1)
@@ -89,7 +109,7 @@ def _read(bank: RegisterBank, pdu: bytes) -> bytes:
     return _FC_BYTES.pack(READ_HOLDING, 2 * count) + struct.pack(f">{count}H", *words)
 
 
-def _write_single(bank: RegisterBank, pdu: bytes) -> bytes:
+def _write_single(bank: WordSource, pdu: bytes) -> bytes:
     if len(pdu) != 5:
         raise _bad_value("FC6 request of the wrong length")
     address, value = _ADDRESS_COUNT.unpack_from(pdu, 1)
@@ -99,7 +119,7 @@ def _write_single(bank: RegisterBank, pdu: bytes) -> bytes:
     return _FC_ADDRESS_VALUE.pack(WRITE_SINGLE, address, now)
 
 
-def _write_multiple(bank: RegisterBank, pdu: bytes) -> bytes:
+def _write_multiple(bank: WordSource, pdu: bytes) -> bytes:
     if len(pdu) < 6:
         raise _bad_value("FC16 request too short")
     address, count, byte_count = _ADDRESS_COUNT_BYTES.unpack_from(pdu, 1)
@@ -111,7 +131,7 @@ def _write_multiple(bank: RegisterBank, pdu: bytes) -> bytes:
     return _FC_ADDRESS_VALUE.pack(WRITE_MULTIPLE, address, count)
 
 
-def _write(bank: RegisterBank, address: int, words: tuple[int, ...]) -> None:
+def _write(bank: WordSource, address: int, words: tuple[int, ...]) -> None:
     try:
         bank.write_words(address, words)
     except RegisterError as exc:

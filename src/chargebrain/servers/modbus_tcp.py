@@ -1,13 +1,14 @@
-"""Modbus TCP server for the controller's three logical devices.
+"""Modbus TCP server for the controller's three logical devices, and for other register
+maps (the charging manager's SunSpec chain).
 
 One listening port per logical device (EVSE on N, S0 meter 1 on N+1, S0 meter 2 on N+2).
 Each connection is cut into MBAP frames (7-byte header: transaction id, protocol id 0,
 length, unit id; then the PDU) and every frame is answered by `modbus_pdu.answer` from
-the device's register bank, in the order the frames came, also when a client sends many
-at once without waiting. A frame with another protocol id is dropped unanswered. A
-frame longer than the protocol allows (a PDU over 253 bytes) is still cut by its length
-field and answered with an exception; a length below 2 (no function code) loses the
-framing, and the connection is closed.
+the device's register bank (or by the `Responder` a port was given), in the order the
+frames came, also when a client sends many at once without waiting. A frame with another
+protocol id is dropped unanswered. A frame longer than the protocol allows (a PDU over
+253 bytes) is still cut by its length field and answered with an exception; a length
+below 2 (no function code) loses the framing, and the connection is closed.
 
 Connections are bounded (`ConnectionLimits`): one that sends no request for
 `idle_timeout_s`, or leaves a frame unfinished (or its answers unread) for
@@ -30,7 +31,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chargebrain.powerbrain.bank import RegisterBank
@@ -47,6 +48,9 @@ MIN_LENGTH = 2
 # many requests and reads slowly never makes the server hold more than a batch.
 _WRITE_BATCH = 16 * 1024
 _LOG_EVERY_S = 60.0
+
+#: Answers one request: (unit id, request PDU) -> answer PDU.
+Responder = Callable[[int, bytes], bytes]
 
 
 class ListenError(Exception):
@@ -98,11 +102,11 @@ class _Throttled:
 
 
 class _Listener:
-    """One port: its bank, its open connections and their limits."""
+    """One port: what answers its requests, its open connections and their limits."""
 
-    def __init__(self, bank: RegisterBank, port: int, limits: ConnectionLimits,
+    def __init__(self, respond: Responder, port: int, limits: ConnectionLimits,
                  access: AccessList | None) -> None:
-        self.bank = bank
+        self.respond = respond
         self.port = port
         self.limits = limits
         self.access = access
@@ -192,7 +196,7 @@ class _Connection(asyncio.Protocol):
         pos = 0
         out: list[bytes] = []
         pending = 0
-        bank = self.listener.bank
+        respond = self.listener.respond
         while size - pos >= HEADER_BYTES:
             tid, protocol, length, unit = _MBAP.unpack_from(buf, pos)
             if length < MIN_LENGTH:
@@ -205,7 +209,7 @@ class _Connection(asyncio.Protocol):
             if end > size:
                 break
             if protocol == 0:
-                pdu = answer(bank, unit, buf[pos + HEADER_BYTES:end])
+                pdu = respond(unit, buf[pos + HEADER_BYTES:end])
                 out.append(_MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)
                 pending += len(pdu) + HEADER_BYTES
             pos = end
@@ -287,17 +291,21 @@ def bind_failure(exc: OSError) -> str:
 
 class ModbusTcpServers:
     """The listening servers, one per bank on consecutive ports; start() binds all or
-    none. `access` None admits every client address."""
+    none. `access` None admits every client address. `responders` replaces the banks:
+    each port answers through its own function (the banks are then not used)."""
 
     def __init__(self, banks: Sequence[RegisterBank], host: str, first_port: int, *,
                  limits: ConnectionLimits | None = None,
-                 access: AccessList | None = None) -> None:
+                 access: AccessList | None = None,
+                 responders: Sequence[Responder] | None = None) -> None:
+        if responders is None:
+            responders = [functools.partial(answer, bank) for bank in banks]
         self.host = host
-        self.ports = [first_port + i for i in range(len(banks))]
+        self.ports = [first_port + i for i in range(len(responders))]
         self.limits = limits or ConnectionLimits()
         self.access = access
-        self._listeners = [_Listener(bank, port, self.limits, access)
-                           for bank, port in zip(banks, self.ports, strict=True)]
+        self._listeners = [_Listener(respond, port, self.limits, access)
+                           for respond, port in zip(responders, self.ports, strict=True)]
 
     def open_connections(self) -> list[int]:
         """How many connections each port has open, in port order."""

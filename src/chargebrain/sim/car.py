@@ -70,8 +70,8 @@ class Car:
     def __init__(self, params: CarParams, *, evse_phases: int = 3, voltage_v: float = 230.0):
         self.params = params
         self._evse_phases = evse_phases
-        self.phase_count = 1 if min(params.phases, evse_phases) == 1 else 3
-        self.phase_mask = 0b001 if self.phase_count == 1 else 0b111
+        self.phase_count = min(params.phases, evse_phases)  # a two-phase car: on L1 and L2
+        self.phase_mask = (1 << self.phase_count) - 1
         self.voltage_v = voltage_v
         self.energy_wh = 0.0
         self.asleep = False
@@ -124,12 +124,12 @@ class Car:
 
     def switch_phases(self, evse_phases: int) -> None:
         """The EVSE now gives `evse_phases` (1 or 3; its phase contactor switched): a
-        three-phase car draws on its L1 only, or on all three again."""
+        three-phase car draws on its L1 only, or on all its phases again."""
         self._evse_phases = evse_phases
-        count = 1 if min(self.params.phases, evse_phases) == 1 else 3
+        count = min(self.params.phases, evse_phases)
         if count != self.phase_count:
             self.phase_count = count
-            self.phase_mask = 0b001 if count == 1 else 0b111
+            self.phase_mask = (1 << count) - 1
             self._wh_per_mas = self.voltage_v * count / 3.6e6
             self._dirty = True
 

@@ -6,7 +6,10 @@ minimum does not fit, first come first served by priority without rotation — s
 offline optimum, computes the metrics of every run and checks the goals:
 
 * no overload beyond the reaction budget (every scenario);
-* at least 97 % of the optimum's energy (apartment-garage and office);
+* at least 95 % of the optimum's energy (90 % in faults), measured against the compliant
+  bound (every car draws nothing or at least its minimum) where it was solved, else the
+  perfect-foresight bound; both bounds know the scenario's faults;
+* at most 2 starts and stops per car-hour at scale (parking-200);
 * Jain's fairness index at least 0.95 (apartment-garage);
 * fewer starts and stops than the equal-split baseline (every scenario; not judged when
   both runs are already at the floor of one start and one stop per car).
@@ -39,8 +42,11 @@ from chargebrain.sim.scenario import Scenario
 OURS = "manager"
 POLICIES = ("manager", "core", "equal-split", "fcfs", "fuse-only")
 BASELINES = ("equal-split", "fcfs", "fuse-only")
-ENERGY_GOAL = 0.97
-ENERGY_GOAL_SCENARIOS = frozenset({"apartment-garage", "office"})
+ENERGY_GOAL = 0.95
+#: Scenarios with a goal of their own (the faults: 90 % of an optimum that knows them)
+ENERGY_GOALS = {"faults": 0.90}
+SWITCHING_GOAL = 2.0  # starts + stops per car-hour, at scale
+SWITCHING_GOAL_SCENARIOS = frozenset({"parking-200"})
 FAIRNESS_GOAL = 0.95
 FAIRNESS_GOAL_SCENARIOS = frozenset({"apartment-garage"})
 
@@ -100,6 +106,12 @@ class Comparison:
     runs: tuple[PolicyRun, ...]
     optimum: OptimumResult | None
     goals: tuple[GoalCheck, ...]
+    compliant: OptimumResult | None = None  # the compliant bound, when it was solved
+
+    @property
+    def bound(self) -> OptimumResult | None:
+        """The bound the energy goal is judged against: compliant where there is one."""
+        return self.compliant if self.compliant is not None else self.optimum
 
     def get(self, name: str) -> PolicyRun:
         for r in self.runs:
@@ -140,16 +152,21 @@ def check_goals(
         )
     ]
     ratio = energy_ratio(ours, optimum)
-    applies = scenario_name in ENERGY_GOAL_SCENARIOS
+    goal = ENERGY_GOALS.get(scenario_name, ENERGY_GOAL)
     goals.append(
         GoalCheck(
-            f"≥ {ENERGY_GOAL:.0%} of the optimum's energy"
-            + ("" if applies else " (not a goal here)"),
+            f"≥ {goal:.0%} of the optimum's energy",
             "no optimum" if ratio is None or optimum is None else
             f"{100 * ratio:.1f} % ({ours.delivered_kwh:.1f} of {optimum.total_kwh:.1f} kWh)",
-            None if ratio is None or not applies else ratio >= ENERGY_GOAL,
+            None if ratio is None else ratio >= goal - 5e-4,
         )
     )
+    if scenario_name in SWITCHING_GOAL_SCENARIOS:
+        rate = switching_rate(ours)
+        goals.append(GoalCheck(
+            f"≤ {SWITCHING_GOAL:g} starts and stops per car-hour",
+            "no cars" if rate is None else f"{rate:.2f}",
+            None if rate is None else rate <= SWITCHING_GOAL))
     applies = scenario_name in FAIRNESS_GOAL_SCENARIOS
     goals.append(
         GoalCheck(
@@ -173,6 +190,12 @@ def check_goals(
     return tuple(goals)
 
 
+def switching_rate(m: Metrics) -> float | None:
+    """Starts and stops per hour a car was plugged in."""
+    hours = m.car_hours
+    return None if hours <= 0 else switching(m) / hours
+
+
 def at_floor(m: Metrics) -> bool:
     """Every car started at most once and stopped at most once."""
     return all(c.starts <= 1 and c.stops <= 1 for c in m.cars)
@@ -184,24 +207,36 @@ def compare(
     shorten: float | None = None,
     policies: Sequence[str] = (OURS, *BASELINES),
     with_optimum: bool = True,
+    with_compliant: bool = True,
     manager_cycle_s: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:
     """Run every named policy (ours first) and the optimum; check the goals.
     `progress` is told what starts and how long each part took."""
     say = progress if progress is not None else (lambda _text: None)
-    optimum = None
+    optimum = compliant = None
     if with_optimum:
         say("offline optimum …")
         start = time.perf_counter()
         optimum = offline_optimum(scenario, shorten=shorten)
         say(f"offline optimum: {optimum.total_kwh:.1f} kWh in "
             f"{time.perf_counter() - start:.1f} s")
+        if with_compliant:
+            say("compliant bound …")
+            start = time.perf_counter()
+            try:
+                compliant = offline_optimum(scenario, shorten=shorten, compliant=True)
+            except RuntimeError as exc:  # not solved in time: the goal uses the other
+                say(f"compliant bound: {exc}")
+            else:
+                say(f"compliant bound: {compliant.total_kwh:.1f} kWh in "
+                    f"{time.perf_counter() - start:.1f} s ({compliant.status})")
+    bound = compliant if compliant is not None else optimum
     done = []
     for name in policies:
         say(f"{name} …")
         start = time.perf_counter()
-        done.append(run_policy(name, scenario, shorten=shorten, optimum=optimum,
+        done.append(run_policy(name, scenario, shorten=shorten, optimum=bound,
                                manager_cycle_s=manager_cycle_s))
         say(f"{name}: {done[-1].metrics.delivered_kwh:.1f} kWh in "
             f"{time.perf_counter() - start:.1f} s")
@@ -213,20 +248,23 @@ def compare(
             scenario.name,
             by_name[OURS].metrics,
             equal.metrics if equal is not None else None,
-            optimum,
+            bound,
         )
     else:
         goals = ()
     duration = runs[0].run.duration_s if runs else 0
-    return Comparison(scenario, duration, runs, optimum, goals)
+    return Comparison(scenario, duration, runs, optimum, goals, compliant)
 
 
 def format_comparison(c: Comparison) -> str:
     """One line per policy, then one per goal (PASS / FAIL / —)."""
-    opt = c.optimum
+    opt = c.bound
     head = f"scenario {c.scenario.name} · {c.duration_s} s simulated"
-    if opt is not None:
-        head += f" · offline optimum ≤ {opt.total_kwh:.1f} kWh (step {opt.step_s} s)"
+    if c.optimum is not None:
+        head += (f" · offline optimum ≤ {c.optimum.total_kwh:.1f} kWh (perfect foresight, "
+                 f"step {c.optimum.step_s} s)")
+    if c.compliant is not None:
+        head += f" · compliant ≤ {c.compliant.total_kwh:.1f} kWh (% opt against it)"
     lines = [
         head,
         "",

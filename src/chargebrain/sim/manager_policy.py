@@ -39,12 +39,15 @@ time, or look at the plant's true state.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 from chargebrain.clock import VirtualClock
 from chargebrain.core.model import EvseReading
+from chargebrain.core.rules import MODE_SOLAR, MODE_SURPLUS
 from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.keba import KebaEvse
 from chargebrain.devices.meterdef import load_definitions
@@ -62,7 +65,7 @@ from chargebrain.sim.controller_evse import PlantEvse, SimController
 from chargebrain.sim.core_policy import number_evses, number_groups
 from chargebrain.sim.ocpp_site import OcppSite
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
-from chargebrain.sim.scenario import Scenario, Site
+from chargebrain.sim.scenario import ChargeMode, EvseSpec, Scenario, Site
 from chargebrain.sim.wallboxes.catalog import Served, serve
 from chargebrain.sim.wallboxes.modbus_boxes import Abl
 from chargebrain.store.db import Store
@@ -77,9 +80,6 @@ def _free_port() -> int:
         return port
 
 
-#: The charging rule of an EVSE that charges from the PV surplus only: the surplus per
-#: phase, held at the minimum for 5 minutes when it falls below (docs/rules.md).
-SURPLUS_RULE: dict[str, object] = {"mode": 5, "enabled": True, "udur": 300}
 #: Wall-clock date of the simulated day's midnight (what rules and formulas see as "now").
 EPOCH_DAY = datetime(2024, 6, 3, tzinfo=UTC).timestamp()
 #: The manager's cycle in the simulator unless told otherwise: the vendor's (cFos: about
@@ -87,6 +87,28 @@ EPOCH_DAY = datetime(2024, 6, 3, tzinfo=UTC).timestamp()
 MANAGER_CYCLE_S = 3.0
 GRID_METER = "M1"
 PV_METER = "M2"
+
+
+#: The vendor's rule modes of the scenario's EVSE modes.
+RULE_MODES = {ChargeMode.SURPLUS: MODE_SURPLUS, ChargeMode.SOLAR: MODE_SOLAR}
+
+
+def charging_rules(e: EvseSpec) -> dict[str, Any]:
+    """The EVSE's charging rules as an installer sets them: the rule its `mode` makes,
+    then its further `rules` (a rule-set object replaces the list)."""
+    rules: list[dict[str, Any]] = []
+    mode = RULE_MODES.get(ChargeMode(e.mode))
+    if mode is not None:
+        rule: dict[str, Any] = {"mode": mode, "enabled": True}
+        if e.undercut_s is not None:
+            rule["udur"] = e.undercut_s
+        rules.append(rule)
+    extra = json.loads(e.rules_json) if e.rules_json else None
+    if isinstance(extra, dict):
+        return {"crule_set": extra}
+    if isinstance(extra, list):
+        rules += extra
+    return {"charging_rules": tuple(rules)} if rules else {}
 
 
 class ManagerPolicy:
@@ -251,7 +273,7 @@ class ManagerPolicy:
                 min_charging_cur=e.min_ma, max_charging_cur=e.max_ma, prio=e.prio,
                 phase_rotation=e.phase_rotation, used_phases=used,
                 enable_wakeup=self.wakeup, phase_switch_auto=e.phase_switching,
-                charging_rules=(SURPLUS_RULE,) if e.surplus else (),
+                **charging_rules(e),
             ))
             self._devices.append((e.id, dev_id))
             self._pushed.append([None, None])

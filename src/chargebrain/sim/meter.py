@@ -1,7 +1,9 @@
 """A simulated measuring point: a true per-phase series seen late, noisy, or not at all.
 
 A meter reads `delay_s` seconds in the past, multiplies each phase by (1 + gaussian noise),
-delivers nothing during dropouts and keeps repeating one reading while stale. History is
+delivers nothing during dropouts (given, or random at `dropouts_per_hour`), now and then
+reports a spike (`spikes_per_hour`: one reading times `spike_factor`) and keeps repeating
+one reading while stale. History is
 indexed by whole seconds: entry i is the true value over the second that ended at time i,
 entry 0 the state before the start.
 
@@ -43,11 +45,51 @@ class Meter:
         self._dropouts = tuple(dropouts)
         self._stale = tuple(stale)
         self._frozen: dict[Window, Phases] = {}
+        # Random dropouts and spikes draw from a generator of their own, made only when the
+        # meter has them, so the noise of a meter without them stays as it was.
+        self._chance: random.Random | None = None
+        if spec.dropouts_per_hour > 0 or spec.spikes_per_hour > 0:
+            self._chance = random.Random(rng.random())
+        self._drop: Window = (-1, -1)  # the current or next random dropout
+        self._last_t: int | None = None
+        if spec.dropouts_per_hour > 0:
+            self._drop = self._next_drop(0)
+
+    def _next_drop(self, after: int) -> Window:
+        assert self._chance is not None
+        start = after + self._chance.expovariate(self.spec.dropouts_per_hour / 3600.0)
+        length = max(1.0, self._chance.expovariate(1.0 / self.spec.dropout_mean_s))
+        return (int(start), int(start + length))
 
     def read(self, t: int, history: Sequence[Sequence[float]]) -> Phases | None:
         """The reading at time `t` from three histories (L1, L2, L3), or None if there is none."""
         if self._dropouts and _inside(t, self._dropouts) is not None:
             return None
+        if self._chance is not None:
+            return self._by_chance(t, history)
+        return self._read(t, history)
+
+    def _by_chance(self, t: int, history: Sequence[Sequence[float]]) -> Phases | None:
+        """A reading with the meter's random dropouts and spikes."""
+        chance = self._chance
+        assert chance is not None
+        last, self._last_t = self._last_t, t
+        if self.spec.dropouts_per_hour > 0:
+            while t >= self._drop[1]:
+                self._drop = self._next_drop(self._drop[1])
+            if t >= self._drop[0]:
+                return None
+        reading = self._read(t, history)
+        per_s = self.spec.spikes_per_hour / 3600.0
+        if reading is not None and per_s > 0:
+            gap = t - last if last is not None and t > last else 1
+            if chance.random() < 1.0 - (1.0 - min(per_s, 1.0)) ** gap:
+                k = self.spec.spike_factor
+                reading = Phases(round(reading.l1 * k), round(reading.l2 * k),
+                                 round(reading.l3 * k))
+        return reading
+
+    def _read(self, t: int, history: Sequence[Sequence[float]]) -> Phases | None:
         if self._stale:
             w = _inside(t, self._stale)
             if w is not None:

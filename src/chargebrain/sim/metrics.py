@@ -42,6 +42,7 @@ class CarMetrics:
     stops: int  # times it stopped drawing while still plugged in
     first_current_s: int | None  # from plug-in to the first second it drew; None = never
     soc_end: float
+    plugged_s: int = 0  # how long it was plugged in during the run
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,24 @@ class Metrics:
     stops: int
     refused_offers: int
     capped_offers: int
+    # EVSEs in "surplus" or "solar" mode: the energy they drew, and the part of it beyond
+    # the PV surplus (or production) of the moment, that is from the grid; None without
+    sun_kwh: float | None = None
+    sun_grid_kwh: float | None = None
+    # seconds in which the household alone was above the fuse (not charged to the policy)
+    house_over_fuse_s: int = 0
+
+    @property
+    def car_hours(self) -> float:
+        """Hours the cars were plugged in, together."""
+        return sum(c.plugged_s for c in self.cars) / 3600.0
+
+    @property
+    def sun_grid_share(self) -> float | None:
+        """Share of the surplus/solar EVSEs' energy that came from the grid."""
+        if self.sun_kwh is None or self.sun_grid_kwh is None or self.sun_kwh <= 0:
+            return None
+        return self.sun_grid_kwh / self.sun_kwh
 
     @property
     def misbehaviour_excursions(self) -> int:
@@ -106,7 +125,8 @@ def default_reaction_budget(run: RunResult) -> float:
     """Two control cycles + the slowest car's lag + the meter delay + one second."""
     sc = run.scenario
     lag = max((c.lag_s for c in sc.cars), default=0.0)
-    delay = max(sc.meters.grid.delay_s, sc.meters.evse.delay_s)
+    delay = max(sc.meters.grid.delay_s, sc.meters.evse.delay_s,
+                *(e.meter.delay_s for e in sc.site.evses if e.meter is not None))
     return 2.0 * sc.cycle_s + lag + delay + 1.0
 
 
@@ -276,10 +296,14 @@ def compute_metrics(
 
     overload: list[OverloadStats] = []
     n_steps = 0
+    # Seconds in which the household alone is above the fuse: no policy could help it,
+    # so its overload there is not charged to the policy (and the run says so).
+    house_over = (base > lim.max_current_ma + RESOLUTION_MA)[:, :n]
     for p in range(3):
         steps = load_steps(base[p], step_threshold_ma, step_window_s)
         n_steps += int(np.count_nonzero(np.diff(steps.astype(np.int8), prepend=0) == 1))
-        overload.append(overload_stats("site", p + 1, grid[p], lim.max_current_ma, steps, budget))
+        g = np.where(house_over[p], np.minimum(grid[p], lim.max_current_ma), grid[p])
+        overload.append(overload_stats("site", p + 1, g, lim.max_current_ma, steps, budget))
     if lim.max_evse_current_ma:
         line = loads["evse-line"]
         for p in range(3):
@@ -328,10 +352,12 @@ def compute_metrics(
                 stops=int(np.count_nonzero(edges == -1)),
                 first_current_s=int(first[0]) if first.shape[0] else None,
                 soc_end=s.soc_end,
+                plugged_s=s.leave_s - s.arrive_s,
             )
         )
     shares = [c.share for c in cars if c.share is not None]
 
+    sun_kwh, sun_grid_kwh = sun_energy(run)
     return Metrics(
         scenario=sc.name,
         policy=run.policy_name,
@@ -363,4 +389,36 @@ def compute_metrics(
         stops=sum(c.stops for c in cars),
         refused_offers=run.refused_offers,
         capped_offers=run.capped_offers,
+        sun_kwh=sun_kwh,
+        sun_grid_kwh=sun_grid_kwh,
+        house_over_fuse_s=int(np.count_nonzero(house_over.any(axis=0))),
     )
+
+
+def sun_energy(run: RunResult) -> tuple[float | None, float | None]:
+    """(energy of the EVSEs in surplus or solar mode, the part of it from the grid), kWh.
+
+    Per second, the EVSEs in surplus mode together may use the PV surplus (production
+    minus household, battery included), those in solar mode the production; what they
+    draw beyond that comes from the grid. (None, None) without such EVSEs."""
+    sc = run.scenario
+    modes = {e.id: e.mode for e in sc.site.evses if e.from_sun}
+    if not modes:
+        return None, None
+    n = run.duration_s
+    volt = sc.site.limits.voltage_v
+    drawn_w = {"surplus": np.zeros(n), "solar": np.zeros(n)}
+    for s in run.sessions:
+        mode = modes.get(s.evse_id)
+        if mode is None:
+            continue
+        drawn = np.frombuffer(s.drawn_ma, dtype=np.float64)
+        end = min(n, s.arrive_s + drawn.shape[0])
+        drawn_w[mode][s.arrive_s:end] += drawn[: end - s.arrive_s] * s.phase_count * volt / 1e3
+    base_w = np.vstack([np.asarray(b, dtype=np.float64) for b in run.profile.base_ma])
+    surplus = np.clip(-base_w.sum(axis=0) * volt / 1e3, 0.0, None)[:n]
+    pv = np.asarray(run.profile.pv_w, dtype=np.float64)[:n]
+    grid = (np.clip(drawn_w["surplus"] - surplus, 0.0, None).sum()
+            + np.clip(drawn_w["solar"] - pv, 0.0, None).sum())
+    total = drawn_w["surplus"].sum() + drawn_w["solar"].sum()
+    return float(total / 3.6e6), float(grid / 3.6e6)

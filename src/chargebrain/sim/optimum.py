@@ -17,7 +17,8 @@ while it has the fault, drawing less than offered. It is a bound, not a schedule
 6 A minimum (and each car's minimum start current) is relaxed, so are sleep, lag, the
 other faults and the per-second variation of the household load within an interval
 (averaging constraints that hold every second yields constraints on the averages, so
-every real schedule is feasible here). Needs numpy and scipy.
+every real schedule is feasible here). EVSEs in surplus (solar) mode together draw at
+most the PV surplus (production) of each interval. Needs numpy and scipy.
 
 This module must never run the simulator or depend on any policy.
 """
@@ -30,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import coo_matrix
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+from scipy.sparse import coo_matrix, csr_matrix, diags, hstack, identity, vstack
 
 from chargebrain.core.phases import rotate_mask
 from chargebrain.sim.profile import build_profile
@@ -71,8 +72,16 @@ def offline_optimum(
     shorten: float | None = None,
     use_reserve: bool = True,
     imbalance: bool = True,
+    faults: bool = True,
+    compliant: bool = False,
+    time_limit_s: float = 120.0,
 ) -> OptimumResult:
-    """Solve the bound for `scenario` (only its first `shorten` seconds if given)."""
+    """Solve the bound for `scenario` (only its first `shorten` seconds if given).
+
+    `faults`: the bound knows the scenario's faults (module docstring). `compliant`: a
+    mixed-integer program in which each car, in each interval, draws nothing or at least
+    its minimum; solved by HiGHS within `time_limit_s`, its total is the solver's upper
+    bound (the optimum itself when `status` says so)."""
     t0 = time.perf_counter()
     horizon = scenario.duration_s if shorten is None else max(1, min(scenario.duration_s,
                                                                      int(shorten)))
@@ -96,6 +105,9 @@ def offline_optimum(
     for k in range(k_count):
         mean_base[:, k] = sums[:, k, : int(lengths[k])].mean(axis=1)
 
+    if faults:
+        _blind(scenario, base[:, :horizon], mean_base, step)
+
     evses = {e.id: e for e in site.evses}
     chains = {e.id: site.group_chain(e.group) for e in site.evses}
 
@@ -104,25 +116,39 @@ def offline_optimum(
     var_k: list[int] = []
     var_ub: list[float] = []
     var_frac: list[float] = []  # the part of the interval the car is plugged in
+    hold: list[tuple[int, int]] = []  # (variable, the one before): at most as much
+    floor_a: list[float] = []  # per car: its minimum current (A), for `compliant`
     cars = [c for c in scenario.cars if c.arrive_s < horizon]
     car_mask: list[int] = []
     car_phases: list[int] = []
     need: dict[str, float] = {}
     for ci, c in enumerate(cars):
         e = evses[c.evse]
-        nph = 1 if min(c.phases, e.used_phases) == 1 else 3
+        nph = min(c.phases, e.used_phases)
         car_phases.append(nph)
-        car_mask.append(rotate_mask(0b001 if nph == 1 else 0b111, e.phase_rotation))
+        car_mask.append(rotate_mask((1 << nph) - 1, e.phase_rotation))
         need[c.id] = max(0.0, min(c.need_kwh, (1.0 - c.soc) * c.capacity_kwh))
         amps = min(c.max_ma, e.max_ma) / 1000.0
+        floor_a.append(min(max(e.min_ma, c.min_start_ma), c.max_ma, e.max_ma) / 1000.0)
         under = _underdraw(scenario, c)
         leave = min(c.leave_s, horizon)
+        spells = _offline(scenario, c) if faults else []
         for k in range(c.arrive_s // step, min(k_count, math.ceil(leave / step))):
             lo, hi = max(k * step, c.arrive_s), min(k * step + lengths[k], leave)
             if hi > lo:
+                ub = _drawable_as(amps, lo, hi, under) / lengths[k]
+                for start, end, fail_safe in spells:
+                    inside = min(hi, end) - max(lo, start)
+                    if inside > 0 and fail_safe is not None:
+                        # the EVSE offers its fail-safe current, whatever a manager says
+                        ub = min(ub, ub * (hi - lo - inside) / (hi - lo)
+                                 + fail_safe / 1000.0 * inside / lengths[k])
+                    elif k * step >= start and hi <= end and var_car and var_car[-1] == ci:
+                        # it keeps the current it had: at most what it drew before
+                        hold.append((len(var_car), len(var_car) - 1))
                 var_car.append(ci)
                 var_k.append(k)
-                var_ub.append(_drawable_as(amps, lo, hi, under) / lengths[k])
+                var_ub.append(ub)
                 var_frac.append((hi - lo) / lengths[k])
     nvar = len(var_car)
     if nvar == 0:
@@ -177,7 +203,7 @@ def offline_optimum(
             alone_ub = np.where(on_p & in_g, np.minimum(alone_ub, g.max_current_ma / 1000.0),
                                 alone_ub)
     if imbalance and lim.max_imbalance_ma:
-        single = np.array(car_phases)[vc] == 1
+        single = np.array(car_phases)[vc] < 3
         alone_ub = np.where(single, np.minimum(alone_ub, lim.max_imbalance_ma / 1000.0), alone_ub)
     alone = np.bincount(vc, weights=alone_ub * kwh_per_a, minlength=len(cars))
     if imbalance and lim.max_imbalance_ma:
@@ -189,6 +215,29 @@ def offline_optimum(
                 coef = (masks >> p & 1).astype(float) - (masks >> q & 1).astype(float)
                 add_block(np.where(coef != 0, vk, -1), coef,
                           np.full(k_count, lim.max_imbalance_ma / 1000.0))
+
+    # EVSEs in surplus (solar) mode: together at most the surplus (production) of the
+    # interval, in W; the mean over the interval of what holds every second
+    sun_modes = {e.id: e.mode for e in site.evses if e.from_sun}
+    if sun_modes:
+        watts_per_a = np.array(car_phases)[vc] * volt
+        pv = np.asarray(profile.pv_w, dtype=float)
+        surplus = np.clip(-base[:, :horizon].sum(axis=0) * volt / 1000.0, 0.0, None)
+        for mode, series in (("surplus", surplus), ("solar", pv)):
+            in_mode = np.array([sun_modes.get(cars[ci].evse) == mode
+                                for ci in range(len(cars))])[vc]
+            if in_mode.any():
+                mean = np.array([series[k * step: k * step + int(lengths[k])].mean()
+                                 for k in range(k_count)])
+                add_block(np.where(in_mode, vk, -1), watts_per_a, mean)
+
+    if hold:
+        pairs = np.array(hold)
+        rows.append(np.repeat(np.arange(len(hold)), 2) + nrow)
+        cols.append(pairs.reshape(-1))
+        vals.append(np.tile([1.0, -1.0], len(hold)))
+        rhs.append(np.zeros(len(hold)))
+        nrow += len(hold)
 
     taper = _taper_rows(cars, vc, kwh_per_a, np.array(var_frac), nvar)
     ncum = taper.count
@@ -207,38 +256,107 @@ def offline_optimum(
     ).tocsr()
     a_eq = coo_matrix((taper.eq_vals, (taper.eq_rows, taper.eq_cols)),
                       shape=(ncum, ntot)).tocsr() if ncum else None
-    res = linprog(
-        c=np.concatenate([-(kwh_per_a * weight), np.zeros(ncum)]),
-        A_ub=a_ub,
-        b_ub=np.concatenate(rhs),
-        A_eq=a_eq,
-        b_eq=np.zeros(ncum) if ncum else None,
-        bounds=np.column_stack([np.zeros(ntot),
-                                np.concatenate([np.array(var_ub), np.full(ncum, np.inf)])]),
-        method="highs",
-    )
-    if res.x is None:
-        raise RuntimeError(f"offline optimum failed: {res.message}")
-    energy = np.clip(res.x[:nvar], 0.0, None) * kwh_per_a
+    cost = np.concatenate([-(kwh_per_a * weight), np.zeros(ncum)])
+    upper = np.concatenate([np.array(var_ub), np.full(ncum, np.inf)])
+    b_ub = np.concatenate(rhs)
+    bound: float | None = None
+    if compliant:
+        x, bound, message = _solve_compliant(
+            cost, a_ub, b_ub, a_eq, upper, np.array(floor_a)[vc] * np.array(var_frac),
+            nvar, time_limit_s)
+        nrow += 2 * nvar
+    else:
+        res = linprog(c=cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq,
+                      b_eq=np.zeros(ncum) if ncum else None,
+                      bounds=np.column_stack([np.zeros(ntot), upper]), method="highs")
+        if res.x is None:
+            raise RuntimeError(f"offline optimum failed: {res.message}")
+        x, message = res.x, str(res.message)
+    energy = np.clip(x[:nvar], 0.0, None) * kwh_per_a
     per_car = np.bincount(vc, weights=energy, minlength=len(cars))
+    total = float(per_car.sum())
+    if bound is not None:
+        # the solver's bound on the weighted objective; the weights are at most 1
+        total = max(total, bound)
     return OptimumResult(
         step_s=step,
         horizon_s=horizon,
         per_car_kwh={c.id: float(per_car[i]) for i, c in enumerate(cars)},
-        total_kwh=float(per_car.sum()),
+        total_kwh=total,
         alone_kwh={c.id: min(float(alone[i]), need[c.id]) for i, c in enumerate(cars)},
         need_kwh=need,
-        status=str(res.message),
+        status=message,
         variables=nvar + ncum,
         constraints=nrow + ncum,
         solve_s=time.perf_counter() - t0,
     )
 
 
+def _solve_compliant(cost: np.ndarray, a_ub: csr_matrix, b_ub: np.ndarray,
+                     a_eq: csr_matrix | None, upper: np.ndarray, floor: np.ndarray,
+                     nvar: int, time_limit_s: float) -> tuple[np.ndarray, float, str]:
+    """The program with one binary per current variable: i ≤ ub·z and i ≥ floor·z (a car
+    draws nothing or at least its minimum). Returns the solution, the solver's upper bound
+    on the energy and its status."""
+    ntot = cost.shape[0]
+    eye = identity(nvar, format="csr")
+    zeros = csr_matrix((nvar, ntot - nvar))
+    on_off = vstack([
+        hstack([eye, zeros, -diags(upper[:nvar])]),  # i − ub·z ≤ 0
+        hstack([-eye, zeros, diags(floor)]),  # floor·z − i ≤ 0
+    ]).tocsr()
+    cons = [LinearConstraint(hstack([a_ub, csr_matrix((a_ub.shape[0], nvar))]).tocsr(),
+                             -np.inf, b_ub),
+            LinearConstraint(on_off, -np.inf, np.zeros(2 * nvar))]
+    if a_eq is not None:
+        cons.append(LinearConstraint(hstack([a_eq, csr_matrix((a_eq.shape[0], nvar))]).tocsr(),
+                                     0.0, 0.0))
+    res = milp(
+        c=np.concatenate([cost, np.zeros(nvar)]),
+        integrality=np.concatenate([np.zeros(ntot), np.ones(nvar)]),
+        bounds=Bounds(np.zeros(ntot + nvar), np.concatenate([upper, np.ones(nvar)])),
+        constraints=cons,
+        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-3},
+    )
+    dual = getattr(res, "mip_dual_bound", None)
+    if dual is not None and np.isfinite(dual):
+        bound = -float(dual)
+    elif res.x is not None and res.status == 0:
+        bound = -float(res.fun)
+    else:
+        raise RuntimeError(f"compliant optimum failed: {res.message}")
+    x = res.x[:ntot] if res.x is not None else np.zeros(ntot)
+    return x, bound, str(res.message)
+
+
+def _blind(scenario: Scenario, base: np.ndarray, mean_base: np.ndarray, step: int) -> None:
+    """While the grid meter is stale or silent a manager cannot see the house: in the
+    intervals of such a spell, the bound keeps room for the house's highest load of the
+    spell on each phase (in place)."""
+    horizon = base.shape[1]
+    for f in scenario.faults:
+        if f.kind not in (FaultKind.METER_STALE, FaultKind.METER_DROPOUT) or f.target != "grid":
+            continue
+        lo, hi = max(0, f.start_s), min(horizon, f.end_s)
+        if hi <= lo:
+            continue
+        worst = base[:, lo:hi].max(axis=1)
+        for k in range(lo // step, math.ceil(hi / step)):
+            mean_base[:, k] = np.maximum(mean_base[:, k], worst)
+
+
+def _offline(scenario: Scenario, car: CarSpec) -> list[tuple[int, int, int | None]]:
+    """The spells in which the car's EVSE ignores commands: (from s, to s, fail-safe mA
+    or None = it keeps the current it had)."""
+    return [(f.start_s, f.end_s, f.fail_safe_ma) for f in scenario.faults
+            if f.kind is FaultKind.EVSE_OFFLINE and f.target == car.evse]
+
+
 def _underdraw(scenario: Scenario, car: CarSpec) -> list[tuple[int, int, float, float]]:
     """The car's spells of drawing less than offered: (from s, to s, factor, offset A)."""
     return [(f.start_s, f.end_s, f.factor, f.offset_ma / 1000.0) for f in scenario.faults
-            if f.kind is FaultKind.CAR_UNDERDRAW and f.target == car.id]
+            if f.kind in (FaultKind.CAR_UNDERDRAW, FaultKind.CAR_OVERDRAW)
+            and f.target == car.id]
 
 
 def _drawable_as(amps: float, lo: float, hi: float,

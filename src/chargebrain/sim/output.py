@@ -160,6 +160,14 @@ def format_metrics_table(metrics: Metrics) -> str:
     if m.pv_self_consumption is not None:
         grid += f" · PV {m.pv_kwh:.1f} kWh, {100 * m.pv_self_consumption:.0f} % used on site"
     lines.append(grid)
+    if m.house_over_fuse_s:
+        lines.append(f"WARNING     the household alone exceeds the fuse for {m.house_over_fuse_s} s"
+                     " (its overload then is not charged to the policy)")
+    from_grid = m.sun_grid_share
+    if m.sun_kwh is not None:
+        lines.append(f"sun         surplus/solar EVSEs {m.sun_kwh:.1f} kWh, "
+                     f"{m.sun_grid_kwh or 0.0:.1f} kWh of it from the grid"
+                     + (f" ({100 * from_grid:.0f} %)" if from_grid is not None else ""))
     lines.append(
         f"overload    {m.overload_amp_seconds:.1f} A·s · reaction {m.reaction_amp_seconds:.1f}"
         f" A·s · misbehaviour {m.misbehaviour_amp_seconds:.1f} A·s in "

@@ -82,6 +82,7 @@ class _Point:
         "evse_mask",
         "idle",
         "live",
+        "meter",
         "offer",
         "offline",
         "phases",
@@ -89,8 +90,9 @@ class _Point:
         "total_wh",
     )
 
-    def __init__(self, spec: EvseSpec) -> None:
+    def __init__(self, spec: EvseSpec, meter: Meter) -> None:
         self.spec = spec
+        self.meter = meter  # its current readings' delay and noise, its energy resolution
         self.offer = 0
         self.offline = False
         self.live: _Live | None = None
@@ -163,7 +165,9 @@ def run_scenario(
     volt = site.limits.voltage_v
     profile = build_profile(scenario, n)
     b1, b2, b3 = profile.base_ma
-    points = {e.id: _Point(e) for e in site.evses}
+    evse_meter = Meter(scenario.meters.evse, sub_rng(scenario.seed, "meter:evse"))
+    points = {e.id: _Point(e, evse_meter if e.meter is None else Meter(
+        e.meter, sub_rng(scenario.seed, f"meter:evse:{e.id}"))) for e in site.evses}
     point_list = list(points.values())
     evse_ids = frozenset(points)
 
@@ -180,10 +184,6 @@ def run_scenario(
         dropouts=_fault_windows(faults, FaultKind.METER_DROPOUT, PV),
         stale=_fault_windows(faults, FaultKind.METER_STALE, PV),
     )
-    evse_meter = Meter(scenario.meters.evse, sub_rng(scenario.seed, "meter:evse"))
-    evse_delay = scenario.meters.evse.delay_s
-    evse_noisy = scenario.meters.evse.noise_pct > 0.0
-    energy_step = scenario.meters.evse.energy_step_wh
 
     # true histories; entry i = the second that ended at time i, entry 0 = before the start
     g1: list[float] = [b1[0]]
@@ -203,7 +203,8 @@ def run_scenario(
             events.append((c.arrive_s, _ARRIVE, i, c))
             events.append((min(c.leave_s, n), _LEAVE, i, c))
     for i, f in enumerate(faults):
-        if f.kind in (FaultKind.EVSE_OFFLINE, FaultKind.CAR_UNDERDRAW) and f.start_s < n:
+        if f.kind in (FaultKind.EVSE_OFFLINE, FaultKind.CAR_UNDERDRAW,
+                      FaultKind.CAR_OVERDRAW) and f.start_s < n:
             events.append((f.start_s, _FAULT_START, i, f))
             events.append((f.end_s, _FAULT_END, i, f))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
@@ -234,7 +235,8 @@ def run_scenario(
         point.total_wh += car.energy_wh
         point.idle = EvseReading(
             EvseState.WAITING,
-            total_energy_wh=math.floor(point.total_wh / energy_step) * energy_step,
+            total_energy_wh=math.floor(point.total_wh / point.meter.spec.energy_step_wh)
+            * point.meter.spec.energy_step_wh,
             has_meter=True,
             max_current_ma=point.offer,
         )
@@ -247,9 +249,9 @@ def run_scenario(
                 evse_id=point.spec.id,
                 arrive_s=live.spec.arrive_s,
                 leave_s=t,
-                phase_count=1 if min(car.params.phases, point.spec.used_phases) == 1 else 3,
+                phase_count=min(car.params.phases, point.spec.used_phases),
                 building_mask=rotate_mask(
-                    0b001 if min(car.params.phases, point.spec.used_phases) == 1 else 0b111,
+                    (1 << min(car.params.phases, point.spec.used_phases)) - 1,
                     point.spec.phase_rotation),
                 need_kwh=live.spec.need_kwh,
                 delivered_kwh=car.energy_wh / 1000.0,
@@ -297,7 +299,7 @@ def run_scenario(
             )
             if payload.id in underdraw:
                 car.set_underdraw(*underdraw[payload.id])
-            live = _Live(payload, car, point, t, evse_delay)
+            live = _Live(payload, car, point, t, point.meter.spec.delay_s)
             point.live = live
             active.append(live)
             live_by_car[payload.id] = live
@@ -352,11 +354,13 @@ def run_scenario(
                 continue
             k = t - live.k0
             cur = live.trace[k] if k >= 0 else 0.0
-            if evse_noisy:
-                cur = evse_meter.noisy(cur)
+            meter = point.meter
+            if meter.spec.noise_pct > 0.0:
+                cur = meter.noisy(cur)
             ma = int(cur + 0.5) if cur > 0.0 else 0
             car = live.car
             state = _CHARGING if car.charging else _PRESENT
+            energy_step = meter.spec.energy_step_wh
             energy = (point.total_wh + car.energy_wh) // energy_step * energy_step
             plan = live.spec.plan
             told = plan is not None and t >= plan.at_s

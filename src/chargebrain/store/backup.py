@@ -47,8 +47,11 @@ from chargebrain.store.archive import (
 )
 from chargebrain.store.datadir import DATABASE_NAME
 from chargebrain.store.db import sqlite_uri
+from chargebrain.store.history import HISTORY_NAME
 
-SKIPPED_FILES = frozenset(DATABASE_NAME + suffix for suffix in ("-wal", "-shm", "-journal"))
+# The history file (measurements, not configuration) is no part of a backup either.
+SKIPPED_FILES = frozenset(name + suffix for name in (DATABASE_NAME, HISTORY_NAME)
+                          for suffix in ("-wal", "-shm", "-journal")) | {HISTORY_NAME}
 _STAGING_PREFIX = ".chargebrain-backup-"
 
 

@@ -31,12 +31,12 @@ from chargebrain.api.shapes.fields import (
     limit,
     meter_id,
     number_range,
-    password,
     rule_list,
     rule_set,
     text,
     user_ids,
 )
+from chargebrain.api.shapes.fields import password as secret_text
 from chargebrain.devices.powerbrain import address_form
 from chargebrain.manager.config import DeviceConfig, Limit
 
@@ -80,7 +80,7 @@ class CommonSettings(Body):
 class EvseSettings(CommonSettings):
     """The settings of an EVSE (charge point)."""
 
-    secret: ClassVar[frozenset[str]] = frozenset({"ocpp_gateway_password"})
+    secret: ClassVar[frozenset[str]] = frozenset({"ocpp_gateway_password", "password"})
 
     min_charging_cur: Annotated[int, int_range(6000, 80_000), ui("mA")] = _D.min_charging_cur
     """The least current the EVSE is given while it charges; a car whose minimum does not
@@ -138,11 +138,17 @@ class EvseSettings(CommonSettings):
     """The charge point id (ChargeBox ID) the backend knows this EVSE by. `""`: the device
     id (`E2`). EVSEs with the same URL, id and password are the connectors of one charge
     point, numbered 1, 2, … in the order of their device ids."""
-    ocpp_gateway_password: Annotated[str, password(), ui(advanced=True)] = (
+    ocpp_gateway_password: Annotated[str, secret_text(), ui(advanced=True)] = (
         _D.ocpp_gateway_password)
     """The password the gateway sends to the backend (HTTP Basic, the charge point id as
     the user; OCPP security profile 1, or 2 with `wss://`). `""`: none. Never shown:
     get_devices answers `ocpp_gateway_password_set`."""
+    password: Annotated[str, secret_text(), ui(advanced=True)] = _D.password
+    """`evse_cm` only: the slave charging manager's admin password, sent with every
+    request to it (empty: none). Never shown: get_devices shows `password_set`."""
+    publish_sunspec: Annotated[bool, flag(), ui(advanced=True)] = _D.publish_sunspec
+    """Show this EVSE at the SunSpec server's device unit (model 113 with its state and
+    number; see sunspec.md)."""
 
 
 class MeterSettings(CommonSettings):
@@ -167,6 +173,9 @@ class MeterSettings(CommonSettings):
     expr: Annotated[str, formula(), ui("W")] = _D.expr
     """The formula of a `meter_expression`: its power in W (formulas.md); the energy
     counters are integrated from it."""
+    publish_sunspec: Annotated[bool, flag(), ui(advanced=True)] = _D.publish_sunspec
+    """Show this meter at the SunSpec server's device unit (model 213 with its role and
+    number; see sunspec.md)."""
 
 
 class GroupSettings(CommonSettings):

@@ -159,6 +159,31 @@ class SiteSettings(Body):
     metrics_public: Annotated[bool, flag(), ui(advanced=True)] = _SITE.metrics_public
     """`GET /metrics` (Prometheus) without the admin password; otherwise it needs it once
     one is set (operations.md)."""
+    sunspec_port: Annotated[int, int_range(0, 65_535), ui(advanced=True)] = _SITE.sunspec_port
+    """Port of the SunSpec Modbus TCP server (on the Modbus host, for the networks
+    `--modbus-allow` admits), read at start. `0`: off. `chargebrain run --sunspec-port N`
+    wins over it. See sunspec.md."""
+    sunspec_id: Annotated[int, int_range(1, 246), ui(advanced=True)] = _SITE.sunspec_id
+    """Modbus unit id of the SunSpec site chain; the published devices answer at this id +
+    1."""
+    cm_master_enabled: Annotated[bool, flag(), ui(advanced=True)] = _SITE.cm_master_enabled
+    """This manager is a slave: a master charging manager controls it as one EVSE
+    (`evse_cm`) and sets the current all its EVSEs may take together (see Cascading
+    charging managers). Off: `set_cm_slave` is refused and no master's limit applies."""
+    cm_master_timeout: Annotated[int, int_range(40, 86_400), ui("s", advanced=True)] = (
+        _SITE.cm_master_timeout)
+    """A slave: how long the master's limit holds without being written again (the master
+    rewrites it at least every 30 s). Then, and after every start until the master's first
+    write, `cm_master_fallback` is in force."""
+    cm_master_fallback: Annotated[int, int_range(0, MAX_MA), ui("mA", advanced=True)] = (
+        _SITE.cm_master_fallback)
+    """A slave: the current all its EVSEs may take together per phase while no master's
+    limit is in force. `0`: none (cars pause)."""
+    history_max_mb: Annotated[int, int_range(1, 100_000), ui("MB", advanced=True)] = (
+        _SITE.history_max_mb)
+    """Size limit of the history file (`history.sqlite`: power and current every 10 s
+    for 2 days, every minute for 30 days, every 15 minutes after that). Over it, the
+    oldest days of 15-minute values are dropped (api.md, `get_history`)."""
 
 
 class Hardware(Body):

@@ -32,6 +32,7 @@ from chargebrain.core.balancer.prepare import (
     BY_IMBALANCE,
     BY_TIMER,
     CANDIDATE,
+    CAP_REASONS,
     FITS,
     INF,
     NOT_SET,
@@ -41,14 +42,6 @@ from chargebrain.core.balancer.prepare import (
     prepare,
 )
 
-_CAP_REASONS = {
-    Limit.EVSE_MAX: "EVSE maximum",
-    Limit.RULE: "rule",
-    Limit.OVERRIDE: "override",
-    Limit.CAR_DRAW: "car draw",
-    Limit.BACKEND: "OCPP backend",
-    Limit.SCHEDULE: "charging schedule",
-}
 _IDLE_REASON = "car not drawing"
 
 
@@ -204,8 +197,12 @@ def admit_idle(w: Work, idle: list[Slot]) -> list[Slot]:
         holding = s.incumbent
         need = s.min if holding else s.min + margin
         c = w.fits(s.cons, need)
-        if c == FITS and not w.imbalance_ok(s, need):
-            c = BY_IMBALANCE
+        if c == FITS and not w.imbalance_ok(
+                s, need if holding else s.min + w.tun.imbalance_margin_ma):
+            if s.unsure_phases:
+                measure_first(s)
+            else:
+                c = BY_IMBALANCE
         if c == FITS and s.frozen >= 0 and s.mem.last_set < s.min:
             c = BY_FROZEN
         if c == FITS and not holding and w.now < s.mem.pause_until:
@@ -223,6 +220,15 @@ def admit_idle(w: Work, idle: list[Slot]) -> list[Slot]:
                 s.data_pause = w.assumed_only(s.cons, need)
             s.reason = _IDLE_REASON
     return admitted
+
+
+def measure_first(s: Slot) -> None:
+    """A car whose phases are not known yet, kept from starting by the imbalance it would
+    cause if it were single-phase: it starts at its minimum, counted as balanced, so that
+    its meter shows which phases it uses (else it would never be measured)."""
+    s.hmask = s.lmask = 0
+    s.want = s.max_want = s.min
+    s.cap_kind = s.max_kind = Limit.IMBALANCE
 
 
 def rank(w: Work, cands: list[Slot]) -> None:
@@ -269,6 +275,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
     before and are tried once more, their pause undone if they fit now."""
     rank(w, cands)
     now, margin = w.now, w.tun.restart_margin_ma
+    imb_margin = w.tun.imbalance_margin_ma
     admitted: list[Slot] = []
     rotated_tiers: set[tuple[float, ...]] = set()
     retry: list[Slot] = []
@@ -293,8 +300,14 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
             for c in s.cons:
                 if load[c] + need > cap[c]:
                     return c
+            if (s.hmask or s.lmask) and not imbalance_ok(s, s.min + imb_margin):
+                if not s.unsure_phases:
+                    return BY_IMBALANCE
+                measure_first(s)
         if (s.hmask or s.lmask) and not imbalance_ok(s, need):
-            return BY_IMBALANCE
+            if not s.unsure_phases:
+                return BY_IMBALANCE
+            measure_first(s)
         if s.frozen >= 0 and not (s.incumbent and s.mem.last_set >= s.min):
             return BY_FROZEN
         return FITS
@@ -399,7 +412,7 @@ def explain(w: Work, cands: list[Slot]) -> None:
             if s.cap_reason:
                 s.reason = s.cap_reason
             else:
-                s.reason = _IDLE_REASON if s.idle and not s.probing else _CAP_REASONS[s.cap_kind]
+                s.reason = _IDLE_REASON if s.idle and not s.probing else CAP_REASONS[s.cap_kind]
         elif s.bound == BY_IMBALANCE:
             s.lreason = Limit.IMBALANCE
             s.reason = "phase imbalance"

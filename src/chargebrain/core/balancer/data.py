@@ -64,7 +64,10 @@ class Tuning:
     """Knobs of the algorithm where the reference is silent (see docs/load-management.md)."""
 
     restart_margin_ma: int = 500  # a paused car restarts only if min + this fits
-    rotation_time_s: float = 900.0  # a car charging this long may yield to a waiting one ...
+    # ... and only if its minimum plus this keeps the phase imbalance within its limit (a
+    # charging car keeps its minimum up to the limit): the imbalance's hysteresis
+    imbalance_margin_ma: int = 1500
+    rotation_time_s: float = 3600.0  # a car charging this long may yield to a waiting one ...
     rotation_gap_mah: int = 12000  # ... that has been given this much less charge (or none)
     lend_threshold_ma: int = 1000  # "draws clearly less": below offer minus this
     lend_after_cycles: int = 2  # ... for this many cycles in a row
@@ -107,6 +110,7 @@ class SiteConfig:
     voltage: float = 230.0  # phase voltage: a departure plan's energy as current
     scheduled: bool = False  # max_total_current is what a charging schedule allows now
     tuning: Tuning = Tuning()
+    supply_label: str = "wallbox supply"  # the EVSE supply line's name in reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,14 @@ class EvseInput:
     enabled: bool = True
     offline_since: float | None = None
     fail_safe_current: int = IEC_MIN_CURRENT  # 1 = its minimum current
+    # Unreachable: counted at this from the start (None: its last current, never set: its
+    # maximum; after com_timeout at least its fail-safe current).
+    offline_current: int | None = None
+    # Another charging manager (a cascade's slave): it shares its current among its own
+    # cars and lends what they leave itself, and its draw follows a lower offer only after
+    # its own cycle and its cars'. Lending here too would cap it at a lagging draw again and
+    # again, so it is never lent from (its maximum is what its cars want).
+    own_lending: bool = False
     needs_auth: bool = False
     authorised: bool = False
     plugged_since: float | None = None

@@ -30,6 +30,7 @@ from chargebrain.core.balancer.work import (
     BY_IMBALANCE,
     BY_TIMER,
     CANDIDATE,
+    CAP_REASONS,
     FITS,
     FIXED,
     IDLE,
@@ -56,6 +57,7 @@ __all__ = [
     "BY_IMBALANCE",
     "BY_TIMER",
     "CANDIDATE",
+    "CAP_REASONS",
     "FITS",
     "FIXED",
     "IDLE",
@@ -132,6 +134,8 @@ def classify(w: Work, s: Slot) -> None:
 
     if offline:
         last = mem.last_set if mem.last_set >= 0 else max_cur
+        if e.offline_current is not None:
+            last = e.offline_current
         since = e.offline_since if e.offline_since is not None else now
         held = last
         if now - since >= w.cfg.com_timeout:
@@ -220,19 +224,26 @@ def classify(w: Work, s: Slot) -> None:
         if dm.idle:
             s.idle, s.probing = True, probing(dm, now)
     s.dm = dm
+    if e.own_lending and draw < offered:
+        # Another charging manager lends itself (EvseInput.own_lending): to lending here it
+        # draws its offer. Idle or not was judged on what it draws, above.
+        draw = offered
     if mem_plugged and (mem.charge or mem.charge_rate):
         s.charge = charge_of(mem, now)
     if w.imb_limit > 0 and (bmask != ALL_PHASES_MASK or (has_meter and not s.learnt)):
         # Where the imbalance check counts a car: on the phases it may draw on (the heavy
         # side of a pair) and on those it surely draws on (the light side). A car whose
         # phases are not known yet may draw on every phase it is planned on but surely
-        # only on its L1; a car that has drawn nothing for quiet_after_s surely draws
-        # nowhere (counting it would balance the phases on paper only). A car on all
-        # three known phases cannot unbalance them and is left out.
+        # only on its L1 (where that keeps it from starting, it starts anyway at its
+        # minimum, see allocate.measure_first); a car that has drawn nothing for
+        # quiet_after_s surely draws nowhere (counting it would balance the phases on
+        # paper only). A car on all three known phases cannot unbalance them and is left
+        # out.
         known = used or not has_meter or s.learnt
         if not known or bmask != ALL_PHASES_MASK:
             quiet = dm.quiet_since
             s.hmask = bmask
+            s.unsure_phases = not known
             if not (dm.idle or (quiet is not None and now - quiet >= tun.quiet_after_s)):
                 s.lmask = bmask if known else rot_mask(1, e.rotation)
     if mem_plugged and mem.lend is not _NO_LEND:

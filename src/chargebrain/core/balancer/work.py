@@ -29,8 +29,7 @@ MASK_PHASES: tuple[tuple[int, ...], ...] = tuple(
 )
 
 PHASE_SHIFT = {0: 0, 120: 1, 240: 2}
-_ROOT_NAMES = {Limit.SITE: "site", Limit.SUPPLY: "wallbox supply",
-               Limit.SCHEDULE: "site (charging schedule)"}
+_ROOT_NAMES = {Limit.SITE: "site", Limit.SCHEDULE: "site (charging schedule)"}
 _ROTATED = {(m, r): rotate_mask(m, r) for m in range(8) for r in (0, 120, 240)}
 
 
@@ -52,6 +51,16 @@ CANDIDATE = 2  # competes for current
 FITS = -1
 BY_CAP = -1
 BY_IMBALANCE = -2
+#: The reason shown for a car held by its own cap, by what set the cap.
+CAP_REASONS = {
+    Limit.EVSE_MAX: "EVSE maximum",
+    Limit.RULE: "rule",
+    Limit.OVERRIDE: "override",
+    Limit.CAR_DRAW: "car draw",
+    Limit.IMBALANCE: "phases not known yet (phase imbalance)",
+    Limit.BACKEND: "OCPP backend",
+    Limit.SCHEDULE: "charging schedule",
+}
 BY_TIMER = -3  # would fit, but its pause has not lasted min_pause_time
 NOT_SET = -4
 BY_FROZEN = -5  # a meter above it is not fresh: it may not be given more than it had
@@ -95,6 +104,7 @@ class Slot:
     held = False  # its rise waits for other cars to come down (handover.py)
     drawing = False  # it draws at least idle_threshold_ma now
     floor = 0  # its minimum: configured, or the start current it has shown
+    unsure_phases = False  # planned on all phases, not measured yet ("determine")
     hmask = 0  # building phases it may draw on, for the imbalance check (see classify)
     lmask = 0  # building phases it surely draws on, for the imbalance check
     lfree = 0  # of its current, this much is not surely drawn (it draws less)
@@ -224,7 +234,8 @@ class Work:
         """Readable name of constraint `c`, e.g. "site phase L2", "group E5 phase L1" or
         "site (charging schedule) phase L1"."""
         if c < 3:
-            name = _ROOT_NAMES[self.root_kind[c]]
+            name = self.cfg.supply_label if self.root_kind[c] is Limit.SUPPLY else (
+                _ROOT_NAMES[self.root_kind[c]])
         else:
             name = self.tree.labels[c // 3]
             g = self.tree.configs[c // 3]

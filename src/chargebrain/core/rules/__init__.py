@@ -72,6 +72,7 @@ from chargebrain.core.rules.program import (
     F_PV,
     ProgramRule,
 )
+from chargebrain.core.rules.sharing import PoolClaim, share_pool
 from chargebrain.core.rules.validate import MAX_RULES, validate_rules
 
 __all__ = [
@@ -115,6 +116,7 @@ __all__ = [
     "ClassicRule",
     "CompiledRules",
     "LocalClock",
+    "PoolClaim",
     "ProgramRule",
     "RuleContext",
     "RuleResult",
@@ -127,6 +129,7 @@ __all__ = [
     "price_cm_vars",
     "resolve_price",
     "rules_from_params",
+    "share_pool",
     "surplus_current_ma",
     "surplus_phases_from_grid",
     "surplus_w_from_balance",

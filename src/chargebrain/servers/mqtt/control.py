@@ -137,4 +137,5 @@ class ExternalControl:
         ev.last_set_ma = command.current_ma
         ev.last_command = replace(command, phases=0, wake=False)
         ev.last_write = self.manager.clock.monotonic()
+        self.manager.signal.changed()
         return ""

@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable, Mapping
 
 from chargebrain.clock import Clock
+from chargebrain.manager.ports import CycleListener
 from chargebrain.manager.state import DeviceRuntime
 from chargebrain.servers.ocpp.gateway import Connect, GatewayLink, Identity
 from chargebrain.servers.ocpp.gateway_connectors import GatewayConnectors, Overrides
@@ -50,7 +51,7 @@ def wanted_links(devices: Mapping[str, DeviceRuntime]) -> dict[LinkKey, list[str
     return out
 
 
-class Gateways:
+class Gateways(CycleListener):
     """Every charge point of the gateway, kept in step with the configuration."""
 
     def __init__(self, devices: Mapping[str, DeviceRuntime], topology: Callable[[], object],
@@ -77,15 +78,6 @@ class Gateways:
         return None
 
     # --- the manager's SessionListener ------------------------------------------------
-
-    def on_plug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_unplug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None:
-        return None
 
     def on_cycle(self, now: float) -> None:
         topo = self.topology()

@@ -28,6 +28,7 @@ from urllib.parse import unquote
 
 from chargebrain.clock import Clock
 from chargebrain.devices.ocpp import OcppEvse, OcppHub
+from chargebrain.manager.ports import CycleListener
 from chargebrain.manager.state import OVERRIDE_DISABLE_CHARGING, DeviceRuntime
 from chargebrain.servers.ocpp.adapter import (
     Handshake,
@@ -111,7 +112,7 @@ class MemoryBoots:
         self._boots[charge_box_id] = boot
 
 
-class CentralSystem:
+class CentralSystem(CycleListener):
     """The OCPP server, its charge points' sessions, and the hub's listener."""
 
     def __init__(self, hub: OcppHub, clock: Clock, transactions: Transactions,
@@ -248,15 +249,6 @@ class CentralSystem:
             session.fresh_reading_wanted(evse)
 
     # --- the manager's SessionListener --------------------------------------------------
-
-    def on_plug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_unplug(self, rt: DeviceRuntime, now: float) -> None:
-        return None
-
-    def on_rfid(self, rt: DeviceRuntime, rfid: str, now: float) -> None:
-        return None
 
     def on_cycle(self, now: float) -> None:
         """Remote starts and stops for what the sessions of the manager ask."""

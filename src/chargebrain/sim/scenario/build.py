@@ -12,9 +12,15 @@ or files.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
-from chargebrain.sim.scenario.faults import CarUnderdrawFault, EvseOfflineFault, FaultBase
+from chargebrain.sim.scenario.faults import (
+    CarOverdrawFault,
+    CarUnderdrawFault,
+    EvseOfflineFault,
+    FaultBase,
+)
 from chargebrain.sim.scenario.model import (
     ApplianceShape,
     BatteryShape,
@@ -67,9 +73,12 @@ def _evse(e: EvseShape) -> EvseSpec:
         phase_rotation=e.phase_rotation,
         used_phases=e.used_phases,
         interface=e.interface.value,
+        mode=e.mode.value,
+        undercut_s=e.undercut,
+        rules_json=json.dumps(e.rules, sort_keys=True) if e.rules is not None else "",
+        meter=_meter(e.meter) if e.meter is not None else None,
         ocpp=_ocpp(e.ocpp) if e.interface is Interface.OCPP else None,
         wallbox=e.wallbox or "",
-        surplus=e.surplus,
         phase_switching=e.phase_switching,
     )
 
@@ -145,7 +154,9 @@ def _battery(b: BatteryShape) -> BatterySpec:
 
 
 def _meter(m: MeterShape) -> MeterSpec:
-    return MeterSpec(delay_s=m.delay_s, noise_pct=m.noise_pct, energy_step_wh=m.energy_step_wh)
+    return MeterSpec(delay_s=m.delay_s, noise_pct=m.noise_pct, energy_step_wh=m.energy_step_wh,
+                     dropouts_per_hour=m.dropouts_per_hour, dropout_mean_s=m.dropout_mean,
+                     spikes_per_hour=m.spikes_per_hour, spike_factor=m.spike_factor)
 
 
 def _fault(f: FaultBase, start_tod: int, duration_s: int) -> FaultSpec:
@@ -153,6 +164,8 @@ def _fault(f: FaultBase, start_tod: int, duration_s: int) -> FaultSpec:
     spec = FaultSpec(kind=f.kind, target=f.target, start_s=start, end_s=end)
     if isinstance(f, CarUnderdrawFault):
         return replace(spec, factor=f.factor, offset_ma=f.offset_ma)
+    if isinstance(f, CarOverdrawFault):
+        return replace(spec, offset_ma=-f.extra_ma)
     if isinstance(f, EvseOfflineFault):
         return replace(spec, fail_safe_ma=f.fail_safe_ma)
     return spec

@@ -15,13 +15,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
-from chargebrain.shapes import Parsed, problem_at
+from chargebrain.shapes import Integer, Parsed, problem_at
 from chargebrain.shapes import kind as _kind
 from chargebrain.sim.scenario.fields import Milliamps, Moment, Name, Part, Share
 from chargebrain.sim.scenario.spec import FaultKind
 
 __all__ = [
     "FAULT_SHAPES",
+    "CarOverdrawFault",
     "CarUnderdrawFault",
     "EvseOfflineFault",
     "FaultBase",
@@ -97,11 +98,21 @@ class CarUnderdrawFault(FaultBase):
         return self
 
 
+class CarOverdrawFault(FaultBase):
+    """The car draws `extra_ma` more than it is offered (while it charges at all)."""
+
+    target_key: ClassVar[str] = "car"
+    type: Literal["car_overdraw"]
+    car: Name
+    extra_ma: Annotated[int, Integer(1, 32000)]
+
+
 FAULT_SHAPES: dict[str, type[FaultBase]] = {
     "meter_stale": MeterFault,
     "meter_dropout": MeterFault,
     "evse_offline": EvseOfflineFault,
     "car_underdraw": CarUnderdrawFault,
+    "car_overdraw": CarOverdrawFault,
 }
 
 
@@ -119,7 +130,7 @@ def _known_fault(value: Any) -> Any:
 
 
 FaultShape = Annotated[
-    MeterFault | EvseOfflineFault | CarUnderdrawFault,
+    MeterFault | EvseOfflineFault | CarUnderdrawFault | CarOverdrawFault,
     Field(discriminator="type"),
     BeforeValidator(_known_fault),
 ]

@@ -18,8 +18,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from chargebrain.core.rules import compile_rules
 from chargebrain.shapes import Boolean, Integer, Lowered, Number, OneOf, Parsed, Text, problem_at
 from chargebrain.sim.scenario.faults import FaultShape
 from chargebrain.sim.scenario.fields import (
@@ -35,7 +43,13 @@ from chargebrain.sim.scenario.fields import (
     duration_schema,
     or_null,
 )
-from chargebrain.sim.scenario.spec import IEC_MIN_MA, MAX_EVSE_MA, WALLBOX_MODELS, Interface
+from chargebrain.sim.scenario.spec import (
+    IEC_MIN_MA,
+    MAX_EVSE_MA,
+    WALLBOX_MODELS,
+    ChargeMode,
+    Interface,
+)
 
 __all__ = ["ScenarioShape", "json_schema"]
 
@@ -74,6 +88,25 @@ class GroupShape(Part):
     parent: Name | None = None
     """The group this one is part of (no cycles)."""
     prio: Annotated[int, Integer()] = 1
+
+
+class MeterShape(Part):
+    """How a measuring point reports."""
+
+    delay_s: Duration = 0
+    """Seconds late."""
+    noise_pct: Annotated[float, Number(lo=0, hi=50)] = 0.0
+    """Gaussian noise, % of the value."""
+    energy_step_wh: Annotated[float, Number(above=0)] = 10.0
+    """Resolution of the energy counter."""
+    dropouts_per_hour: Annotated[float, Number(lo=0, hi=3600)] = 0.0
+    """Random spells without a reading, per hour (grid and PV meters)."""
+    dropout_mean: PositiveDuration = 20
+    """Their mean length (exponential, at least 1 s)."""
+    spikes_per_hour: Annotated[float, Number(lo=0, hi=3600)] = 0.0
+    """Single readings far off the truth, per hour (grid and PV meters)."""
+    spike_factor: Annotated[float, Number(lo=0, hi=100)] = 3.0
+    """Such a reading is the true one times this, on every phase."""
 
 
 def _positive_duration_or_null(value: Any) -> int | None:
@@ -131,13 +164,36 @@ class EvseShape(Part):
     wallbox: Annotated[str | None, Parsed(_wallbox, "string")] = None
     """With interface "wallbox": the simulated wallbox, by dev_type (evse_heidelberg,
     evse_alfen_evepro, ...); the manager drives it through its bundled definition or driver."""
-    surplus: Annotated[bool, Boolean()] = False
-    """It charges from the PV surplus only (a surplus charging rule: the surplus per
-    phase, held at the minimum for 5 minutes when it falls below)."""
+    mode: Annotated[ChargeMode, Lowered(ChargeMode, "mode")] = ChargeMode.ALWAYS
+    """What it charges from: "always" (whatever the site allows; no charging rule),
+    "surplus" (only the PV surplus: the vendor's rule mode 5) or "solar" (up to the PV
+    production: rule mode 2). The manager gets it as an EVSE charging rule, before `rules`."""
+    undercut: Annotated[int | None, Parsed(or_null(at_least(0, "must not be negative"))),
+                        WithJsonSchema(duration_schema(0))] = None
+    """The surplus or solar rule's undercut time (`udur`): how long the car keeps its
+    minimum after the surplus fell below it; none: the rule has no `udur`, and the
+    manager's default applies."""
+    meter: MeterShape | None = None
+    """Its own meter's delay, noise and energy resolution; none: the scenario's
+    `meters.evse`."""
+    rules: list[dict[str, Any]] | dict[str, Any] | None = None
+    """Charging rules as the manager's API takes them (`charging_rules`: a list of classic
+    rule objects, e.g. a time window or a price level; or a `crule_set` object), after
+    the one `mode` makes."""
+
     phase_switching: Annotated[bool, Boolean()] = False
     """A Power Brain (`powerbrain` or `modbus`) that may switch between one and three
     phases with a car plugged in; the manager switches it automatically for surplus
-    charging."""
+    charging (`phase_switch_auto`)."""
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_compile(cls, value: object) -> object:
+        if value is not None:
+            errors = compile_rules(value).errors
+            if errors:
+                raise ValueError("; ".join(errors))
+        return value
 
     @model_validator(mode="after")
     def _min_within_max(self) -> EvseShape:
@@ -190,7 +246,8 @@ class CarShape(Part):
     need_kwh: Annotated[float, Number(lo=0)]
     """The car stops by itself once it has taken this much."""
     max_ma: Annotated[int, Integer(1, MAX_EVSE_MA)] = 16_000
-    phases: Annotated[int, OneOf(1, 3)] = 3
+    phases: Annotated[int, OneOf(1, 2, 3)] = 3
+    """Phases the car charges on: 1, 2 (L1 and L2 of its EVSE) or 3."""
     min_start_ma: Annotated[int, Integer(1)] = IEC_MIN_MA
     """Offered less than this, the car draws nothing."""
     capacity_kwh: Annotated[float, Number(above=0)] = 60.0
@@ -352,17 +409,6 @@ class BatteryShape(Part):
     capacity_kwh: Annotated[float, Number(above=0)]
     max_power_w: Annotated[float, Number(above=0)]
     soc: Share = 0.5
-
-
-class MeterShape(Part):
-    """How a measuring point reports."""
-
-    delay_s: Duration = 0
-    """Seconds late."""
-    noise_pct: Annotated[float, Number(lo=0, hi=50)] = 0.0
-    """Gaussian noise, % of the value."""
-    energy_step_wh: Annotated[float, Number(above=0)] = 10.0
-    """Resolution of the energy counter."""
 
 
 class MetersShape(Part):

@@ -74,10 +74,27 @@ class EvseSpec:
     # connected to the central system; `ocpp` says how it behaves) or "wallbox" (a simulated
     # wallbox of a maker, `wallbox` its dev_type, driven through its charger definition)
     interface: str = "http"
+    mode: str = "always"  # "always", "surplus" (PV surplus only) or "solar" (up to PV)
+    undercut_s: int | None = None  # the surplus/solar rule's undercut; None = not given
+    rules_json: str = ""  # further charging rules as the API takes them, JSON text
+    meter: MeterSpec | None = None  # its own meter's quality; None = the scenario's EVSE meter
+
     ocpp: OcppBoxSpec | None = None
     wallbox: str = ""
-    surplus: bool = False  # it charges from the PV surplus only (a surplus charging rule)
     phase_switching: bool = False  # a Power Brain the manager switches between 1 and 3 phases
+
+    @property
+    def from_sun(self) -> bool:
+        """It charges from the surplus or the production only."""
+        return self.mode != ChargeMode.ALWAYS
+
+
+class ChargeMode(StrEnum):
+    """What an EVSE charges from."""
+
+    ALWAYS = "always"
+    SURPLUS = "surplus"
+    SOLAR = "solar"
 
 
 class Interface(StrEnum):
@@ -232,6 +249,10 @@ class MeterSpec:
     delay_s: int = 0
     noise_pct: float = 0.0
     energy_step_wh: float = 10.0  # resolution of the energy counter
+    dropouts_per_hour: float = 0.0  # random spells without a reading ...
+    dropout_mean_s: float = 20.0  # ... lasting this long on average (exponential, ≥ 1 s)
+    spikes_per_hour: float = 0.0  # single readings that are far off ...
+    spike_factor: float = 3.0  # ... by this factor on every phase
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +267,7 @@ class FaultKind(StrEnum):
     METER_DROPOUT = "meter_dropout"  # the meter delivers no reading
     EVSE_OFFLINE = "evse_offline"  # no reading, commands are not received
     CAR_UNDERDRAW = "car_underdraw"  # the car draws less than offered
+    CAR_OVERDRAW = "car_overdraw"  # the car draws more than offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +277,7 @@ class FaultSpec:
     start_s: int
     end_s: int
     factor: float = 1.0  # car_underdraw: draws offered × factor − offset_ma
-    offset_ma: int = 0
+    offset_ma: int = 0  # car_overdraw: − the extra current
     fail_safe_ma: int | None = None  # evse_offline: current it falls back to; None = keeps last
 
 
