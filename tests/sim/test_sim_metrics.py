@@ -8,7 +8,7 @@ from array import array
 import numpy as np
 import pytest
 
-from chargebrain.sim.metrics import compute_metrics, jain_index, load_steps
+from chargebrain.sim.metrics import compute_metrics, jain_index, load_steps, quick_restarts
 from chargebrain.sim.output import format_metrics_table
 from chargebrain.sim.policy import EqualSplitPolicy, FuseOnlyPolicy
 from chargebrain.sim.profile import SiteProfile
@@ -166,25 +166,26 @@ def test_metrics_of_real_runs() -> None:
     assert fuse.pv_self_consumption is None
 
 
+def _imbalance_dict() -> dict[str, object]:
+    return {
+        "name": "imbalance",
+        "duration": N,
+        "cycle_s": 1,
+        "site": {"max_current_ma": 63000, "max_imbalance_ma": 10000},
+        "evses": [{"id": "E1"}, {"id": "E2"}],
+        "cars": [
+            {"id": "a", "evse": "E1", "arrive": 0, "leave": N, "need_kwh": 50, "phases": 1},
+            {"id": "b", "evse": "E2", "arrive": 0, "leave": N, "need_kwh": 50},
+        ],
+    }
+
+
 def imbalance_run(b_offers: tuple[tuple[int, int], ...], b_drawn: list[float],
                   a_lowered_at: int | None) -> RunResult:
     """Car a draws 16 A on L1 (6 A from `a_lowered_at` on); car b, plugged in at 0 on
     building L2 and L3 (a two-phase car), draws `b_drawn` and leaves at its end. The
     EVSE spread is a's current − b's."""
-    sc = scenario_from_dict(
-        {
-            "name": "imbalance",
-            "duration": N,
-            "cycle_s": 1,
-            "site": {"max_current_ma": 63000, "max_imbalance_ma": 10000},
-            "evses": [{"id": "E1"}, {"id": "E2"}],
-            "cars": [
-                {"id": "a", "evse": "E1", "arrive": 0, "leave": N, "need_kwh": 50,
-                 "phases": 1},
-                {"id": "b", "evse": "E2", "arrive": 0, "leave": N, "need_kwh": 50},
-            ],
-        }
-    )
+    sc = scenario_from_dict(_imbalance_dict())
     zeros = [0.0] * N
     cut = N if a_lowered_at is None else a_lowered_at
     l1 = [16000.0] * cut + [6000.0] * (N - cut)
@@ -227,3 +228,25 @@ def test_imbalance_a_car_leaves_behind_is_reaction_the_policys_own_is_not() -> N
     m = compute_metrics(imbalance_run(((0, 16000),), done, None), reaction_budget_s=10)
     assert m.imbalance_misbehaviour_amp_seconds == pytest.approx(6 * 500)
     assert m.imbalance_reaction_amp_seconds == 0
+
+
+def test_quick_restarts_count_pauses_of_charging_cars_shorter_than_the_pause_time() -> None:
+    charging = [16000.0] * N
+    # b charges, is paused at 200 and offered current again at 260: a quick restart
+    run = imbalance_run(((0, 16000), (200, 0), (260, 16000)), charging, None)
+    assert quick_restarts(run) == 1
+    assert compute_metrics(run, reaction_budget_s=10).quick_restarts == 1
+    # offered again only after the pause time: none
+    assert quick_restarts(imbalance_run(((0, 16000), (200, 0), (500, 16000)), charging,
+                                        None)) == 0
+    # b drew nothing when its offer fell (an idle car given its minimum again): none
+    idle = [0.0] * N
+    assert quick_restarts(imbalance_run(((0, 16000), (200, 0), (260, 16000)), idle,
+                                        None)) == 0
+    # a pause during missing data may end as soon as the readings are back
+    run = imbalance_run(((0, 16000), (200, 0), (260, 16000)), charging, None)
+    stale = scenario_from_dict({
+        **_imbalance_dict(),
+        "faults": [{"type": "meter_stale", "meter": "grid", "from": 190, "to": 250}],
+    })
+    assert quick_restarts(dataclasses.replace(run, scenario=stale)) == 0

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from chargebrain.sim.optimum import OptimumResult
 from chargebrain.sim.runner import RunResult
+from chargebrain.sim.scenario import FaultKind
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -28,6 +29,12 @@ ACTIVE_MA = 500  # a car drawing at least this much per phase counts as charging
 # Less than this above a limit is at the limit: sums of float currents that meet a limit
 # exactly come out a few 1e-12 mA above it, which no meter would show.
 RESOLUTION_MA = 1.0
+#: The charging manager's `min_pause_time` (s): a car it paused while charging should not
+#: charge again sooner (docs/load-management.md, "Pauses, hysteresis and rotation").
+MIN_PAUSE_S = 300
+#: A pause that begins during a spell of missing data (a stale or silent meter, an EVSE
+#: offline) or this long after it is one "caused by missing data": it may end early.
+DATA_FAULT_AFTER_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,9 @@ class Metrics:
     sun_grid_kwh: float | None = None
     # seconds in which the household alone was above the fuse (not charged to the policy)
     house_over_fuse_s: int = 0
+    # cars the policy paused while they charged that it offered current again within
+    # MIN_PAUSE_S, pauses that began during missing data aside (quick_restarts)
+    quick_restarts: int = 0
 
     @property
     def car_hours(self) -> float:
@@ -392,7 +402,37 @@ def compute_metrics(
         sun_kwh=sun_kwh,
         sun_grid_kwh=sun_grid_kwh,
         house_over_fuse_s=int(np.count_nonzero(house_over.any(axis=0))),
+        quick_restarts=quick_restarts(run),
     )
+
+
+def quick_restarts(run: RunResult, pause_s: int = MIN_PAUSE_S) -> int:
+    """How often the policy paused a charging car and offered it current again within
+    `pause_s`. A pause is an offer falling to 0 while the car drew at least ACTIVE_MA in
+    the second before, the car still plugged in; a restart is its next offer above 0,
+    before it leaves. Pauses that begin during a scenario fault of missing data (a stale
+    or silent meter, an EVSE offline) or within DATA_FAULT_AFTER_S after it are left out:
+    a pause caused only by missing readings ends when they are back."""
+    data = (FaultKind.METER_STALE, FaultKind.METER_DROPOUT, FaultKind.EVSE_OFFLINE)
+    spells = [(f.start_s, f.end_s + DATA_FAULT_AFTER_S)
+              for f in run.scenario.faults if f.kind in data]
+    count = 0
+    for s in run.sessions:
+        drawn = s.drawn_ma
+        paused_at: int | None = None
+        prev = 0
+        for t, ma in s.offers:
+            if prev > 0 and ma <= 0 and t < s.leave_s:
+                i = t - s.arrive_s - 1
+                charging = 0 <= i < len(drawn) and drawn[i] >= ACTIVE_MA
+                missing = any(a <= t < b for a, b in spells)
+                paused_at = t if charging and not missing else None
+            elif prev <= 0 < ma and paused_at is not None:
+                if t - paused_at < pause_s and t < s.leave_s:
+                    count += 1
+                paused_at = None
+            prev = ma
+    return count
 
 
 def sun_energy(run: RunResult) -> tuple[float | None, float | None]:
