@@ -82,6 +82,10 @@ class Tuning:
     start_step_ma: int = 2000  # each probe offers this much more than the last (up to the max)
     learn_threshold_ma: int = 2000  # a phase drawing more than this counts as used
     settle_s: float = 10.0  # a car may still draw its previous current this long (overdraft)
+    # an EVSE measured within this much of its current (plus the share of it) draws what
+    # it was given: its meter's inaccuracy and noise are no overdraw (overdraft)
+    overdraw_tolerance_ma: int = 300
+    overdraw_tolerance_share: float = 0.03
     house_penalty_s: float = 120.0  # an overshoot the rest of the house caused counts this long
     # Departure plans (plans.py): a car whose plan needs no more than this share of its
     # minimum can wait (it is served after the others); one needing more is urgent.

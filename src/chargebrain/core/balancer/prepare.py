@@ -276,6 +276,7 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
     input_order = [0] * len(order)
     consumed, excess = w.consumed, w.excess
     settle = tun.settle_s
+    odraw_ma, odraw_share = tun.overdraw_tolerance_ma, tun.overdraw_tolerance_share
     mem_of = memories.get
     add = slots.append
     waiting, offline = EvseState.WAITING, Limit.OFFLINE
@@ -310,11 +311,13 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
             consumed[2] += d2
             if d0 > 0 or d1 > 0 or d2 > 0:
                 top = s.current if s.kind == FIXED else given(s.mem, now, settle)
-                if d0 > top:
+                # within its meter's tolerance it draws what it was given (overdraft.py)
+                over = top + odraw_ma + round(top * odraw_share)
+                if d0 > over:
                     excess[0] += d0 - top
-                if d1 > top:
+                if d1 > over:
                     excess[1] += d1 - top
-                if d2 > top:
+                if d2 > over:
                     excess[2] += d2 - top
         elif e.state.charging and s.mem.last_set > 0:
             bm = s.bmask or worst_mask(e, s.learnt, s.plugged)
