@@ -68,7 +68,7 @@ class Tuning:
     # charging car keeps its minimum up to the limit): the imbalance's hysteresis
     imbalance_margin_ma: int = 1500
     rotation_time_s: float = 3600.0  # a car charging this long may yield to a waiting one ...
-    rotation_gap_mah: int = 12000  # ... that has been given this much less charge (or none)
+    rotation_gap_mah: int = 18000  # ... that has been given this much less charge (or none)
     lend_threshold_ma: int = 1000  # "draws clearly less": below offer minus this
     lend_after_cycles: int = 2  # ... for this many cycles in a row
     lend_margin_ma: int = 2000  # a lending car keeps draw + this (and ramps by this)
