@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from chargebrain.sim.optimum import offline_optimum
-from chargebrain.sim.policy import EqualSplitPolicy, FuseOnlyPolicy
+from chargebrain.sim.optimum import offline_optimum, random_dropouts
+from chargebrain.sim.policy import GRID, Decision, EqualSplitPolicy, FuseOnlyPolicy, Snapshot
 from chargebrain.sim.runner import run_scenario
 from chargebrain.sim.scenario import load_scenario, scenario_from_dict
 
@@ -167,3 +167,33 @@ def test_the_bound_knows_offline_evses_and_a_blind_grid_meter() -> None:
         (55 * 16 + 5 * 10) / 60 * V * 3 / 1000, rel=1e-6)
     assert offline_optimum(faulty, step_s=60).total_kwh == pytest.approx(
         (30 * 16 + 30 * 10) / 60 * V * 3 / 1000, rel=1e-6)
+
+
+def test_the_bound_knows_the_grid_meters_random_dropouts() -> None:
+    """The grid meter's random dropouts fall where the runner's meter has them, and in
+    their intervals the bound keeps room for the house's highest load of the spell."""
+    household = {"base_w": [["00:00", 3 * V * 20]], "noise_pct": 0,
+                 "appliances": [{"name": "heater", "power_w": 3 * V * 4, "duration": "2m",
+                                 "every": "4m"}]}
+    meters = {"grid": {"dropouts_per_hour": 20, "dropout_mean": "30s"}}
+    sc = scenario_from_dict(tiny([car("a", "E1", taper_soc=1.0)], cycle_s=1,
+                                 site={"max_current_ma": 36000}, household=household,
+                                 meters=meters))
+    spells = random_dropouts(sc.meters.grid, sc.seed, "meter:grid", 3600)
+    assert len(spells) > 5
+    silent: list[int] = []
+
+    class Watch:
+        def decide(self, snapshot: Snapshot) -> Decision:
+            if snapshot.meters[GRID] is None:
+                silent.append(snapshot.t)
+            return Decision({})
+
+    run_scenario(sc, Watch())
+    assert silent == [t for lo, hi in spells for t in range(lo, min(hi, 3600))]
+    blind = offline_optimum(sc, step_s=60).total_kwh
+    seeing = offline_optimum(sc, step_s=60, faults=False).total_kwh
+    # 16 A beside 20 A of house, 12 A while the heater runs: blind, 12 A in every minute
+    # touched by a dropout during or next to a heater spell.
+    assert blind < seeing - 0.05
+    assert blind >= 12 * V * 3 / 1000

@@ -4,7 +4,8 @@ A linear program with perfect foresight over the whole run at a coarse time step
 variable per car and interval it is plugged in: its mean current per used phase. Subject
 to, in every interval and on every building phase: the connection limit (minus the
 reserve, unless told otherwise) minus the interval's mean household/PV/battery load; the
-EVSE supply line; every group (nested groups count for all their ancestors); the phase
+EVSE supply line; every group (nested groups count for all their ancestors; a group's
+own consumers come off its limit, and the reserve too where its meter measures them); the phase
 imbalance of the EVSE load; and per car its maximum current (times the fraction of the
 interval it is present) and its energy need (capped by the room in its battery).
 Maximises delivered energy, weighted very slightly towards earlier delivery to break ties.
@@ -18,7 +19,10 @@ while it has the fault, drawing less than offered. It is a bound, not a schedule
 other faults and the per-second variation of the household load within an interval
 (averaging constraints that hold every second yields constraints on the averages, so
 every real schedule is feasible here). EVSEs in surplus (solar) mode together draw at
-most the PV surplus (production) of each interval. Needs numpy and scipy.
+most the PV surplus (production) of each interval. While a meter does not tell the
+house's load (a fault, or one of the meter's random dropouts, which the bound knows in
+advance: `random_dropouts`), the bound keeps room for the highest load of the spell.
+Needs numpy and scipy.
 
 This module must never run the simulator or depend on any policy.
 """
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,8 +39,9 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import coo_matrix, csr_matrix, diags, hstack, identity, vstack
 
 from chargebrain.core.phases import rotate_mask
-from chargebrain.sim.profile import build_profile
-from chargebrain.sim.scenario import CarSpec, FaultKind, Scenario
+from chargebrain.sim.meter import Meter, Window
+from chargebrain.sim.profile import build_profile, sub_rng
+from chargebrain.sim.scenario import CarSpec, FaultKind, MeterSpec, Scenario
 
 EARLY_WEIGHT = 1e-3  # the last interval's energy counts this much less than the first's
 TAPER_FLOOR_A = 0.5  # the car takes its last bit at this current (car.py)
@@ -95,15 +100,22 @@ def offline_optimum(
     lengths = np.array([min(step, horizon - k * step) for k in range(k_count)], dtype=float)
 
     profile = build_profile(scenario, horizon)
-    base = np.vstack([np.asarray(b, dtype=float) for b in profile.base_ma])  # (3, horizon)
-    pad = k_count * step - horizon
-    if pad:
-        base = np.hstack([base, np.repeat(base[:, -1:], pad, axis=1)])
+    base = _padded(profile.base_ma, k_count * step)  # (3, intervals × step)
     # mean base load per interval over the seconds that belong to the run
-    sums = base.reshape(3, k_count, step)
-    mean_base = np.empty((3, k_count))
-    for k in range(k_count):
-        mean_base[:, k] = sums[:, k, : int(lengths[k])].mean(axis=1)
+    mean_base = _means(base, k_count, step, lengths)
+    group_room: dict[str, np.ndarray] = {}
+    for g in site.groups:
+        # its own consumers off its limit, and where its meter measures them the reserve
+        # a manager keeps under it
+        keep = lim.reserve_ma if use_reserve and g.meter is not None else 0
+        if g.id in profile.group_ma or keep:
+            own = (_means(_padded(profile.group_ma[g.id], k_count * step), k_count, step,
+                          lengths) if g.id in profile.group_ma else np.zeros((3, k_count)))
+            if faults and g.meter is not None and g.id in profile.group_ma:
+                # while its meter is silent, room for the most its consumers drew then
+                drops = random_dropouts(g.meter, scenario.seed, f"meter:group:{g.id}", horizon)
+                _keep_worst(drops, _padded(profile.group_ma[g.id], horizon), own, step)
+            group_room[g.id] = np.clip(g.max_current_ma - keep - own, 0.0, None) / 1000.0
 
     if faults:
         _blind(scenario, base[:, :horizon], mean_base, step)
@@ -198,10 +210,10 @@ def offline_optimum(
                                 alone_ub)
         for g in site.groups:
             in_g = np.array([g.id in chains[cars[ci].evse] for ci in range(len(cars))])[vc]
-            add_block(np.where(on_p & in_g, vk, -1), ones,
-                      np.full(k_count, g.max_current_ma / 1000.0))
-            alone_ub = np.where(on_p & in_g, np.minimum(alone_ub, g.max_current_ma / 1000.0),
-                                alone_ub)
+            room = group_room[g.id][p] if g.id in group_room else np.full(
+                k_count, g.max_current_ma / 1000.0)
+            add_block(np.where(on_p & in_g, vk, -1), ones, room)
+            alone_ub = np.where(on_p & in_g, np.minimum(alone_ub, room[vk]), alone_ub)
     if imbalance and lim.max_imbalance_ma:
         single = np.array(car_phases)[vc] < 3
         alone_ub = np.where(single, np.minimum(alone_ub, lim.max_imbalance_ma / 1000.0), alone_ub)
@@ -330,19 +342,37 @@ def _solve_compliant(cost: np.ndarray, a_ub: csr_matrix, b_ub: np.ndarray,
 
 
 def _blind(scenario: Scenario, base: np.ndarray, mean_base: np.ndarray, step: int) -> None:
-    """While the grid meter is stale or silent a manager cannot see the house: in the
-    intervals of such a spell, the bound keeps room for the house's highest load of the
-    spell on each phase (in place)."""
+    """While the grid meter is stale or silent (a fault, or one of its random dropouts) a
+    manager cannot see the house: in the intervals of such a spell, the bound keeps room
+    for the house's highest load of the spell on each phase (in place)."""
     horizon = base.shape[1]
-    for f in scenario.faults:
-        if f.kind not in (FaultKind.METER_STALE, FaultKind.METER_DROPOUT) or f.target != "grid":
-            continue
-        lo, hi = max(0, f.start_s), min(horizon, f.end_s)
+    spells = [(f.start_s, f.end_s) for f in scenario.faults
+              if f.kind in (FaultKind.METER_STALE, FaultKind.METER_DROPOUT)
+              and f.target == "grid"]
+    spells += random_dropouts(scenario.meters.grid, scenario.seed, "meter:grid", horizon)
+    _keep_worst(spells, base, mean_base, step)
+
+
+def random_dropouts(spec: MeterSpec, seed: int, part: str, until: int) -> list[Window]:
+    """The random dropouts a run's meter (`part`: its random part, e.g. "meter:grid") has
+    before `until`: the same spells the runner's meter will have."""
+    if spec.dropouts_per_hour <= 0:
+        return []
+    return Meter(spec, sub_rng(seed, part)).dropout_windows(until)
+
+
+def _keep_worst(spells: Sequence[Window], load: np.ndarray, means: np.ndarray,
+                step: int) -> None:
+    """In the intervals of each spell, the mean load per phase is raised to the highest
+    load of the spell (in place)."""
+    horizon = load.shape[1]
+    for start, end in spells:
+        lo, hi = max(0, start), min(horizon, end)
         if hi <= lo:
             continue
-        worst = base[:, lo:hi].max(axis=1)
+        worst = load[:, lo:hi].max(axis=1)
         for k in range(lo // step, math.ceil(hi / step)):
-            mean_base[:, k] = np.maximum(mean_base[:, k], worst)
+            means[:, k] = np.maximum(means[:, k], worst)
 
 
 def _offline(scenario: Scenario, car: CarSpec) -> list[tuple[int, int, int | None]]:
@@ -426,4 +456,20 @@ def _taper_rows(cars: list[CarSpec], vc: np.ndarray, kwh_per_a: np.ndarray,
         out.ub_vals.append(np.concatenate([np.ones(n), frac[idx] * b]))
         out.ub_rhs.append(frac[idx] * a)
         out.count += n
+    return out
+
+
+def _padded(series: Sequence[Sequence[float]], length: int) -> np.ndarray:
+    """Three per-second series as an array (3, length), the last second repeated."""
+    a = np.vstack([np.asarray(x, dtype=float) for x in series])
+    pad = length - a.shape[1]
+    return np.hstack([a, np.repeat(a[:, -1:], pad, axis=1)]) if pad > 0 else a[:, :length]
+
+
+def _means(a: np.ndarray, k_count: int, step: int, lengths: np.ndarray) -> np.ndarray:
+    """Per interval, the mean over the seconds of it that belong to the run: (3, k_count)."""
+    sums = a.reshape(3, k_count, step)
+    out = np.empty((3, k_count))
+    for k in range(k_count):
+        out[:, k] = sums[:, k, : int(lengths[k])].mean(axis=1)
     return out

@@ -1,0 +1,116 @@
+"""A group's own consumers and the meter at its feed: the scenario format, the plant, the
+readings, the metrics, the optimum and the policies that read them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from chargebrain.sim.core_policy import CorePolicy
+from chargebrain.sim.group_meters import group_meter_key
+from chargebrain.sim.metrics import compute_metrics, per_phase_loads
+from chargebrain.sim.optimum import offline_optimum
+from chargebrain.sim.policy import Decision, EqualSplitPolicy, FuseOnlyPolicy, Snapshot
+from chargebrain.sim.profile import build_profile
+from chargebrain.sim.runner import run_scenario
+from chargebrain.sim.scenario import Scenario, ScenarioError, scenario_from_dict
+
+
+@pytest.fixture(autouse=True)
+def _quiet_manager() -> Iterator[None]:
+    logger = logging.getLogger("chargebrain")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
+
+
+def workshop(meter: dict[str, object] | None = None, **group: object) -> Scenario:
+    g: dict[str, object] = {
+        "id": "shop", "max_current_ma": 20000,
+        "household": {"base_w": [["00:00", 2760]], "phase_split": [1, 0, 0], "noise_pct": 0,
+                      "appliances": [{"name": "kiln", "power_w": 6900, "duration": "20m",
+                                      "at": ["00:30"]}]},
+        **group,
+    }
+    if meter is not None:
+        g["meter"] = meter
+    return scenario_from_dict({
+        "name": "shop", "duration": "1h", "cycle_s": 3,
+        "site": {"max_current_ma": 63000, "reserve_ma": 1000},
+        "groups": [g],
+        "evses": [{"id": "W1", "group": "shop"}, {"id": "H1"}],
+        "cars": [{"id": "a", "evse": "W1", "arrive": 0, "leave": 3600, "need_kwh": 40,
+                  "lag_s": 1},
+                 {"id": "b", "evse": "H1", "arrive": 0, "leave": 3600, "need_kwh": 40}],
+    })
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.snapshots: list[Snapshot] = []
+        self.inner = FuseOnlyPolicy()
+
+    def decide(self, snapshot: Snapshot) -> Decision:
+        self.snapshots.append(snapshot)
+        return self.inner.decide(snapshot)
+
+
+def test_the_format_takes_a_groups_consumers_and_its_meter() -> None:
+    sc = workshop({"delay_s": 2, "noise_pct": 1, "dropouts_per_hour": 3})
+    g = sc.site.groups[0]
+    assert g.household is not None and g.household.base_w == ((0, 2760.0),)
+    assert g.meter is not None and g.meter.delay_s == 2 and g.meter.dropouts_per_hour == 3
+    assert workshop().site.groups[0].meter is None
+    with pytest.raises(ScenarioError, match=r"groups\[0\]\.meter\.noise_pct"):
+        workshop({"noise_pct": -1})
+
+
+def test_the_groups_consumers_are_part_of_the_house_and_its_meter_sees_them_and_its_evses(
+) -> None:
+    sc = workshop({})
+    profile = build_profile(sc, 3600)
+    own = profile.group_ma["shop"]
+    assert own[0][10] == pytest.approx(12000.0) and own[1][10] == 0.0  # 2760 W on L1
+    assert own[0][40 * 60] == pytest.approx(22000.0)  # and the kiln, 10 A per phase
+    assert profile.house_ma[0][10] == pytest.approx(12000.0)
+    rec = Recorder()
+    run = run_scenario(sc, rec)
+    s = rec.snapshots[100]
+    reading = s.meters[group_meter_key("shop")]
+    assert reading is not None
+    w1 = s.evses["W1"]
+    assert w1 is not None
+    # The meter (no delay) sees the second before: the workshop's 12 A and car a's 16 A.
+    assert reading.currents.l1 == pytest.approx(12000 + w1.currents.l1, abs=2)
+    assert reading.currents.l2 == pytest.approx(w1.currents.l2, abs=2)
+    # The metrics count the group's consumers against its limit: fuse only overloads it.
+    loads = per_phase_loads(run)["group shop"]
+    assert loads[0][100] == pytest.approx(12000 + 16000)
+    m = compute_metrics(run)
+    shop_l1 = next(o for o in m.overload if o.limit == "group shop" and o.phase == 1)
+    # 8 A over for the 40 minutes without the kiln; with it, the workshop alone is above
+    # the limit and that is not the policy's doing.
+    assert shop_l1.amp_seconds == pytest.approx(8 * 2400, rel=0.01)
+
+
+def test_the_optimum_leaves_the_group_room_for_its_consumers_and_the_reserve() -> None:
+    sc = workshop({})
+    opt = offline_optimum(sc, faults=False)
+    # Car a: 20 − 1 (reserve) − 12 A = 7 A on L1 outside the kiln, 0 during it.
+    a = opt.per_car_kwh["a"]
+    assert a == pytest.approx(7 * 0.23 * 3 * (40 / 60), rel=0.03)
+    assert offline_optimum(workshop(), faults=False).per_car_kwh["a"] == pytest.approx(
+        8 * 0.23 * 3 * (40 / 60), rel=0.03)  # no meter: no reserve kept for it
+
+
+@pytest.mark.parametrize("policy", [CorePolicy, EqualSplitPolicy])
+def test_policies_keep_the_group_within_its_limit_by_its_meter(policy: type) -> None:
+    run = run_scenario(workshop({"delay_s": 1}), policy())
+    m = compute_metrics(run)
+    shop = [o for o in m.overload if o.limit == "group shop"]
+    assert sum(o.misbehaviour_amp_seconds for o in shop) < 1.0
+    car_a = run.session("a")
+    assert car_a.delivered_kwh > 1.0  # it charges beside the workshop's machines
