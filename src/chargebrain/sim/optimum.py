@@ -21,8 +21,10 @@ other faults and the per-second variation of the household load within an interv
 every real schedule is feasible here). EVSEs in surplus (solar) mode together draw at
 most the PV surplus (production) of each interval. While a meter does not tell the
 house's load (a fault, or one of the meter's random dropouts, which the bound knows in
-advance: `random_dropouts`), the bound keeps room for the highest load of the spell.
-Needs numpy and scipy.
+advance: `random_dropouts`), the bound keeps room for the highest load of the spell,
+holds the cars at most at what they took before, and once a controller knows the meter
+is blind (`BLIND_AFTER_S`) gives them nothing. A car drawing a share of its offer takes
+room for its offer (a controller must reserve it). Needs numpy and scipy.
 
 This module must never run the simulator or depend on any policy.
 """
@@ -46,6 +48,9 @@ from chargebrain.sim.scenario import CarSpec, FaultKind, MeterSpec, Scenario
 EARLY_WEIGHT = 1e-3  # the last interval's energy counts this much less than the first's
 TAPER_FLOOR_A = 0.5  # the car takes its last bit at this current (car.py)
 TAPER_SLACK_A = 0.05  # a draw ramping down after a taper step, at most this much above
+#: A meter that has told nothing new for this long is known to be stale (the manager's
+#: HTTP-input meters); from then on no controller knows the load it measured.
+BLIND_AFTER_S = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,7 @@ def offline_optimum(
     # mean base load per interval over the seconds that belong to the run
     mean_base = _means(base, k_count, step, lengths)
     group_room: dict[str, np.ndarray] = {}
+    group_drops: dict[str, list[Window]] = {}
     for g in site.groups:
         # its own consumers off its limit, and where its meter measures them the reserve
         # a manager keeps under it
@@ -111,14 +117,18 @@ def offline_optimum(
         if g.id in profile.group_ma or keep:
             own = (_means(_padded(profile.group_ma[g.id], k_count * step), k_count, step,
                           lengths) if g.id in profile.group_ma else np.zeros((3, k_count)))
-            if faults and g.meter is not None and g.id in profile.group_ma:
+            if faults and g.meter is not None:
                 # while its meter is silent, room for the most its consumers drew then
                 drops = random_dropouts(g.meter, scenario.seed, f"meter:group:{g.id}", horizon)
-                _keep_worst(drops, _padded(profile.group_ma[g.id], horizon), own, step)
+                group_drops[g.id] = drops
+                if g.id in profile.group_ma:
+                    _keep_worst(drops, _padded(profile.group_ma[g.id], horizon), own, step)
             group_room[g.id] = np.clip(g.max_current_ma - keep - own, 0.0, None) / 1000.0
 
+    blind_spells: dict[str, list[Window]] = {"": []}  # per group meter ("": the grid's)
     if faults:
-        _blind(scenario, base[:, :horizon], mean_base, step)
+        blind_spells[""] = _blind(scenario, base[:, :horizon], mean_base, step)
+        blind_spells.update(group_drops)
 
     evses = {e.id: e for e in site.evses}
     chains = {e.id: site.group_chain(e.group) for e in site.evses}
@@ -128,6 +138,7 @@ def offline_optimum(
     var_k: list[int] = []
     var_ub: list[float] = []
     var_frac: list[float] = []  # the part of the interval the car is plugged in
+    var_cost: list[float] = []  # room its draw takes: its offer per ampere drawn
     hold: list[tuple[int, int]] = []  # (variable, the one before): at most as much
     floor_a: list[float] = []  # per car: its minimum current (A), for `compliant`
     cars = [c for c in scenario.cars if c.arrive_s < horizon]
@@ -145,10 +156,23 @@ def offline_optimum(
         under = _underdraw(scenario, c)
         leave = min(c.leave_s, horizon)
         spells = _offline(scenario, c) if faults else []
+        dark = blind_spells[""] + [w for g in chains[c.evse] for w in blind_spells.get(g, [])]
         for k in range(c.arrive_s // step, min(k_count, math.ceil(leave / step))):
             lo, hi = max(k * step, c.arrive_s), min(k * step + lengths[k], leave)
             if hi > lo:
                 ub = _drawable_as(amps, lo, hi, under) / lengths[k]
+                if any(k * step >= start + BLIND_AFTER_S and hi <= end
+                       for start, end in dark):
+                    # no meter tells the load above it, and a controller knows it: it
+                    # cannot know that any current is safe
+                    ub = 0.0
+                elif any(k * step >= start and hi <= end for start, end in dark):
+                    # not yet known to be blind: it may keep what it gave, not raise it
+                    # nor start the car
+                    if var_car and var_car[-1] == ci:
+                        hold.append((len(var_car), len(var_car) - 1))
+                    else:
+                        ub = 0.0
                 for start, end, fail_safe in spells:
                     inside = min(hi, end) - max(lo, start)
                     if inside > 0 and fail_safe is not None:
@@ -161,6 +185,9 @@ def offline_optimum(
                 var_car.append(ci)
                 var_k.append(k)
                 var_ub.append(ub)
+                # a car drawing a share of its offer: a controller reserves the offer
+                var_cost.append(max([1.0] + [1.0 / f for start, end, f, _ in under
+                                             if 0 < f < 1 and start <= lo and hi <= end]))
                 var_frac.append((hi - lo) / lengths[k])
     nvar = len(var_car)
     if nvar == 0:
@@ -194,7 +221,7 @@ def offline_optimum(
     add_block(vc, kwh_per_a, np.array([need[c.id] for c in cars]))
 
     masks = np.array(car_mask)[vc]
-    ones = np.ones(nvar)
+    ones = np.array(var_cost)  # room a car's draw takes per ampere: 1 but when it under-draws
     usable = lim.max_current_ma - (lim.reserve_ma if use_reserve else 0)
     # the same limits for each car on its own: the tightest one over its phases
     alone_ub = np.array(var_ub)
@@ -202,18 +229,18 @@ def offline_optimum(
         on_p = (masks >> p & 1).astype(bool)
         cap = np.clip((usable - mean_base[p]) / 1000.0, 0.0, None)
         add_block(np.where(on_p, vk, -1), ones, cap)
-        alone_ub = np.where(on_p, np.minimum(alone_ub, cap[vk]), alone_ub)
+        alone_ub = np.where(on_p, np.minimum(alone_ub, cap[vk] / ones), alone_ub)
         if lim.max_evse_current_ma:
             add_block(np.where(on_p, vk, -1), ones,
                       np.full(k_count, lim.max_evse_current_ma / 1000.0))
-            alone_ub = np.where(on_p, np.minimum(alone_ub, lim.max_evse_current_ma / 1000.0),
+            alone_ub = np.where(on_p, np.minimum(alone_ub, lim.max_evse_current_ma / 1000.0 / ones),
                                 alone_ub)
         for g in site.groups:
             in_g = np.array([g.id in chains[cars[ci].evse] for ci in range(len(cars))])[vc]
             room = group_room[g.id][p] if g.id in group_room else np.full(
                 k_count, g.max_current_ma / 1000.0)
             add_block(np.where(on_p & in_g, vk, -1), ones, room)
-            alone_ub = np.where(on_p & in_g, np.minimum(alone_ub, room[vk]), alone_ub)
+            alone_ub = np.where(on_p & in_g, np.minimum(alone_ub, room[vk] / ones), alone_ub)
     if imbalance and lim.max_imbalance_ma:
         single = np.array(car_phases)[vc] < 3
         alone_ub = np.where(single, np.minimum(alone_ub, lim.max_imbalance_ma / 1000.0), alone_ub)
@@ -224,7 +251,7 @@ def offline_optimum(
             for q in range(3):
                 if p == q:
                     continue
-                coef = (masks >> p & 1).astype(float) - (masks >> q & 1).astype(float)
+                coef = ((masks >> p & 1).astype(float) - (masks >> q & 1).astype(float)) * ones
                 add_block(np.where(coef != 0, vk, -1), coef,
                           np.full(k_count, lim.max_imbalance_ma / 1000.0))
 
@@ -341,16 +368,18 @@ def _solve_compliant(cost: np.ndarray, a_ub: csr_matrix, b_ub: np.ndarray,
     return x, bound, str(res.message)
 
 
-def _blind(scenario: Scenario, base: np.ndarray, mean_base: np.ndarray, step: int) -> None:
-    """While the grid meter is stale or silent (a fault, or one of its random dropouts) a
-    manager cannot see the house: in the intervals of such a spell, the bound keeps room
-    for the house's highest load of the spell on each phase (in place)."""
+def _blind(scenario: Scenario, base: np.ndarray, mean_base: np.ndarray,
+           step: int) -> list[Window]:
+    """The spells in which the grid meter is stale or silent (a fault, or one of its random
+    dropouts): a manager cannot see the house then. In their intervals, the bound keeps
+    room for the house's highest load of the spell on each phase (in place)."""
     horizon = base.shape[1]
     spells = [(f.start_s, f.end_s) for f in scenario.faults
               if f.kind in (FaultKind.METER_STALE, FaultKind.METER_DROPOUT)
               and f.target == "grid"]
     spells += random_dropouts(scenario.meters.grid, scenario.seed, "meter:grid", horizon)
     _keep_worst(spells, base, mean_base, step)
+    return spells
 
 
 def random_dropouts(spec: MeterSpec, seed: int, part: str, until: int) -> list[Window]:
