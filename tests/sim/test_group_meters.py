@@ -9,12 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from chargebrain.core.model import EvseReading, EvseState, MeterReading
+from chargebrain.core.phases import Phases
 from chargebrain.sim.core_policy import CorePolicy
 from chargebrain.sim.group_meters import group_meter_key
 from chargebrain.sim.manager_policy import ManagerPolicy
 from chargebrain.sim.metrics import compute_metrics, per_phase_loads
 from chargebrain.sim.optimum import offline_optimum
-from chargebrain.sim.policy import Decision, EqualSplitPolicy, FuseOnlyPolicy, Snapshot
+from chargebrain.sim.policy import GRID, Decision, EqualSplitPolicy, FuseOnlyPolicy, Snapshot
 from chargebrain.sim.profile import build_profile
 from chargebrain.sim.runner import run_scenario
 from chargebrain.sim.scenario import Scenario, ScenarioError, scenario_from_dict
@@ -145,3 +147,34 @@ def test_a_groups_fuse_bounds_its_share_of_the_surplus_and_the_rest_is_used() ->
     assert mean_b >= 17000, mean_b
     assert m.sun_grid_share is not None and m.sun_grid_share < 0.05
     assert m.misbehaviour_amp_seconds == 0
+
+
+def test_surplus_measured_behind_a_groups_meter_goes_first_to_its_cars() -> None:
+    """The barn exports 7 A per phase through its own meter, the site 10 A: its car W1
+    starts from it although H1, at the site, comes first in order (and alone would have
+    had all 10 A)."""
+    sc = scenario_from_dict({
+        "name": "barn-pv", "duration": "10m", "cycle_s": 3,
+        "site": {"max_current_ma": 50000},
+        "groups": [{"id": "barn", "max_current_ma": 32000, "meter": {}}],
+        "evses": [{"id": "H1", "mode": "surplus", "undercut": 0},
+                  {"id": "W1", "group": "barn", "mode": "surplus", "undercut": 0}],
+    })
+    present = EvseReading(EvseState.EV_PRESENT, has_meter=True)
+
+    def meter(ma: int) -> MeterReading:
+        return MeterReading(power_w=ma * 3 * 0.23, currents=Phases(ma, ma, ma))
+
+    def given(group_ma: int) -> dict[str, int]:
+        with ManagerPolicy.for_scenario(sc) as policy:
+            d = Decision({})
+            for t in range(0, 60, 3):
+                # readings that change (a meter repeating itself counts as frozen)
+                meters = {GRID: meter(-10000 - t), group_meter_key("barn"): meter(group_ma - t)}
+                d = policy.decide(Snapshot(t, t, t // 3, meters,
+                                           {"H1": present, "W1": present}, sc.site))
+            return dict(d.currents)
+
+    assert list(given(0)) == ["H1"]  # no surplus of its own: the site's order
+    shares = given(-7000)
+    assert "H1" not in shares and shares["W1"] >= 6000
