@@ -171,6 +171,7 @@ def run_scenario(
     profile = build_profile(scenario, n)
     b1, b2, b3 = profile.base_ma
     groups = GroupMeters(scenario, profile)
+    metered = bool(groups)
     evse_meter = Meter(scenario.meters.evse, sub_rng(scenario.seed, "meter:evse"))
     points = {e.id: _Point(e, evse_meter if e.meter is None else Meter(
         e.meter, sub_rng(scenario.seed, f"meter:evse:{e.id}"))) for e in site.evses}
@@ -353,7 +354,7 @@ def run_scenario(
                 if pv is None
                 else MeterReading(power_w=pv.total() * volt / 1000.0, currents=pv)
             )
-        if groups:
+        if metered:
             meters.update(groups.readings(t))
         readings = dict(static)
         for live in active:
@@ -470,7 +471,7 @@ def run_scenario(
         e1s.append(s1)
         e2s.append(s2)
         e3s.append(s3)
-        if groups:
+        if metered:
             groups.second(t, active)
         x1 = b1[t] + s1
         x2 = b2[t] + s2
