@@ -56,7 +56,7 @@ PLANS_GOAL = 0.97  # the office when every car announces its departure plan
 SWITCHING_BASELINES = ("core", "equal-split", "fcfs", "fuse-only")
 QUICK_H = {"home": 14, "apartment-garage": 4, "single-phase-mix": 2, "faults": 2, "office": 2,
            "silent-grid": 1, "silent-evse": 3, "noisy-meters": 3, "solar-two-cars": 5,
-           "parking-200": 1}
+           "parking-200": 1, "wallboxes": 0.25, "pv-phases": 5, "group-meters": 3}
 PER_CYCLE_H = 2  # simulated hours for the per-cycle comparisons
 
 
