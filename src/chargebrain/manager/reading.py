@@ -142,7 +142,10 @@ class Readers:
                 com_error(rt, str(exc) or type(exc).__name__, mono)
                 continue
             if isinstance(reading, EvseReading):
-                problem = implausible(reading)
+                ev = rt.evse
+                # The reading the last cycle took again was plausible then.
+                problem = None if ev is not None and ev.source is reading else implausible(
+                    reading)
                 if problem is not None:
                     com_error(rt, problem, mono)
                     continue
@@ -258,7 +261,8 @@ class Readers:
             if attached.taken_at is not None:
                 ev.taken_at = attached.taken_at  # its currents are the meter's
         c = reading.currents
-        if prev is None or c != prev.currents or ev.changed_at is None:
+        if prev is None or (c is not prev.currents and c != prev.currents) or (
+                ev.changed_at is None):
             # What the grid meter sees of it changes only when its currents do.
             ev.changed_at = ev.taken_at
         rotation = cfg.phase_rotation % 360

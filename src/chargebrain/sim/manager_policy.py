@@ -165,8 +165,9 @@ class ManagerPolicy:
             RulesRuntime().install(self.manager.decider)
         self._site: Site | None = None
         self._devices: list[tuple[str, str]] = []  # (scenario EVSE id, device id)
-        # per EVSE in `_devices`: [reading from the snapshot, what was pushed for it]
-        self._pushed: list[list[EvseReading | None]] = []
+        # per HTTP-input EVSE (fed through `push_evses`, fixed once configured): its
+        # scenario id, its device id, [reading from the snapshot, what was pushed for it]
+        self._fed: list[tuple[str, str, list[EvseReading | None]]] = []
         self.periodic_cycles = 0  # manager cycles run because the period was due
         self.woken_cycles = 0  # ... because a pushed reading (or a change) mattered
         self.pushes = 0  # readings pushed
@@ -276,10 +277,12 @@ class ManagerPolicy:
                 **charging_rules(e),
             ))
             self._devices.append((e.id, dev_id))
-            self._pushed.append([None, None])
             driver = mgr.devices[dev_id].driver
             if isinstance(driver, KebaEvse):  # the simulated box answers the asking port
                 driver.local_port, driver.gap_s = 0, 0.0
+        self._fed = [(sid, dev, [None, None]) for sid, dev in self._devices
+                     if sid not in self.controllers and sid not in self.ocpp.boxes
+                     and sid not in self.wallboxes]
         mgr.inventory.upsert_device(DeviceConfig(GRID_METER, "meter_ajax", name="grid",
                                                  role=C.ROLE_GRID))
         if pv:
@@ -355,9 +358,9 @@ class ManagerPolicy:
                 ctl.tick(r, mono)
         as_pushed = self._as_pushed
         batch: list[tuple[str, EvseReading]] = []
-        for (sid, dev), seen in zip(self._devices, self._pushed, strict=True):
+        for sid, dev, seen in self._fed:
             r = readings.get(sid)
-            if r is None or sid in controllers or sid in boxes or sid in wallboxes:
+            if r is None:
                 continue
             pushed = seen[1]
             if seen[0] is not r or pushed is None:
@@ -419,9 +422,7 @@ class ManagerPolicy:
     def _take_orders(self, currents: dict[str, int], wake: list[str]) -> None:
         """Per HTTP-input EVSE what the answer to `set_ajax_evse` would hand over now."""
         devices = self.manager.devices
-        for sid, dev in self._devices:
-            if sid in self.controllers or sid in self.ocpp.boxes or sid in self.wallboxes:
-                continue
+        for sid, dev, _seen in self._fed:
             rt = devices[dev]
             ev = rt.evse
             d = ev.decision if ev is not None else None
