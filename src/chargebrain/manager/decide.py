@@ -146,6 +146,7 @@ class Decider:
         measurements, figures, raw = measure_loads(topo, self.hold)
         groups = []
         evses = []
+        scheduling = bool(schedules)
         for rt in topo.groups_and_evses:
             cfg = rt.config
             if rt.evse is None:
@@ -153,7 +154,7 @@ class Decider:
                 limit = None if cfg.max_charging_cur == 0 else eval_limit(
                     formulas, f"{cfg.dev_id}.max_charging_cur", cfg.max_charging_cur,
                     ctx).low()
-                own = schedules.limit(cfg.dev_id, minute) if schedules else None
+                own = schedules.limit(cfg.dev_id, minute) if scheduling else None
                 group_scheduled = own is not None and (limit is None or own < limit)
                 groups.append(GroupConfig(
                     id=cfg.group_number, parent=cfg.group,
@@ -162,7 +163,7 @@ class Decider:
                     name=cfg.name or cfg.dev_id, scheduled=group_scheduled))
             else:
                 evses.append(evse_input(rt, ctx, mono, now, formulas, schedules.limit(
-                    cfg.dev_id, minute) if schedules else None))
+                    cfg.dev_id, minute) if scheduling else None))
         config = SiteConfig(
             max_total_current=total_ma,
             scheduled=scheduled is not None,
@@ -203,7 +204,9 @@ class Decider:
             given = new.current_ma if new.charging_enabled else 0
             if r is not None:
                 c = r.currents
-                drawn = max(c.l1, c.l2, c.l3)
+                drawn = c.l1 if c.l1 >= c.l2 else c.l2  # max(c.l1, c.l2, c.l3), spelt out
+                if c.l3 > drawn:
+                    drawn = c.l3
                 if not rt.status.com_err:
                     evse_power += r.power_w
             else:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -171,6 +172,9 @@ class ManagerPolicy:
         self.periodic_cycles = 0  # manager cycles run because the period was due
         self.woken_cycles = 0  # ... because a pushed reading (or a change) mattered
         self.pushes = 0  # readings pushed
+        # Wall time spent in the manager's cycles (s): the policy's time less the pushes
+        # and the simulator's side of `decide` (a measurement only, never in `stats`).
+        self.cycle_wall_s = 0.0
         self._pv = False
         self._t0 = 0  # time of day at t = 0
         self._last: dict[str, int] = {}
@@ -375,11 +379,13 @@ class ManagerPolicy:
                 self.periodic_cycles += 1
             else:
                 self.woken_cycles += 1
+            started = time.perf_counter()
             if not controllers and not boxes and not wallboxes:
                 mgr.cycle_now(poll=due)
             else:  # registers are read and written as in the application (over TCP for
                 # the remote controllers and the wallboxes); profiles go to the OCPP wallboxes
                 self.loop.run_until_complete(mgr.cycle(poll=due))
+            self.cycle_wall_s += time.perf_counter() - started
         elif not controllers and not boxes and not wallboxes:
             return self._decision  # nothing ran: the EVSEs keep their orders
         if boxes:
