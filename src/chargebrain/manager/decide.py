@@ -50,6 +50,7 @@ from chargebrain.powerbrain.controller import PowerBrain
 WishProvider = Callable[["Decider", DictEvalContext, float], None]
 
 log = logging.getLogger("chargebrain.manager")
+_UNMEASURED = Measurement()  # a site without a meter of its load (an immutable value)
 
 
 def _log_change(rt: DeviceRuntime, old: EvseDecision | None, new: EvseDecision | None) -> None:
@@ -97,6 +98,10 @@ class Decider:
         self.schedules = schedules if schedules is not None else ChargeSchedules(None)
         self.phase_auto = PhaseAuto()  # automatic 1/3-phase switching for surplus charging
         self.master = MasterLink()  # the limit a master charging manager sets, if any
+        # The balancer's site and group configurations of the last cycle and what each was
+        # made of (reused while that is the same: immutable values, not made again).
+        self._site_config: tuple[tuple[object, ...], SiteConfig] | None = None
+        self._group_inputs: dict[int, tuple[tuple[object, ...], GroupConfig]] = {}
 
     def fill_devices(self, ctx: DictEvalContext) -> None:
         """Every device's values into `ctx` (when a formula first asks for one)."""
@@ -147,6 +152,9 @@ class Decider:
         groups = []
         evses = []
         scheduling = bool(schedules)
+        group_inputs = self._group_inputs
+        if len(group_inputs) > len(topo.groups_and_evses):
+            group_inputs.clear()  # groups were removed
         for rt in topo.groups_and_evses:
             cfg = rt.config
             if rt.evse is None:
@@ -156,27 +164,39 @@ class Decider:
                     ctx).low()
                 own = schedules.limit(cfg.dev_id, minute) if scheduling else None
                 group_scheduled = own is not None and (limit is None or own < limit)
-                groups.append(GroupConfig(
-                    id=cfg.group_number, parent=cfg.group,
-                    max_current=own if group_scheduled else limit,
-                    priority=cfg.prio, load=measurements.get(cfg.group_number),
-                    name=cfg.name or cfg.dev_id, scheduled=group_scheduled))
+                number = cfg.group_number
+                gkey = (cfg, own if group_scheduled else limit, measurements.get(number),
+                        group_scheduled)
+                known = group_inputs.get(number)
+                if known is not None and known[0] == gkey:
+                    groups.append(known[1])  # nothing it is made of changed
+                    continue
+                made = GroupConfig(
+                    id=number, parent=cfg.group, max_current=gkey[1], priority=cfg.prio,
+                    load=gkey[2], name=cfg.name or cfg.dev_id, scheduled=group_scheduled)
+                group_inputs[number] = (gkey, made)
+                groups.append(made)
             else:
                 evses.append(evse_input(rt, ctx, mono, now, formulas, schedules.limit(
                     cfg.dev_id, minute) if scheduling else None))
-        config = SiteConfig(
-            max_total_current=total_ma,
-            scheduled=scheduled is not None,
-            reserve_current=site.reserve_current,
-            max_total_evse_current=supply.low(),
-            max_imbalance_cur=site.max_imbalance_cur,
-            imbalance_add=site.imbalance_add,
-            min_pause_time=float(site.min_pause_time),
-            lb_enabled=site.lb_enabled,
-            disable_policy=site.disable_policy,
-            supply_label=supply_label,
-        )
-        site_input = SiteInput(config=config, load=measurements.get(0, Measurement()),
+        skey = (site, total_ma, scheduled is not None, supply.low(), supply_label)
+        if self._site_config is not None and self._site_config[0] == skey:
+            config = self._site_config[1]  # nothing it is made of changed
+        else:
+            config = SiteConfig(
+                max_total_current=total_ma,
+                scheduled=scheduled is not None,
+                reserve_current=site.reserve_current,
+                max_total_evse_current=skey[3],
+                max_imbalance_cur=site.max_imbalance_cur,
+                imbalance_add=site.imbalance_add,
+                min_pause_time=float(site.min_pause_time),
+                lb_enabled=site.lb_enabled,
+                disable_policy=site.disable_policy,
+                supply_label=supply_label,
+            )
+            self._site_config = (skey, config)
+        site_input = SiteInput(config=config, load=measurements.get(0, _UNMEASURED),
                                groups=tuple(groups), evses=tuple(evses))
         alloc = allocate(site_input, self.balancer_state, mono)
         self.master.note_demand(site, site_input, alloc, max_evse, self.balancer_state, mono)
@@ -219,7 +239,7 @@ class Decider:
                     g.group_state = node.allocated
         if 0 in topo.grid and 0 not in topo.cons:
             figures["consumed_w"] = max(0.0, figures["grid_w"] - evse_power)
-        load = measurements.get(0, Measurement()).current
+        load = measurements.get(0, _UNMEASURED).current
         surplus = (-figures["grid_w"] + evse_power) if topo.has_grid else (
             figures["produced_w"] - figures["consumed_w"])
         # The surplus the rules use (a surplus formula may replace the built-in one).

@@ -167,8 +167,9 @@ class ManagerPolicy:
         self._site: Site | None = None
         self._devices: list[tuple[str, str]] = []  # (scenario EVSE id, device id)
         # per HTTP-input EVSE (fed through `push_evses`, fixed once configured): its
-        # scenario id, its device id, [reading from the snapshot, what was pushed for it]
-        self._fed: list[tuple[str, str, list[EvseReading | None]]] = []
+        # scenario id, its device id, [reading from the snapshot, (device id, what was
+        # pushed for it)]
+        self._fed: list[tuple[str, str, list[Any]]] = []
         self.periodic_cycles = 0  # manager cycles run because the period was due
         self.woken_cycles = 0  # ... because a pushed reading (or a change) mattered
         self.pushes = 0  # readings pushed
@@ -366,11 +367,11 @@ class ManagerPolicy:
             r = readings.get(sid)
             if r is None:
                 continue
-            pushed = seen[1]
-            if seen[0] is not r or pushed is None:
+            item = seen[1]
+            if seen[0] is not r or item is None:
                 seen[0] = r
-                seen[1] = pushed = as_pushed(r)
-            batch.append((dev, pushed))
+                seen[1] = item = (dev, as_pushed(r))
+            batch.append(item)
         mgr.pushes.push_evses(batch)  # each as `push_evse`, at the same moment
         self.pushes += pushes + len(batch)
         due = mgr.due_cycle()
