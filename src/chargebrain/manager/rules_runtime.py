@@ -293,15 +293,10 @@ class RulesRuntime:
                 self._compiled_evse(rt))
             user_id = ev.user_id
             # Nobody authorised now nor before: no user rules (and no user list to forget).
-            if user_id or user_at.get(dev_id) is not None:
-                user_rules = self._compiled_user(dev_id, user_id)
-            elif not (evse_rules.classic or evse_rules.program or evse_rules.errors):
+            user_rules = self._compiled_user(dev_id, user_id) if user_id or (
+                user_at.get(dev_id) is not None) else None
+            if (user_rules is None or _empty(user_rules)) and _empty(evse_rules):
                 # No rules at all: no wish, and nothing worth building a context for.
-                ev.rule_wish, ev.rule_source, ev.rule_surplus = None, "no rules", False
-                continue
-            else:
-                user_rules = None
-            if _empty(evse_rules) and _empty(user_rules):
                 ev.rule_wish, ev.rule_source, ev.rule_surplus = None, "no rules", False
                 continue
             ev.rule_surplus = bool(
