@@ -94,7 +94,7 @@ def by_priority(w: Work, active: list[Slot]) -> list[Slot]:
     ranked: list[Slot] = []
     start, n = 0, len(active)
     for i in range(1, n + 1):
-        if i == n or active[i].tier != active[start].tier:
+        if i == n or _new_tier(active[i].tier, active[start].tier):
             part = active[start:i]
             order.extend(admit_tier(w, part, blocked))  # ranks `part` in place
             ranked.extend(part)
@@ -113,7 +113,7 @@ def admit_tier(w: Work, tier: list[Slot], blocked: dict[int, tuple[float, ...]])
     """Stages 1 and 2 for one priority tier. With departure plans (plans.py) the cars
     whose plan leaves time are admitted only after the urgent ones have been given what
     their plans need."""
-    if not any(s.plan for s in tier):
+    if not w.planned or not any(s.plan for s in tier):
         admitted = admit(w, tier, blocked)
         fill(w, admitted)
         return admitted
@@ -254,8 +254,9 @@ def measure_first(s: Slot) -> None:
     s.cap_kind = s.max_kind = Limit.IMBALANCE
 
 
-def rank(w: Work, cands: list[Slot]) -> None:
-    """Sort the candidates in admission order (see docs/load-management.md, stage 1)."""
+def rank(w: Work, cands: list[Slot], tiers: bool = True) -> None:
+    """Sort the candidates in admission order (see docs/load-management.md, stage 1).
+    `tiers`: they may be of several priority tiers (else all of one)."""
     now, tun = w.now, w.tun
     rotate_after = tun.rotation_time_s
     gap = tun.rotation_gap_mah * 3600.0
@@ -286,14 +287,17 @@ def rank(w: Work, cands: list[Slot]) -> None:
         if s.plan and not s.probing:
             s.order = plan_order(s, s.order)
     cands.sort(key=_by_order)
-    if cands:
-        t0 = cands[0].tier
-        if any(s.tier is not t0 and s.tier != t0 for s in cands):  # retried, several tiers
-            cands.sort(key=_by_tier)  # stable: by (tier, order, id)
+    if tiers:
+        cands.sort(key=_by_tier)  # stable: by (tier, order, id)
 
 
 def _by_order(s: Slot) -> tuple[tuple[float, ...], str]:
     return s.order, s.e.id
+
+
+def _new_tier(t: tuple[float, ...], u: tuple[float, ...]) -> bool:
+    """t != u, at once where they are the same object (most neighbours)."""
+    return t is not u and t != u
 
 
 def _by_tier(s: Slot) -> tuple[float, ...]:
@@ -308,7 +312,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
     imbalance, with the tier of the first: a lower priority on the same phases waits
     behind them (kept across tiers). `once_more`: the cars were refused for the imbalance
     before and are tried once more, their pause undone if they fit now."""
-    rank(w, cands)
+    rank(w, cands, once_more)
     now, margin = w.now, w.tun.restart_margin_ma
     imb_margin = w.tun.imbalance_margin_ma
     admitted: list[Slot] = []
@@ -393,7 +397,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                     still.setdefault(s.hmask, s.tier)
         return admitted
     for s in cands:
-        c = BY_IMBALANCE if waits(s) else check(s)
+        c = BY_IMBALANCE if blocked and waits(s) else check(s)
         if not s.incumbent and now < s.mem.pause_until:
             s.fail = BY_TIMER if c == FITS else c
         elif c == FITS:

@@ -160,6 +160,7 @@ class Work:
         "pen_applied",
         "penalty",
         "penalty_until",
+        "planned",
         "rank_order",
         "root_kind",
         "site_load",
@@ -186,6 +187,7 @@ class Work:
         self.labels: dict[int, str] = {}  # label_of, once a constraint (prepare is done)
         self.slots: list[Slot] = []
         self.input_order: list[int] = []
+        self.planned = False  # some EVSE has a departure plan (prepare)
         self.rank_order: tuple[str, ...] = ()  # BalancerState.rank_order for the next cycle
         self.consumed = [0, 0, 0]
         self.imb_base = [0, 0, 0]  # imbalance terms outside controlled EVSEs
