@@ -352,6 +352,8 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
             continue
         limit = max(0, g.max_current)
         gl = assumed_load(g.load, limit, tun.credit_export)
+        if g.load is not None:  # its own load is measured: the site's reserve, as there
+            limit -= cfg.reserve_current
         c = node * 3
         if g.load is not None and g.load.stale:
             for p in range(3):
