@@ -26,6 +26,7 @@ from chargebrain.core.balancer import (
 from chargebrain.core.formula import DictEvalContext
 from chargebrain.core.model import MeterReading
 from chargebrain.manager.cascade import MasterLink
+from chargebrain.manager.config_pauses import ConfigPauses
 from chargebrain.manager.cycle_log import log_cycle
 from chargebrain.manager.inputs import (
     LoadHold,
@@ -98,6 +99,7 @@ class Decider:
         self.schedules = schedules if schedules is not None else ChargeSchedules(None)
         self.phase_auto = PhaseAuto()  # automatic 1/3-phase switching for surplus charging
         self.master = MasterLink()  # the limit a master charging manager sets, if any
+        self.config_pauses = ConfigPauses()  # no pause timer for a configuration change
         # The balancer's site and group configurations of the last cycle and what each was
         # made of (reused while that is the same: immutable values, not made again).
         self._site_config: tuple[tuple[object, ...], SiteConfig] | None = None
@@ -117,6 +119,7 @@ class Decider:
 
     def forget(self, dev_id: str) -> None:
         """Drop what the balancer remembers of one EVSE (it was reset)."""
+        self.config_pauses.forget(dev_id)
         self.balancer_state = replace(
             self.balancer_state,
             evses={k: v for k, v in self.balancer_state.evses.items() if k != dev_id},
@@ -199,6 +202,8 @@ class Decider:
         site_input = SiteInput(config=config, load=measurements.get(0, _UNMEASURED),
                                groups=tuple(groups), evses=tuple(evses))
         alloc = allocate(site_input, self.balancer_state, mono)
+        alloc = self.config_pauses.release((topo, site), self.balancer_state, alloc, mono,
+                                           float(site.min_pause_time))
         self.master.note_demand(site, site_input, alloc, max_evse, self.balancer_state, mono)
         self.cycles += 1
         log_cycle(site_input, alloc, self.cycles)

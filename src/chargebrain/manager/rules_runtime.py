@@ -34,7 +34,6 @@ from chargebrain.core.rules import (
     PRICE_MODEL_FIXED,
     CompiledRules,
     LocalClock,
-    PoolClaim,
     RuleContext,
     RuleResult,
     RuleState,
@@ -54,6 +53,7 @@ from chargebrain.manager.state import (
     OVERRIDE_NO_USER_RULES,
     DeviceRuntime,
 )
+from chargebrain.manager.surplus_groups import claim_of, pool_inputs
 from chargebrain.manager.topology import Topology
 
 if TYPE_CHECKING:
@@ -316,10 +316,12 @@ class RulesRuntime:
         sharing = [i for i, rt in enumerate(targets) if results[rt.dev_id].surplus]
         if len(sharing) > 1 and (energy.surplus_w > 0 or energy.solar_w > 0):
             # Several EVSEs charge from the surplus: each is given its share, not the
-            # whole (core/rules/sharing.py), and their rules run again with it.
-            claims = [_claim(targets[i], items[i][2]) for i in sharing]
-            surplus = share_pool(claims, energy.surplus_w)
-            solar = share_pool(claims, energy.solar_w)
+            # whole (core/rules/sharing.py), within their groups' room, a group's own
+            # surplus first (manager/surplus_groups.py); their rules run again with it.
+            claims = [claim_of(mgr, targets[i], items[i][2]) for i in sharing]
+            caps, local, made = pool_inputs(mgr, claims)
+            surplus = share_pool(claims, energy.surplus_w, caps=caps, local_w=local)
+            solar = share_pool(claims, energy.solar_w, caps=caps, local_w=made)
             items = list(items)
             for i in sharing:
                 rt = targets[i]
@@ -479,15 +481,6 @@ class RulesRuntime:
             in_use = {id(c) for c in self._user_at.values() if c is not None}
             self._user_rules = {u: entry for u, entry in self._user_rules.items()
                                 if id(entry[1]) in in_use}
-
-
-def _claim(rt: DeviceRuntime, rctx: RuleContext) -> PoolClaim:
-    """An EVSE charging from the surplus, as the sharing sees it."""
-    ev = rt.evse
-    d = ev.decision if ev is not None else None
-    charging = d is not None and d.charging_enabled and d.current_ma > 0
-    return PoolClaim(rt.dev_id, rctx.phases, max(rctx.evse_min_ma, 0), rctx.evse_max_ma,
-                     charging, rt.config.prio)
 
 
 def _empty(rules: CompiledRules | None) -> bool:

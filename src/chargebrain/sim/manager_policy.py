@@ -5,7 +5,8 @@
 types and (by default) the charging-rules runtime as its wish provider — and configures it
 from the scenario's site the way an installer would: the site limits, one `evse_group`
 device per group, one HTTP-input EVSE (`evse_ajax`) per EVSE, and HTTP-input meters for
-the grid (role 3) and, when the site has PV, the production (role 2). An EVSE with
+the grid (role 3), when the site has PV the production (role 2), and for each group with
+a meter one at its feed (role 3 in the group). An EVSE with
 `"interface": "powerbrain"` is instead the controller's own E1, and one with
 `"interface": "modbus"` another Power Brain whose registers a Modbus TCP server serves on
 a loopback port: the plant's car sits behind the controller's hardware interface
@@ -64,6 +65,7 @@ from chargebrain.powerbrain.phase_switch import PhaseSwitchSettings
 from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
 from chargebrain.sim.controller_evse import PlantEvse, SimController
 from chargebrain.sim.core_policy import number_evses, number_groups
+from chargebrain.sim.group_meters import group_meter_key
 from chargebrain.sim.ocpp_site import OcppSite
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
 from chargebrain.sim.scenario import ChargeMode, EvseSpec, Scenario, Site
@@ -181,6 +183,7 @@ class ManagerPolicy:
         self._last: dict[str, int] = {}
         self._decision = Decision({})
         self._switching: list[str] = []  # EVSEs the manager switches between 1 and 3 phases
+        self._group_meters: list[tuple[str, str]] = []  # (snapshot key, meter device id)
         self.closed = False
 
     @classmethod
@@ -293,6 +296,13 @@ class ManagerPolicy:
         if pv:
             mgr.inventory.upsert_device(DeviceConfig(PV_METER, "meter_ajax", name="pv",
                                            role=C.ROLE_PRODUCTION))
+        for g in site.groups:  # a group's meter at its feed: the group's grid meter
+            if g.meter is not None:
+                dev_id = f"M{3 + len(self._group_meters)}"
+                mgr.inventory.upsert_device(DeviceConfig(
+                    dev_id, "meter_ajax", name=f"group {g.id}", role=C.ROLE_GRID,
+                    group=groups[g.id]))
+                self._group_meters.append((group_meter_key(g.id), dev_id))
 
     def device_id(self, evse_id: str) -> str:
         """The manager's device id (E<n>) of a scenario EVSE."""
@@ -340,6 +350,11 @@ class ManagerPolicy:
             pv = snapshot.meters.get(PV)
             if pv is not None:
                 mgr.pushes.push_meter(PV_METER, pv)
+                pushes += 1
+        for key, dev_id in self._group_meters:  # a silent one is not pushed, goes stale
+            reading = snapshot.meters.get(key)
+            if reading is not None:
+                mgr.pushes.push_meter(dev_id, reading)
                 pushes += 1
         readings = snapshot.evses
         controllers = self.controllers
