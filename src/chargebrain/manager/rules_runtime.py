@@ -46,7 +46,6 @@ from chargebrain.core.rules import (
     surplus_w_from_formula,
 )
 from chargebrain.devices.ajax import AjaxEvse
-from chargebrain.devices.registry import Kind
 from chargebrain.manager import config as C
 from chargebrain.manager.cm_vars import CmVars, sync_cm_values
 from chargebrain.manager.state import (
@@ -55,6 +54,7 @@ from chargebrain.manager.state import (
     DeviceRuntime,
 )
 from chargebrain.manager.surplus_groups import claim_of, pool_inputs
+from chargebrain.manager.topology import Topology
 
 if TYPE_CHECKING:
     from chargebrain.manager.decide import Decider
@@ -119,10 +119,9 @@ def measure(mgr: Decider) -> SiteEnergy:
     """
     grid_w = produced = consumed = home_discharge = all_discharge = charging = 0.0
     has_grid = grid_ok = has_production = False
-    for rt in mgr.devices.values():
+    topo = mgr.inventory.topology()
+    for rt in topo.site_meters:
         cfg = rt.config
-        if rt.dtype.kind is not Kind.METER or not cfg.device_enabled or cfg.group != 0:
-            continue
         ok = rt.meter is not None and not rt.status.com_err
         power = rt.meter.power_w if rt.meter is not None else 0.0
         if cfg.role == C.ROLE_GRID:
@@ -146,7 +145,7 @@ def measure(mgr: Decider) -> SiteEnergy:
                 all_discharge += -power
     evse_w = 0.0
     num_charging = 0
-    for rt in mgr.inventory.evses_in_order():
+    for rt in topo.evses:
         ev = rt.evse
         if ev is None or ev.reading is None or rt.status.com_err:
             continue
@@ -213,6 +212,7 @@ class RulesRuntime:
         self._formulas: dict[str, Formula | None] = {}
         self._schedule: PriceSchedule | None = None
         self._last_mono: float | None = None
+        self._topo: Topology | None = None  # the manager's topology when last looked at
 
     def install(self, decider: Decider) -> None:
         """Become the decider's wish provider; formulas see wall-clock time in this zone."""
@@ -279,19 +279,23 @@ class RulesRuntime:
         clock: LocalClock | None = None
         items: list[tuple[CompiledRules | None, CompiledRules | None, RuleContext]] = []
         targets: list[DeviceRuntime] = []
+        plugged_at, evse_cfg, user_at = self._plugged, self._evse_cfg, self._user_at
         for rt in mgr.inventory.evses_in_order():
             ev = rt.evse
             if ev is None:
                 continue
-            dev_id = rt.config.dev_id
-            if ev.plugged is not self._plugged.get(dev_id):
+            cfg = rt.config
+            dev_id = cfg.dev_id
+            if ev.plugged is not plugged_at.get(dev_id):
                 self._track_plug(dev_id, ev.plugged)
-            evse_rules = self._compiled_evse(rt)
+            same = evse_cfg.get(dev_id)  # `_compiled_evse`, spelt out
+            evse_rules = same[1] if same is not None and same[0] is cfg else (
+                self._compiled_evse(rt))
             user_id = ev.user_id
             # Nobody authorised now nor before: no user rules (and no user list to forget).
             user_rules = self._compiled_user(dev_id, user_id) if user_id or (
-                self._user_at.get(dev_id) is not None) else None
-            if _empty(evse_rules) and _empty(user_rules):
+                user_at.get(dev_id) is not None) else None
+            if (user_rules is None or _empty(user_rules)) and _empty(evse_rules):
                 # No rules at all: no wish, and nothing worth building a context for.
                 ev.rule_wish, ev.rule_source, ev.rule_surplus = None, "no rules", False
                 continue
@@ -461,7 +465,11 @@ class RulesRuntime:
         self._plugged[dev_id] = plugged
 
     def _forget_removed(self, mgr: Decider) -> None:
-        gone = [d for d in self._evse_rules if d not in mgr.devices]
+        topo = mgr.inventory.topology()
+        # Devices are removed only with a change of the topology (a new object).
+        gone = [] if topo is self._topo else [d for d in self._evse_rules
+                                               if d not in mgr.devices]
+        self._topo = topo
         for dev_id in gone:
             self._evse_rules.pop(dev_id, None)
             self._evse_cfg.pop(dev_id, None)

@@ -202,6 +202,7 @@ def classify(w: Work, s: Slot) -> None:
     bmask = rotated if rotated is not None else rot_mask(evse_mask, e.rotation)
     s.bmask = bmask
     if e.departure is not None:
+        w.planned = True
         classify_plan(w, s, mem.urgent and mem_plugged)
     last_set = mem.last_set
     # A charging car (one paused while readings were missing may be one again, see
