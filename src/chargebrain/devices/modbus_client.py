@@ -4,7 +4,10 @@ Every Modbus client in chargebrain (meters and wallboxes described by definition
 Power Brain controllers, `modbus_get`/`modbus_set`) talks through an adapter, so a pymodbus
 upgrade touches only this file. `ModbusTcpClientAdapter` reaches `host:port` with Modbus TCP
 framing, or with RTU or ASCII frames carried over TCP (a transparent serial gateway);
-`ModbusSerialClientAdapter` opens a serial line (RTU or ASCII). An adapter connects on
+`ModbusSerialClientAdapter` opens a serial line (RTU or ASCII). Modbus TCP framing goes
+through `devices.modbus_tcp_link` (MBAP frames on a plain asyncio protocol, a third of
+pymodbus's CPU per request); RTU and ASCII frames, over TCP or a serial line, through
+pymodbus's clients. An adapter connects on
 demand, serialises the requests of concurrent callers on its one connection, puts a
 deadline on every call, drops the connection after anything that could leave it out of
 step (timeout, cancellation, transport error) and reconnects on the next call. Every
@@ -27,6 +30,18 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from chargebrain.devices.errors import ModbusIOError
+from chargebrain.devices.modbus_tcp_link import (
+    ExceptionAnswer,
+    LinkError,
+    ModbusTcpLink,
+    bits_answer,
+    read_request,
+    registers_answer,
+    write_answer,
+    write_coil_request,
+    write_register_request,
+    write_registers_request,
+)
 
 __all__ = [
     "FRAMINGS",
@@ -74,6 +89,8 @@ def exception_name(code: int) -> str:
 
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+#: What decodes a link's answer (function code, answer PDU) into the caller's values.
+Decode = Callable[[int, bytes], Any]
 
 
 class ModbusClientAdapter:
@@ -102,7 +119,9 @@ class ModbusClientAdapter:
         self._timeout = timeout
         self._connect_timeout = connect_timeout if connect_timeout else timeout
         self._delay_after_connect = max(0.0, delay_after_connect)
-        self._client: Client | None = None
+        self._client: Client | ModbusTcpLink | None = None
+        # (host, port) when requests go over a ModbusTcpLink rather than pymodbus.
+        self._link_address: tuple[str, int] | None = None
         self._lost: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -134,7 +153,10 @@ class ModbusClientAdapter:
         async with self._lock:
             try:
                 async with asyncio.timeout(deadline):
-                    await self._ensure_connected()
+                    if self._link_address is not None:
+                        await self._ensure_link(self._link_address)
+                    else:
+                        await self._ensure_connected()
             except TimeoutError:
                 self._drop()
                 raise ModbusIOError(
@@ -194,18 +216,23 @@ class ModbusClientAdapter:
                 return await client.read_coils(address, count=count, device_id=unit)
             return await client.read_discrete_inputs(address, count=count, device_id=unit)
 
-        response = await self._call(what, request, timeout)
+        if self._link_address is not None:
+            decode = bits_answer if bits else registers_answer
+            values = await self._call_link(
+                what, unit, read_request(function_code, address, count), decode, timeout)
+        else:
+            response = await self._call(what, request, timeout)
+            values = list(getattr(response, "bits" if bits else "registers", None) or [])
         if bits:
-            values = list(getattr(response, "bits", None) or [])[:count]
+            values = values[:count]
             if len(values) != count:
                 raise ModbusIOError(f"Modbus {self._peer()}: {what}: answer holds too few bits")
             return [1 if v else 0 for v in values]
-        registers = list(getattr(response, "registers", None) or [])
-        if len(registers) != count:
+        if len(values) != count:
             raise ModbusIOError(
-                f"Modbus {self._peer()}: {what}: answer holds {len(registers)} register(s)"
+                f"Modbus {self._peer()}: {what}: answer holds {len(values)} register(s)"
             )
-        return [int(r) & 0xFFFF for r in registers]
+        return [int(r) & 0xFFFF for r in values]
 
     async def write_coil(
         self, unit: int, address: int, value: bool, *, timeout: float | None = None
@@ -218,6 +245,10 @@ class ModbusClientAdapter:
         async def request(client: Client) -> Any:
             return await client.write_coil(address, bool(value), device_id=unit)
 
+        if self._link_address is not None:
+            await self._call_link(what, unit, write_coil_request(address, value), write_answer,
+                                  timeout)
+            return
         await self._call(what, request, timeout)
 
     async def write_register(
@@ -232,6 +263,10 @@ class ModbusClientAdapter:
         async def request(client: Client) -> Any:
             return await client.write_register(address, value, device_id=unit)
 
+        if self._link_address is not None:
+            await self._call_link(what, unit, write_register_request(address, value),
+                                  write_answer, timeout)
+            return
         await self._call(what, request, timeout)
 
     async def write_registers(
@@ -248,6 +283,10 @@ class ModbusClientAdapter:
         async def request(client: Client) -> Any:
             return await client.write_registers(address, payload, device_id=unit)
 
+        if self._link_address is not None:
+            await self._call_link(what, unit, write_registers_request(address, payload),
+                                  write_answer, timeout)
+            return
         await self._call(what, request, timeout)
 
     # -- internals ------------------------------------------------------------------------
@@ -271,8 +310,9 @@ class ModbusClientAdapter:
             client.close()
 
     async def _ensure_connected(self) -> Client:
-        if self._client is not None and self._client.connected:
-            return self._client
+        client = self._client
+        if client is not None and not isinstance(client, ModbusTcpLink) and client.connected:
+            return client
         self._drop()
         loop = asyncio.get_running_loop()
         lost: asyncio.Future[None] = loop.create_future()
@@ -304,6 +344,63 @@ class ModbusClientAdapter:
         if self._delay_after_connect:
             await asyncio.sleep(self._delay_after_connect)
         return client
+
+    async def _ensure_link(self, address: tuple[str, int]) -> ModbusTcpLink:
+        link = self._client
+        if isinstance(link, ModbusTcpLink) and link.connected:
+            return link
+        self._drop()
+        try:
+            link = await asyncio.wait_for(ModbusTcpLink.open(*address), self._connect_timeout)
+        except TimeoutError:
+            raise ModbusIOError(
+                f"Modbus {self._peer()}: no connection within {self._connect_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise ModbusIOError(f"Modbus {self._peer()}: cannot connect: {exc}") from exc
+        self._client = link
+        if self._delay_after_connect:
+            await asyncio.sleep(self._delay_after_connect)
+        return link
+
+    async def _call_link(
+        self, what: str, unit: int, pdu: bytes, decode: Decode, timeout: float | None
+    ) -> Any:
+        """Send `pdu` over the Modbus TCP link, what `decode` makes of the answer."""
+        assert self._link_address is not None
+        deadline = self._deadline(timeout)
+        async with self._lock:
+            try:
+                async with asyncio.timeout(deadline):
+                    link = await self._ensure_link(self._link_address)
+                    answer = await link.request(unit, pdu)
+            except TimeoutError:
+                self._drop()
+                raise ModbusIOError(
+                    f"Modbus {self._peer()}: {what}: no answer within {deadline:g} s"
+                ) from None
+            except ModbusIOError:
+                self._drop()
+                raise
+            except LinkError as exc:
+                self._drop()
+                raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from None
+            except OSError as exc:
+                self._drop()
+                raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from exc
+            except asyncio.CancelledError:
+                self._drop()
+                raise
+        try:
+            return decode(pdu[0], answer)
+        except ExceptionAnswer as exc:
+            raise ModbusIOError(
+                f"Modbus {self._peer()}: {what}: exception {exc.code} "
+                f"({exception_name(exc.code)})",
+                exception_code=exc.code,
+            ) from None
+        except LinkError as exc:
+            raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from None
 
     async def _call(
         self,
@@ -385,6 +482,8 @@ class ModbusTcpClientAdapter(ModbusClientAdapter):
                          delay_after_connect=delay_after_connect)
         self._host = host
         self._port = port
+        if framing == "tcp":
+            self._link_address = (host, port)
 
     @property
     def host(self) -> str:

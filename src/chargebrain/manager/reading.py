@@ -117,6 +117,11 @@ class Readers:
         it carries over to a later cycle (and is not started twice)."""
         budget = min(READ_TIMEOUT_S, max(0.2, self.settings.params.cycle_ms / 1000.0 * 0.6))
         pending = self._pending
+        # A read that carried over and has ended since is done with: this cycle reads
+        # that device again (its reading is from before this cycle began).
+        for dev_id, task in list(pending.items()):
+            if task.done():
+                del pending[dev_id]
         started = []
         for rt in devices:
             if rt.dev_id not in pending:
@@ -125,9 +130,6 @@ class Readers:
         tasks = list(pending.values()) if wait_pending else started
         if tasks:
             await asyncio.wait(tasks, timeout=budget)
-        for dev_id, task in list(pending.items()):
-            if task.done():
-                del pending[dev_id]
 
     def _read_pushed(self, topo: Topology) -> None:
         """Take the latest reading of every HTTP-input device (never waits)."""
@@ -182,8 +184,9 @@ class Readers:
         # together, and one that carries over to a later cycle is that much older.
         started = self.clock.monotonic()
         try:
-            reading: MeterReading | EvseReading = await asyncio.wait_for(
-                driver.read(), timeout=READ_TIMEOUT_S)
+            # (asyncio.timeout rather than wait_for: no second task per read)
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                reading: MeterReading | EvseReading = await driver.read()
         except (DeviceError, TimeoutError, OSError) as exc:
             com_error(rt, str(exc) or type(exc).__name__, self.clock.monotonic())
             return
