@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.common import (
     HOST,
+    CycleReads,
     Figure,
     KeepAliveHttp,
     free_port,
@@ -202,10 +203,12 @@ async def measure(evses: int, samples: int) -> dict[str, Any]:
             _configure(app, evses)
             fresh = asyncio.create_task(keep_idle_fresh(app, _others(evses)))
             await app.manager.wait_cycle()
+            reads = CycleReads(app)
             result: dict[str, Any] = await run_child(
                 "bench.bench_reaction",
                 ["--probe", str(app.http_bound_port), str(app.config.modbus_port), str(samples)],
                 timeout=30 + samples * (RESTORE_TIMEOUT_S + REACT_TIMEOUT_S))
+            result.update(worst_read=reads.worst, evses=reads.evses, cycles=len(reads.counts))
         finally:
             if fresh is not None:
                 fresh.cancel()

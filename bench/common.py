@@ -173,6 +173,44 @@ async def keep_idle_fresh(app: Any, dev_ids: Sequence[str]) -> None:
         await asyncio.sleep(10.0)
 
 
+class CycleReads:
+    """Counts, at the end of every cycle of an App's manager, the EVSEs whose reading
+    was taken within that cycle (and how many EVSEs there are), from the first cycle
+    that read them all (before it, charge points may still be connecting). `worst` is
+    the least count over those cycles: the number of EVSEs when every EVSE was read in
+    every cycle, 0 when no cycle ever read them all."""
+
+    def __init__(self, app: Any) -> None:
+        from chargebrain.manager.ports import CycleListener
+
+        self.app = app
+        self.counts: list[int] = []
+        self.evses = 0
+        counter = self
+
+        class _Listener(CycleListener):
+            def on_cycle(self, now: float) -> None:
+                counter.count()
+
+        # First of the listeners: the others' work (the OCPP central system sends its
+        # profiles) is not part of the cycle's duration.
+        app.manager.listeners.insert(0, _Listener())
+
+    def count(self) -> None:
+        mgr = self.app.manager
+        # The cycle began this long ago (its own duration, and a millisecond to spare).
+        since = self.app.clock.monotonic() - mgr.cycle_duration_s - 0.001
+        evses = [rt.evse for rt in mgr.devices.values() if rt.evse is not None]
+        self.evses = len(evses)
+        read = sum(1 for ev in evses if ev.last_read is not None and ev.last_read >= since)
+        if self.counts or read == len(evses):
+            self.counts.append(read)
+
+    @property
+    def worst(self) -> int:
+        return min(self.counts) if self.counts else 0
+
+
 def rss_kib(pid: int | None = None) -> int:
     """VmRSS of process `pid` (default: this one) in KiB (Linux)."""
     where = "self" if pid is None else str(pid)

@@ -46,6 +46,7 @@ from bench.bench_reaction import (
 )
 from bench.common import (
     HOST,
+    CycleReads,
     Figure,
     KeepAliveHttp,
     free_port,
@@ -202,11 +203,13 @@ async def measure(mode: str, count: int, samples: int) -> dict[str, Any]:
             if mode == "http":
                 fresh = asyncio.create_task(keep_idle_fresh(
                     app, [f"E{n}" for n in range(3, count + 2)]))
+            reads = CycleReads(app)
             result: dict[str, Any] = await run_child(
                 "bench.ocpp_reaction",
                 ["--probe", mode, str(app.http_bound_port), str(app.ocpp_bound_port),
                  str(count), str(samples)],
                 timeout=120 + samples * (RESTORE_TIMEOUT_S + REACT_TIMEOUT_S))
+            result.update(worst_read=reads.worst, evses=reads.evses, cycles=len(reads.counts))
         finally:
             if fresh is not None:
                 fresh.cancel()
