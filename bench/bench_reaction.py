@@ -42,6 +42,7 @@ from bench.common import (
     Figure,
     KeepAliveHttp,
     free_port,
+    frozen_heap,
     keep_idle_fresh,
     module_main,
     percentile,
@@ -204,11 +205,13 @@ async def measure(evses: int, samples: int) -> dict[str, Any]:
             fresh = asyncio.create_task(keep_idle_fresh(app, _others(evses)))
             await app.manager.wait_cycle()
             reads = CycleReads(app)
-            result: dict[str, Any] = await run_child(
-                "bench.bench_reaction",
-                ["--probe", str(app.http_bound_port), str(app.config.modbus_port), str(samples)],
-                timeout=30 + samples * (RESTORE_TIMEOUT_S + REACT_TIMEOUT_S))
-            result.update(worst_read=reads.worst, evses=reads.evses, cycles=len(reads.counts))
+            with frozen_heap():
+                result: dict[str, Any] = await run_child(
+                    "bench.bench_reaction",
+                    ["--probe", str(app.http_bound_port), str(app.config.modbus_port),
+                     str(samples)],
+                    timeout=30 + samples * (RESTORE_TIMEOUT_S + REACT_TIMEOUT_S))
+            result.update(worst_read=reads.worst, evses=reads.evses, cycles=reads.cycles)
         finally:
             if fresh is not None:
                 fresh.cancel()
@@ -247,6 +250,11 @@ def run(quick: bool) -> list[Figure]:
             value=round(p99, 2), unit="ms", baseline=round(base99, 2),
             ratio=round(p99 / base99, 3),
             goal="<= 1000 ms" if evses == 10 else "<= 1000 ms, ratio near 1"))
+    figures.append(Figure(
+        name=f"reaction: EVSEs read within their cycle, worst of {large['cycles']} cycles "
+             f"with {large['evses']} EVSEs (baseline: all)",
+        value=large["worst_read"], unit="EVSEs", baseline=float(large["evses"]),
+        ratio=round(large["worst_read"] / max(large["evses"], 1), 3), goal="all"))
     return figures
 
 

@@ -137,6 +137,7 @@ async def test_a_tiny_ocpp_reaction_and_its_baseline() -> None:
     # Every EVSE (the three and the built-in one) read in every cycle counted.
     for r in results.values():
         assert r["cycles"] > 0 and r["worst_read"] == r["evses"] == 4
+    assert [f.value for f in ocpp_reaction.read_figures(results)] == [4, 4]
     scaled = bench_reaction1000.figures("ocpp", 2, results["http"], results["ocpp"])
     assert [f.goal for f in scaled] == ["report", "<= 100 ms", "all"]
     assert scaled[2].value == scaled[2].baseline == 4
