@@ -175,32 +175,29 @@ async def keep_idle_fresh(app: Any, dev_ids: Sequence[str]) -> None:
 
 
 class CycleReads:
-    """Counts, at the end of every cycle of an App's manager, the EVSEs whose reading
-    was taken within that cycle (and how many EVSEs there are). `worst` is the least
+    """Counts, after every cycle of an App's manager, the EVSEs whose reading was taken
+    since that cycle was called (and how many EVSEs there are). `worst` is the least
     count from the first cycle that read them all to the last one that did (before, charge
     points may still be connecting; after, the probe has hung up): the number of EVSEs
     when every EVSE was read in every cycle between, 0 when no cycle read them all."""
 
     def __init__(self, app: Any) -> None:
-        from chargebrain.manager.ports import CycleListener
-
         self.app = app
         self.counts: list[int] = []
         self.evses = 0
-        counter = self
+        mgr = app.manager
+        cycle = mgr.cycle
 
-        class _Listener(CycleListener):
-            def on_cycle(self, now: float) -> None:
-                counter.count()
+        async def counted(poll: bool = True) -> Any:
+            since = app.clock.monotonic()
+            alloc = await cycle(poll)
+            self.count(since)
+            return alloc
 
-        # First of the listeners: the others' work (the OCPP central system sends its
-        # profiles) is not part of the cycle's duration.
-        app.manager.listeners.insert(0, _Listener())
+        mgr.cycle = counted  # the manager's loop calls it through the instance
 
-    def count(self) -> None:
+    def count(self, since: float) -> None:
         mgr = self.app.manager
-        # The cycle began this long ago (its own duration, and a millisecond to spare).
-        since = self.app.clock.monotonic() - mgr.cycle_duration_s - 0.001
         evses = [rt.evse for rt in mgr.devices.values() if rt.evse is not None]
         self.evses = len(evses)
         read = sum(1 for ev in evses if ev.last_read is not None and ev.last_read >= since)
