@@ -42,8 +42,8 @@ from bench.common import (
     Figure,
     KeepAliveHttp,
     free_port,
-    frozen_heap,
     keep_idle_fresh,
+    kept_heap,
     module_main,
     percentile,
     push_idle_evses,
@@ -205,7 +205,7 @@ async def measure(evses: int, samples: int) -> dict[str, Any]:
             fresh = asyncio.create_task(keep_idle_fresh(app, _others(evses)))
             await app.manager.wait_cycle()
             reads = CycleReads(app)
-            with frozen_heap():
+            with kept_heap():
                 result: dict[str, Any] = await run_child(
                     "bench.bench_reaction",
                     ["--probe", str(app.http_bound_port), str(app.config.modbus_port),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -220,16 +219,19 @@ class CycleReads:
 
 
 @contextlib.contextmanager
-def frozen_heap() -> Iterator[None]:
-    """What exists now is left out of garbage collection for a block, as `chargebrain run`
-    does after start-up (with its devices loaded from the store); a measured App that was
-    configured after its start would otherwise have every full collection walk its
-    thousand devices (150-250 ms with 1000 EVSEs)."""
-    gc.freeze()
+def kept_heap() -> Iterator[None]:
+    """The heap kept as `chargebrain run` keeps it (`chargebrain.heap.HeapKeeper`: what
+    exists now and what survives a full collection left out of later collections) for a
+    block, in a running event loop; a measured App would otherwise have every full
+    collection walk its thousand devices (150-250 ms with 1000 EVSEs)."""
+    from chargebrain.heap import HeapKeeper
+
+    keeper = HeapKeeper()
+    keeper.start()
     try:
         yield
     finally:
-        gc.unfreeze()
+        keeper.stop()
 
 
 def rss_kib(pid: int | None = None) -> int:

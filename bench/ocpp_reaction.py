@@ -50,8 +50,8 @@ from bench.common import (
     Figure,
     KeepAliveHttp,
     free_port,
-    frozen_heap,
     keep_idle_fresh,
+    kept_heap,
     module_main,
     percentile,
     quiet_logs,
@@ -205,7 +205,7 @@ async def measure(mode: str, count: int, samples: int) -> dict[str, Any]:
                 fresh = asyncio.create_task(keep_idle_fresh(
                     app, [f"E{n}" for n in range(3, count + 2)]))
             reads = CycleReads(app)
-            with frozen_heap():
+            with kept_heap():
                 result: dict[str, Any] = await run_child(
                     "bench.ocpp_reaction",
                     ["--probe", mode, str(app.http_bound_port), str(app.ocpp_bound_port),
