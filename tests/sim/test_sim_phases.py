@@ -13,6 +13,7 @@ import pytest
 from chargebrain.sim.car import Car, CarParams
 from chargebrain.sim.manager_policy import ManagerPolicy
 from chargebrain.sim.metrics import compute_metrics
+from chargebrain.sim.optimum import offline_optimum
 from chargebrain.sim.runner import RunResult, run_scenario
 from chargebrain.sim.scenario import Scenario, load_scenario
 
@@ -28,12 +29,15 @@ def _quiet_manager() -> Iterator[None]:
     logger.setLevel(level)
 
 
-def run(switching: bool) -> RunResult:
+def scenario(switching: bool) -> Scenario:
     sc: Scenario = load_scenario("pv-phases")
     evses = tuple(dataclasses.replace(e, phase_switching=switching) for e in sc.site.evses)
-    sc = dataclasses.replace(sc, site=dataclasses.replace(sc.site, evses=evses))
+    return dataclasses.replace(sc, site=dataclasses.replace(sc.site, evses=evses))
+
+
+def run(switching: bool) -> RunResult:
     with ManagerPolicy(cycle_s=3) as policy:
-        return run_scenario(sc, policy)
+        return run_scenario(scenario(switching), policy)
 
 
 def drawn_at(result: RunResult, hour: float) -> tuple[float, float, float]:
@@ -63,6 +67,22 @@ def test_the_car_charges_on_one_phase_while_the_surplus_is_small() -> None:
     m, m0 = compute_metrics(switched), compute_metrics(fixed)
     assert m.grid_export_kwh < m0.grid_export_kwh - 1.0
     assert m.misbehaviour_amp_seconds == 0 and m.imbalance_misbehaviour_amp_seconds == 0
+    # The surplus accounting counts what the car drew on the phases it drew on: on one
+    # phase a third of three phases' energy, all of it from the surplus.
+    assert got.phase_changes and got.phase_changes[0][1] == 1
+    assert m.sun_kwh == pytest.approx(got.delivered_kwh, rel=0.03)
+    assert m.sun_grid_share is not None and m.sun_grid_share < 0.02
+    # The compliant bound knows the car may draw on one phase: it stays a bound.
+    bound = offline_optimum(scenario(True), compliant=True)
+    assert got.delivered_kwh <= bound.total_kwh
+
+
+def test_the_compliant_bound_lets_a_switching_car_charge_on_one_phase() -> None:
+    # 08:30-09:20: 2.5-4 kW of surplus, below three phases at 6 A (4.1 kW)
+    fixed = offline_optimum(scenario(False), shorten=3000, compliant=True)
+    switched = offline_optimum(scenario(True), shorten=3000, compliant=True)
+    assert fixed.total_kwh == pytest.approx(0.0, abs=0.01)
+    assert switched.total_kwh > 2.5  # on one phase, from 6 A up
 
 
 def test_the_simulated_car_draws_on_the_phases_its_evse_gives() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from chargebrain.sim.optimum import OptimumResult
-from chargebrain.sim.runner import RunResult
+from chargebrain.sim.runner import RunResult, SessionTrace
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -395,6 +395,16 @@ def compute_metrics(
     )
 
 
+def session_phases(s: SessionTrace) -> FloatArray:
+    """How many phases the car drew on, one per second of `s.drawn_ma`: `phase_count`
+    throughout, except after each of its EVSE's contactor switches (`phase_changes`)."""
+    k = len(s.drawn_ma)
+    out = np.full(k, float(s.phase_count))
+    for t, count in s.phase_changes:
+        out[max(0, t - s.arrive_s):] = count
+    return out
+
+
 def sun_energy(run: RunResult) -> tuple[float | None, float | None]:
     """(energy of the EVSEs in surplus or solar mode, the part of it from the grid), kWh.
 
@@ -414,7 +424,8 @@ def sun_energy(run: RunResult) -> tuple[float | None, float | None]:
             continue
         drawn = np.frombuffer(s.drawn_ma, dtype=np.float64)
         end = min(n, s.arrive_s + drawn.shape[0])
-        drawn_w[mode][s.arrive_s:end] += drawn[: end - s.arrive_s] * s.phase_count * volt / 1e3
+        drawn_w[mode][s.arrive_s:end] += (drawn[: end - s.arrive_s]
+                                          * session_phases(s)[: end - s.arrive_s] * volt / 1e3)
     base_w = np.vstack([np.asarray(b, dtype=np.float64) for b in run.profile.base_ma])
     surplus = np.clip(-base_w.sum(axis=0) * volt / 1e3, 0.0, None)[:n]
     pv = np.asarray(run.profile.pv_w, dtype=np.float64)[:n]

@@ -18,7 +18,8 @@ while it has the fault, drawing less than offered. It is a bound, not a schedule
 other faults and the per-second variation of the household load within an interval
 (averaging constraints that hold every second yields constraints on the averages, so
 every real schedule is feasible here). EVSEs in surplus (solar) mode together draw at
-most the PV surplus (production) of each interval. Needs numpy and scipy.
+most the PV surplus (production) of each interval. A car at an EVSE that may switch to
+one phase may draw on three phases or on one. Needs numpy and scipy.
 
 This module must never run the simulator or depend on any policy.
 """
@@ -150,6 +151,22 @@ def offline_optimum(
                 var_k.append(k)
                 var_ub.append(ub)
                 var_frac.append((hi - lo) / lengths[k])
+    # a three-phase car at an EVSE that may switch to one phase (`phase_switching`) may
+    # also draw on its first phase alone: a second variable per interval, on that phase,
+    # with the same bounds (that it may draw on both at once, and on the second without
+    # its taper, only loosens the bound)
+    primary = len(var_car)
+    var_phases = [car_phases[ci] for ci in var_car]
+    var_mask = [car_mask[ci] for ci in var_car]
+    for j in range(primary):
+        e = evses[cars[var_car[j]].evse]
+        if e.phase_switching and var_phases[j] == 3:
+            var_car.append(var_car[j])
+            var_k.append(var_k[j])
+            var_ub.append(var_ub[j])
+            var_frac.append(var_frac[j])
+            var_phases.append(1)
+            var_mask.append(rotate_mask(1, e.phase_rotation))
     nvar = len(var_car)
     if nvar == 0:
         zero = {c.id: 0.0 for c in cars}
@@ -159,7 +176,8 @@ def offline_optimum(
     vk = np.array(var_k)
     vc = np.array(var_car)
     # kWh per ampere (mean per phase) over the interval
-    kwh_per_a = np.array(car_phases)[vc] * volt * lengths[vk] / 3.6e6
+    phases_v = np.array(var_phases)
+    kwh_per_a = phases_v * volt * lengths[vk] / 3.6e6
     weight = 1.0 - EARLY_WEIGHT * (vk + 0.5) / k_count
 
     rows: list[np.ndarray] = []
@@ -181,7 +199,7 @@ def offline_optimum(
     # energy need per car
     add_block(vc, kwh_per_a, np.array([need[c.id] for c in cars]))
 
-    masks = np.array(car_mask)[vc]
+    masks = np.array(var_mask)
     ones = np.ones(nvar)
     usable = lim.max_current_ma - (lim.reserve_ma if use_reserve else 0)
     # the same limits for each car on its own: the tightest one over its phases
@@ -203,9 +221,10 @@ def offline_optimum(
             alone_ub = np.where(on_p & in_g, np.minimum(alone_ub, g.max_current_ma / 1000.0),
                                 alone_ub)
     if imbalance and lim.max_imbalance_ma:
-        single = np.array(car_phases)[vc] < 3
+        single = phases_v < 3
         alone_ub = np.where(single, np.minimum(alone_ub, lim.max_imbalance_ma / 1000.0), alone_ub)
-    alone = np.bincount(vc, weights=alone_ub * kwh_per_a, minlength=len(cars))
+    alone = np.bincount(vc[:primary], weights=(alone_ub * kwh_per_a)[:primary],
+                        minlength=len(cars))
     if imbalance and lim.max_imbalance_ma:
         # EVSE load on phase p minus on phase q ≤ limit, for every ordered pair
         for p in range(3):
@@ -220,7 +239,7 @@ def offline_optimum(
     # interval, in W; the mean over the interval of what holds every second
     sun_modes = {e.id: e.mode for e in site.evses if e.from_sun}
     if sun_modes:
-        watts_per_a = np.array(car_phases)[vc] * volt
+        watts_per_a = phases_v * volt
         pv = np.asarray(profile.pv_w, dtype=float)
         surplus = np.clip(-base[:, :horizon].sum(axis=0) * volt / 1000.0, 0.0, None)
         for mode, series in (("surplus", surplus), ("solar", pv)):
@@ -239,7 +258,8 @@ def offline_optimum(
         rhs.append(np.zeros(len(hold)))
         nrow += len(hold)
 
-    taper = _taper_rows(cars, vc, kwh_per_a, np.array(var_frac), nvar)
+    taper = _taper_rows(cars, np.where(np.arange(nvar) < primary, vc, -1), kwh_per_a,
+                        np.array(var_frac), nvar)
     ncum = taper.count
     for r, cidx, v, b in zip(taper.ub_rows, taper.ub_cols, taper.ub_vals, taper.ub_rhs,
                              strict=True):

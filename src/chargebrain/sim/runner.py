@@ -46,6 +46,9 @@ class SessionTrace:
     soc_end: float
     drawn_ma: array[float]  # mean current per used phase, one per second from arrive_s
     offers: tuple[tuple[int, int], ...]  # (t, mA) at plug-in and whenever the offer changed
+    # (t, phases the car draws on) whenever its EVSE's contactor switched between one and
+    # three phases (`phase_switching`), and at plug-in when that was not `phase_count`
+    phase_changes: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class _Live:
         "key",
         "offer",
         "offers",
+        "phase_changes",
         "point",
         "reading",
         "spec",
@@ -132,6 +136,9 @@ class _Live:
         self.app = self.trace.append
         self.k0 = t + delay + 1  # trace index of a reading at time t is t - k0
         self.offers: list[tuple[int, int]] = [(t, point.offer)]
+        wired = min(car.params.phases, point.spec.used_phases)
+        self.phase_changes: list[tuple[int, int]] = (
+            [] if car.phase_count == wired else [(t, car.phase_count)])
         mask = rotate_mask(car.phase_mask, point.spec.phase_rotation)
         self.f1 = 1.0 if mask & 1 else 0.0
         self.f2 = 1.0 if mask & 2 else 0.0
@@ -259,6 +266,7 @@ def run_scenario(
                 soc_end=car.soc,
                 drawn_ma=live.trace,
                 offers=tuple(live.offers),
+                phase_changes=tuple(live.phase_changes),
             )
         )
 
@@ -382,7 +390,7 @@ def run_scenario(
             readings[point.spec.id] = live.reading
         return Snapshot(t, (scenario.start_s + t) % DAY_S, cycles, meters, readings, site)
 
-    def switch(phases: Mapping[str, int]) -> None:
+    def switch(phases: Mapping[str, int], t: int) -> None:
         """EVSEs whose contactor switched: their cars draw on the phases given now."""
         for evse_id, n in phases.items():
             point = points[evse_id]
@@ -392,6 +400,7 @@ def run_scenario(
             live = point.live
             if live is not None:
                 live.car.switch_phases(n)
+                live.phase_changes.append((t, live.car.phase_count))
                 mask = rotate_mask(live.car.phase_mask, point.spec.phase_rotation)
                 live.f1, live.f2, live.f3 = (1.0 if mask & b else 0.0 for b in (1, 2, 4))
                 live.key = ()
@@ -399,7 +408,7 @@ def run_scenario(
     def apply(decision: Decision, t: int) -> None:
         nonlocal refused, capped, last_currents, last_counts
         if decision.phases:
-            switch(decision.phases)
+            switch(decision.phases, t)
         cur = decision.currents
         if not decision.wake and cur == last_currents:
             # the same command again: nothing changes, the same offers are refused or capped
