@@ -1,19 +1,19 @@
-"""Modbus client adapters: the one module that imports pymodbus's client API.
+"""Modbus client adapters: with `devices.modbus_serial`, the only modules that import
+pymodbus's client API.
 
 Every Modbus client in chargebrain (meters and wallboxes described by definitions, remote
 Power Brain controllers, `modbus_get`/`modbus_set`) talks through an adapter, so a pymodbus
-upgrade touches only this file. `ModbusTcpClientAdapter` reaches `host:port` with Modbus TCP
-framing, or with RTU or ASCII frames carried over TCP (a transparent serial gateway);
-`ModbusSerialClientAdapter` opens a serial line (RTU or ASCII). Modbus TCP framing goes
-through `devices.modbus_tcp_link` (MBAP frames on a plain asyncio protocol, a third of
-pymodbus's CPU per request); RTU and ASCII frames, over TCP or a serial line, through
-pymodbus's clients. An adapter connects on
-demand, serialises the requests of concurrent callers on its one connection, puts a
-deadline on every call, drops the connection after anything that could leave it out of
-step (timeout, cancellation, transport error) and reconnects on the next call. Every
-failure surfaces as `ModbusIOError` with a message naming the peer, the unit and the
-registers. Function codes: 1 (coils), 2 (discrete inputs), 3, 4 (registers), 5 (one coil),
-6 and 16 (registers).
+upgrade touches only these files. `ModbusTcpClientAdapter` reaches `host:port` with Modbus
+TCP framing, or with RTU or ASCII frames carried over TCP (a transparent serial gateway);
+`devices.modbus_serial.ModbusSerialClientAdapter` opens a serial line (RTU or ASCII).
+Modbus TCP framing goes through `devices.modbus_tcp_link` (MBAP frames on a plain asyncio
+protocol, a third of pymodbus's CPU per request); RTU and ASCII frames, over TCP or a
+serial line, through pymodbus's clients. An adapter connects on demand, serialises the
+requests of concurrent callers on its one connection, puts a deadline on every call, drops
+the connection after anything that could leave it out of step (timeout, cancellation,
+transport error) and reconnects on the next call. Every failure surfaces as `ModbusIOError`
+with a message naming the peer, the unit and the registers. Function codes: 1 (coils),
+2 (discrete inputs), 3, 4 (registers), 5 (one coil), 6 and 16 (registers).
 
 This module must never know what the registers mean, and must never let a pymodbus type or
 exception escape to its callers.
@@ -35,6 +35,7 @@ from chargebrain.devices.modbus_tcp_link import (
     LinkError,
     ModbusTcpLink,
     bits_answer,
+    exception_name,
     read_request,
     registers_answer,
     write_answer,
@@ -50,7 +51,6 @@ __all__ = [
     "MAX_WRITE_REGISTERS",
     "ModbusClientAdapter",
     "ModbusIOError",
-    "ModbusSerialClientAdapter",
     "ModbusTcpClientAdapter",
 ]
 
@@ -69,24 +69,6 @@ DEFAULT_PORT = 502
 # pymodbus keeps its own response timer; the adapter enforces the real deadline, so the inner
 # one only has to be longer than any deadline a caller may ask for.
 _INNER_TIMEOUT_S = 3600.0
-
-_EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-
-
-def exception_name(code: int) -> str:
-    """Human name of a Modbus exception code."""
-    return _EXCEPTION_NAMES.get(code, "unknown exception")
-
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 #: What decodes a link's answer (function code, answer PDU) into the caller's values.
@@ -367,13 +349,49 @@ class ModbusClientAdapter:
         self, what: str, unit: int, pdu: bytes, decode: Decode, timeout: float | None
     ) -> Any:
         """Send `pdu` over the Modbus TCP link, what `decode` makes of the answer."""
-        assert self._link_address is not None
+        address = self._link_address
+        assert address is not None
+
+        async def request() -> bytes:
+            return await (await self._ensure_link(address)).request(unit, pdu)
+
+        answer = await self._locked(what, request, timeout)
+        try:
+            return decode(pdu[0], answer)
+        except ExceptionAnswer as exc:
+            raise self._exception(what, exc.code) from None
+        except LinkError as exc:
+            raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from None
+
+    async def _call(
+        self,
+        what: str,
+        request: Callable[[Client], Awaitable[Any]],
+        timeout: float | None,
+    ) -> Any:
+        async def call() -> Any:
+            return await self._race_connection_loss(request(await self._ensure_connected()))
+
+        response = await self._locked(what, call, timeout)
+        if response is None:
+            raise ModbusIOError(f"Modbus {self._peer()}: {what}: empty answer")
+        if response.isError():
+            code = getattr(response, "exception_code", None)
+            if isinstance(code, int):
+                raise self._exception(what, code)
+            raise ModbusIOError(f"Modbus {self._peer()}: {what}: error answer {response}")
+        return response
+
+    async def _locked(
+        self, what: str, call: Callable[[], Awaitable[Any]], timeout: float | None
+    ) -> Any:
+        """`call()` alone on the connection within the deadline; anything that could leave
+        the connection out of step drops it."""
         deadline = self._deadline(timeout)
         async with self._lock:
             try:
                 async with asyncio.timeout(deadline):
-                    link = await self._ensure_link(self._link_address)
-                    answer = await link.request(unit, pdu)
+                    return await call()
             except TimeoutError:
                 self._drop()
                 raise ModbusIOError(
@@ -385,60 +403,18 @@ class ModbusClientAdapter:
             except LinkError as exc:
                 self._drop()
                 raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from None
-            except OSError as exc:
-                self._drop()
-                raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from exc
-            except asyncio.CancelledError:
-                self._drop()
-                raise
-        try:
-            return decode(pdu[0], answer)
-        except ExceptionAnswer as exc:
-            raise ModbusIOError(
-                f"Modbus {self._peer()}: {what}: exception {exc.code} "
-                f"({exception_name(exc.code)})",
-                exception_code=exc.code,
-            ) from None
-        except LinkError as exc:
-            raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from None
-
-    async def _call(
-        self,
-        what: str,
-        request: Callable[[Client], Awaitable[Any]],
-        timeout: float | None,
-    ) -> Any:
-        deadline = self._deadline(timeout)
-        async with self._lock:
-            try:
-                async with asyncio.timeout(deadline):
-                    client = await self._ensure_connected()
-                    response = await self._race_connection_loss(request(client))
-            except TimeoutError:
-                self._drop()
-                raise ModbusIOError(
-                    f"Modbus {self._peer()}: {what}: no answer within {deadline:g} s"
-                ) from None
-            except ModbusIOError:
-                self._drop()
-                raise
             except (ModbusException, OSError) as exc:
                 self._drop()
                 raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from exc
             except asyncio.CancelledError:
                 self._drop()
                 raise
-        if response is None:
-            raise ModbusIOError(f"Modbus {self._peer()}: {what}: empty answer")
-        if response.isError():
-            code = getattr(response, "exception_code", None)
-            if isinstance(code, int):
-                raise ModbusIOError(
-                    f"Modbus {self._peer()}: {what}: exception {code} ({exception_name(code)})",
-                    exception_code=code,
-                )
-            raise ModbusIOError(f"Modbus {self._peer()}: {what}: error answer {response}")
-        return response
+
+    def _exception(self, what: str, code: int) -> ModbusIOError:
+        return ModbusIOError(
+            f"Modbus {self._peer()}: {what}: exception {code} ({exception_name(code)})",
+            exception_code=code,
+        )
 
     async def _race_connection_loss(self, request: Awaitable[Any]) -> Any:
         """Await `request`, failing at once if the peer closes the connection meanwhile."""
@@ -506,54 +482,6 @@ class ModbusTcpClientAdapter(ModbusClientAdapter):
             timeout=_INNER_TIMEOUT_S,
             retries=0,
             reconnect_delay=0,  # 0 disables pymodbus's own background reconnects
-            trace_connect=on_connection_change,
-        )
-
-
-class ModbusSerialClientAdapter(ModbusClientAdapter):
-    """A serial line (RS-485 or RS-232) at `device` (`/dev/ttyUSB0`, `COM3`), RTU or
-    ASCII framing. Parity "N", "E" or "O"."""
-
-    def __init__(
-        self,
-        device: str,
-        baudrate: int = 9600,
-        bytesize: int = 8,
-        parity: str = "N",
-        stopbits: int = 1,
-        timeout: float = 2.0,
-        *,
-        framing: str = "rtu",
-    ) -> None:
-        if not device:
-            raise ValueError("serial device must not be empty")
-        if framing == "tcp":
-            raise ValueError("a serial line carries RTU or ASCII frames, not Modbus TCP")
-        if parity not in ("N", "E", "O") or bytesize not in (7, 8) or stopbits not in (1, 2):
-            raise ValueError("serial settings: data bits 7 or 8, parity N, E or O, "
-                             "stop bits 1 or 2")
-        if not 300 <= baudrate <= 4_000_000:
-            raise ValueError(f"baud rate {baudrate} out of range 300..4000000")
-        super().__init__(timeout, framing=framing)
-        self.device = device
-        self.settings = (baudrate, bytesize, parity, stopbits)
-
-    def _peer(self) -> str:
-        baud, size, parity, stop = self.settings
-        return f"{self.device},{baud},{size},{parity},{stop} ({self._framing.upper()})"
-
-    def _make_client(self, on_connection_change: Callable[[bool], None]) -> Client:
-        baud, size, parity, stop = self.settings
-        return AsyncModbusSerialClient(
-            self.device,
-            framer=_FRAMERS[self._framing],
-            baudrate=baud,
-            bytesize=size,
-            parity=parity,
-            stopbits=stop,
-            timeout=_INNER_TIMEOUT_S,
-            retries=0,
-            reconnect_delay=0,
             trace_connect=on_connection_change,
         )
 

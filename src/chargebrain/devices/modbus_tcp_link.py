@@ -29,6 +29,7 @@ __all__ = [
     "LinkError",
     "ModbusTcpLink",
     "bits_answer",
+    "exception_name",
     "read_request",
     "registers_answer",
     "write_answer",
@@ -139,6 +140,24 @@ class ModbusTcpLink(asyncio.Protocol):
 
 
 # --- request PDUs and their answers ------------------------------------------------------
+
+
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+def exception_name(code: int) -> str:
+    """Human name of a Modbus exception code."""
+    return _EXCEPTION_NAMES.get(code, "unknown exception")
 
 
 def read_request(function_code: int, address: int, count: int) -> bytes:
