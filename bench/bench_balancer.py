@@ -3,15 +3,21 @@
 Figures: one allocation cycle for 10, 100 and 1000 EVSEs in a three-level group tree
 (site, 4 groups, 4 subgroups each), each against a naive equal split over the same inputs
 measured in the same run; the 1000-EVSE cycle against a 1 s cycle budget; and 100 and
-1000 EVSEs whose cars all announce departure plans against the same sites without. Inputs are
-a steady state reached by running the allocation in a closed loop (cars draw what they
-are given, a few draw less). This module only measures; it must never write files.
+1000 EVSEs whose cars all announce departure plans against the same sites without. Inputs
+start from a steady state reached by running the allocation in a closed loop (cars draw
+what they are given, a few draw less); then every timed call gets the next of a sequence
+of cycles in which the site meter and a few cars' readings move by noise and now and then
+a car is unplugged or plugged in, each with the state the allocation of the cycle before
+left (the naive split gets the same inputs and states). This module only measures; it
+must never write files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
+from collections.abc import Callable
 
 from bench.common import Figure, per_call_seconds
 from chargebrain.core.balancer import (
@@ -25,12 +31,13 @@ from chargebrain.core.balancer import (
 )
 from chargebrain.core.baselines import equal_split
 from chargebrain.core.model import EvseState
-from chargebrain.core.phases import Phases
+from chargebrain.core.phases import ZERO, Phases
 
 A = 1000
 GOALS_MS = {10: 0.5, 100: 1.0, 1000: 10.0}
 CYCLE_BUDGET_MS = 1000.0
 REPEAT = 5  # the least of 5 timed windows: other work on a shared machine only adds
+STEPS = 40  # cycles of moving inputs the timed calls go round
 
 
 def build_site(n: int, seed: int = 1) -> SiteInput:
@@ -96,18 +103,68 @@ def steady_state(site: SiteInput, cycles: int = 6) -> tuple[SiteInput, BalancerS
     return site, state, now
 
 
-def _figure(n: int, min_time: float) -> tuple[Figure, float]:
+Cycle = tuple[SiteInput, BalancerState, float]
+
+
+def _noise(rnd: random.Random, m: Phases, spread: int) -> Phases:
+    return Phases(*(max(0, v + rnd.randint(-spread, spread)) if v else 0 for v in m.as_tuple()))
+
+
+def moving(n: int, steps: int = STEPS, seed: int = 4) -> list[Cycle]:
+    """`steps` cycles after the steady state, each with the state the allocation of the
+    cycle before left: the site meter moves by up to 0.5 A a phase, 2 % of the cars'
+    readings by up to 0.3 A, and every fourth cycle a car is unplugged (and plugged in
+    again four cycles later)."""
     site, state, now = steady_state(build_site(n))
-    ours = per_call_seconds(lambda: allocate(site, state, now), min_time=min_time,
-                            repeat=REPEAT) * 1e3
-    naive = per_call_seconds(lambda: equal_split(site, state, now), min_time=min_time,
-                             repeat=REPEAT) * 1e3
+    rnd = random.Random(seed)
+    base = site.evses
+    away: list[int] = []
+    out: list[Cycle] = []
+    for k in range(steps):
+        evses = list(site.evses)
+        for i in rnd.sample(range(n), max(1, n // 50)):
+            if evses[i].state is EvseState.CHARGING:
+                evses[i] = dataclasses.replace(
+                    evses[i], measured=_noise(rnd, evses[i].measured, 300))
+        if k % 4 == 3:
+            if away:
+                i = away.pop(0)
+                evses[i] = dataclasses.replace(base[i], plugged_since=now)
+            i = rnd.randrange(n)
+            if evses[i].state is EvseState.CHARGING:
+                evses[i] = dataclasses.replace(evses[i], state=EvseState.WAITING,
+                                               measured=ZERO, plugged_since=None)
+                away.append(i)
+        now += 3.0
+        load = Measurement(_noise(rnd, site.load.current, A // 2))
+        site = dataclasses.replace(site, evses=tuple(evses), load=load)
+        out.append((site, state, now))
+        state = allocate(site, state, now).state
+    return out
+
+
+def _per_call_ms(fn: Callable[[SiteInput, BalancerState, float], object],
+                 cycles: list[Cycle], min_time: float) -> float:
+    """Milliseconds per call of `fn`, each call on the next cycle of `cycles` (round)."""
+    it = itertools.cycle(cycles)
+
+    def one() -> None:
+        site, state, now = next(it)
+        fn(site, state, now)
+
+    return per_call_seconds(one, min_time=min_time, repeat=REPEAT) * 1e3
+
+
+def _figure(n: int, min_time: float) -> tuple[Figure, float]:
+    cycles = moving(n)
+    ours = _per_call_ms(allocate, cycles, min_time)
+    naive = _per_call_ms(equal_split, cycles, min_time)
     goal = GOALS_MS[n]
     return (
         Figure(
             name=(
-                f"balancer: one allocation, {n} EVSEs in a 3-level group tree "
-                "(baseline: naive equal split, same inputs)"
+                f"balancer: one allocation, {n} EVSEs in a 3-level group tree, inputs "
+                "moving every cycle (baseline: naive equal split, same inputs)"
             ),
             value=round(ours, 3),
             unit="ms",

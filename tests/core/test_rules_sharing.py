@@ -60,3 +60,37 @@ def test_maximums_pass_the_rest_on_and_single_phase_cars_count_their_phase() -> 
 def test_higher_priority_first_among_waiting_cars() -> None:
     shares = share_pool([claim("E1"), claim("E2", prio=2)], watts(7000))
     assert shares == {"E1": 0.0, "E2": pytest.approx(watts(7000))}
+
+
+def test_a_group_fuse_caps_its_cars_share_and_the_rest_goes_to_the_others() -> None:
+    pool = watts(20000)  # 10 A each, were there no group
+    cars = [PoolClaim("E1", 3, 6000, 16000, True, nodes=(5, 0)),
+            PoolClaim("E2", 3, 6000, 16000, True, nodes=(0,))]
+    # Group 5 lets 7 A per phase through to its cars, on L1 only 6.5 A.
+    shares = share_pool(cars, pool, caps={5: (6500, 7000, 7000)})
+    assert shares["E1"] == pytest.approx(watts(6500))
+    assert shares["E2"] == pytest.approx(pool - watts(6500))
+    # A single-phase car on L2 counts against L2 only.
+    one = [PoolClaim("E1", 1, 6000, 16000, True, nodes=(5, 0), mask=2), cars[1]]
+    shares = share_pool(one, pool, caps={5: (0, 7000, 7000)})
+    assert shares["E1"] == pytest.approx(watts(7000, 1))
+    # No room for its minimum in the group: it gets nothing, the other all it can take.
+    shares = share_pool(cars, pool, caps={5: (5000, 9000, 9000)})
+    assert shares == {"E1": 0.0, "E2": pytest.approx(watts(16000))}
+
+
+def test_surplus_behind_a_groups_meter_goes_first_to_its_cars() -> None:
+    cars = [PoolClaim("E1", 3, 6000, 16000, True, nodes=(0,)),
+            PoolClaim("E2", 3, 6000, 16000, False, nodes=(7, 0))]
+    pool = watts(14000)
+    assert share_pool(cars, pool)["E2"] == pytest.approx(watts(7000))
+    # 10 A of it is measured behind group 7's meter: E2 (waiting) is served from it first.
+    shares = share_pool(cars, pool, local_w={7: watts(10000)})
+    # E2 has its 10 A; the 4 A left are not E1's minimum, so they go to E2 as well.
+    assert shares == {"E1": 0.0, "E2": pytest.approx(pool)}
+    shares = share_pool(cars, watts(18000), local_w={7: watts(10000)})
+    # 8 A left for all: E1's minimum, then 1 A more each.
+    assert shares == pytest.approx({"E1": watts(7000), "E2": watts(11000)})
+    # Never more than the site's pool, however much the group measures.
+    shares = share_pool(cars, watts(8000), local_w={7: watts(20000)})
+    assert shares == {"E1": 0.0, "E2": pytest.approx(watts(8000))}

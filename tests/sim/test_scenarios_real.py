@@ -24,7 +24,8 @@ from chargebrain.sim.scenario import load_scenario, shipped_scenarios
 #: simulated hours of each shipped scenario in the test suite
 SHORT_H = {"home": 24, "apartment-garage": 4, "single-phase-mix": 2, "faults": 2, "office": 1,
            "silent-grid": 1, "silent-evse": 3, "noisy-meters": 3, "wallboxes": 0.25,
-           "solar-two-cars": 5, "parking-200": 0.5, "pv-phases": 5}
+           "solar-two-cars": 5, "parking-200": 0.5, "pv-phases": 5,
+           "group-meters": 3}
 
 _runs: dict[tuple[str, bool], tuple[RunResult, Metrics]] = {}
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from chargebrain.sim.optimum import offline_optimum
-from chargebrain.sim.policy import EqualSplitPolicy, FuseOnlyPolicy
+from chargebrain.sim.optimum import offline_optimum, random_dropouts
+from chargebrain.sim.policy import GRID, Decision, EqualSplitPolicy, FuseOnlyPolicy, Snapshot
 from chargebrain.sim.runner import run_scenario
 from chargebrain.sim.scenario import load_scenario, scenario_from_dict
 
@@ -144,7 +144,8 @@ def test_the_compliant_bound_gives_a_car_nothing_or_its_minimum() -> None:
 def test_the_bound_knows_offline_evses_and_a_blind_grid_meter() -> None:
     """An EVSE offline with a fail-safe current of 6 A gives its car 6 A whatever a manager
     wants; one without keeps what it had; while the grid meter is silent the bound keeps
-    room for the house's highest load of the spell."""
+    room for the house's highest load of the spell, and once a controller knows the meter
+    is silent, it charges nothing."""
     sc = scenario_from_dict(tiny(
         [car("a", "E1", max_ma=16000, taper_soc=1.0)],
         faults=[{"type": "evse_offline", "evse": "E1", "from": 1800, "fail_safe_ma": 6000}]))
@@ -161,9 +162,55 @@ def test_the_bound_knows_offline_evses_and_a_blind_grid_meter() -> None:
                                     household=household))
     faulty = scenario_from_dict(tiny([car("a", "E1", taper_soc=1.0)], site=site,
                                      household=household, faults=blind))
-    # Seeing the house, the car takes 16 A but for 5 min at 10 A; blind for the second
-    # half hour, at most 10 A in it.
+    # Seeing the house, the car takes 16 A but for 5 min at 10 A. Blind for the second
+    # half hour: in its first minute (not yet known to be blind) at most what it had and
+    # room for the house's highest load of the spell, 10 A; then nothing, since no
+    # controller can know that any current is safe.
     assert offline_optimum(plain, step_s=60).total_kwh == pytest.approx(
         (55 * 16 + 5 * 10) / 60 * V * 3 / 1000, rel=1e-6)
     assert offline_optimum(faulty, step_s=60).total_kwh == pytest.approx(
-        (30 * 16 + 30 * 10) / 60 * V * 3 / 1000, rel=1e-6)
+        (30 * 16 + 1 * 10) / 60 * V * 3 / 1000, rel=1e-6)
+
+
+def test_the_bound_knows_the_grid_meters_random_dropouts() -> None:
+    """The grid meter's random dropouts fall where the runner's meter has them, and in
+    their intervals the bound keeps room for the house's highest load of the spell."""
+    household = {"base_w": [["00:00", 3 * V * 20]], "noise_pct": 0,
+                 "appliances": [{"name": "heater", "power_w": 3 * V * 4, "duration": "2m",
+                                 "every": "4m"}]}
+    meters = {"grid": {"dropouts_per_hour": 20, "dropout_mean": "30s"}}
+    sc = scenario_from_dict(tiny([car("a", "E1", taper_soc=1.0)], cycle_s=1,
+                                 site={"max_current_ma": 36000}, household=household,
+                                 meters=meters))
+    spells = random_dropouts(sc.meters.grid, sc.seed, "meter:grid", 3600)
+    assert len(spells) > 5
+    silent: list[int] = []
+
+    class Watch:
+        def decide(self, snapshot: Snapshot) -> Decision:
+            if snapshot.meters[GRID] is None:
+                silent.append(snapshot.t)
+            return Decision({})
+
+    run_scenario(sc, Watch())
+    assert silent == [t for lo, hi in spells for t in range(lo, min(hi, 3600))]
+    blind = offline_optimum(sc, step_s=60).total_kwh
+    seeing = offline_optimum(sc, step_s=60, faults=False).total_kwh
+    # 16 A beside 20 A of house, 12 A while the heater runs: blind, 12 A in every minute
+    # touched by a dropout during or next to a heater spell.
+    assert blind < seeing - 0.05
+    assert blind >= 12 * V * 3 / 1000
+
+
+def test_a_car_drawing_a_share_of_its_offer_takes_the_room_of_its_offer() -> None:
+    """A controller must reserve what it offers: car b, drawing 60 % of its offer, takes
+    room per ampere drawn of 1 / 0.6 in the bound."""
+    cars = [car("a", "E1", max_ma=32000, taper_soc=1.0),
+            car("b", "E2", max_ma=32000, taper_soc=1.0)]
+    under = [{"type": "car_underdraw", "car": "b", "factor": 0.6}]
+    site = {"max_current_ma": 20000}
+    alone = offline_optimum(scenario_from_dict(tiny([cars[1]], site=site, faults=under)))
+    assert alone.total_kwh == pytest.approx(12 * V * 3 / 1000, rel=1e-6)  # 20 A offered
+    both = offline_optimum(scenario_from_dict(tiny(cars, site=site, faults=under)))
+    assert both.per_car_kwh["a"] == pytest.approx(20 * V * 3 / 1000, rel=1e-6)
+    assert both.per_car_kwh["b"] == pytest.approx(0.0, abs=1e-6)

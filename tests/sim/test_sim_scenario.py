@@ -91,7 +91,8 @@ def test_minimal_loads() -> None:
 
 def test_shipped_scenarios_load() -> None:
     names = shipped_scenarios()
-    assert names == ["apartment-garage", "faults", "home", "noisy-meters", "office",
+    assert names == ["apartment-garage", "faults", "group-meters", "home", "noisy-meters",
+                     "office",
                      "parking-200", "pv-phases",
                      "silent-evse", "silent-grid", "single-phase-mix", "solar-two-cars",
                      "wallboxes"]

@@ -54,6 +54,7 @@ class Writer:
 async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock: Clock) -> None:
     mono = clock.monotonic()
     writes: list[Awaitable[None]] = []
+    commands = _COMMANDS
     for d in alloc.evses:
         rt = devices.get(d.id)
         if rt is None or rt.evse is None or rt.driver is None:
@@ -64,12 +65,16 @@ async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock:
                 rt.driver.release()  # "cancel limit": no limit of ours until enabled again
                 ev.last_command = None  # then the first decision is written at once
             continue
-        cmd = _command(d.charging_enabled and d.current_ma > 0,
-                       d.current_ma if d.charging_enabled else 0)
+        enabled = d.charging_enabled
+        current = d.current_ma if enabled else 0
+        cmd = commands.get((current > 0, current)) or _command(current > 0, current)
         if ev.phase_request:
             cmd = replace(cmd, phases=ev.phase_request)  # (manager/phase_auto.py)
-        if rt.config.enable_wakeup and _wake_due(rt, d, mono):
-            cmd = replace(cmd, wake=True)
+        if rt.config.enable_wakeup:
+            if not ev.plugged:
+                ev.wakeup.reset()  # what `_wake_due` comes to without a car
+            elif _wake_due(rt, d, mono):
+                cmd = replace(cmd, wake=True)
         due = ev.last_write is None or mono - ev.last_write >= REFRESH_WRITE_S
         if (cmd is not ev.last_command and cmd != ev.last_command) or due:
             if isinstance(rt.driver, AjaxEvse):

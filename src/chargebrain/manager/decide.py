@@ -26,6 +26,7 @@ from chargebrain.core.balancer import (
 from chargebrain.core.formula import DictEvalContext
 from chargebrain.core.model import MeterReading
 from chargebrain.manager.cascade import MasterLink
+from chargebrain.manager.config_pauses import ConfigPauses
 from chargebrain.manager.cycle_log import log_cycle
 from chargebrain.manager.inputs import (
     LoadHold,
@@ -50,6 +51,7 @@ from chargebrain.powerbrain.controller import PowerBrain
 WishProvider = Callable[["Decider", DictEvalContext, float], None]
 
 log = logging.getLogger("chargebrain.manager")
+_UNMEASURED = Measurement()  # a site without a meter of its load (an immutable value)
 
 
 def _log_change(rt: DeviceRuntime, old: EvseDecision | None, new: EvseDecision | None) -> None:
@@ -97,6 +99,11 @@ class Decider:
         self.schedules = schedules if schedules is not None else ChargeSchedules(None)
         self.phase_auto = PhaseAuto()  # automatic 1/3-phase switching for surplus charging
         self.master = MasterLink()  # the limit a master charging manager sets, if any
+        self.config_pauses = ConfigPauses()  # no pause timer for a configuration change
+        # The balancer's site and group configurations of the last cycle and what each was
+        # made of (reused while that is the same: immutable values, not made again).
+        self._site_config: tuple[tuple[object, ...], SiteConfig] | None = None
+        self._group_inputs: dict[int, tuple[tuple[object, ...], GroupConfig]] = {}
 
     def fill_devices(self, ctx: DictEvalContext) -> None:
         """Every device's values into `ctx` (when a formula first asks for one)."""
@@ -112,6 +119,7 @@ class Decider:
 
     def forget(self, dev_id: str) -> None:
         """Drop what the balancer remembers of one EVSE (it was reset)."""
+        self.config_pauses.forget(dev_id)
         self.balancer_state = replace(
             self.balancer_state,
             evses={k: v for k, v in self.balancer_state.evses.items() if k != dev_id},
@@ -146,6 +154,10 @@ class Decider:
         measurements, figures, raw = measure_loads(topo, self.hold)
         groups = []
         evses = []
+        scheduling = bool(schedules)
+        group_inputs = self._group_inputs
+        if len(group_inputs) > len(topo.groups_and_evses):
+            group_inputs.clear()  # groups were removed
         for rt in topo.groups_and_evses:
             cfg = rt.config
             if rt.evse is None:
@@ -153,31 +165,45 @@ class Decider:
                 limit = None if cfg.max_charging_cur == 0 else eval_limit(
                     formulas, f"{cfg.dev_id}.max_charging_cur", cfg.max_charging_cur,
                     ctx).low()
-                own = schedules.limit(cfg.dev_id, minute) if schedules else None
+                own = schedules.limit(cfg.dev_id, minute) if scheduling else None
                 group_scheduled = own is not None and (limit is None or own < limit)
-                groups.append(GroupConfig(
-                    id=cfg.group_number, parent=cfg.group,
-                    max_current=own if group_scheduled else limit,
-                    priority=cfg.prio, load=measurements.get(cfg.group_number),
-                    name=cfg.name or cfg.dev_id, scheduled=group_scheduled))
+                number = cfg.group_number
+                gkey = (cfg, own if group_scheduled else limit, measurements.get(number),
+                        group_scheduled)
+                known = group_inputs.get(number)
+                if known is not None and known[0] == gkey:
+                    groups.append(known[1])  # nothing it is made of changed
+                    continue
+                made = GroupConfig(
+                    id=number, parent=cfg.group, max_current=gkey[1], priority=cfg.prio,
+                    load=gkey[2], name=cfg.name or cfg.dev_id, scheduled=group_scheduled)
+                group_inputs[number] = (gkey, made)
+                groups.append(made)
             else:
                 evses.append(evse_input(rt, ctx, mono, now, formulas, schedules.limit(
-                    cfg.dev_id, minute) if schedules else None))
-        config = SiteConfig(
-            max_total_current=total_ma,
-            scheduled=scheduled is not None,
-            reserve_current=site.reserve_current,
-            max_total_evse_current=supply.low(),
-            max_imbalance_cur=site.max_imbalance_cur,
-            imbalance_add=site.imbalance_add,
-            min_pause_time=float(site.min_pause_time),
-            lb_enabled=site.lb_enabled,
-            disable_policy=site.disable_policy,
-            supply_label=supply_label,
-        )
-        site_input = SiteInput(config=config, load=measurements.get(0, Measurement()),
+                    cfg.dev_id, minute) if scheduling else None))
+        skey = (site, total_ma, scheduled is not None, supply.low(), supply_label)
+        if self._site_config is not None and self._site_config[0] == skey:
+            config = self._site_config[1]  # nothing it is made of changed
+        else:
+            config = SiteConfig(
+                max_total_current=total_ma,
+                scheduled=scheduled is not None,
+                reserve_current=site.reserve_current,
+                max_total_evse_current=skey[3],
+                max_imbalance_cur=site.max_imbalance_cur,
+                imbalance_add=site.imbalance_add,
+                min_pause_time=float(site.min_pause_time),
+                lb_enabled=site.lb_enabled,
+                disable_policy=site.disable_policy,
+                supply_label=supply_label,
+            )
+            self._site_config = (skey, config)
+        site_input = SiteInput(config=config, load=measurements.get(0, _UNMEASURED),
                                groups=tuple(groups), evses=tuple(evses))
         alloc = allocate(site_input, self.balancer_state, mono)
+        alloc = self.config_pauses.release((topo, site), self.balancer_state, alloc, mono,
+                                           float(site.min_pause_time))
         self.master.note_demand(site, site_input, alloc, max_evse, self.balancer_state, mono)
         self.cycles += 1
         log_cycle(site_input, alloc, self.cycles)
@@ -203,7 +229,9 @@ class Decider:
             given = new.current_ma if new.charging_enabled else 0
             if r is not None:
                 c = r.currents
-                drawn = max(c.l1, c.l2, c.l3)
+                drawn = c.l1 if c.l1 >= c.l2 else c.l2  # max(c.l1, c.l2, c.l3), spelt out
+                if c.l3 > drawn:
+                    drawn = c.l3
                 if not rt.status.com_err:
                     evse_power += r.power_w
             else:
@@ -216,7 +244,7 @@ class Decider:
                     g.group_state = node.allocated
         if 0 in topo.grid and 0 not in topo.cons:
             figures["consumed_w"] = max(0.0, figures["grid_w"] - evse_power)
-        load = measurements.get(0, Measurement()).current
+        load = measurements.get(0, _UNMEASURED).current
         surplus = (-figures["grid_w"] + evse_power) if topo.has_grid else (
             figures["produced_w"] - figures["consumed_w"])
         # The surplus the rules use (a surplus formula may replace the built-in one).

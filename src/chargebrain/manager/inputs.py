@@ -26,11 +26,21 @@ from chargebrain.manager.state import OVERRIDE_DISABLE_CHARGING, DeviceRuntime
 from chargebrain.manager.topology import Topology
 from chargebrain.powerbrain.controller import PowerBrain
 
+_UNIFORM: dict[int, Phases] = {}
+
 
 def eval_limit(formulas: FormulaTable, key: str, value: Limit, ctx: DictEvalContext) -> Phases:
     """A limit per phase: the number, or its formula (`key`) evaluated for each phase."""
     if isinstance(value, int):
-        return Phases.uniform(value)
+        if type(value) is not int:
+            return Phases.uniform(value)
+        # One shared (immutable) value per limit: the same limits come every cycle.
+        made = _UNIFORM.get(value)
+        if made is None:
+            if len(_UNIFORM) > 1024:
+                _UNIFORM.clear()
+            made = _UNIFORM[value] = Phases.uniform(value)
+        return made
     formula = formulas.get(key)
     if formula is None:
         return Phases.uniform(0)
@@ -275,9 +285,12 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
     status = rt.status
     offline = status.error_since if status.com_err else None
     plugged_since = None
-    if ev.plugged and ev.plugged_at is not None:
-        plugged_since = mono - max(0.0, now - ev.plugged_at)
-    departure, need_wh = balancer_plan(ev, now, mono)
+    departure: float | None = None
+    need_wh = 0.0  # `balancer_plan` without a car
+    if ev.plugged:
+        if ev.plugged_at is not None:
+            plugged_since = mono - max(0.0, now - ev.plugged_at)
+        departure, need_wh = balancer_plan(ev, now, mono)
     key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
            ev.needs_auth, ev.authorised, plugged_since, ev.backend_ma, departure, need_wh,
            schedule_ma)

@@ -73,11 +73,15 @@ def reported(ev: EvseRuntime, departure: float | None, energy_wh: float | None) 
 def balancer_plan(ev: EvseRuntime, now: float, mono: float) -> tuple[float | None, float]:
     """(departure on the monotonic clock, energy still wanted in Wh) for the balancer;
     (None, 0) while the session has no complete plan or its departure has passed."""
-    plan = plan_of(ev)
-    if plan.departure is None or plan.energy_wh is None or not ev.plugged:
+    if not ev.plugged:
         return None, 0.0
-    ahead = plan.departure - now
+    # `plan_of`, without making a Plan (this runs for every EVSE in every cycle)
+    departure = ev.plan_departure if ev.plan_departure is not None else ev.reported_departure
+    energy = ev.plan_energy_wh if ev.plan_energy_wh is not None else ev.reported_energy_wh
+    if departure is None or energy is None:
+        return None, 0.0
+    ahead = departure - now
     if ahead <= 0:
         return None, 0.0
-    left = max(0.0, plan.energy_wh - ev.transaction_energy_wh)
+    left = max(0.0, energy - ev.transaction_energy_wh)
     return float(round(mono + ahead)), NEED_STEP_WH * -(-left // NEED_STEP_WH)

@@ -68,9 +68,25 @@ class Pushes:
         """Several pushed EVSE readings (dev_id, reading) at once: as many `push_evse`
         calls at the same moment. Raises ConfigError at the first unknown device."""
         mono = self.clock.monotonic()
+        devices = self.devices
         push = self._push_evse
+        wake = self.wake
         for dev_id, reading in readings:
-            push(dev_id, reading, mono)
+            rt = devices.get(dev_id)
+            if rt is not None:
+                ev, driver = rt.evse, rt.driver
+                if (ev is not None and ev.source is reading and not rt.status.com_err
+                        and not reading.rfid and isinstance(driver, AjaxEvse)
+                        and rt.dtype.pushed):
+                    # The reading the last cycle took, pushed again: of `_keep_evse`'s
+                    # tests only the currents can tell (the others compare it with itself).
+                    driver.push(reading, mono)
+                    c = reading.currents
+                    over = ev.wake_above_ma
+                    if c.l1 > over or c.l2 > over or c.l3 > over:
+                        wake()
+                    continue
+            push(dev_id, reading, mono)  # the whole of `push_evse`
 
     def feed_evse(self, driver: OcppEvse, reading: EvseReading) -> None:
         """A reading that a feeder other than HTTP input hands over for its driver (an

@@ -158,7 +158,10 @@ class Readers:
                 com_error(rt, str(exc) or type(exc).__name__, mono)
                 continue
             if isinstance(reading, EvseReading):
-                problem = implausible(reading)
+                ev = rt.evse
+                # The reading the last cycle took again was plausible then.
+                problem = None if ev is not None and ev.source is reading else implausible(
+                    reading)
                 if problem is not None:
                     com_error(rt, problem, mono)
                     continue
@@ -289,17 +292,21 @@ class Readers:
             if attached.taken_at is not None:
                 ev.taken_at = attached.taken_at  # its currents are the meter's
         c = reading.currents
-        if prev is None or c != prev.currents or ev.changed_at is None:
+        same = prev is not None and c is prev.currents  # the very same currents again
+        if prev is None or (not same and c != prev.currents) or ev.changed_at is None:
             # What the grid meter sees of it changes only when its currents do.
             ev.changed_at = ev.taken_at
         rotation = cfg.phase_rotation % 360
-        # core.phases.rotate, spelt out: this runs for every EVSE in every cycle
-        if rotation == 120:
-            ev.building_currents = Phases(c.l3, c.l1, c.l2)
-        elif rotation == 240:
-            ev.building_currents = Phases(c.l2, c.l3, c.l1)
-        else:
-            ev.building_currents = c
+        if not same or rotation != ev.building_rotation:
+            ev.building_rotation = rotation
+            # core.phases.rotate, spelt out (the building's currents are made again only
+            # when the EVSE's currents or its rotation are another)
+            if rotation == 120:
+                ev.building_currents = Phases(c.l3, c.l1, c.l2)
+            elif rotation == 240:
+                ev.building_currents = Phases(c.l2, c.l3, c.l1)
+            else:
+                ev.building_currents = c
         last = ev.last_read
         dt = (mono - last) if last is not None else 0.0
         ev.last_read = mono

@@ -34,7 +34,6 @@ from chargebrain.core.rules import (
     PRICE_MODEL_FIXED,
     CompiledRules,
     LocalClock,
-    PoolClaim,
     RuleContext,
     RuleResult,
     RuleState,
@@ -47,7 +46,6 @@ from chargebrain.core.rules import (
     surplus_w_from_formula,
 )
 from chargebrain.devices.ajax import AjaxEvse
-from chargebrain.devices.registry import Kind
 from chargebrain.manager import config as C
 from chargebrain.manager.cm_vars import CmVars, sync_cm_values
 from chargebrain.manager.state import (
@@ -55,6 +53,8 @@ from chargebrain.manager.state import (
     OVERRIDE_NO_USER_RULES,
     DeviceRuntime,
 )
+from chargebrain.manager.surplus_groups import claim_of, pool_inputs
+from chargebrain.manager.topology import Topology
 
 if TYPE_CHECKING:
     from chargebrain.manager.decide import Decider
@@ -119,10 +119,9 @@ def measure(mgr: Decider) -> SiteEnergy:
     """
     grid_w = produced = consumed = home_discharge = all_discharge = charging = 0.0
     has_grid = grid_ok = has_production = False
-    for rt in mgr.devices.values():
+    topo = mgr.inventory.topology()
+    for rt in topo.site_meters:
         cfg = rt.config
-        if rt.dtype.kind is not Kind.METER or not cfg.device_enabled or cfg.group != 0:
-            continue
         ok = rt.meter is not None and not rt.status.com_err
         power = rt.meter.power_w if rt.meter is not None else 0.0
         if cfg.role == C.ROLE_GRID:
@@ -146,7 +145,7 @@ def measure(mgr: Decider) -> SiteEnergy:
                 all_discharge += -power
     evse_w = 0.0
     num_charging = 0
-    for rt in mgr.inventory.evses_in_order():
+    for rt in topo.evses:
         ev = rt.evse
         if ev is None or ev.reading is None or rt.status.com_err:
             continue
@@ -213,6 +212,7 @@ class RulesRuntime:
         self._formulas: dict[str, Formula | None] = {}
         self._schedule: PriceSchedule | None = None
         self._last_mono: float | None = None
+        self._topo: Topology | None = None  # the manager's topology when last looked at
 
     def install(self, decider: Decider) -> None:
         """Become the decider's wish provider; formulas see wall-clock time in this zone."""
@@ -279,19 +279,23 @@ class RulesRuntime:
         clock: LocalClock | None = None
         items: list[tuple[CompiledRules | None, CompiledRules | None, RuleContext]] = []
         targets: list[DeviceRuntime] = []
+        plugged_at, evse_cfg, user_at = self._plugged, self._evse_cfg, self._user_at
         for rt in mgr.inventory.evses_in_order():
             ev = rt.evse
             if ev is None:
                 continue
-            dev_id = rt.config.dev_id
-            if ev.plugged is not self._plugged.get(dev_id):
+            cfg = rt.config
+            dev_id = cfg.dev_id
+            if ev.plugged is not plugged_at.get(dev_id):
                 self._track_plug(dev_id, ev.plugged)
-            evse_rules = self._compiled_evse(rt)
+            same = evse_cfg.get(dev_id)  # `_compiled_evse`, spelt out
+            evse_rules = same[1] if same is not None and same[0] is cfg else (
+                self._compiled_evse(rt))
             user_id = ev.user_id
             # Nobody authorised now nor before: no user rules (and no user list to forget).
             user_rules = self._compiled_user(dev_id, user_id) if user_id or (
-                self._user_at.get(dev_id) is not None) else None
-            if _empty(evse_rules) and _empty(user_rules):
+                user_at.get(dev_id) is not None) else None
+            if (user_rules is None or _empty(user_rules)) and _empty(evse_rules):
                 # No rules at all: no wish, and nothing worth building a context for.
                 ev.rule_wish, ev.rule_source, ev.rule_surplus = None, "no rules", False
                 continue
@@ -312,10 +316,12 @@ class RulesRuntime:
         sharing = [i for i, rt in enumerate(targets) if results[rt.dev_id].surplus]
         if len(sharing) > 1 and (energy.surplus_w > 0 or energy.solar_w > 0):
             # Several EVSEs charge from the surplus: each is given its share, not the
-            # whole (core/rules/sharing.py), and their rules run again with it.
-            claims = [_claim(targets[i], items[i][2]) for i in sharing]
-            surplus = share_pool(claims, energy.surplus_w)
-            solar = share_pool(claims, energy.solar_w)
+            # whole (core/rules/sharing.py), within their groups' room, a group's own
+            # surplus first (manager/surplus_groups.py); their rules run again with it.
+            claims = [claim_of(mgr, targets[i], items[i][2]) for i in sharing]
+            caps, local, made = pool_inputs(mgr, claims)
+            surplus = share_pool(claims, energy.surplus_w, caps=caps, local_w=local)
+            solar = share_pool(claims, energy.solar_w, caps=caps, local_w=made)
             items = list(items)
             for i in sharing:
                 rt = targets[i]
@@ -459,7 +465,11 @@ class RulesRuntime:
         self._plugged[dev_id] = plugged
 
     def _forget_removed(self, mgr: Decider) -> None:
-        gone = [d for d in self._evse_rules if d not in mgr.devices]
+        topo = mgr.inventory.topology()
+        # Devices are removed only with a change of the topology (a new object).
+        gone = [] if topo is self._topo else [d for d in self._evse_rules
+                                               if d not in mgr.devices]
+        self._topo = topo
         for dev_id in gone:
             self._evse_rules.pop(dev_id, None)
             self._evse_cfg.pop(dev_id, None)
@@ -471,15 +481,6 @@ class RulesRuntime:
             in_use = {id(c) for c in self._user_at.values() if c is not None}
             self._user_rules = {u: entry for u, entry in self._user_rules.items()
                                 if id(entry[1]) in in_use}
-
-
-def _claim(rt: DeviceRuntime, rctx: RuleContext) -> PoolClaim:
-    """An EVSE charging from the surplus, as the sharing sees it."""
-    ev = rt.evse
-    d = ev.decision if ev is not None else None
-    charging = d is not None and d.charging_enabled and d.current_ma > 0
-    return PoolClaim(rt.dev_id, rctx.phases, max(rctx.evse_min_ma, 0), rctx.evse_max_ma,
-                     charging, rt.config.prio)
 
 
 def _empty(rules: CompiledRules | None) -> bool:

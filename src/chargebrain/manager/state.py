@@ -57,6 +57,7 @@ class EvseRuntime:
     source: EvseReading | None = None  # `reading` as read, before an attached meter's values
     decision: EvseDecision | None = None
     building_currents: Phases = ZERO
+    building_rotation: int = -1  # the phase rotation `building_currents` was made with
     last_set_ma: int = -1
     last_command: EvseCommand | None = None
     last_write: float | None = None  # monotonic

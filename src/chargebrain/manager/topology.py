@@ -35,7 +35,7 @@ class Topology:
     lie above each EVSE."""
 
     __slots__ = ("cons", "evse_nodes", "evses", "grid", "groups_and_evses", "has_grid",
-                 "local", "polled", "pushed", "remote", "synchronous", "virtual")
+                 "local", "polled", "pushed", "remote", "site_meters", "synchronous", "virtual")
 
     def __init__(self, ordered: list[DeviceRuntime], devices: dict[str, DeviceRuntime]) -> None:
         """`ordered`: the devices in configured order; `devices`: the same by id."""
@@ -65,6 +65,9 @@ class Topology:
                 self.grid.setdefault(cfg.group, []).append(rt)
             elif cfg.role in LOAD_ROLES:
                 self.cons.setdefault(cfg.group, []).append(rt)
+        # The enabled meters of the site itself (group 0), in the devices' order.
+        self.site_meters = [rt for rt in devices.values() if rt.dtype.kind is Kind.METER
+                            and rt.config.device_enabled and rt.config.group == 0]
         self.has_grid = any(rt.config.role == C.ROLE_GRID for rt in devices.values())
         # Nodes with a meter of their load above each EVSE (its readings are combined
         # with theirs; a grid meter's reading includes its current, taken off again).

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 
 from chargebrain.core.balancer import (
     BalancerState,
@@ -36,6 +37,7 @@ from chargebrain.core.balancer import Policy as Allocator
 from chargebrain.core.baselines import equal_split, fcfs_priority
 from chargebrain.core.model import EvseReading, EvseState
 from chargebrain.core.phases import ZERO, Phases, rotate
+from chargebrain.sim.group_meters import group_loads
 from chargebrain.sim.policy import GRID, Decision, Snapshot
 from chargebrain.sim.scenario import Site
 
@@ -132,10 +134,14 @@ class CorePolicy:
         self._house = ZERO
         self._inputs: dict[str, tuple[EvseReading | None, float | None, EvseInput]] = {}
         self._plugged_wh: dict[str, float] = {}  # per EVSE: its energy counter at plug-in
+        # per group with a meter: its own load, last known (None: no group has a meter)
+        self._group_house: dict[str, Phases] | None = None
 
     def _prepare(self, site: Site) -> None:
         self._site = site
         self._config = site_config(site, self.min_pause_time)
+        metered = any(g.meter is not None for g in site.groups)
+        self._group_house = {} if metered else None
         groups = number_groups(site)
         evses = number_evses(site, groups)
         self._groups = tuple(
@@ -188,6 +194,26 @@ class CorePolicy:
         self._inputs[sid] = (r, offline, made)
         return made
 
+    def _metered_groups(self, site: Site, snapshot: Snapshot,
+                        drawn: Mapping[str, tuple[int, int, int]]) -> tuple[GroupConfig, ...]:
+        """The groups with their own load where a meter of theirs measures it (a silent
+        meter: the last load, its phases stale)."""
+        assert self._group_house is not None
+        loads = group_loads(site, snapshot.meters, drawn)
+        out = []
+        for g, cfg in zip(site.groups, self._groups, strict=True):
+            if g.id not in loads:
+                out.append(cfg)
+                continue
+            own = loads[g.id]
+            if own is None:
+                last = self._group_house.get(g.id, ZERO)
+                out.append(replace(cfg, load=Measurement(current=last, stale=0b111)))
+            else:
+                self._group_house[g.id] = own
+                out.append(replace(cfg, load=Measurement(current=own)))
+        return tuple(out)
+
     def _plan(self, sid: str, r: EvseReading) -> tuple[float | None, float]:
         """The car's departure plan as the manager gives it to the balancer: its departure
         and the energy it still wants (what it asked for less what it has had)."""
@@ -207,6 +233,7 @@ class CorePolicy:
         readings = snapshot.evses
         inputs: list[EvseInput] = []
         evse_sum = ZERO
+        drawn: dict[str, tuple[int, int, int]] = {}
         for sid, _dev, base in self._evses:
             r = readings.get(sid)
             offline: float | None = None
@@ -214,7 +241,10 @@ class CorePolicy:
                 offline = self._offline.setdefault(sid, now)
             else:
                 self._offline.pop(sid, None)
-                evse_sum = evse_sum + rotate(r.currents, self._rotations[sid])
+                building = rotate(r.currents, self._rotations[sid])
+                evse_sum = evse_sum + building
+                if self._group_house is not None:
+                    drawn[sid] = building.as_tuple()
             inputs.append(self._evse_input(sid, base, r, offline))
         grid = snapshot.meters.get(GRID)
         if grid is None:
@@ -223,8 +253,11 @@ class CorePolicy:
             g = grid.currents
             self._house = Phases(g.l1 - evse_sum.l1, g.l2 - evse_sum.l2, g.l3 - evse_sum.l3)
             load = Measurement(current=self._house)
+        groups = self._groups
+        if self._group_house is not None:
+            groups = self._metered_groups(site, snapshot, drawn)
         alloc = self.allocator(
-            SiteInput(config=self._config, load=load, groups=self._groups, evses=tuple(inputs)),
+            SiteInput(config=self._config, load=load, groups=groups, evses=tuple(inputs)),
             self.state,
             now,
         )

@@ -5,7 +5,8 @@
 types and (by default) the charging-rules runtime as its wish provider — and configures it
 from the scenario's site the way an installer would: the site limits, one `evse_group`
 device per group, one HTTP-input EVSE (`evse_ajax`) per EVSE, and HTTP-input meters for
-the grid (role 3) and, when the site has PV, the production (role 2). An EVSE with
+the grid (role 3), when the site has PV the production (role 2), and for each group with
+a meter one at its feed (role 3 in the group). An EVSE with
 `"interface": "powerbrain"` is instead the controller's own E1, and one with
 `"interface": "modbus"` another Power Brain whose registers a Modbus TCP server serves on
 a loopback port: the plant's car sits behind the controller's hardware interface
@@ -41,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -63,6 +65,7 @@ from chargebrain.powerbrain.phase_switch import PhaseSwitchSettings
 from chargebrain.servers.modbus_tcp import ModbusTcpServers, PortInUseError
 from chargebrain.sim.controller_evse import PlantEvse, SimController
 from chargebrain.sim.core_policy import number_evses, number_groups
+from chargebrain.sim.group_meters import group_meter_key
 from chargebrain.sim.ocpp_site import OcppSite
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
 from chargebrain.sim.scenario import ChargeMode, EvseSpec, Scenario, Site
@@ -165,16 +168,22 @@ class ManagerPolicy:
             RulesRuntime().install(self.manager.decider)
         self._site: Site | None = None
         self._devices: list[tuple[str, str]] = []  # (scenario EVSE id, device id)
-        # per EVSE in `_devices`: [reading from the snapshot, what was pushed for it]
-        self._pushed: list[list[EvseReading | None]] = []
+        # per HTTP-input EVSE (fed through `push_evses`, fixed once configured): its
+        # scenario id, its device id, [reading from the snapshot, (device id, what was
+        # pushed for it)]
+        self._fed: list[tuple[str, str, list[Any]]] = []
         self.periodic_cycles = 0  # manager cycles run because the period was due
         self.woken_cycles = 0  # ... because a pushed reading (or a change) mattered
         self.pushes = 0  # readings pushed
+        # Wall time spent in the manager's cycles (s): the policy's time less the pushes
+        # and the simulator's side of `decide` (a measurement only, never in `stats`).
+        self.cycle_wall_s = 0.0
         self._pv = False
         self._t0 = 0  # time of day at t = 0
         self._last: dict[str, int] = {}
         self._decision = Decision({})
         self._switching: list[str] = []  # EVSEs the manager switches between 1 and 3 phases
+        self._group_meters: list[tuple[str, str]] = []  # (snapshot key, meter device id)
         self.closed = False
 
     @classmethod
@@ -276,15 +285,24 @@ class ManagerPolicy:
                 **charging_rules(e),
             ))
             self._devices.append((e.id, dev_id))
-            self._pushed.append([None, None])
             driver = mgr.devices[dev_id].driver
             if isinstance(driver, KebaEvse):  # the simulated box answers the asking port
                 driver.local_port, driver.gap_s = 0, 0.0
+        self._fed = [(sid, dev, [None, None]) for sid, dev in self._devices
+                     if sid not in self.controllers and sid not in self.ocpp.boxes
+                     and sid not in self.wallboxes]
         mgr.inventory.upsert_device(DeviceConfig(GRID_METER, "meter_ajax", name="grid",
                                                  role=C.ROLE_GRID))
         if pv:
             mgr.inventory.upsert_device(DeviceConfig(PV_METER, "meter_ajax", name="pv",
                                            role=C.ROLE_PRODUCTION))
+        for g in site.groups:  # a group's meter at its feed: the group's grid meter
+            if g.meter is not None:
+                dev_id = f"M{3 + len(self._group_meters)}"
+                mgr.inventory.upsert_device(DeviceConfig(
+                    dev_id, "meter_ajax", name=f"group {g.id}", role=C.ROLE_GRID,
+                    group=groups[g.id]))
+                self._group_meters.append((group_meter_key(g.id), dev_id))
 
     def device_id(self, evse_id: str) -> str:
         """The manager's device id (E<n>) of a scenario EVSE."""
@@ -333,6 +351,11 @@ class ManagerPolicy:
             if pv is not None:
                 mgr.pushes.push_meter(PV_METER, pv)
                 pushes += 1
+        for key, dev_id in self._group_meters:  # a silent one is not pushed, goes stale
+            reading = snapshot.meters.get(key)
+            if reading is not None:
+                mgr.pushes.push_meter(dev_id, reading)
+                pushes += 1
         readings = snapshot.evses
         controllers = self.controllers
         boxes = self.ocpp.boxes
@@ -355,15 +378,15 @@ class ManagerPolicy:
                 ctl.tick(r, mono)
         as_pushed = self._as_pushed
         batch: list[tuple[str, EvseReading]] = []
-        for (sid, dev), seen in zip(self._devices, self._pushed, strict=True):
+        for sid, dev, seen in self._fed:
             r = readings.get(sid)
-            if r is None or sid in controllers or sid in boxes or sid in wallboxes:
+            if r is None:
                 continue
-            pushed = seen[1]
-            if seen[0] is not r or pushed is None:
+            item = seen[1]
+            if seen[0] is not r or item is None:
                 seen[0] = r
-                seen[1] = pushed = as_pushed(r)
-            batch.append((dev, pushed))
+                seen[1] = item = (dev, as_pushed(r))
+            batch.append(item)
         mgr.pushes.push_evses(batch)  # each as `push_evse`, at the same moment
         self.pushes += pushes + len(batch)
         due = mgr.due_cycle()
@@ -372,11 +395,13 @@ class ManagerPolicy:
                 self.periodic_cycles += 1
             else:
                 self.woken_cycles += 1
+            started = time.perf_counter()
             if not controllers and not boxes and not wallboxes:
                 mgr.cycle_now(poll=due)
             else:  # registers are read and written as in the application (over TCP for
                 # the remote controllers and the wallboxes); profiles go to the OCPP wallboxes
                 self.loop.run_until_complete(mgr.cycle(poll=due))
+            self.cycle_wall_s += time.perf_counter() - started
         elif not controllers and not boxes and not wallboxes:
             return self._decision  # nothing ran: the EVSEs keep their orders
         if boxes:
@@ -419,9 +444,7 @@ class ManagerPolicy:
     def _take_orders(self, currents: dict[str, int], wake: list[str]) -> None:
         """Per HTTP-input EVSE what the answer to `set_ajax_evse` would hand over now."""
         devices = self.manager.devices
-        for sid, dev in self._devices:
-            if sid in self.controllers or sid in self.ocpp.boxes or sid in self.wallboxes:
-                continue
+        for sid, dev, _seen in self._fed:
             rt = devices[dev]
             ev = rt.evse
             d = ev.decision if ev is not None else None

@@ -52,14 +52,35 @@ class Meter:
             self._chance = random.Random(rng.random())
         self._drop: Window = (-1, -1)  # the current or next random dropout
         self._last_t: int | None = None
+        # The dropouts have a generator of their own, so that when they fall does not
+        # depend on when the meter is read (`dropout_windows` tells them in advance).
+        self._drops = random.Random()
+        self._drops_from = self._drops.getstate()
         if spec.dropouts_per_hour > 0:
-            self._drop = self._next_drop(0)
+            assert self._chance is not None
+            self._drops.seed(self._chance.random())
+            self._drops_from = self._drops.getstate()
+            self._drop = self._next_drop(self._drops, 0)
 
-    def _next_drop(self, after: int) -> Window:
-        assert self._chance is not None
-        start = after + self._chance.expovariate(self.spec.dropouts_per_hour / 3600.0)
-        length = max(1.0, self._chance.expovariate(1.0 / self.spec.dropout_mean_s))
+    def _next_drop(self, gen: random.Random, after: int) -> Window:
+        start = after + gen.expovariate(self.spec.dropouts_per_hour / 3600.0)
+        length = max(1.0, gen.expovariate(1.0 / self.spec.dropout_mean_s))
         return (int(start), int(start + length))
+
+    def dropout_windows(self, until: int) -> list[Window]:
+        """The random dropouts `[from, to)` that begin before `until`: the spells in
+        which `read` will give nothing (besides the dropouts given)."""
+        if self.spec.dropouts_per_hour <= 0:
+            return []
+        gen = random.Random()
+        gen.setstate(self._drops_from)
+        out: list[Window] = []
+        w = self._next_drop(gen, 0)
+        while w[0] < until:
+            if w[1] > w[0]:
+                out.append(w)
+            w = self._next_drop(gen, w[1])
+        return out
 
     def read(self, t: int, history: Sequence[Sequence[float]]) -> Phases | None:
         """The reading at time `t` from three histories (L1, L2, L3), or None if there is none."""
@@ -76,7 +97,7 @@ class Meter:
         last, self._last_t = self._last_t, t
         if self.spec.dropouts_per_hour > 0:
             while t >= self._drop[1]:
-                self._drop = self._next_drop(self._drop[1])
+                self._drop = self._next_drop(self._drops, self._drop[1])
             if t >= self._drop[0]:
                 return None
         reading = self._read(t, history)

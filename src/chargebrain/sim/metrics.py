@@ -230,7 +230,8 @@ def imbalance_stats(
 
 
 def per_phase_loads(run: RunResult) -> dict[str, FloatArray]:
-    """True EVSE load per limit: "evse-line" and "group <id>" → array (3, seconds) in mA."""
+    """True load per limit: "evse-line" (EVSEs) and "group <id>" (its EVSEs and its own
+    consumers) → array (3, seconds) in mA."""
     site = run.scenario.site
     n = run.duration_s
     groups = {g.id: np.zeros((3, n)) for g in site.groups}
@@ -245,6 +246,8 @@ def per_phase_loads(run: RunResult) -> dict[str, FloatArray]:
             for p in range(3):
                 if s.building_mask >> p & 1:
                     groups[g][p, lo:hi] += drawn
+    for g, own in run.profile.group_ma.items():
+        groups[g] += np.asarray(own, dtype=np.float64)[:, :n]
     out = {"evse-line": np.vstack([np.frombuffer(a, dtype=np.float64) for a in run.evse_ma])}
     out.update({f"group {g}": arr for g, arr in groups.items()})
     return out
@@ -312,10 +315,20 @@ def compute_metrics(
             )
     for g in site.groups:
         arr = loads[f"group {g.id}"]
+        own = run.profile.group_ma.get(g.id)
         for p in range(3):
-            overload.append(
-                overload_stats(f"group {g.id}", p + 1, arr[p], g.max_current_ma, None, budget)
-            )
+            if own is None:
+                overload.append(overload_stats(f"group {g.id}", p + 1, arr[p],
+                                               g.max_current_ma, None, budget))
+                continue
+            # Its own consumers: their rises are load steps (reaction, as at the site),
+            # and what they alone put above the group's limit is not the policy's.
+            mine = np.asarray(own[p], dtype=np.float64)[:n]
+            steps = load_steps(mine, step_threshold_ma, step_window_s)
+            x = np.where(mine > g.max_current_ma + RESOLUTION_MA,
+                         np.minimum(arr[p], g.max_current_ma), arr[p])
+            overload.append(overload_stats(f"group {g.id}", p + 1, x, g.max_current_ma,
+                                           steps, budget))
 
     imbalance = imbalance_stats(loads["evse-line"], lim.max_imbalance_ma,
                                 car_drops(run, step_threshold_ma), budget)

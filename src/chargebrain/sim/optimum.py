@@ -4,7 +4,8 @@ A linear program with perfect foresight over the whole run at a coarse time step
 variable per car and interval it is plugged in: its mean current per used phase. Subject
 to, in every interval and on every building phase: the connection limit (minus the
 reserve, unless told otherwise) minus the interval's mean household/PV/battery load; the
-EVSE supply line; every group (nested groups count for all their ancestors); the phase
+EVSE supply line; every group (nested groups count for all their ancestors; a group's
+own consumers come off its limit, and the reserve too where its meter measures them); the phase
 imbalance of the EVSE load; and per car its maximum current (times the fraction of the
 interval it is present) and its energy need (capped by the room in its battery).
 Maximises delivered energy, weighted very slightly towards earlier delivery to break ties.
@@ -19,7 +20,12 @@ other faults and the per-second variation of the household load within an interv
 (averaging constraints that hold every second yields constraints on the averages, so
 every real schedule is feasible here). EVSEs in surplus (solar) mode together draw at
 most the PV surplus (production) of each interval. A car at an EVSE that may switch to
-one phase may draw on three phases or on one. Needs numpy and scipy.
+one phase may draw on three phases or on one. While a meter does not tell the house's
+load (a fault, or one of the meter's random dropouts, which the bound knows in advance:
+`random_dropouts`), the bound keeps room for the highest load of the spell, holds the
+cars at most at what they took before, and once a controller knows the meter is blind
+(`BLIND_AFTER_S`) gives them nothing. A car drawing a share of its offer takes room for
+its offer (a controller must reserve it). Needs numpy and scipy.
 
 This module must never run the simulator or depend on any policy.
 """
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,12 +42,16 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import coo_matrix, csr_matrix, diags, hstack, identity, vstack
 
 from chargebrain.core.phases import rotate_mask
-from chargebrain.sim.profile import build_profile
-from chargebrain.sim.scenario import CarSpec, FaultKind, Scenario
+from chargebrain.sim.meter import Meter, Window
+from chargebrain.sim.profile import build_profile, sub_rng
+from chargebrain.sim.scenario import CarSpec, FaultKind, MeterSpec, Scenario
 
 EARLY_WEIGHT = 1e-3  # the last interval's energy counts this much less than the first's
 TAPER_FLOOR_A = 0.5  # the car takes its last bit at this current (car.py)
 TAPER_SLACK_A = 0.05  # a draw ramping down after a taper step, at most this much above
+#: A meter that has told nothing new for this long is known to be stale (the manager's
+#: HTTP-input meters); from then on no controller knows the load it measured.
+BLIND_AFTER_S = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +106,30 @@ def offline_optimum(
     lengths = np.array([min(step, horizon - k * step) for k in range(k_count)], dtype=float)
 
     profile = build_profile(scenario, horizon)
-    base = np.vstack([np.asarray(b, dtype=float) for b in profile.base_ma])  # (3, horizon)
-    pad = k_count * step - horizon
-    if pad:
-        base = np.hstack([base, np.repeat(base[:, -1:], pad, axis=1)])
+    base = _padded(profile.base_ma, k_count * step)  # (3, intervals × step)
     # mean base load per interval over the seconds that belong to the run
-    sums = base.reshape(3, k_count, step)
-    mean_base = np.empty((3, k_count))
-    for k in range(k_count):
-        mean_base[:, k] = sums[:, k, : int(lengths[k])].mean(axis=1)
+    mean_base = _means(base, k_count, step, lengths)
+    group_room: dict[str, np.ndarray] = {}
+    group_drops: dict[str, list[Window]] = {}
+    for g in site.groups:
+        # its own consumers off its limit, and where its meter measures them the reserve
+        # a manager keeps under it
+        keep = lim.reserve_ma if use_reserve and g.meter is not None else 0
+        if g.id in profile.group_ma or keep:
+            own = (_means(_padded(profile.group_ma[g.id], k_count * step), k_count, step,
+                          lengths) if g.id in profile.group_ma else np.zeros((3, k_count)))
+            if faults and g.meter is not None:
+                # while its meter is silent, room for the most its consumers drew then
+                drops = random_dropouts(g.meter, scenario.seed, f"meter:group:{g.id}", horizon)
+                group_drops[g.id] = drops
+                if g.id in profile.group_ma:
+                    _keep_worst(drops, _padded(profile.group_ma[g.id], horizon), own, step)
+            group_room[g.id] = np.clip(g.max_current_ma - keep - own, 0.0, None) / 1000.0
 
+    blind_spells: dict[str, list[Window]] = {"": []}  # per group meter ("": the grid's)
     if faults:
-        _blind(scenario, base[:, :horizon], mean_base, step)
+        blind_spells[""] = _blind(scenario, base[:, :horizon], mean_base, step)
+        blind_spells.update(group_drops)
 
     evses = {e.id: e for e in site.evses}
     chains = {e.id: site.group_chain(e.group) for e in site.evses}
@@ -117,6 +139,7 @@ def offline_optimum(
     var_k: list[int] = []
     var_ub: list[float] = []
     var_frac: list[float] = []  # the part of the interval the car is plugged in
+    var_cost: list[float] = []  # room its draw takes: its offer per ampere drawn
     hold: list[tuple[int, int]] = []  # (variable, the one before): at most as much
     floor_a: list[float] = []  # per car: its minimum current (A), for `compliant`
     cars = [c for c in scenario.cars if c.arrive_s < horizon]
@@ -134,10 +157,23 @@ def offline_optimum(
         under = _underdraw(scenario, c)
         leave = min(c.leave_s, horizon)
         spells = _offline(scenario, c) if faults else []
+        dark = blind_spells[""] + [w for g in chains[c.evse] for w in blind_spells.get(g, [])]
         for k in range(c.arrive_s // step, min(k_count, math.ceil(leave / step))):
             lo, hi = max(k * step, c.arrive_s), min(k * step + lengths[k], leave)
             if hi > lo:
                 ub = _drawable_as(amps, lo, hi, under) / lengths[k]
+                if any(k * step >= start + BLIND_AFTER_S and hi <= end
+                       for start, end in dark):
+                    # no meter tells the load above it, and a controller knows it: it
+                    # cannot know that any current is safe
+                    ub = 0.0
+                elif any(k * step >= start and hi <= end for start, end in dark):
+                    # not yet known to be blind: it may keep what it gave, not raise it
+                    # nor start the car
+                    if var_car and var_car[-1] == ci:
+                        hold.append((len(var_car), len(var_car) - 1))
+                    else:
+                        ub = 0.0
                 for start, end, fail_safe in spells:
                     inside = min(hi, end) - max(lo, start)
                     if inside > 0 and fail_safe is not None:
@@ -150,6 +186,9 @@ def offline_optimum(
                 var_car.append(ci)
                 var_k.append(k)
                 var_ub.append(ub)
+                # a car drawing a share of its offer: a controller reserves the offer
+                var_cost.append(max([1.0] + [1.0 / f for start, end, f, _ in under
+                                             if 0 < f < 1 and start <= lo and hi <= end]))
                 var_frac.append((hi - lo) / lengths[k])
     # a three-phase car at an EVSE that may switch to one phase (`phase_switching`) may
     # also draw on its first phase alone: a second variable per interval, on that phase,
@@ -165,6 +204,7 @@ def offline_optimum(
             var_k.append(var_k[j])
             var_ub.append(var_ub[j])
             var_frac.append(var_frac[j])
+            var_cost.append(var_cost[j])
             var_phases.append(1)
             var_mask.append(rotate_mask(1, e.phase_rotation))
     nvar = len(var_car)
@@ -200,7 +240,7 @@ def offline_optimum(
     add_block(vc, kwh_per_a, np.array([need[c.id] for c in cars]))
 
     masks = np.array(var_mask)
-    ones = np.ones(nvar)
+    ones = np.array(var_cost)  # room a car's draw takes per ampere: 1 but when it under-draws
     usable = lim.max_current_ma - (lim.reserve_ma if use_reserve else 0)
     # the same limits for each car on its own: the tightest one over its phases
     alone_ub = np.array(var_ub)
@@ -208,18 +248,18 @@ def offline_optimum(
         on_p = (masks >> p & 1).astype(bool)
         cap = np.clip((usable - mean_base[p]) / 1000.0, 0.0, None)
         add_block(np.where(on_p, vk, -1), ones, cap)
-        alone_ub = np.where(on_p, np.minimum(alone_ub, cap[vk]), alone_ub)
+        alone_ub = np.where(on_p, np.minimum(alone_ub, cap[vk] / ones), alone_ub)
         if lim.max_evse_current_ma:
             add_block(np.where(on_p, vk, -1), ones,
                       np.full(k_count, lim.max_evse_current_ma / 1000.0))
-            alone_ub = np.where(on_p, np.minimum(alone_ub, lim.max_evse_current_ma / 1000.0),
+            alone_ub = np.where(on_p, np.minimum(alone_ub, lim.max_evse_current_ma / 1000.0 / ones),
                                 alone_ub)
         for g in site.groups:
             in_g = np.array([g.id in chains[cars[ci].evse] for ci in range(len(cars))])[vc]
-            add_block(np.where(on_p & in_g, vk, -1), ones,
-                      np.full(k_count, g.max_current_ma / 1000.0))
-            alone_ub = np.where(on_p & in_g, np.minimum(alone_ub, g.max_current_ma / 1000.0),
-                                alone_ub)
+            room = group_room[g.id][p] if g.id in group_room else np.full(
+                k_count, g.max_current_ma / 1000.0)
+            add_block(np.where(on_p & in_g, vk, -1), ones, room)
+            alone_ub = np.where(on_p & in_g, np.minimum(alone_ub, room[vk] / ones), alone_ub)
     if imbalance and lim.max_imbalance_ma:
         single = phases_v < 3
         alone_ub = np.where(single, np.minimum(alone_ub, lim.max_imbalance_ma / 1000.0), alone_ub)
@@ -231,7 +271,7 @@ def offline_optimum(
             for q in range(3):
                 if p == q:
                     continue
-                coef = (masks >> p & 1).astype(float) - (masks >> q & 1).astype(float)
+                coef = ((masks >> p & 1).astype(float) - (masks >> q & 1).astype(float)) * ones
                 add_block(np.where(coef != 0, vk, -1), coef,
                           np.full(k_count, lim.max_imbalance_ma / 1000.0))
 
@@ -349,20 +389,40 @@ def _solve_compliant(cost: np.ndarray, a_ub: csr_matrix, b_ub: np.ndarray,
     return x, bound, str(res.message)
 
 
-def _blind(scenario: Scenario, base: np.ndarray, mean_base: np.ndarray, step: int) -> None:
-    """While the grid meter is stale or silent a manager cannot see the house: in the
-    intervals of such a spell, the bound keeps room for the house's highest load of the
-    spell on each phase (in place)."""
+def _blind(scenario: Scenario, base: np.ndarray, mean_base: np.ndarray,
+           step: int) -> list[Window]:
+    """The spells in which the grid meter is stale or silent (a fault, or one of its random
+    dropouts): a manager cannot see the house then. In their intervals, the bound keeps
+    room for the house's highest load of the spell on each phase (in place)."""
     horizon = base.shape[1]
-    for f in scenario.faults:
-        if f.kind not in (FaultKind.METER_STALE, FaultKind.METER_DROPOUT) or f.target != "grid":
-            continue
-        lo, hi = max(0, f.start_s), min(horizon, f.end_s)
+    spells = [(f.start_s, f.end_s) for f in scenario.faults
+              if f.kind in (FaultKind.METER_STALE, FaultKind.METER_DROPOUT)
+              and f.target == "grid"]
+    spells += random_dropouts(scenario.meters.grid, scenario.seed, "meter:grid", horizon)
+    _keep_worst(spells, base, mean_base, step)
+    return spells
+
+
+def random_dropouts(spec: MeterSpec, seed: int, part: str, until: int) -> list[Window]:
+    """The random dropouts a run's meter (`part`: its random part, e.g. "meter:grid") has
+    before `until`: the same spells the runner's meter will have."""
+    if spec.dropouts_per_hour <= 0:
+        return []
+    return Meter(spec, sub_rng(seed, part)).dropout_windows(until)
+
+
+def _keep_worst(spells: Sequence[Window], load: np.ndarray, means: np.ndarray,
+                step: int) -> None:
+    """In the intervals of each spell, the mean load per phase is raised to the highest
+    load of the spell (in place)."""
+    horizon = load.shape[1]
+    for start, end in spells:
+        lo, hi = max(0, start), min(horizon, end)
         if hi <= lo:
             continue
-        worst = base[:, lo:hi].max(axis=1)
+        worst = load[:, lo:hi].max(axis=1)
         for k in range(lo // step, math.ceil(hi / step)):
-            mean_base[:, k] = np.maximum(mean_base[:, k], worst)
+            means[:, k] = np.maximum(means[:, k], worst)
 
 
 def _offline(scenario: Scenario, car: CarSpec) -> list[tuple[int, int, int | None]]:
@@ -446,4 +506,20 @@ def _taper_rows(cars: list[CarSpec], vc: np.ndarray, kwh_per_a: np.ndarray,
         out.ub_vals.append(np.concatenate([np.ones(n), frac[idx] * b]))
         out.ub_rhs.append(frac[idx] * a)
         out.count += n
+    return out
+
+
+def _padded(series: Sequence[Sequence[float]], length: int) -> np.ndarray:
+    """Three per-second series as an array (3, length), the last second repeated."""
+    a = np.vstack([np.asarray(x, dtype=float) for x in series])
+    pad = length - a.shape[1]
+    return np.hstack([a, np.repeat(a[:, -1:], pad, axis=1)]) if pad > 0 else a[:, :length]
+
+
+def _means(a: np.ndarray, k_count: int, step: int, lengths: np.ndarray) -> np.ndarray:
+    """Per interval, the mean over the seconds of it that belong to the run: (3, k_count)."""
+    sums = a.reshape(3, k_count, step)
+    out = np.empty((3, k_count))
+    for k in range(k_count):
+        out[:, k] = sums[:, k, : int(lengths[k])].mean(axis=1)
     return out

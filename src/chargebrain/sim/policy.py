@@ -24,6 +24,7 @@ from typing import Protocol
 
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases, rotate, rotate_mask
+from chargebrain.sim.group_meters import group_loads
 from chargebrain.sim.scenario import EvseSpec, Site
 
 GRID = "grid"
@@ -116,11 +117,13 @@ class EqualSplitPolicy:
 
     Available per phase = connection − reserve − (measured grid − measured EVSEs); when
     the grid meter gives nothing the last estimate of the household load is kept. Limits
-    are the connection phases, the EVSE supply line and every group on the way up. Each
-    plugged EVSE gets the smallest of (limit / EVSEs under it) over the limits it is
-    under. EVSEs are admitted in an order that rotates every `rotate_s` seconds until
-    their minimums no longer fit; the rest are paused. Priorities and phase imbalance
-    are ignored, and current an EVSE cannot use is not handed on.
+    are the connection phases, the EVSE supply line and every group on the way up (a
+    group with a meter of its own: its limit less its own load, the meter's reading less
+    its EVSEs', the last one kept while the meter is silent). Each plugged EVSE gets the
+    smallest of (limit / EVSEs under it) over the limits it is under. EVSEs are admitted
+    in an order that rotates every `rotate_s` seconds until their minimums no longer fit;
+    the rest are paused. Priorities and phase imbalance are ignored, and current an EVSE
+    cannot use is not handed on.
     """
 
     def __init__(self, rotate_s: int = 300) -> None:
@@ -130,11 +133,15 @@ class EqualSplitPolicy:
         # per EVSE: spec, building phase p reads EVSE phase perm[p], wired building mask, limits
         self._evses: list[tuple[EvseSpec, tuple[int, int, int], int, tuple[str, ...]]] = []
         self._keys: dict[tuple[str, int], tuple[Key, ...]] = {}
+        self._metered = False  # some group has a meter of its own
+        self._group_house: dict[str, tuple[int, int, int]] = {}  # its own load, last known
 
     def _prepare(self, site: Site) -> None:
         self._site = site
         self._evses = []
         self._keys = {}
+        self._metered = any(g.meter is not None for g in site.groups)
+        self._group_house = {}
         for spec in site.evses:
             shift = {0: 0, 120: 1, 240: 2}[spec.phase_rotation % 360]
             perm = ((0 - shift) % 3, (1 - shift) % 3, (2 - shift) % 3)
@@ -150,11 +157,13 @@ class EqualSplitPolicy:
         evses = snapshot.evses
         tot = [0, 0, 0]
         plugged: list[tuple[EvseSpec, tuple[Key, ...]]] = []
+        drawn: dict[str, tuple[int, int, int]] = {}
         for spec, perm, wired, names in self._evses:
             r = evses[spec.id]
             if r is None or r.state not in _PLUGGED:
                 continue
             c = r.currents.as_tuple()
+            drawn[spec.id] = (c[perm[0]], c[perm[1]], c[perm[2]])
             mask = 0
             for p in range(3):
                 v = c[perm[p]]
@@ -171,6 +180,10 @@ class EqualSplitPolicy:
         if grid is not None:
             g = grid.currents
             self._house = (g.l1 - tot[0], g.l2 - tot[1], g.l3 - tot[2])
+        if self._metered:
+            for gid, own in group_loads(site, snapshot.meters, drawn).items():
+                if own is not None:
+                    self._group_house[gid] = own.as_tuple()
         if not plugged:
             return Decision({})
 
@@ -182,7 +195,8 @@ class EqualSplitPolicy:
                 cap = lim.max_evse_current_ma
             caps[("", p)] = cap
             for grp in site.groups:
-                caps[(grp.id, p)] = grp.max_current_ma
+                room = self._group_house.get(grp.id)
+                caps[(grp.id, p)] = grp.max_current_ma - (room[p] if room else 0)
 
         start = (snapshot.t // self.rotate_s) % len(plugged)
         reserved = dict.fromkeys(caps, 0.0)

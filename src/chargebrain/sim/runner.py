@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases, rotate_mask
 from chargebrain.sim.car import Car, CarParams
+from chargebrain.sim.group_meters import GroupMeters
 from chargebrain.sim.meter import Meter, Window
 from chargebrain.sim.policy import GRID, PV, Decision, Policy, Snapshot
 from chargebrain.sim.profile import SiteProfile, build_profile, sub_rng
@@ -146,6 +147,10 @@ class _Live:
         self.key: tuple[object, ...] = ()
         self.reading = point.idle
 
+    @property
+    def evse_id(self) -> str:
+        return self.point.spec.id
+
 
 _CHARGING = EvseState.CHARGING
 _PRESENT = EvseState.EV_PRESENT
@@ -172,6 +177,8 @@ def run_scenario(
     volt = site.limits.voltage_v
     profile = build_profile(scenario, n)
     b1, b2, b3 = profile.base_ma
+    groups = GroupMeters(scenario, profile)
+    metered = bool(groups)
     evse_meter = Meter(scenario.meters.evse, sub_rng(scenario.seed, "meter:evse"))
     points = {e.id: _Point(e, evse_meter if e.meter is None else Meter(
         e.meter, sub_rng(scenario.seed, f"meter:evse:{e.id}"))) for e in site.evses}
@@ -355,6 +362,8 @@ def run_scenario(
                 if pv is None
                 else MeterReading(power_w=pv.total() * volt / 1000.0, currents=pv)
             )
+        if metered:
+            meters.update(groups.readings(t))
         readings = dict(static)
         for live in active:
             point = live.point
@@ -471,6 +480,8 @@ def run_scenario(
         e1s.append(s1)
         e2s.append(s2)
         e3s.append(s3)
+        if metered:
+            groups.second(t, active)
         x1 = b1[t] + s1
         x2 = b2[t] + s2
         x3 = b3[t] + s3

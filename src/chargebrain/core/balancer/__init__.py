@@ -3,8 +3,8 @@
 `allocate(site, state, now)` is a pure function: it takes one cycle's inputs and the state
 returned by the previous cycle and returns the decisions plus the next state. This package
 must never do I/O, read a clock, sleep, or keep module-level mutable state other than
-bounded memos of pure functions of immutable values (layout.py, finish.py), which never
-change a result.
+bounded memos of pure functions of immutable values (layout.py, finish.py, allocate.py),
+which never change a result.
 """
 
 from chargebrain.core.balancer.allocate import allocate

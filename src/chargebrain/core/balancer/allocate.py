@@ -53,6 +53,8 @@ def allocate(site: SiteInput, state: BalancerState, now: float) -> Allocation:
     """
     w = prepare(site, state, now)
     cands = [s for s in w.slots if s.kind == CANDIDATE]
+    if state.rank_order:
+        cands = in_last_order(cands, state.rank_order)
     active, idle = split_idle(w, cands)
     limits = list(w.cap)
     order = by_priority(w, active)
@@ -63,20 +65,41 @@ def allocate(site: SiteInput, state: BalancerState, now: float) -> Allocation:
     return finish(w, state)
 
 
+def in_last_order(cands: list[Slot], last: tuple[str, ...]) -> list[Slot]:
+    """The candidates in the order the last cycle ranked them (new ones last, by id).
+
+    Only where the sorts start from: every ranking key ends in the EVSE's id, so the
+    sorted result is the same from any start; from last cycle's order, where a few cars
+    moved, sorting takes about one comparison a car instead of log2(n)."""
+    by_id = {s.e.id: s for s in cands}
+    out = []
+    take = by_id.pop
+    for i in last:
+        s = take(i, None)
+        if s is not None:
+            out.append(s)
+    out.extend(by_id.values())
+    return out
+
+
 def by_priority(w: Work, active: list[Slot]) -> list[Slot]:
     """Tier by tier, highest priority first: admit the tier's minimums (stage 1), then
     give the tier everything above them it can use (stage 2); a lower tier gets what is
     left. Cars refused for the phase imbalance are tried again at the end, since lower
     tiers on the other phases may have balanced them. Returns the admitted slots in the
     order they were admitted."""
-    active.sort(key=lambda s: s.tier)  # stable: ties keep their order
+    active.sort(key=_by_tier)  # stable: ties keep their order
     blocked: dict[int, tuple[float, ...]] = {}
     order: list[Slot] = []
+    ranked: list[Slot] = []
     start, n = 0, len(active)
     for i in range(1, n + 1):
-        if i == n or active[i].tier != active[start].tier:
-            order.extend(admit_tier(w, active[start:i], blocked))
+        if i == n or _new_tier(active[i].tier, active[start].tier):
+            part = active[start:i]
+            order.extend(admit_tier(w, part, blocked))  # ranks `part` in place
+            ranked.extend(part)
             start = i
+    w.rank_order = tuple([s.e.id for s in ranked])
     refused = [s for s in active if s.fail == BY_IMBALANCE and not s.admitted]
     if refused:
         again = admit(w, refused, {}, once_more=True)
@@ -90,7 +113,7 @@ def admit_tier(w: Work, tier: list[Slot], blocked: dict[int, tuple[float, ...]])
     """Stages 1 and 2 for one priority tier. With departure plans (plans.py) the cars
     whose plan leaves time are admitted only after the urgent ones have been given what
     their plans need."""
-    if not any(s.plan for s in tier):
+    if not w.planned or not any(s.plan for s in tier):
         admitted = admit(w, tier, blocked)
         fill(w, admitted)
         return admitted
@@ -231,8 +254,9 @@ def measure_first(s: Slot) -> None:
     s.cap_kind = s.max_kind = Limit.IMBALANCE
 
 
-def rank(w: Work, cands: list[Slot]) -> None:
-    """Sort the candidates in admission order (see docs/load-management.md, stage 1)."""
+def rank(w: Work, cands: list[Slot], tiers: bool = True) -> None:
+    """Sort the candidates in admission order (see docs/load-management.md, stage 1).
+    `tiers`: they may be of several priority tiers (else all of one)."""
     now, tun = w.now, w.tun
     rotate_after = tun.rotation_time_s
     gap = tun.rotation_gap_mah * 3600.0
@@ -262,7 +286,22 @@ def rank(w: Work, cands: list[Slot]) -> None:
             s.order = (1.0, s.charge if s.charge > 0 else -INF, waiting, plugged)
         if s.plan and not s.probing:
             s.order = plan_order(s, s.order)
-    cands.sort(key=lambda s: (s.tier, s.order, s.e.id))
+    cands.sort(key=_by_order)
+    if tiers:
+        cands.sort(key=_by_tier)  # stable: by (tier, order, id)
+
+
+def _by_order(s: Slot) -> tuple[tuple[float, ...], str]:
+    return s.order, s.e.id
+
+
+def _new_tier(t: tuple[float, ...], u: tuple[float, ...]) -> bool:
+    """t != u, at once where they are the same object (most neighbours)."""
+    return t is not u and t != u
+
+
+def _by_tier(s: Slot) -> tuple[float, ...]:
+    return s.tier
 
 
 def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
@@ -273,7 +312,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
     imbalance, with the tier of the first: a lower priority on the same phases waits
     behind them (kept across tiers). `once_more`: the cars were refused for the imbalance
     before and are tried once more, their pause undone if they fit now."""
-    rank(w, cands)
+    rank(w, cands, once_more)
     now, margin = w.now, w.tun.restart_margin_ma
     imb_margin = w.tun.imbalance_margin_ma
     admitted: list[Slot] = []
@@ -358,7 +397,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                     still.setdefault(s.hmask, s.tier)
         return admitted
     for s in cands:
-        c = BY_IMBALANCE if waits(s) else check(s)
+        c = BY_IMBALANCE if blocked and waits(s) else check(s)
         if not s.incumbent and now < s.mem.pause_until:
             s.fail = BY_TIMER if c == FITS else c
         elif c == FITS:
@@ -395,10 +434,26 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
             s.reason = f"departure plan leaves time ({w.label_of(s.fail)})"
         else:
             s.pause_reason = PauseReason.SHORTAGE
-            held = s.data_pause or (not s.incumbent and s.mem.data_pause)
-            missing = ", readings missing" if held else ""
-            s.reason = f"minimum current not available ({w.label_of(s.fail)}{missing})"
+            held = bool(s.data_pause or (not s.incumbent and s.mem.data_pause))
+            s.reason = _shortage(w.label_of(s.fail), held)
     return admitted
+
+
+_shortages: dict[tuple[str, bool], str] = {}
+
+
+def _shortage(label: str, held: bool) -> str:
+    """The reason of a car refused on the limit `label` (`held`: only loads assumed for
+    missing readings refuse it), one string object between cycles: most refusals repeat,
+    and finish's decision memo then hashes it once."""
+    key = (label, held)
+    got = _shortages.get(key)
+    if got is None:
+        if len(_shortages) >= 1024:
+            _shortages.clear()
+        missing = ", readings missing" if held else ""
+        got = _shortages[key] = f"minimum current not available ({label}{missing})"
+    return got
 
 
 def explain(w: Work, cands: list[Slot]) -> None:

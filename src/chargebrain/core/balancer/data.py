@@ -297,6 +297,10 @@ class BalancerState:
     overdraft_cur: int = 0
     prev_max_total: int | None = None  # last cycle's max_total_current
     prev_load: Phases | None = None  # last cycle's non-EVSE load at the site (overdraft.py)
+    # The ids of last cycle's competing EVSEs in the order they were ranked: where this
+    # cycle's ranking starts from, so that its sorts see an almost sorted list. A hint
+    # only: the ranking keys order every car, so it never changes a result.
+    rank_order: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,7 @@ def finish(w: Work, state: BalancerState) -> Allocation:
         overdraft_cur=w.overdraft_cur,
         prev_max_total=cfg.max_total_current,
         prev_load=w.site_load,
+        rank_order=w.rank_order,
     )
     return Allocation(
         evses=tuple(decisions[i] for i in w.input_order),
@@ -431,6 +432,27 @@ def _candidate_memory(w: Work, s: Slot, mem: EvseMemory) -> EvseMemory:
             until = now + w.cfg.min_pause_time
     elif mem.data_pause:  # the readings are still missing
         data_pause, since = mem.data_pause, mem.charging_since
+    if (  # still paused as it was: nothing to remember anew (charge_at, the one field
+        # that would move, counts only while charge_rate is set)
+        mem.last_set == 0
+        and mem.waiting_since is not None
+        and mem.charge_rate == 0
+        and mem.pause_until == until
+        and mem.pause_reason is s.pause_reason
+        and mem.draw is dm
+        and mem.charge == charge
+        and mem.charging_since == since
+        and mem.data_pause == data_pause
+        and mem.learnt_phases == s.learnt
+        and mem.plugged_since == s.plugged_since
+        and mem.lend is s.lm
+        and mem.urgent is urgent
+        and mem.plugged
+        and not mem.lend_cycles
+        and not mem.capped
+        and not mem.raised
+    ):
+        return mem
     prev_set, set_at = _set_change(mem, 0, now, settle)
     return _memory(
         0, True, s.plugged_since, s.learnt, waiting, until, s.pause_reason, since, 0, False,

@@ -51,16 +51,25 @@ def hand_over(w: Work, limits: list[int], admitted: list[Slot]) -> None:
     if not _add_excess(w, new, usage):
         return
     over = [c for c, u in enumerate(usage) if u > limits[c]]
+    if not over:
+        return
+    on: dict[int, list[Slot]] = {}  # per limit, the admitted cars under it, in order
+    for s in admitted:
+        for c in s.cons:
+            cars = on.get(c)
+            if cars is None:
+                on[c] = [s]
+            else:
+                cars.append(s)
     for c in over:
         excess = usage[c] - limits[c]
-        if excess > 0:
-            excess = _defer_starts(w, c, excess, admitted, new, usage)
-        if excess > 0:
-            _slow_rises(w, c, excess, admitted, new, usage)
-    if over:
-        for s in admitted:
-            if s.admitted:
-                _settle(s, new[id(s)])
+        if excess > 0 and c in on:
+            excess = _defer_starts(w, c, excess, on[c], new, usage)
+        if excess > 0 and c in on:
+            _slow_rises(w, c, excess, on[c], new, usage)
+    for s in admitted:
+        if s.admitted:
+            _settle(s, new[id(s)])
 
 
 def _old(s: Slot) -> int:
@@ -133,14 +142,15 @@ def _balanced(w: Work, s: Slot, old: int, cur: int) -> bool:
 
 
 def _defer_starts(
-    w: Work, c: int, excess: int, admitted: list[Slot], new: dict[int, int], usage: list[int]
+    w: Work, c: int, excess: int, cars: list[Slot], new: dict[int, int], usage: list[int]
 ) -> int:
-    """Cars that would start on limit `c` wait; returns the excess left."""
+    """Cars that would start on limit `c` wait; returns the excess left. `cars`: the
+    admitted cars under `c`, in the order they were admitted."""
     p = c % 3
-    for s in reversed(admitted):
+    for s in reversed(cars):
         if excess <= 0:
             break
-        if (s.incumbent and _old(s)) or not s.admitted or c not in s.cons:
+        if (s.incumbent and _old(s)) or not s.admitted:
             continue  # a car paused while readings were missing starts again like a new one
         freed = _counted(s, new[id(s)], p) - _counted(s, 0, p)
         if freed <= 0 or not _balanced(w, s, new[id(s)], 0):
@@ -157,14 +167,15 @@ def _defer_starts(
 
 
 def _slow_rises(
-    w: Work, c: int, excess: int, admitted: list[Slot], new: dict[int, int], usage: list[int]
+    w: Work, c: int, excess: int, cars: list[Slot], new: dict[int, int], usage: list[int]
 ) -> None:
-    """Charging cars on limit `c` rise less, in whole steps, largest rise first."""
+    """Charging cars on limit `c` (`cars`: the admitted cars under it) rise less, in whole
+    steps, largest rise first."""
     step = max(w.tun.current_step_ma, 1)
     p = c % 3
     rising = []
-    for s in admitted:
-        if s.admitted and s.incumbent and _old(s) and c in s.cons:
+    for s in cars:
+        if s.admitted and s.incumbent and _old(s):
             rise = new[id(s)] - max(_old(s), s.drawn[p])
             if rise > 0:
                 rising.append((-rise, s.e.id, s))

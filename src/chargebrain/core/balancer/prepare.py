@@ -202,6 +202,7 @@ def classify(w: Work, s: Slot) -> None:
     bmask = rotated if rotated is not None else rot_mask(evse_mask, e.rotation)
     s.bmask = bmask
     if e.departure is not None:
+        w.planned = True
         classify_plan(w, s, mem.urgent and mem_plugged)
     last_set = mem.last_set
     # A charging car (one paused while readings were missing may be one again, see
@@ -351,6 +352,8 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
             continue
         limit = max(0, g.max_current)
         gl = assumed_load(g.load, limit, tun.credit_export)
+        if g.load is not None:  # its own load is measured: the site's reserve, as there
+            limit -= cfg.reserve_current
         c = node * 3
         if g.load is not None and g.load.stale:
             for p in range(3):

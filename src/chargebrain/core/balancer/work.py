@@ -151,6 +151,7 @@ class Work:
         "imb_limit",
         "imb_reserve",
         "input_order",
+        "labels",
         "load",
         "node_avail",
         "now",
@@ -159,6 +160,8 @@ class Work:
         "pen_applied",
         "penalty",
         "penalty_until",
+        "planned",
+        "rank_order",
         "root_kind",
         "site_load",
         "slots",
@@ -181,8 +184,11 @@ class Work:
         # binds per phase
         self.root_kind = [Limit.SITE] * 3
         self.cons_cache: dict[tuple[int, int], tuple[int, ...]] = {}
+        self.labels: dict[int, str] = {}  # label_of, once a constraint (prepare is done)
         self.slots: list[Slot] = []
         self.input_order: list[int] = []
+        self.planned = False  # some EVSE has a departure plan (prepare)
+        self.rank_order: tuple[str, ...] = ()  # BalancerState.rank_order for the next cycle
         self.consumed = [0, 0, 0]
         self.imb_base = [0, 0, 0]  # imbalance terms outside controlled EVSEs
         self.imb_limit = 0  # configured limit, 0 = off
@@ -232,7 +238,11 @@ class Work:
 
     def label_of(self, c: int) -> str:
         """Readable name of constraint `c`, e.g. "site phase L2", "group E5 phase L1" or
-        "site (charging schedule) phase L1"."""
+        "site (charging schedule) phase L1". Only after prepare (which sets root_kind):
+        remembered for the rest of the cycle."""
+        got = self.labels.get(c)
+        if got is not None:
+            return got
         if c < 3:
             name = self.cfg.supply_label if self.root_kind[c] is Limit.SUPPLY else (
                 _ROOT_NAMES[self.root_kind[c]])
@@ -241,7 +251,8 @@ class Work:
             g = self.tree.configs[c // 3]
             if g is not None and g.scheduled:
                 name += " (charging schedule)"
-        return f"{name} phase {PHASE_NAMES[c % 3]}"
+        got = self.labels[c] = f"{name} phase {PHASE_NAMES[c % 3]}"
+        return got
 
     def assumed_only(self, cons: tuple[int, ...], need: int) -> int:
         """If `need` more would fit on every constraint but for loads assumed for missing

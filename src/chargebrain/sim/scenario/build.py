@@ -60,7 +60,9 @@ ALL_PHASES = 0b111
 
 
 def _group(g: GroupShape) -> GroupSpec:
-    return GroupSpec(id=g.id, max_current_ma=g.max_current_ma, parent=g.parent, prio=g.prio)
+    return GroupSpec(id=g.id, max_current_ma=g.max_current_ma, parent=g.parent, prio=g.prio,
+                     household=None if g.household is None else _household(g.household),
+                     meter=None if g.meter is None else _meter(g.meter))
 
 
 def _evse(e: EvseShape) -> EvseSpec:

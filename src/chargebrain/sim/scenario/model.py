@@ -79,17 +79,6 @@ class SiteShape(Part):
         return self
 
 
-class GroupShape(Part):
-    """A group of EVSEs behind its own feed (a sub-distribution), possibly nested."""
-
-    id: Name
-    max_current_ma: Annotated[int, Integer(1)]
-    """The group's feed, mA per phase."""
-    parent: Name | None = None
-    """The group this one is part of (no cycles)."""
-    prio: Annotated[int, Integer()] = 1
-
-
 class MeterShape(Part):
     """How a measuring point reports."""
 
@@ -417,6 +406,24 @@ class MetersShape(Part):
     grid: MeterShape = MeterShape()
     pv: MeterShape = MeterShape()
     evse: MeterShape = MeterShape()
+
+
+class GroupShape(Part):
+    """A group of EVSEs behind its own feed (a sub-distribution), possibly nested."""
+
+    id: Name
+    max_current_ma: Annotated[int, Integer(1)]
+    """The group's feed, mA per phase."""
+    parent: Name | None = None
+    """The group this one is part of (no cycles)."""
+    prio: Annotated[int, Integer()] = 1
+    household: HouseholdShape | None = None
+    """The group's own consumers (a workshop, a flat) behind its feed: they count against
+    the group's limit and, with the rest of the house, against the connection."""
+    meter: MeterShape | None = None
+    """A meter at the group's feed (its consumers and its EVSEs, signed per phase), with
+    its quality; none: the group's own load is not measured (only the grid meter sees it)."""
+
 
 
 # -- the whole file --------------------------------------------------------------------------

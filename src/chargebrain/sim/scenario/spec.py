@@ -44,6 +44,8 @@ class GroupSpec:
     max_current_ma: int  # per phase
     parent: str | None = None
     prio: int = 1
+    household: HouseholdSpec | None = None  # its own consumers, behind its feed
+    meter: MeterSpec | None = None  # a meter at its feed (its consumers and EVSEs)
 
 
 @dataclass(frozen=True, slots=True)
