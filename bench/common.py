@@ -173,6 +173,67 @@ async def keep_idle_fresh(app: Any, dev_ids: Sequence[str]) -> None:
         await asyncio.sleep(10.0)
 
 
+class CycleReads:
+    """Counts, after every cycle of an App's manager, the EVSEs whose reading was taken
+    since that cycle was called (and how many EVSEs there are). `worst` is the least
+    count from the first cycle that read them all to the last one that did (before, charge
+    points may still be connecting; after, the probe has hung up): the number of EVSEs
+    when every EVSE was read in every cycle between, 0 when no cycle read them all."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.counts: list[int] = []
+        self.evses = 0
+        mgr = app.manager
+        cycle = mgr.cycle
+
+        async def counted(poll: bool = True) -> Any:
+            since = app.clock.monotonic()
+            alloc = await cycle(poll)
+            self.count(since)
+            return alloc
+
+        mgr.cycle = counted  # the manager's loop calls it through the instance
+
+    def count(self, since: float) -> None:
+        mgr = self.app.manager
+        evses = [rt.evse for rt in mgr.devices.values() if rt.evse is not None]
+        self.evses = len(evses)
+        read = sum(1 for ev in evses if ev.last_read is not None and ev.last_read >= since)
+        if self.counts or read == len(evses):
+            self.counts.append(read)
+
+    @property
+    def worst(self) -> int:
+        counts = self.counts
+        if not counts:
+            return 0
+        last = max(i for i, n in enumerate(counts) if n == self.evses)
+        return min(counts[:last + 1])
+
+    @property
+    def cycles(self) -> int:
+        """The number of cycles `worst` is taken over."""
+        counts = self.counts
+        return max((i + 1 for i, n in enumerate(counts) if n == self.evses), default=0)
+
+
+@contextlib.contextmanager
+def kept_heap() -> Iterator[None]:
+    """The heap kept as `chargebrain run` keeps it (`chargebrain.heap.HeapKeeper`: what
+    exists now and what survives a full collection left out of later collections) for a
+    block, in a running event loop; a measured App would otherwise have every full
+    collection walk its thousand devices (150-250 ms with 1000 EVSEs)."""
+    from chargebrain.heap import HeapKeeper
+
+    keeper = HeapKeeper()
+    keeper.start()
+    try:
+        yield
+    finally:
+        keeper.stop()
+
+
 def rss_kib(pid: int | None = None) -> int:
     """VmRSS of process `pid` (default: this one) in KiB (Linux)."""
     where = "self" if pid is None else str(pid)

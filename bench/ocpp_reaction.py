@@ -46,10 +46,12 @@ from bench.bench_reaction import (
 )
 from bench.common import (
     HOST,
+    CycleReads,
     Figure,
     KeepAliveHttp,
     free_port,
     keep_idle_fresh,
+    kept_heap,
     module_main,
     percentile,
     quiet_logs,
@@ -202,11 +204,14 @@ async def measure(mode: str, count: int, samples: int) -> dict[str, Any]:
             if mode == "http":
                 fresh = asyncio.create_task(keep_idle_fresh(
                     app, [f"E{n}" for n in range(3, count + 2)]))
-            result: dict[str, Any] = await run_child(
-                "bench.ocpp_reaction",
-                ["--probe", mode, str(app.http_bound_port), str(app.ocpp_bound_port),
-                 str(count), str(samples)],
-                timeout=120 + samples * (RESTORE_TIMEOUT_S + REACT_TIMEOUT_S))
+            reads = CycleReads(app)
+            with kept_heap():
+                result: dict[str, Any] = await run_child(
+                    "bench.ocpp_reaction",
+                    ["--probe", mode, str(app.http_bound_port), str(app.ocpp_bound_port),
+                     str(count), str(samples)],
+                    timeout=120 + samples * (RESTORE_TIMEOUT_S + REACT_TIMEOUT_S))
+            result.update(worst_read=reads.worst, evses=reads.evses, cycles=reads.cycles)
         finally:
             if fresh is not None:
                 fresh.cancel()
@@ -235,9 +240,19 @@ def figures(count: int, samples: int, results: dict[str, dict[str, Any]]) -> lis
     return out
 
 
+def read_figures(results: dict[str, dict[str, Any]]) -> list[Figure]:
+    """For each side, the EVSEs read within their cycle in its worst cycle."""
+    return [Figure(
+        name=(f"ocpp: {mode} side, EVSEs read within their cycle, worst of "
+              f"{r['cycles']} cycles with {r['evses']} EVSEs (baseline: all)"),
+        value=r["worst_read"], unit="EVSEs", baseline=float(r["evses"]),
+        ratio=round(r["worst_read"] / max(r["evses"], 1), 3), goal="all")
+        for mode, r in results.items()]
+
+
 def run(count: int, samples: int) -> list[Figure]:
     results = {m: asyncio.run(measure(m, count, samples)) for m in MODES}
-    return figures(count, samples, results)
+    return figures(count, samples, results) + read_figures(results)
 
 
 if __name__ == "__main__":

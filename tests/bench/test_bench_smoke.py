@@ -12,7 +12,7 @@ import json
 import pytest
 
 from bench import __main__ as runner
-from bench import bench_cascade, ocpp_reaction
+from bench import bench_cascade, bench_reaction1000, ocpp_reaction
 from bench.bench_machine import machine_name, yardstick
 from bench.bench_modbus import Servers, load
 from bench.bench_ocpp import MODES, one_round, site_figures
@@ -20,7 +20,7 @@ from bench.common import Figure, percentile
 
 EXPECTED = {"cascade", "cycle", "history", "http", "machine", "memory", "modbus", "ocpp",
             "pushes",
-            "reaction", "scenario", "stall"}
+            "reaction", "reaction1000", "scenario", "stall"}
 
 
 def test_discovers_the_bench_modules() -> None:
@@ -134,6 +134,13 @@ async def test_a_tiny_ocpp_reaction_and_its_baseline() -> None:
     figures = ocpp_reaction.figures(3, 2, results)
     assert [f.goal for f in figures] == ["report", "<= 1000 ms"]
     assert all(f.baseline and f.ratio for f in figures)
+    # Every EVSE (the three and the built-in one) read in every cycle counted.
+    for r in results.values():
+        assert r["cycles"] > 0 and r["worst_read"] == r["evses"] == 4
+    assert [f.value for f in ocpp_reaction.read_figures(results)] == [4, 4]
+    scaled = bench_reaction1000.figures("ocpp", 2, results["http"], results["ocpp"])
+    assert [f.goal for f in scaled] == ["report", "<= 100 ms", "all"]
+    assert scaled[2].value == scaled[2].baseline == 4
 
 
 def test_the_machine_yardstick_is_a_fixed_workload_and_names_the_machine() -> None:

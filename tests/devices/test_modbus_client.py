@@ -110,6 +110,38 @@ async def test_writes_single_and_multiple_registers(server_port: int) -> None:
         assert await client.read_holding(7, 10, 3) == [1, 2, 0xFFFF]
 
 
+async def test_reads_and_writes_coils_and_reads_discrete_inputs(server_port: int) -> None:
+    async with ModbusTcpClientAdapter("127.0.0.1", server_port) as client:
+        await client.write_coil(7, 3, True)
+        await client.write_coil(7, 12, True)
+        assert await client.read(7, 0, 5, function_code=1) == [0, 0, 0, 1, 0]
+        assert await client.read(7, 10, 4, function_code=1) == [0, 0, 1, 0]
+        await client.write_coil(7, 3, False)
+        assert await client.read(7, 3, 1, function_code=1) == [0]
+        assert await client.read(7, 0, 9, function_code=2) == [0] * 9
+
+
+async def test_an_answer_from_another_unit_is_refused() -> None:
+    async def other_unit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readexactly(12)  # MBAP header and an FC3 request
+        tid, unit = request[0:2], 9
+        writer.write(tid + bytes([0, 0, 0, 5, unit, 3, 2, 0, 42]))  # one register: 42
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(other_unit, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = ModbusTcpClientAdapter("127.0.0.1", port, timeout=2.0)
+        with pytest.raises(ModbusIOError, match="unit 7 but unit 9 answered"):
+            await client.read_holding(7, 0, 1)
+        assert not client.connected  # dropped: the stream can no longer be trusted
+        await client.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_exception_response_is_a_modbus_io_error(server_port: int) -> None:
     async with ModbusTcpClientAdapter("127.0.0.1", server_port) as client:
         with pytest.raises(ModbusIOError) as caught:

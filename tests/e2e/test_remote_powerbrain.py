@@ -42,7 +42,9 @@ async def test_remote_controller(running: Running, http: aiohttp.ClientSession,
             info = await resp.json()
         by_id = {d["dev_id"]: d for d in info["devices"]}
         e2 = by_id["E2"]
-        return by_id if e2["state"] == 1 and not e2["com_err"] else None
+        # (the devices are added one by one: E2 may be read in a cycle before M3 exists)
+        m3_read = by_id["M3"]["voltage_l1"] != 0
+        return by_id if e2["state"] == 1 and not e2["com_err"] and m3_read else None
 
     by_id = await wait_for(remote_state, timeout=10)
     assert str(serial) in by_id["E2"]["model"]

@@ -1,16 +1,19 @@
-"""Modbus client adapters: the one module that imports pymodbus's client API.
+"""Modbus client adapters: with `devices.modbus_serial`, the only modules that import
+pymodbus's client API.
 
 Every Modbus client in chargebrain (meters and wallboxes described by definitions, remote
 Power Brain controllers, `modbus_get`/`modbus_set`) talks through an adapter, so a pymodbus
-upgrade touches only this file. `ModbusTcpClientAdapter` reaches `host:port` with Modbus TCP
-framing, or with RTU or ASCII frames carried over TCP (a transparent serial gateway);
-`ModbusSerialClientAdapter` opens a serial line (RTU or ASCII). An adapter connects on
-demand, serialises the requests of concurrent callers on its one connection, puts a
-deadline on every call, drops the connection after anything that could leave it out of
-step (timeout, cancellation, transport error) and reconnects on the next call. Every
-failure surfaces as `ModbusIOError` with a message naming the peer, the unit and the
-registers. Function codes: 1 (coils), 2 (discrete inputs), 3, 4 (registers), 5 (one coil),
-6 and 16 (registers).
+upgrade touches only these files. `ModbusTcpClientAdapter` reaches `host:port` with Modbus
+TCP framing, or with RTU or ASCII frames carried over TCP (a transparent serial gateway);
+`devices.modbus_serial.ModbusSerialClientAdapter` opens a serial line (RTU or ASCII).
+Modbus TCP framing goes through `devices.modbus_tcp_link` (MBAP frames on a plain asyncio
+protocol, a third of pymodbus's CPU per request); RTU and ASCII frames, over TCP or a
+serial line, through pymodbus's clients. An adapter connects on demand, serialises the
+requests of concurrent callers on its one connection, puts a deadline on every call, drops
+the connection after anything that could leave it out of step (timeout, cancellation,
+transport error) and reconnects on the next call. Every failure surfaces as `ModbusIOError`
+with a message naming the peer, the unit and the registers. Function codes: 1 (coils),
+2 (discrete inputs), 3, 4 (registers), 5 (one coil), 6 and 16 (registers).
 
 This module must never know what the registers mean, and must never let a pymodbus type or
 exception escape to its callers.
@@ -27,6 +30,19 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from chargebrain.devices.errors import ModbusIOError
+from chargebrain.devices.modbus_tcp_link import (
+    ExceptionAnswer,
+    LinkError,
+    ModbusTcpLink,
+    bits_answer,
+    exception_name,
+    read_request,
+    registers_answer,
+    write_answer,
+    write_coil_request,
+    write_register_request,
+    write_registers_request,
+)
 
 __all__ = [
     "FRAMINGS",
@@ -35,7 +51,6 @@ __all__ = [
     "MAX_WRITE_REGISTERS",
     "ModbusClientAdapter",
     "ModbusIOError",
-    "ModbusSerialClientAdapter",
     "ModbusTcpClientAdapter",
 ]
 
@@ -55,25 +70,9 @@ DEFAULT_PORT = 502
 # one only has to be longer than any deadline a caller may ask for.
 _INNER_TIMEOUT_S = 3600.0
 
-_EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-
-
-def exception_name(code: int) -> str:
-    """Human name of a Modbus exception code."""
-    return _EXCEPTION_NAMES.get(code, "unknown exception")
-
-
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+#: What decodes a link's answer (function code, answer PDU) into the caller's values.
+Decode = Callable[[int, bytes], Any]
 
 
 class ModbusClientAdapter:
@@ -102,7 +101,9 @@ class ModbusClientAdapter:
         self._timeout = timeout
         self._connect_timeout = connect_timeout if connect_timeout else timeout
         self._delay_after_connect = max(0.0, delay_after_connect)
-        self._client: Client | None = None
+        self._client: Client | ModbusTcpLink | None = None
+        # (host, port) when requests go over a ModbusTcpLink rather than pymodbus.
+        self._link_address: tuple[str, int] | None = None
         self._lost: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -134,7 +135,10 @@ class ModbusClientAdapter:
         async with self._lock:
             try:
                 async with asyncio.timeout(deadline):
-                    await self._ensure_connected()
+                    if self._link_address is not None:
+                        await self._ensure_link(self._link_address)
+                    else:
+                        await self._ensure_connected()
             except TimeoutError:
                 self._drop()
                 raise ModbusIOError(
@@ -194,18 +198,23 @@ class ModbusClientAdapter:
                 return await client.read_coils(address, count=count, device_id=unit)
             return await client.read_discrete_inputs(address, count=count, device_id=unit)
 
-        response = await self._call(what, request, timeout)
+        if self._link_address is not None:
+            decode = bits_answer if bits else registers_answer
+            values = await self._call_link(
+                what, unit, read_request(function_code, address, count), decode, timeout)
+        else:
+            response = await self._call(what, request, timeout)
+            values = list(getattr(response, "bits" if bits else "registers", None) or [])
         if bits:
-            values = list(getattr(response, "bits", None) or [])[:count]
+            values = values[:count]
             if len(values) != count:
                 raise ModbusIOError(f"Modbus {self._peer()}: {what}: answer holds too few bits")
             return [1 if v else 0 for v in values]
-        registers = list(getattr(response, "registers", None) or [])
-        if len(registers) != count:
+        if len(values) != count:
             raise ModbusIOError(
-                f"Modbus {self._peer()}: {what}: answer holds {len(registers)} register(s)"
+                f"Modbus {self._peer()}: {what}: answer holds {len(values)} register(s)"
             )
-        return [int(r) & 0xFFFF for r in registers]
+        return [int(r) & 0xFFFF for r in values]
 
     async def write_coil(
         self, unit: int, address: int, value: bool, *, timeout: float | None = None
@@ -218,6 +227,10 @@ class ModbusClientAdapter:
         async def request(client: Client) -> Any:
             return await client.write_coil(address, bool(value), device_id=unit)
 
+        if self._link_address is not None:
+            await self._call_link(what, unit, write_coil_request(address, value), write_answer,
+                                  timeout)
+            return
         await self._call(what, request, timeout)
 
     async def write_register(
@@ -232,6 +245,10 @@ class ModbusClientAdapter:
         async def request(client: Client) -> Any:
             return await client.write_register(address, value, device_id=unit)
 
+        if self._link_address is not None:
+            await self._call_link(what, unit, write_register_request(address, value),
+                                  write_answer, timeout)
+            return
         await self._call(what, request, timeout)
 
     async def write_registers(
@@ -248,6 +265,10 @@ class ModbusClientAdapter:
         async def request(client: Client) -> Any:
             return await client.write_registers(address, payload, device_id=unit)
 
+        if self._link_address is not None:
+            await self._call_link(what, unit, write_registers_request(address, payload),
+                                  write_answer, timeout)
+            return
         await self._call(what, request, timeout)
 
     # -- internals ------------------------------------------------------------------------
@@ -271,8 +292,9 @@ class ModbusClientAdapter:
             client.close()
 
     async def _ensure_connected(self) -> Client:
-        if self._client is not None and self._client.connected:
-            return self._client
+        client = self._client
+        if client is not None and not isinstance(client, ModbusTcpLink) and client.connected:
+            return client
         self._drop()
         loop = asyncio.get_running_loop()
         lost: asyncio.Future[None] = loop.create_future()
@@ -305,18 +327,71 @@ class ModbusClientAdapter:
             await asyncio.sleep(self._delay_after_connect)
         return client
 
+    async def _ensure_link(self, address: tuple[str, int]) -> ModbusTcpLink:
+        link = self._client
+        if isinstance(link, ModbusTcpLink) and link.connected:
+            return link
+        self._drop()
+        try:
+            link = await asyncio.wait_for(ModbusTcpLink.open(*address), self._connect_timeout)
+        except TimeoutError:
+            raise ModbusIOError(
+                f"Modbus {self._peer()}: no connection within {self._connect_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise ModbusIOError(f"Modbus {self._peer()}: cannot connect: {exc}") from exc
+        self._client = link
+        if self._delay_after_connect:
+            await asyncio.sleep(self._delay_after_connect)
+        return link
+
+    async def _call_link(
+        self, what: str, unit: int, pdu: bytes, decode: Decode, timeout: float | None
+    ) -> Any:
+        """Send `pdu` over the Modbus TCP link, what `decode` makes of the answer."""
+        address = self._link_address
+        assert address is not None
+
+        async def request() -> bytes:
+            return await (await self._ensure_link(address)).request(unit, pdu)
+
+        answer = await self._locked(what, request, timeout)
+        try:
+            return decode(pdu[0], answer)
+        except ExceptionAnswer as exc:
+            raise self._exception(what, exc.code) from None
+        except LinkError as exc:
+            raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from None
+
     async def _call(
         self,
         what: str,
         request: Callable[[Client], Awaitable[Any]],
         timeout: float | None,
     ) -> Any:
+        async def call() -> Any:
+            return await self._race_connection_loss(request(await self._ensure_connected()))
+
+        response = await self._locked(what, call, timeout)
+        if response is None:
+            raise ModbusIOError(f"Modbus {self._peer()}: {what}: empty answer")
+        if response.isError():
+            code = getattr(response, "exception_code", None)
+            if isinstance(code, int):
+                raise self._exception(what, code)
+            raise ModbusIOError(f"Modbus {self._peer()}: {what}: error answer {response}")
+        return response
+
+    async def _locked(
+        self, what: str, call: Callable[[], Awaitable[Any]], timeout: float | None
+    ) -> Any:
+        """`call()` alone on the connection within the deadline; anything that could leave
+        the connection out of step drops it."""
         deadline = self._deadline(timeout)
         async with self._lock:
             try:
                 async with asyncio.timeout(deadline):
-                    client = await self._ensure_connected()
-                    response = await self._race_connection_loss(request(client))
+                    return await call()
             except TimeoutError:
                 self._drop()
                 raise ModbusIOError(
@@ -325,23 +400,21 @@ class ModbusClientAdapter:
             except ModbusIOError:
                 self._drop()
                 raise
+            except LinkError as exc:
+                self._drop()
+                raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from None
             except (ModbusException, OSError) as exc:
                 self._drop()
                 raise ModbusIOError(f"Modbus {self._peer()}: {what}: {exc}") from exc
             except asyncio.CancelledError:
                 self._drop()
                 raise
-        if response is None:
-            raise ModbusIOError(f"Modbus {self._peer()}: {what}: empty answer")
-        if response.isError():
-            code = getattr(response, "exception_code", None)
-            if isinstance(code, int):
-                raise ModbusIOError(
-                    f"Modbus {self._peer()}: {what}: exception {code} ({exception_name(code)})",
-                    exception_code=code,
-                )
-            raise ModbusIOError(f"Modbus {self._peer()}: {what}: error answer {response}")
-        return response
+
+    def _exception(self, what: str, code: int) -> ModbusIOError:
+        return ModbusIOError(
+            f"Modbus {self._peer()}: {what}: exception {code} ({exception_name(code)})",
+            exception_code=code,
+        )
 
     async def _race_connection_loss(self, request: Awaitable[Any]) -> Any:
         """Await `request`, failing at once if the peer closes the connection meanwhile."""
@@ -385,6 +458,8 @@ class ModbusTcpClientAdapter(ModbusClientAdapter):
                          delay_after_connect=delay_after_connect)
         self._host = host
         self._port = port
+        if framing == "tcp":
+            self._link_address = (host, port)
 
     @property
     def host(self) -> str:
@@ -407,54 +482,6 @@ class ModbusTcpClientAdapter(ModbusClientAdapter):
             timeout=_INNER_TIMEOUT_S,
             retries=0,
             reconnect_delay=0,  # 0 disables pymodbus's own background reconnects
-            trace_connect=on_connection_change,
-        )
-
-
-class ModbusSerialClientAdapter(ModbusClientAdapter):
-    """A serial line (RS-485 or RS-232) at `device` (`/dev/ttyUSB0`, `COM3`), RTU or
-    ASCII framing. Parity "N", "E" or "O"."""
-
-    def __init__(
-        self,
-        device: str,
-        baudrate: int = 9600,
-        bytesize: int = 8,
-        parity: str = "N",
-        stopbits: int = 1,
-        timeout: float = 2.0,
-        *,
-        framing: str = "rtu",
-    ) -> None:
-        if not device:
-            raise ValueError("serial device must not be empty")
-        if framing == "tcp":
-            raise ValueError("a serial line carries RTU or ASCII frames, not Modbus TCP")
-        if parity not in ("N", "E", "O") or bytesize not in (7, 8) or stopbits not in (1, 2):
-            raise ValueError("serial settings: data bits 7 or 8, parity N, E or O, "
-                             "stop bits 1 or 2")
-        if not 300 <= baudrate <= 4_000_000:
-            raise ValueError(f"baud rate {baudrate} out of range 300..4000000")
-        super().__init__(timeout, framing=framing)
-        self.device = device
-        self.settings = (baudrate, bytesize, parity, stopbits)
-
-    def _peer(self) -> str:
-        baud, size, parity, stop = self.settings
-        return f"{self.device},{baud},{size},{parity},{stop} ({self._framing.upper()})"
-
-    def _make_client(self, on_connection_change: Callable[[bool], None]) -> Client:
-        baud, size, parity, stop = self.settings
-        return AsyncModbusSerialClient(
-            self.device,
-            framer=_FRAMERS[self._framing],
-            baudrate=baud,
-            bytesize=size,
-            parity=parity,
-            stopbits=stop,
-            timeout=_INNER_TIMEOUT_S,
-            retries=0,
-            reconnect_delay=0,
             trace_connect=on_connection_change,
         )
 

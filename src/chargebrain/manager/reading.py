@@ -1,12 +1,13 @@
 """Reading the devices in a control cycle and taking what they report.
 
 Polled devices are read concurrently within a time budget (a read that outlasts it
-carries over to the next cycle); HTTP-input devices answer at once with their latest
-pushed reading. A reading updates the device's communication state; a grid or
-consumption meter repeating itself exactly for `FROZEN_AFTER_S` counts as broken, and so
-does a reading with a number no device can show (`core.model.implausible`). An
-EVSE's reading also updates its energy counters and reports plug-in, unplug and RFID to
-the session listeners.
+carries over to the next cycle, and the cycle after it has ended reads that device
+again); HTTP-input devices answer at once with their latest pushed reading, and so do
+OCPP connectors with what their charge point last sent. A reading updates the device's
+communication state; a grid or consumption meter repeating itself exactly for
+`FROZEN_AFTER_S` counts as broken, and so does a reading with a number no device can show
+(`core.model.implausible`). An EVSE's reading also updates its energy counters and
+reports plug-in, unplug and RFID to the session listeners.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from chargebrain.core.model import EvseReading, EvseState, MeterReading, implaus
 from chargebrain.core.phases import ZERO, Phases
 from chargebrain.devices.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.errors import DeviceError
+from chargebrain.devices.ocpp import OcppEvse
 from chargebrain.devices.powerbrain import LocalEvse, LocalMeter
 from chargebrain.manager import config as C
 from chargebrain.manager.config import DeviceConfig
@@ -117,17 +119,31 @@ class Readers:
         it carries over to a later cycle (and is not started twice)."""
         budget = min(READ_TIMEOUT_S, max(0.2, self.settings.params.cycle_ms / 1000.0 * 0.6))
         pending = self._pending
-        started = []
-        for rt in devices:
-            if rt.dev_id not in pending:
-                pending[rt.dev_id] = task = asyncio.ensure_future(self._read_one(rt))
-                started.append(task)
-        tasks = list(pending.values()) if wait_pending else started
-        if tasks:
-            await asyncio.wait(tasks, timeout=budget)
+        # A read that carried over and has ended since is done with: this cycle reads
+        # that device again (its reading is from before this cycle began).
         for dev_id, task in list(pending.items()):
             if task.done():
                 del pending[dev_id]
+        started = []
+        answered = 0
+        clock = self.clock
+        for rt in devices:
+            if rt.dev_id in pending:
+                continue
+            driver = rt.driver
+            if isinstance(driver, OcppEvse):
+                # What the charge point last sent, kept by the central system: no I/O to
+                # wait for, so no task of its own (a site may have a thousand of them).
+                self._take_latest(rt, driver, clock.now(), clock.monotonic())
+                answered += 1
+                continue
+            pending[rt.dev_id] = task = asyncio.ensure_future(self._read_one(rt))
+            started.append(task)
+        if answered:
+            self.changed()
+        tasks = list(pending.values()) if wait_pending else started
+        if tasks:
+            await asyncio.wait(tasks, timeout=budget)
 
     def _read_pushed(self, topo: Topology) -> None:
         """Take the latest reading of every HTTP-input device (never waits)."""
@@ -172,6 +188,20 @@ class Readers:
             assert isinstance(driver, LocalEvse | LocalMeter)
             self._take(rt, driver.read_now(), now, mono)
 
+    def _take_latest(self, rt: DeviceRuntime, driver: OcppEvse, now: float,
+                     mono: float) -> None:
+        """Read an OCPP connector at once (what `_read_one_now` does, without awaiting)."""
+        try:
+            reading = driver.latest(mono)
+        except DeviceError as exc:
+            com_error(rt, str(exc) or type(exc).__name__, mono)
+            return
+        except Exception as exc:
+            log.exception("reading %s failed", rt.dev_id)
+            com_error(rt, f"internal error: {exc}", mono)
+            return
+        self._take(rt, reading, now, mono, mono)
+
     async def _read_one(self, rt: DeviceRuntime) -> None:
         try:
             await self._read_one_now(rt)
@@ -185,8 +215,9 @@ class Readers:
         # together, and one that carries over to a later cycle is that much older.
         started = self.clock.monotonic()
         try:
-            reading: MeterReading | EvseReading = await asyncio.wait_for(
-                driver.read(), timeout=READ_TIMEOUT_S)
+            # (asyncio.timeout rather than wait_for: no second task per read)
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                reading: MeterReading | EvseReading = await driver.read()
         except (DeviceError, TimeoutError, OSError) as exc:
             com_error(rt, str(exc) or type(exc).__name__, self.clock.monotonic())
             return

@@ -19,7 +19,8 @@ rest at DEBUG.
 
 The server is our own rather than pymodbus's: pymodbus's server answers function codes
 the controller does not have, drops frames that arrive together and has no timeouts or
-connection limit (docs/decisions.md). pymodbus stays the client (devices/modbus_client.py).
+connection limit (docs/decisions.md). pymodbus stays the client of RTU and ASCII frames
+(devices/modbus_client.py).
 """
 
 from __future__ import annotations

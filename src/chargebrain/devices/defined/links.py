@@ -27,9 +27,9 @@ from chargebrain.devices.errors import DeviceError
 from chargebrain.devices.modbus_client import (
     DEFAULT_PORT,
     ModbusClientAdapter,
-    ModbusSerialClientAdapter,
     ModbusTcpClientAdapter,
 )
+from chargebrain.devices.modbus_serial import ModbusSerialClientAdapter
 
 __all__ = [
     "ModbusLink",
