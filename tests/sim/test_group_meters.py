@@ -4,9 +4,6 @@ read them), and the PV surplus shared per group by the real manager."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-
 import pytest
 
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
@@ -21,14 +18,7 @@ from chargebrain.sim.profile import build_profile
 from chargebrain.sim.runner import run_scenario
 from chargebrain.sim.scenario import Scenario, ScenarioError, scenario_from_dict
 
-
-@pytest.fixture(autouse=True)
-def _quiet_manager() -> Iterator[None]:
-    logger = logging.getLogger("chargebrain")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_manager")
 
 
 def workshop(meter: dict[str, object] | None = None, **group: object) -> Scenario:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,14 +44,7 @@ from chargebrain.sim.scenario import (
     scenario_from_dict,
 )
 
-
-@pytest.fixture(autouse=True)
-def _quiet_manager() -> Iterator[None]:
-    logger = logging.getLogger("chargebrain")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_manager")
 
 
 def small_site(**extra: object) -> Scenario:

@@ -8,9 +8,7 @@ or FAIL; docs/simulator.md has the measured figures.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Iterator
 
 import pytest
 
@@ -30,13 +28,7 @@ SHORT_H = {"home": 24, "apartment-garage": 4, "single-phase-mix": 2, "faults": 2
 _runs: dict[tuple[str, bool], tuple[RunResult, Metrics]] = {}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_manager() -> Iterator[None]:
-    logger = logging.getLogger("chargebrain")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_manager")
 
 
 def manager_run(name: str, learn_phases: bool = True) -> tuple[RunResult, Metrics]:

@@ -5,8 +5,6 @@ phase, then on three, and takes more of the surplus than without switching."""
 from __future__ import annotations
 
 import dataclasses
-import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,13 +18,7 @@ from chargebrain.sim.scenario import Scenario, load_scenario
 START_H = 8.5  # the scenario's start
 
 
-@pytest.fixture(autouse=True)
-def _quiet_manager() -> Iterator[None]:
-    logger = logging.getLogger("chargebrain")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_manager")
 
 
 def scenario(switching: bool) -> Scenario:

@@ -3,8 +3,6 @@ reports, and the real charging manager serving the car that leaves first."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,14 +12,7 @@ from chargebrain.sim.policy import Decision, Snapshot
 from chargebrain.sim.runner import run_scenario
 from chargebrain.sim.scenario import PlanSpec, ScenarioError, scenario_from_dict, with_plans
 
-
-@pytest.fixture(autouse=True)
-def _quiet_manager() -> Iterator[None]:
-    logger = logging.getLogger("chargebrain")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_manager")
 
 
 def two_cars(**plans: Any) -> dict[str, Any]:

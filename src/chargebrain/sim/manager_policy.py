@@ -40,7 +40,6 @@ time, or look at the plant's true state.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from datetime import UTC, datetime
@@ -49,7 +48,6 @@ from typing import Any
 
 from chargebrain.clock import VirtualClock
 from chargebrain.core.model import EvseReading
-from chargebrain.core.rules import MODE_SOLAR, MODE_SURPLUS
 from chargebrain.devices.ajax import AjaxEvse
 from chargebrain.devices.keba import KebaEvse
 from chargebrain.devices.meterdef import load_definitions
@@ -68,7 +66,8 @@ from chargebrain.sim.core_policy import number_evses, number_groups
 from chargebrain.sim.group_meters import group_meter_key
 from chargebrain.sim.ocpp_site import OcppSite
 from chargebrain.sim.policy import GRID, PV, Decision, Snapshot
-from chargebrain.sim.scenario import ChargeMode, EvseSpec, Scenario, Site
+from chargebrain.sim.rules_of_evse import charging_rules
+from chargebrain.sim.scenario import Scenario, Site
 from chargebrain.sim.wallboxes.catalog import Served, serve
 from chargebrain.sim.wallboxes.modbus_boxes import Abl
 from chargebrain.store.db import Store
@@ -90,28 +89,6 @@ EPOCH_DAY = datetime(2024, 6, 3, tzinfo=UTC).timestamp()
 MANAGER_CYCLE_S = 3.0
 GRID_METER = "M1"
 PV_METER = "M2"
-
-
-#: The vendor's rule modes of the scenario's EVSE modes.
-RULE_MODES = {ChargeMode.SURPLUS: MODE_SURPLUS, ChargeMode.SOLAR: MODE_SOLAR}
-
-
-def charging_rules(e: EvseSpec) -> dict[str, Any]:
-    """The EVSE's charging rules as an installer sets them: the rule its `mode` makes,
-    then its further `rules` (a rule-set object replaces the list)."""
-    rules: list[dict[str, Any]] = []
-    mode = RULE_MODES.get(ChargeMode(e.mode))
-    if mode is not None:
-        rule: dict[str, Any] = {"mode": mode, "enabled": True}
-        if e.undercut_s is not None:
-            rule["udur"] = e.undercut_s
-        rules.append(rule)
-    extra = json.loads(e.rules_json) if e.rules_json else None
-    if isinstance(extra, dict):
-        return {"crule_set": extra}
-    if isinstance(extra, list):
-        rules += extra
-    return {"charging_rules": tuple(rules)} if rules else {}
 
 
 class ManagerPolicy:

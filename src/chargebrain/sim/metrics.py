@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from chargebrain.sim.optimum import OptimumResult
-from chargebrain.sim.runner import RunResult, SessionTrace
+from chargebrain.sim.results import RunResult, SessionTrace
 from chargebrain.sim.scenario import FaultKind
 
 FloatArray = npt.NDArray[np.float64]

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from chargebrain.sim.metrics import Metrics
-from chargebrain.sim.runner import RunResult
+from chargebrain.sim.results import RunResult
 from chargebrain.sim.scenario import DAY_S
 
 PLOT_POINTS = 4000

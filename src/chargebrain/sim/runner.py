@@ -17,7 +17,7 @@ import math
 import time
 from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from chargebrain.core.model import EvseReading, EvseState, MeterReading
 from chargebrain.core.phases import Phases, rotate_mask
@@ -25,58 +25,13 @@ from chargebrain.sim.car import Car, CarParams
 from chargebrain.sim.group_meters import GroupMeters
 from chargebrain.sim.meter import Meter, Window
 from chargebrain.sim.policy import GRID, PV, Decision, Policy, Snapshot
-from chargebrain.sim.profile import SiteProfile, build_profile, sub_rng
+from chargebrain.sim.profile import build_profile, sub_rng
+from chargebrain.sim.results import RunResult, SessionTrace
 from chargebrain.sim.scenario import DAY_S, CarSpec, EvseSpec, FaultKind, FaultSpec, Scenario
 
+__all__ = ["DT_S", "RunResult", "SessionTrace", "run_scenario"]
+
 DT_S = 1
-
-
-@dataclass(frozen=True, slots=True)
-class SessionTrace:
-    """One car's stay at one EVSE."""
-
-    car_id: str
-    evse_id: str
-    arrive_s: int
-    leave_s: int  # when it was unplugged, or the end of the run
-    phase_count: int
-    building_mask: int  # building phases it draws on (bit0 = L1)
-    need_kwh: float
-    delivered_kwh: float
-    soc_start: float
-    soc_end: float
-    drawn_ma: array[float]  # mean current per used phase, one per second from arrive_s
-    offers: tuple[tuple[int, int], ...]  # (t, mA) at plug-in and whenever the offer changed
-    # (t, phases the car draws on) whenever its EVSE's contactor switched between one and
-    # three phases (`phase_switching`), and at plug-in when that was not `phase_count`
-    phase_changes: tuple[tuple[int, int], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """What happened in one run. Series are per second, index = second since the start."""
-
-    scenario: Scenario
-    policy_name: str
-    duration_s: int
-    grid_ma: tuple[array[float], array[float], array[float]]  # true, at the connection, signed
-    evse_ma: tuple[array[float], array[float], array[float]]  # sum of all EVSEs
-    profile: SiteProfile
-    sessions: tuple[SessionTrace, ...]
-    cycles: int
-    refused_offers: int  # offers between 0 and an EVSE's minimum (treated as 0)
-    capped_offers: int  # offers above an EVSE's maximum (capped)
-    wall_s: float
-    policy_wall_s: float
-    # What a policy with a cycle of its own says about the run (its `stats()`, if it has
-    # one; a ManagerPolicy: the manager's cycles and what woke them).
-    policy_stats: Mapping[str, int] = field(default_factory=dict)
-
-    def session(self, car_id: str) -> SessionTrace:
-        for s in self.sessions:
-            if s.car_id == car_id:
-                return s
-        raise KeyError(car_id)
 
 
 class _Point:
