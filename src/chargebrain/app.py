@@ -7,7 +7,6 @@ background tasks. Policy lives elsewhere; this module only wires things together
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import socket
@@ -66,6 +65,8 @@ from chargebrain.store.opening import database_errors, open_data_dir
 log = logging.getLogger("chargebrain")
 
 CONTROLLER_TICK_S = 0.25
+#: A background task still running this long after its cancellation is cancelled again.
+RECANCEL_S = 1.0
 
 
 class AddressError(ListenError):
@@ -297,6 +298,23 @@ class App:
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
+    async def _end_tasks(self) -> None:
+        """Cancel the background tasks and wait until every one has ended. A task that
+        went on after its cancellation is cancelled again, every `RECANCEL_S`: under
+        Python 3.11 `asyncio.wait_for` (which aiomqtt uses while connecting) loses a
+        cancellation that arrives as what it waits for completes, and the process would
+        otherwise never stop."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        pending = set(tasks)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+            for task in pending:
+                log.warning("background task %s went on after it was cancelled; cancelling "
+                            "it again", task.get_name())
+                task.cancel()
+
     def _tls_setup(self) -> TlsSetup | None:
         """The HTTPS context the configuration asks for; raises TlsError."""
         config = self.config
@@ -417,12 +435,7 @@ class App:
     async def stop(self) -> None:
         self.http.live.close()
         logging.getLogger("chargebrain").removeHandler(self.http.log_tail)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self._end_tasks()
         await self.gateways.close()
         await self.ocpp.close_all()
         await self.ocpp.stop()
