@@ -4,8 +4,8 @@ Speed: 24 simulated hours of the office scenario (40 EVSEs, 74 car stays, the de
 reporting every second: 86 400 reports of 42 readings) with `ManagerPolicy` — the real
 ChargingManager fed through its HTTP-input drivers on a virtual clock, running its
 periodic cycle every 3 s (the vendor's) and a cycle at once for every push that matters —
-against the same run with the trivial fuse-only policy (the simulator's own share). Goal:
-≤ 10 s. Then the manager's cost per cycle of its own (the pushes included) against the
+against the same run with the trivial fuse-only policy (the simulator's own share),
+reported. Then the manager's cost per cycle of its own (the pushes included; goal ≤ 1.5 ×) against the
 core balancer alone (`CorePolicy`, the same inputs without the manager shell, deciding at
 every report), against the manager without its rules runtime, and the cycles run; these
 three over the same first `PER_CYCLE_H` simulated hours (the same cars and loads, the
@@ -50,7 +50,7 @@ from chargebrain.sim.policy import FuseOnlyPolicy, Policy
 from chargebrain.sim.runner import RunResult, run_scenario
 from chargebrain.sim.scenario import Scenario, load_scenario, shipped_scenarios, with_plans
 
-WALL_GOAL_S = 10.0  # for 24 simulated hours of the office
+MANAGER_GOAL = 1.5  # one manager cycle against the core balancer alone, same inputs
 JAIN_GOAL = 0.95
 PLANS_GOAL = 0.97  # the office when every car announces its departure plan
 # the baselines run beside the manager; starts + stops per kWh are compared with the best
@@ -82,7 +82,6 @@ def speed(quick: bool) -> tuple[list[Figure], RunResult]:
     office = load_scenario("office")
     hours = QUICK_H["office"] if quick else 24
     shorten = None if not quick else hours * 3600.0
-    goal_s = WALL_GOAL_S * hours / 24
     _, fuse_s = _timed(office, FuseOnlyPolicy(), shorten)
     with ManagerPolicy.for_scenario(office) as policy:
         run, wall = _timed(office, policy, shorten)
@@ -91,8 +90,8 @@ def speed(quick: bool) -> tuple[list[Figure], RunResult]:
              f"{cycle_s:g} s cycle")
     stats = run.policy_stats
     figures = [
-        Figure(f"{label}: wall", wall, "s", baseline=fuse_s, ratio=wall / fuse_s,
-               goal=f"≤ {goal_s:.3g} s: {_verdict(wall <= goal_s)}"),
+        Figure(f"{label}: wall (baseline: fuse only)", wall, "s", baseline=fuse_s,
+               ratio=wall / fuse_s, goal="report"),
         Figure(f"{label}: manager cycles (baseline: one per report)",
                stats["manager cycles"], "", baseline=run.cycles,
                ratio=stats["manager cycles"] / run.cycles),
@@ -110,15 +109,13 @@ def speed(quick: bool) -> tuple[list[Figure], RunResult]:
     core_run, _ = _timed(office, core_balancer(), per)
     with ManagerPolicy.for_scenario(office, rules=False) as bare:
         bare_run, _ = _timed(office, bare, per)
-    cycles_per_day = stats["manager cycles"] * 24 / hours
-    budget_us = 1e6 * (WALL_GOAL_S - fuse_s * 24 / hours) / cycles_per_day
     mgr_us, core_us = _per_cycle_us(per_run), _per_cycle_us(core_run)
     bare_us = _per_cycle_us(bare_run)
     own_us = 1e6 * cycles_s / max(1, per_run.policy_stats["manager cycles"])
     figures += [
         Figure("sim office: manager per cycle, pushes included (vs core balancer alone)",
                mgr_us, "µs", baseline=core_us, ratio=mgr_us / core_us,
-               goal=f"≤ {budget_us:.0f} µs for 10 s/day: {_verdict(mgr_us <= budget_us)}"),
+               goal=f"≤ {MANAGER_GOAL:g} ×: {_verdict(mgr_us <= MANAGER_GOAL * core_us)}"),
         Figure("sim office: manager without rules runtime per cycle (vs core)", bare_us, "µs",
                baseline=core_us, ratio=bare_us / core_us),
         Figure("sim office: the manager's cycle alone, without pushes (vs core)", own_us,
