@@ -3,13 +3,14 @@
 Speed: 24 simulated hours of the office scenario (40 EVSEs, 74 car stays, the devices
 reporting every second: 86 400 reports of 42 readings) with `ManagerPolicy` — the real
 ChargingManager fed through its HTTP-input drivers on a virtual clock, running its
-periodic cycle every 3 s (the vendor's) and a cycle at once for every push that matters —
-against the same run with the trivial fuse-only policy (the simulator's own share),
-reported. Then the manager's cost per cycle of its own (the pushes included; goal ≤ 1.5 ×) against the
-core balancer alone (`CorePolicy`, the same inputs without the manager shell, deciding at
-every report), against the manager without its rules runtime, and the cycles run; these
-three over the same first `PER_CYCLE_H` simulated hours (the same cars and loads, the
-policy's time divided by its own decisions: the manager's cycles, the core's reports).
+periodic cycle every 3 s (the vendor's) and a cycle at once for every push that matters
+— against the same run with the trivial fuse-only policy (the simulator's own share),
+reported. Then the manager's cost per cycle of its own (the pushes included; goal ≤ 1.5
+×) against the core balancer alone (`CorePolicy`, the same inputs without the manager
+shell, deciding at every report), against the manager without its rules runtime, and the
+cycles run; these three over the same first `PER_CYCLE_H` simulated hours (the same cars
+and loads, the policy's time divided by its own decisions: the manager's cycles, the
+core's reports).
 
 Goals, measured with the real manager: delivered energy as a share of the offline optimum
 (the compliant bound where it is solved; goal ≥ 0.95 in every shipped scenario, 0.90 in
