@@ -26,6 +26,7 @@ them. It never does I/O.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -98,11 +99,12 @@ def problem_at(
 # -- lenient scalar markers -------------------------------------------------------------
 
 
-class _Marker:
+class _Marker(ABC):
     """A check run before the field's own (strict) schema, with its JSON Schema hints."""
 
+    @abstractmethod
     def check(self, value: Any) -> Any:
-        raise NotImplementedError
+        """The value the field's schema then gets; raises `_error(...)` when it does not fit."""
 
     def json_hints(self) -> dict[str, Any]:
         return {}
