@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chargebrain.api import auth
+from chargebrain.api.cmd_sessions import evse_param
 from chargebrain.api.commands import Permission, Request, command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.params import clean
@@ -28,18 +29,6 @@ from chargebrain.manager.state import DeviceRuntime
 MAX_RFID = 64
 _NO_CREDENTIALS = ("set_plan needs the admin password, or the RFID/PIN (rfid=) or user id "
                    "(user_id=) of the user of the running session")
-
-
-def _evse(req: Request) -> DeviceRuntime:
-    dev_id = clean(req.params.get("dev_id", "")).upper()
-    if not dev_id:
-        raise ApiError(400, "dev_id is required")
-    rt = req.app.manager.devices.get(dev_id)
-    if rt is None:
-        raise ApiError(404, f"no device {dev_id}")
-    if rt.evse is None:
-        raise ApiError(400, f"{dev_id} is not an EVSE")
-    return rt
 
 
 async def _session_user(req: Request, rt: DeviceRuntime) -> str | None:
@@ -95,7 +84,7 @@ async def set_plan_cmd(req: Request) -> Any:
     if not req.caller.is_admin and not (
             clean(req.params.get("rfid", "")) or clean(req.params.get("user_id", ""))):
         return auth.challenge(_NO_CREDENTIALS)
-    rt = _evse(req)
+    rt = evse_param(req)
     fields = req.body if req.body is not None else {
         k: v for k, v in req.params.items() if k not in ("cmd", "dev_id", "rfid", "user_id")}
     body = plan_body(fields)

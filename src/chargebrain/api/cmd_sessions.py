@@ -17,7 +17,7 @@ import csv
 import io
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from aiohttp import web
 
@@ -52,7 +52,15 @@ def _sessions(req: Request) -> SessionManager:
     return req.app.sessions
 
 
-def _evse(req: Request, required: bool = True) -> DeviceRuntime | None:
+@overload
+def evse_param(req: Request) -> DeviceRuntime: ...
+@overload
+def evse_param(req: Request, required: bool) -> DeviceRuntime | None: ...
+
+
+def evse_param(req: Request, required: bool = True) -> DeviceRuntime | None:
+    """The EVSE the request's `dev_id` names: 400 without one (None if not `required`),
+    404 for an unknown device, 400 for a device that is not an EVSE."""
     dev_id = clean(req.params.get("dev_id", "")).upper()
     if not dev_id:
         if required:
@@ -99,7 +107,7 @@ def _outcome_json(outcome: Outcome, rt: DeviceRuntime) -> dict[str, Any]:
 async def enter_rfid(req: Request) -> Any:
     rfid = _rfid(req, required=True)
     assert rfid is not None
-    rt = _evse(req, required=False)
+    rt = evse_param(req, required=False)
     sessions = _sessions(req)
     async with auth.guarded(req.app, req.caller.remote, Secret.CARD) as attempt:
         try:
@@ -154,8 +162,8 @@ async def override_device(req: Request) -> Any:
     if not req.caller.is_admin and rfid is None:
         return auth.challenge("override_device needs the admin password or the RFID/PIN "
                               "of the user of the running session")
-    rt = _evse(req)
-    assert rt is not None and rt.evse is not None
+    rt = evse_param(req)
+    assert rt.evse is not None
     if rfid is not None:
         async with auth.guarded(req.app, req.caller.remote, Secret.CARD) as attempt:
             user = sessions.session_user(rt, rfid)
@@ -179,8 +187,7 @@ async def override_device(req: Request) -> Any:
 @command("soft_meter", Permission.ADMIN,
          "Read (and with val=Wh set) an EVSE's soft meter; answers the old reading")
 async def soft_meter(req: Request) -> Any:
-    rt = _evse(req)
-    assert rt is not None
+    rt = evse_param(req)
     value: float | None = None
     if "val" in req.params and clean(req.params["val"]):
         value = parse_number(req.params["val"], "val")
