@@ -24,13 +24,20 @@ async def settle(site: Site, house_ma: int, seconds: int = 6) -> dict[str, int]:
     return {d: site.decision(d)[0] for d in FOUR}
 
 
-async def test_a_car_stopped_by_a_lower_limit_waits_without_a_timer(
-        virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
+async def four_cars_at_8_a(virtual: tuple[Running, VirtualClock],
+                          http: aiohttp.ClientSession) -> Site:
+    """A 38 A site, a grid meter, 6 A of household and four cars charging at 8 A."""
     site = await site_of(virtual, http, 38000)
     await site.grid_meter()
     for dev_id in FOUR:
         await site.wallbox(dev_id)
     assert set((await settle(site, 6000, 12)).values()) == {8000}
+    return site
+
+
+async def test_a_car_stopped_by_a_lower_limit_waits_without_a_timer(
+        virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
+    site = await four_cars_at_8_a(virtual, http)
     # The admin lowers the connection limit: 20 A for four cars, one must stop.
     await limit(site, 26000)
     currents = await settle(site, 6000)
@@ -52,11 +59,7 @@ async def test_a_car_stopped_by_a_lower_limit_waits_without_a_timer(
 
 async def test_a_car_stopped_by_the_household_keeps_its_timer(
         virtual: tuple[Running, VirtualClock], http: aiohttp.ClientSession) -> None:
-    site = await site_of(virtual, http, 38000)
-    await site.grid_meter()
-    for dev_id in FOUR:
-        await site.wallbox(dev_id)
-    assert set((await settle(site, 6000, 12)).values()) == {8000}
+    site = await four_cars_at_8_a(virtual, http)
     currents = await settle(site, 18000)  # 20 A left for four cars
     paused = [d for d, ma in currents.items() if ma == 0]
     assert len(paused) == 1
