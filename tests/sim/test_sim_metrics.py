@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from chargebrain.sim.metrics import compute_metrics, jain_index, load_steps, quick_restarts
+from chargebrain.sim.optimum import random_dropouts
 from chargebrain.sim.output import format_metrics_table
 from chargebrain.sim.policy import EqualSplitPolicy, FuseOnlyPolicy
 from chargebrain.sim.profile import SiteProfile
@@ -250,3 +251,17 @@ def test_quick_restarts_count_pauses_of_charging_cars_shorter_than_the_pause_tim
         "faults": [{"type": "meter_stale", "meter": "grid", "from": 190, "to": 250}],
     })
     assert quick_restarts(dataclasses.replace(run, scenario=stale)) == 0
+    # ... and so may one during a random dropout of the grid meter
+    noisy = scenario_from_dict({
+        **_imbalance_dict(), "meters": {"grid": {"dropouts_per_hour": 30}}})
+    start = next(a for a, _ in random_dropouts(noisy.meters.grid, noisy.seed, "meter:grid", N)
+                 if 10 <= a < N - 100)
+    run = imbalance_run(((0, 16000), (start, 0), (start + 60, 16000)), charging, None)
+    assert quick_restarts(run) == 1
+    assert quick_restarts(dataclasses.replace(run, scenario=noisy)) == 0
+    # a pause in which the EVSE switched between one and three phases is the switch's
+    run = imbalance_run(((0, 16000), (200, 0), (330, 16000)), charging, None)
+    switched = tuple(dataclasses.replace(s, phase_changes=((205, 1),)) if s.car_id == "b"
+                     else s for s in run.sessions)
+    assert quick_restarts(run) == 1
+    assert quick_restarts(dataclasses.replace(run, sessions=switched)) == 0

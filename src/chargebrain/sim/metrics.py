@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from chargebrain.sim.optimum import OptimumResult
+from chargebrain.sim.optimum import OptimumResult, random_dropouts
 from chargebrain.sim.results import RunResult, SessionTrace
 from chargebrain.sim.scenario import FaultKind
 
@@ -35,6 +35,8 @@ MIN_PAUSE_S = 300
 #: A pause that begins during a spell of missing data (a stale or silent meter, an EVSE
 #: offline) or this long after it is one "caused by missing data": it may end early.
 DATA_FAULT_AFTER_S = 60
+#: A pause with a phase switch of its EVSE this close to it (s) belongs to the switch.
+SWITCH_SLACK_S = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,15 +425,25 @@ def quick_restarts(run: RunResult, pause_s: int = MIN_PAUSE_S) -> int:
     """How often the policy paused a charging car and offered it current again within
     `pause_s`. A pause is an offer falling to 0 while the car drew at least ACTIVE_MA in
     the second before, the car still plugged in; a restart is its next offer above 0,
-    before it leaves. Pauses that begin during a scenario fault of missing data (a stale
-    or silent meter, an EVSE offline) or within DATA_FAULT_AFTER_S after it are left out:
-    a pause caused only by missing readings ends when they are back."""
+    before it leaves. Left out: pauses that begin while readings are missing — a scenario
+    fault of missing data (a stale or silent meter, an EVSE offline) or a random dropout
+    of the grid meter, the PV meter or a group's meter — or within DATA_FAULT_AFTER_S
+    after it (a pause caused only by missing readings ends when they are back); and a
+    pause in which the car's EVSE switched between one and three phases (the switch
+    interrupts the pilot: no pause of the manager's)."""
+    sc = run.scenario
     data = (FaultKind.METER_STALE, FaultKind.METER_DROPOUT, FaultKind.EVSE_OFFLINE)
     spells = [(f.start_s, f.end_s + DATA_FAULT_AFTER_S)
-              for f in run.scenario.faults if f.kind in data]
+              for f in sc.faults if f.kind in data]
+    meters = [(sc.meters.grid, "meter:grid"), (sc.meters.pv, "meter:pv")]
+    meters += [(g.meter, f"meter:group:{g.id}") for g in sc.site.groups if g.meter is not None]
+    for spec, part in meters:
+        spells += [(a, b + DATA_FAULT_AFTER_S)
+                   for a, b in random_dropouts(spec, sc.seed, part, run.duration_s)]
     count = 0
     for s in run.sessions:
         drawn = s.drawn_ma
+        switched = [t for t, _ in s.phase_changes]
         paused_at: int | None = None
         prev = 0
         for t, ma in s.offers:
@@ -441,7 +453,9 @@ def quick_restarts(run: RunResult, pause_s: int = MIN_PAUSE_S) -> int:
                 missing = any(a <= t < b for a, b in spells)
                 paused_at = t if charging and not missing else None
             elif prev <= 0 < ma and paused_at is not None:
-                if t - paused_at < pause_s and t < s.leave_s:
+                phase_switch = any(paused_at - SWITCH_SLACK_S <= w <= t + SWITCH_SLACK_S
+                                   for w in switched)
+                if t - paused_at < pause_s and t < s.leave_s and not phase_switch:
                     count += 1
                 paused_at = None
             prev = ma
