@@ -28,12 +28,7 @@ Caps = dict[int, tuple[float, float, float]]
 
 def node_path(mgr: Decider, group: int) -> tuple[int, ...]:
     """The nodes above a device in `group`: its group first, upwards, the site (0) last."""
-    path: list[int] = []
-    while group and group not in path:
-        path.append(group)
-        parent = mgr.devices.get(f"E{group}")
-        group = parent.config.group if parent is not None else 0
-    return (*path, 0)
+    return mgr.inventory.topology().path_up(group)
 
 
 def claim_of(mgr: Decider, rt: DeviceRuntime, rctx: RuleContext) -> PoolClaim:

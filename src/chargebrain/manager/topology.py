@@ -34,8 +34,9 @@ class Topology:
     configuration change: who is read how, which meters measure which node, which nodes
     lie above each EVSE."""
 
-    __slots__ = ("cons", "evse_nodes", "evses", "grid", "groups_and_evses", "has_grid",
-                 "local", "polled", "pushed", "remote", "site_meters", "synchronous", "virtual")
+    __slots__ = ("_devices", "_up", "cons", "evse_nodes", "evses", "grid", "groups_and_evses",
+                 "has_grid", "local", "polled", "pushed", "remote", "site_meters",
+                 "synchronous", "virtual")
 
     def __init__(self, ordered: list[DeviceRuntime], devices: dict[str, DeviceRuntime]) -> None:
         """`ordered`: the devices in configured order; `devices`: the same by id."""
@@ -55,6 +56,8 @@ class Topology:
         self.groups_and_evses = [rt for rt in ordered if rt.dtype.kind is Kind.GROUP
                                  or rt.evse is not None]
         self.evses = [rt for rt in ordered if rt.evse is not None]
+        self._devices = devices
+        self._up: dict[int, tuple[int, ...]] = {}
         self.grid: dict[int, list[DeviceRuntime]] = {}
         self.cons: dict[int, list[DeviceRuntime]] = {}
         for rt in devices.values():
@@ -78,3 +81,11 @@ class Topology:
         ]
         self.virtual = [rt for rt in devices.values()
                         if rt.dtype.kind is Kind.VIRTUAL and rt.config.device_enabled]
+
+    def path_up(self, group: int) -> tuple[int, ...]:
+        """The nodes above a device in `group`, nearest first: its group, the groups
+        above it, the site (0) last. Worked out once per group and configuration."""
+        path = self._up.get(group)
+        if path is None:
+            path = self._up[group] = (*_ancestors(self._devices, group)[1:], 0)
+        return path
