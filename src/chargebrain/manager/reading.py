@@ -193,12 +193,8 @@ class Readers:
         """Read an OCPP connector at once (what `_read_one_now` does, without awaiting)."""
         try:
             reading = driver.latest(mono)
-        except DeviceError as exc:
-            com_error(rt, str(exc) or type(exc).__name__, mono)
-            return
         except Exception as exc:
-            log.exception("reading %s failed", rt.dev_id)
-            com_error(rt, f"internal error: {exc}", mono)
+            _read_failed(rt, exc, mono)
             return
         self._take(rt, reading, now, mono, mono)
 
@@ -218,12 +214,8 @@ class Readers:
             # (asyncio.timeout rather than wait_for: no second task per read)
             async with asyncio.timeout(READ_TIMEOUT_S):
                 reading: MeterReading | EvseReading = await driver.read()
-        except (DeviceError, TimeoutError, OSError) as exc:
-            com_error(rt, str(exc) or type(exc).__name__, self.clock.monotonic())
-            return
         except Exception as exc:
-            log.exception("reading %s failed", rt.dev_id)
-            com_error(rt, f"internal error: {exc}", self.clock.monotonic())
+            _read_failed(rt, exc, self.clock.monotonic())
             return
         self._take(rt, reading, self.clock.now(), self.clock.monotonic(), started)
 
@@ -359,3 +351,14 @@ class Readers:
         """Stop the reads still running (at shutdown)."""
         for task in self._pending.values():
             task.cancel()
+
+
+def _read_failed(rt: DeviceRuntime, exc: Exception, mono: float) -> None:
+    """A read that raised (call it from the except clause): what the device or the link
+    said is its communication error; anything else is a fault of ours, logged with its
+    traceback, and the device counts as not answering."""
+    if isinstance(exc, DeviceError | TimeoutError | OSError):
+        com_error(rt, str(exc) or type(exc).__name__, mono)
+    else:
+        log.exception("reading %s failed", rt.dev_id)
+        com_error(rt, f"internal error: {exc}", mono)
