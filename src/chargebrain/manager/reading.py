@@ -43,7 +43,8 @@ _CHARGING = frozenset(s for s in EvseState if s.charging)
 _PLUGGED = frozenset(s for s in EvseState if s.plugged)
 
 
-def _meter_corrected(cfg: DeviceConfig, r: MeterReading) -> MeterReading:
+def meter_corrected(cfg: DeviceConfig, r: MeterReading) -> MeterReading:
+    """A meter's reading with its configured factor and sign applied."""
     factor = cfg.factor * (-1.0 if cfg.invert else 1.0)
     if factor == 1.0:
         return r
@@ -230,7 +231,7 @@ class Readers:
             com_ok(rt, mono)
             self._evse_reading(rt, reading, now, mono, taken)
             return
-        corrected = _meter_corrected(rt.config, reading)
+        corrected = meter_corrected(rt.config, reading)
         problem = implausible(corrected)  # the factor may make it so
         if problem is not None:
             com_error(rt, problem, mono)

@@ -16,6 +16,8 @@ narrow interfaces, wired by `manager.assembly.build_manager`:
 * `readers` (manager.reading): reading the devices each cycle;
 * `decider` (manager.decide): from the readings to the allocation;
 * `writer` (manager.apply): writing the decisions to the EVSEs;
+* `guard` (manager.guard): a lower limit at once, before a cycle waits for polled
+  devices, where a fresh grid reading shows an overload;
 * `signal` (manager.cycle_signal): who woke the loop and who waits for a cycle.
 """
 
@@ -32,12 +34,14 @@ from chargebrain.manager.apply import Writer
 from chargebrain.manager.config import SiteParams
 from chargebrain.manager.cycle_signal import CycleSignal
 from chargebrain.manager.decide import Decider
+from chargebrain.manager.guard import OverloadGuard
 from chargebrain.manager.inventory import DeviceInventory
 from chargebrain.manager.ports import SessionListener
 from chargebrain.manager.pushes import Pushes
 from chargebrain.manager.reading import Readers
 from chargebrain.manager.settings import SiteSettings
 from chargebrain.manager.state import DeviceRuntime
+from chargebrain.manager.topology import Topology
 
 log = logging.getLogger("chargebrain.manager")
 
@@ -66,6 +70,11 @@ class ChargingManager:
         self._next_periodic: float | None = None  # monotonic time the periodic cycle is due
         self._lock = asyncio.Lock()
         self._last_cycle_mono: float | None = None
+        self.guard = OverloadGuard(clock, settings, decider, writer, inventory.devices)
+        self._takes = 0  # cycles that took the pushed readings so far
+        self._taken_at: float | None = None  # when the last of them did (monotonic)
+        self._reading: Topology | None = None  # set while a cycle waits for polled devices
+        signal.on_wake = self._woken
 
     # --- what the parts hold, for the API and the session layer -------------------------
 
@@ -153,9 +162,18 @@ class ChargingManager:
             except Exception:
                 log.exception("control cycle failed")
 
+    def _woken(self) -> None:
+        """Something woke the loop: while a cycle waits for polled devices, the guard
+        acts on the readings at hand now (that cycle decides on older pushed readings)."""
+        topo = self._reading
+        if topo is not None:
+            self.guard.act(topo, self._taken_at, self._takes + 1)
+
     async def cycle(self, poll: bool = True) -> Allocation:
         """One control cycle. `poll=False` (a cycle a push woke) takes the pushed readings
-        and reads the polled devices again without waiting for slow ones."""
+        and reads the polled devices again without waiting for slow ones. Where devices
+        are polled over I/O, the overload guard acts first, and again on every wake-up
+        while the cycle waits for them."""
         async with self._lock:
             signal = self.signal
             # The cycle sees everything that woke it so far.
@@ -163,12 +181,23 @@ class ChargingManager:
             seen = signal.wakes
             started = time.perf_counter()
             topo = self.inventory.topology()
-            if poll:
-                await self.readers.read_all(topo)
-            else:
-                await self.readers.read_woken(topo)
+            guarded = bool(topo.remote)
+            if guarded:
+                # This cycle's decision sees the readings the guard acts on.
+                self.guard.act(topo, self._taken_at, self._takes + 1)
+            # The pushed readings are taken now, before the first wait.
+            self._takes += 1
+            self._taken_at = self.clock.monotonic()
+            self._reading = topo if guarded else None
+            try:
+                if poll:
+                    await self.readers.read_all(topo)
+                else:
+                    await self.readers.read_woken(topo)
+            finally:
+                self._reading = None
             alloc = self.decider.decide(self.inventory.topology())
-            await self.writer.apply(alloc)
+            await self.writer.apply(alloc, self._takes)
             self.cycle_count += 1
             self.cycle_duration_s = time.perf_counter() - started
             elapsed_ms = round(self.cycle_duration_s * 1000)
