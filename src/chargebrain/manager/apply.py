@@ -68,6 +68,12 @@ class Writer:
                     del caps[dev_id]
         await _apply(alloc, self.devices, self.clock, caps)
 
+    async def lowering(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the guard's writes under way (those that take
+        longer go on)."""
+        if self._lowering:
+            await asyncio.wait(set(self._lowering), timeout=timeout)
+
     def holding_ma(self, rt: DeviceRuntime) -> int | None:
         """The charging limit an EVSE holds or is being given by the guard (None: none
         known, or charging is off)."""

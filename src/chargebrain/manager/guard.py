@@ -128,8 +128,12 @@ class OverloadGuard:
         last time a cycle took the pushed readings; None: never), show a phase above its
         limit. `until`: the number of the cycle whose decision sees those readings (see
         `Writer.lower`). Returns the number of EVSEs lowered."""
+        return self.lower(self.plan(topo, since), until)
+
+    def plan(self, topo: Topology, since: float | None) -> dict[str, int]:
+        """What `act` would lower: the limit each EVSE must come down to, by id."""
         if since is None or self.decider.last_allocation is None or not topo.grid:
-            return 0
+            return {}
         mono = self.clock.monotonic()
         reserve = self.settings.params.reserve_current
         cuts: dict[str, int] = {}  # EVSE -> the limit it must come down to
@@ -143,6 +147,10 @@ class OverloadGuard:
             excess = [c - limit + reserve if c > limit else 0 for c in current]
             if any(excess):
                 self._share(topo, node, excess, cuts)
+        return cuts
+
+    def lower(self, cuts: dict[str, int], until: int) -> int:
+        """Write the limits of `plan` (see `act`); returns how many."""
         if not cuts:
             return 0
         self.actions += 1

@@ -45,6 +45,11 @@ from chargebrain.manager.topology import Topology
 
 log = logging.getLogger("chargebrain.manager")
 
+#: How long a cycle waits for the overload guard's writes before it reads the devices.
+LOWERING_WAIT_S = 0.2
+#: How long it waits for the reads of the EVSEs the guard lowers, before the writes.
+FIRST_READ_WAIT_S = 0.05
+
 
 class ChargingManager:
     """Runs the control loop over its collaborators."""
@@ -169,6 +174,24 @@ class ChargingManager:
         if topo is not None:
             self.guard.act(topo, self._taken_at, self._takes + 1)
 
+    async def _guard_first(self, topo: Topology) -> frozenset[str]:
+        """The overload guard at the start of a cycle (whose decision sees the readings it
+        acts on). The EVSEs it lowers that are polled over I/O are read first, so that
+        their readings are from the moment of the pushed sample, not from after the
+        guard's write (the decision subtracts them from that sample; a read slower than
+        FIRST_READ_WAIT_S carries over); then its writes go, before the other reads crowd
+        the loop (one slower than LOWERING_WAIT_S goes on).
+        Returns the ids of the EVSEs read already."""
+        cuts = self.guard.plan(topo, self._taken_at)
+        if not cuts:
+            return frozenset()
+        polled = [rt for rt in topo.remote if rt.dev_id in cuts]
+        if polled:
+            await self.readers.read_first(polled, FIRST_READ_WAIT_S)
+        self.guard.lower(cuts, self._takes + 1)
+        await self.writer.lowering(LOWERING_WAIT_S)
+        return frozenset(rt.dev_id for rt in polled)
+
     async def cycle(self, poll: bool = True) -> Allocation:
         """One control cycle. `poll=False` (a cycle a push woke) takes the pushed readings
         and reads the polled devices again without waiting for slow ones. Where devices
@@ -182,18 +205,18 @@ class ChargingManager:
             started = time.perf_counter()
             topo = self.inventory.topology()
             guarded = bool(topo.remote)
+            done: frozenset[str] = frozenset()
             if guarded:
-                # This cycle's decision sees the readings the guard acts on.
-                self.guard.act(topo, self._taken_at, self._takes + 1)
+                done = await self._guard_first(topo)
             # The pushed readings are taken now, before the first wait.
             self._takes += 1
             self._taken_at = self.clock.monotonic()
             self._reading = topo if guarded else None
             try:
                 if poll:
-                    await self.readers.read_all(topo)
+                    await self.readers.read_all(topo, done)
                 else:
-                    await self.readers.read_woken(topo)
+                    await self.readers.read_woken(topo, done)
             finally:
                 self._reading = None
             alloc = self.decider.decide(self.inventory.topology())
