@@ -91,8 +91,12 @@ class Writer:
         driver = rt.driver
         assert ev is not None and driver is not None
         held = self.caps.get(rt.dev_id)
-        self.caps[rt.dev_id] = (current_ma, until) if held is None else (
-            min(held[0], current_ma), max(held[1], until))
+        if held is not None:
+            self.caps[rt.dev_id] = (min(held[0], current_ma), max(held[1], until))
+            if held[0] <= current_ma:
+                return  # that much or less is being written already
+        else:
+            self.caps[rt.dev_id] = (current_ma, until)
         cmd = _command(True, current_ma)
         if ev.phase_request:
             cmd = replace(cmd, phases=ev.phase_request)  # as `_apply` writes it

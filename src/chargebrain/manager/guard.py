@@ -20,7 +20,6 @@ overloading sample (`Writer.lower`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from chargebrain.clock import Clock
 from chargebrain.core.model import MeterReading, implausible
@@ -108,12 +107,11 @@ class OverloadGuard:
     """Lowers EVSEs at once where a fresh grid reading shows a node above its limit."""
 
     def __init__(self, clock: Clock, settings: SiteSettings, decider: Decider,
-                 writer: Writer, devices: Mapping[str, DeviceRuntime]) -> None:
+                 writer: Writer) -> None:
         self.clock = clock
         self.settings = settings
         self.decider = decider
         self.writer = writer
-        self.devices = devices  # the inventory's devices (the same mapping, kept current)
         self.actions = 0  # times the guard found an overload and lowered an EVSE
         self.lowered = 0  # EVSE limits it lowered so far
 
@@ -130,13 +128,13 @@ class OverloadGuard:
         `Writer.lower`). Returns the number of EVSEs lowered."""
         return self.lower(self.plan(topo, since), until)
 
-    def plan(self, topo: Topology, since: float | None) -> dict[str, int]:
-        """What `act` would lower: the limit each EVSE must come down to, by id."""
+    def plan(self, topo: Topology, since: float | None) -> dict[str, tuple[DeviceRuntime, int]]:
+        """What `act` would lower: each EVSE and the limit it must come down to, by id."""
         if since is None or self.decider.last_allocation is None or not topo.grid:
             return {}
         mono = self.clock.monotonic()
         reserve = self.settings.params.reserve_current
-        cuts: dict[str, int] = {}  # EVSE -> the limit it must come down to
+        cuts: dict[str, tuple[DeviceRuntime, int]] = {}  # id -> EVSE, its new limit
         for node, meters in topo.grid.items():
             limit = self.limit_of(node)
             if limit is None:
@@ -149,7 +147,7 @@ class OverloadGuard:
                 self._share(topo, node, excess, cuts)
         return cuts
 
-    def lower(self, cuts: dict[str, int], until: int) -> int:
+    def lower(self, cuts: dict[str, tuple[DeviceRuntime, int]], until: int) -> int:
         """Write the limits of `plan` (see `act`); returns how many."""
         if not cuts:
             return 0
@@ -158,12 +156,12 @@ class OverloadGuard:
         log.info("overload measured: %d EVSE limit(s) lowered before the cycle's reads",
                  len(cuts))
         writer = self.writer
-        for dev_id, target in cuts.items():
-            writer.lower(self.devices[dev_id], target, until)
+        for rt, target in cuts.values():
+            writer.lower(rt, target, until)
         return len(cuts)
 
     def _share(self, topo: Topology, node: int, excess: list[int],
-               cuts: dict[str, int]) -> None:
+               cuts: dict[str, tuple[DeviceRuntime, int]]) -> None:
         """Take `excess` (per building phase) off the EVSEs under `node` that draw on that
         phase, in proportion to what each draws above its minimum; note in `cuts` the
         lowest limit each must come down to."""
@@ -196,5 +194,6 @@ class OverloadGuard:
                 low = rt.config.min_charging_cur
                 cut = -(-need * (draw - low) // room)  # its share, rounded up
                 target = max(low, (draw - cut) // STEP_MA * STEP_MA)
-                if target < held and target < cuts.get(rt.dev_id, held):
-                    cuts[rt.dev_id] = target
+                noted = cuts.get(rt.dev_id)
+                if target < (held if noted is None else noted[1]):
+                    cuts[rt.dev_id] = (rt, target)

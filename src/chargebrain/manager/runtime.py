@@ -75,7 +75,7 @@ class ChargingManager:
         self._next_periodic: float | None = None  # monotonic time the periodic cycle is due
         self._lock = asyncio.Lock()
         self._last_cycle_mono: float | None = None
-        self.guard = OverloadGuard(clock, settings, decider, writer, inventory.devices)
+        self.guard = OverloadGuard(clock, settings, decider, writer)
         self._takes = 0  # cycles that took the pushed readings so far
         self._taken_at: float | None = None  # when the last of them did (monotonic)
         self._reading: Topology | None = None  # set while a cycle waits for polled devices
@@ -169,10 +169,14 @@ class ChargingManager:
 
     def _woken(self) -> None:
         """Something woke the loop: while a cycle waits for polled devices, the guard
-        acts on the readings at hand now (that cycle decides on older pushed readings)."""
+        acts on the readings at hand now (that cycle decides on older pushed readings).
+        Called within the caller's request: a fault of the guard is logged, not raised."""
         topo = self._reading
         if topo is not None:
-            self.guard.act(topo, self._taken_at, self._takes + 1)
+            try:
+                self.guard.act(topo, self._taken_at, self._takes + 1)
+            except Exception:
+                log.exception("overload guard failed")
 
     async def _guard_first(self, topo: Topology) -> frozenset[str]:
         """The overload guard at the start of a cycle (whose decision sees the readings it
@@ -206,13 +210,13 @@ class ChargingManager:
             topo = self.inventory.topology()
             guarded = bool(topo.remote)
             done: frozenset[str] = frozenset()
-            if guarded:
-                done = await self._guard_first(topo)
-            # The pushed readings are taken now, before the first wait.
-            self._takes += 1
-            self._taken_at = self.clock.monotonic()
-            self._reading = topo if guarded else None
             try:
+                if guarded:
+                    self._reading = topo
+                    done = await self._guard_first(topo)
+                # The pushed readings are taken now, before the next wait.
+                self._takes += 1
+                self._taken_at = self.clock.monotonic()
                 if poll:
                     await self.readers.read_all(topo, done)
                 else:
