@@ -15,6 +15,7 @@ import aiohttp
 
 from chargebrain.app import App, Config
 from chargebrain.manager.config import DeviceConfig
+from chargebrain.manager.ports import CycleListener
 from chargebrain.powerbrain.hardware import SimCar
 from tests.conftest import Running, free_ports, wait_for
 from tests.manager.test_mixed_sources import HOUSE_MA, SITE_MA, e1_draw_ma, push_grid
@@ -174,3 +175,38 @@ async def test_the_guard_never_goes_below_the_minimum_and_leaves_pausing_to_the_
             return (await limit_da(http, peer))[1] == 0
 
         await wait_for(off)
+
+
+class HeldLimits(CycleListener):
+    """Notes at the end of every cycle the limit the manager last wrote to one EVSE."""
+
+    def __init__(self, running: Running, dev_id: str) -> None:
+        self.evse = running.app.manager.devices[dev_id].evse
+        self.limits: list[int] = []
+
+    def on_cycle(self, now: float) -> None:
+        assert self.evse is not None and self.evse.last_command is not None
+        self.limits.append(self.evse.last_command.current_ma)
+
+
+async def test_a_cycle_reading_when_the_overload_comes_writes_no_more_than_the_guard(
+        running: Running, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """The overload arrives while a cycle (woken before it) waits for M4: the guard lowers
+    E2 at once; that cycle decided on the grid sample before the overload, and its
+    16 A must not go out over the guard's limit. The next cycle decides on the overload."""
+    mgr = running.app.manager
+    async with guarded_site(running, http, tmp_path) as (peer, relay):
+        relay.open.clear()
+        mgr.wake()  # a cycle that now waits for M4
+        await wait_for(lambda: mgr.reads_under_way)
+        decisions = mgr.decider.cycles
+        held = HeldLimits(running, "E2")
+        mgr.listeners.append(held)
+        await push_grid(http, running, HOUSE_MA + 16_000 + 6_000)
+        assert await changed_limit(http, peer) == (140, 1)
+        assert mgr.decider.cycles == decisions and mgr.writer.caps["E2"][0] == 14_000
+        relay.open.set()
+        await wait_for(lambda: len(held.limits) >= 2)
+        assert held.limits[0] == 14_000  # the cycle before the overload: the guard's limit
+        assert held.limits[1] <= 14_000  # the next one decided on the overload
+        assert "E2" not in mgr.writer.caps  # (and the guard's ceiling ended with it)

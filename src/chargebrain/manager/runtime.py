@@ -167,6 +167,12 @@ class ChargingManager:
             except Exception:
                 log.exception("control cycle failed")
 
+    @property
+    def reads_under_way(self) -> bool:
+        """Whether a cycle waits for devices polled over I/O (meanwhile the overload guard
+        acts at every wake-up)."""
+        return self._reading is not None
+
     def _woken(self) -> None:
         """Something woke the loop: while a cycle waits for polled devices, the guard
         acts on the readings at hand now (that cycle decides on older pushed readings).
