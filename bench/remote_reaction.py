@@ -76,9 +76,11 @@ async def _charging(app: App) -> None:
     evse = mgr.devices["E2"].evse
     assert evse is not None
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    pushes = 0
     while time.monotonic() < deadline:
         draw = evse.reading.currents.peak() if evse.reading is not None else 0
-        amps = OTHER_LOAD_MA + draw
+        pushes += 1
+        amps = OTHER_LOAD_MA + draw + pushes % 7  # meter noise: never frozen
         mgr.pushes.push_meter("M3", MeterReading(power_w=3 * 230.0 * amps / 1000,
                                                  currents=Phases(amps, amps, amps)))
         d = evse.decision
