@@ -198,7 +198,7 @@ async def test_a_cycle_reading_when_the_overload_comes_writes_no_more_than_the_g
     async with guarded_site(running, http, tmp_path) as (peer, relay):
         relay.open.clear()
         mgr.wake()  # a cycle that now waits for M4
-        await wait_for(lambda: mgr.reads_under_way)
+        await wait_for(lambda: mgr.waits_for_io)
         decisions = mgr.decider.cycles
         held = HeldLimits(running, "E2")
         mgr.listeners.append(held)

@@ -53,6 +53,7 @@ class Writer:
         # EVSE -> (limit the guard lowered it to, the first cycle whose decision saw why)
         self.caps: dict[str, tuple[int, int]] = {}
         self._lowering: set[asyncio.Future[None]] = set()  # the guard's writes under way
+        self._writing: dict[str, EvseCommand] = {}  # the cycle's writes under way, by EVSE
 
     async def apply(self, alloc: Allocation, cycle: int = 0) -> None:
         """Write the commands of `alloc` (the decision of cycle number `cycle`) that
@@ -66,7 +67,11 @@ class Writer:
             for dev_id, (_, until) in list(caps.items()):
                 if until <= cycle:
                     del caps[dev_id]
-        await _apply(alloc, self.devices, self.clock, caps)
+        writing = self._writing
+        try:
+            await _apply(alloc, self.devices, self.clock, caps, writing)
+        finally:
+            writing.clear()
 
     async def lowering(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for the guard's writes under way (those that take
@@ -75,10 +80,10 @@ class Writer:
             await asyncio.wait(set(self._lowering), timeout=timeout)
 
     def holding_ma(self, rt: DeviceRuntime) -> int | None:
-        """The charging limit an EVSE holds or is being given by the guard (None: none
-        known, or charging is off)."""
+        """The charging limit an EVSE holds, is being written by the cycle, or is being
+        given by the guard (None: none known, or charging is off)."""
         ev = rt.evse
-        cmd = ev.last_command if ev is not None else None
+        cmd = self._writing.get(rt.dev_id) or (ev.last_command if ev is not None else None)
         if cmd is None or not cmd.enabled:
             return None
         cap = self.caps.get(rt.dev_id)
@@ -110,7 +115,7 @@ class Writer:
 
 
 async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock: Clock,
-                 caps: Mapping[str, tuple[int, int]]) -> None:
+                 caps: Mapping[str, tuple[int, int]], writing: dict[str, EvseCommand]) -> None:
     mono = clock.monotonic()
     writes: list[Awaitable[None]] = []
     commands = _COMMANDS
@@ -142,6 +147,7 @@ async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock:
                 _write_now(rt, rt.driver, cmd, mono)
             else:
                 writes.append(_write(rt, cmd, mono, clock))
+                writing[d.id] = cmd  # (what the guard must not raise while it goes out)
     if writes:
         await asyncio.gather(*writes)
 

@@ -78,7 +78,7 @@ class ChargingManager:
         self.guard = OverloadGuard(clock, settings, decider, writer)
         self._takes = 0  # cycles that took the pushed readings so far
         self._taken_at: float | None = None  # when the last of them did (monotonic)
-        self._reading: Topology | None = None  # set while a cycle waits for polled devices
+        self._reading: Topology | None = None  # set while a cycle waits for I/O (guarded)
         signal.on_wake = self._woken
 
     # --- what the parts hold, for the API and the session layer -------------------------
@@ -168,14 +168,15 @@ class ChargingManager:
                 log.exception("control cycle failed")
 
     @property
-    def reads_under_way(self) -> bool:
-        """Whether a cycle waits for devices polled over I/O (meanwhile the overload guard
-        acts at every wake-up)."""
+    def waits_for_io(self) -> bool:
+        """Whether a cycle of a site with devices polled over I/O waits for their reads or
+        its writes (meanwhile the overload guard acts at every wake-up)."""
         return self._reading is not None
 
     def _woken(self) -> None:
-        """Something woke the loop: while a cycle waits for polled devices, the guard
-        acts on the readings at hand now (that cycle decides on older pushed readings).
+        """Something woke the loop: while a cycle waits for polled devices or its writes,
+        the guard acts on the readings at hand now (that cycle decided, or decides, on
+        older pushed readings).
         Called within the caller's request: a fault of the guard is logged, not raised."""
         topo = self._reading
         if topo is not None:
@@ -206,7 +207,7 @@ class ChargingManager:
         """One control cycle. `poll=False` (a cycle a push woke) takes the pushed readings
         and reads the polled devices again without waiting for slow ones. Where devices
         are polled over I/O, the overload guard acts first, and again on every wake-up
-        while the cycle waits for them."""
+        while the cycle waits for their reads or its writes."""
         async with self._lock:
             signal = self.signal
             # The cycle sees everything that woke it so far.
@@ -227,10 +228,10 @@ class ChargingManager:
                     await self.readers.read_all(topo, done)
                 else:
                     await self.readers.read_woken(topo, done)
+                alloc = self.decider.decide(self.inventory.topology())
+                await self.writer.apply(alloc, self._takes)
             finally:
                 self._reading = None
-            alloc = self.decider.decide(self.inventory.topology())
-            await self.writer.apply(alloc, self._takes)
             self.cycle_count += 1
             self.cycle_duration_s = time.perf_counter() - started
             elapsed_ms = round(self.cycle_duration_s * 1000)
