@@ -153,7 +153,7 @@ class OverloadGuard:
             return 0
         self.actions += 1
         self.lowered += len(cuts)
-        log.info("overload measured: %d EVSE limit(s) lowered before the cycle's reads",
+        log.info("overload measured: %d EVSE limit(s) lowered at once, before the decision",
                  len(cuts))
         writer = self.writer
         for rt, target in cuts.values():
