@@ -189,9 +189,9 @@ def measurements(
     under: dict[int, list[int]] = {}
     newest: dict[int, float] = {}  # per node: the newest EVSE reading under it
     if grid or cons:
-        for rt, nodes in topo.evse_nodes:
+        for rt, nodes, summed in topo.evse_nodes:
             ev = rt.evse
-            if not nodes or ev is None or not ev.reading:
+            if ev is None or not ev.reading:
                 continue
             if rt.status.com_err:
                 bc = _unreachable_draw(rt)
@@ -204,9 +204,7 @@ def measurements(
                     for node in nodes:
                         if taken > newest.get(node, taken - 1.0):
                             newest[node] = taken
-            for node in nodes:
-                if node not in grid:
-                    continue
+            for node in summed:  # the nodes with a grid meter
                 acc = under.get(node)
                 if acc is None:
                     under[node] = [bc.l1, bc.l2, bc.l3]
