@@ -1,11 +1,14 @@
-"""Readings pushed again (the very objects the last cycle took) take a shortcut in
-`Pushes.push_evses`; over random sequences of pushes, repeats, cards, errors and cycles,
-a manager fed that way must wake, keep and decide exactly as one fed reading by reading
+"""Readings pushed again (the very objects the last cycle took) take shortcuts: in
+`Pushes.push_evses`, in taking them for a cycle (`Readers._read_pushed`) and in making the
+EVSEs' balancer inputs. Over random sequences of pushes, repeats, cards, errors, stale
+spells and cycles, a manager fed that way must wake, keep, count and decide exactly as
+one fed equal copies (new objects, so that no shortcut applies) reading by reading
 through `push_evse`."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -44,8 +47,11 @@ def _pool(rnd: random.Random) -> list[EvseReading]:
     for _ in range(8):
         ma = rnd.choice([0, 2000, 6000, 12000, 20000])
         state = rnd.choice([EvseState.WAITING, EvseState.EV_PRESENT, EvseState.CHARGING])
-        out.append(EvseReading(state, Phases(ma, ma, rnd.choice([0, ma])), ma * 0.69, 0.0,
-                               True, rfid=rnd.choice(["", "", "", "1234"])))
+        # With and without a meter and an energy counter (else the energy is counted).
+        out.append(EvseReading(state, Phases(ma, ma, rnd.choice([0, ma])), ma * 0.69,
+                               rnd.choice([0.0, 1234.5]), rnd.random() < 0.7,
+                               rfid=rnd.choice(["", "", "", "1234"]),
+                               energy_known=rnd.random() < 0.5))
     return out
 
 
@@ -57,7 +63,12 @@ def _seen(mgr: ChargingManager) -> tuple[object, ...]:
         driver = rt.driver
         assert isinstance(driver, AjaxEvse) and rt.evse is not None
         d = rt.evse.decision
-        out += [driver.last, driver.pushed_at, rt.status.com_err, rt.evse.wake_above_ma,
+        ev = rt.evse
+        st = rt.status
+        out += [driver.last, driver.pushed_at, st.com_err, st.last_ok, st.error_since,
+                ev.reading, ev.taken_at, ev.changed_at, ev.last_read, ev.building_currents,
+                ev.total_energy_wh, ev.soft_meter_wh, ev.charging_secs, ev.max_power_w,
+                ev.plugged, ev.wake_above_ma, ev.input,
                 None if d is None else (d.current_ma, d.charging_enabled, d.reason)]
     return tuple(out)
 
@@ -94,7 +105,7 @@ def test_pushes_again_through_the_shortcut_act_as_pushes_one_by_one(seed: int) -
                     ev.wake_above_ma = 500
             batched.pushes.push_evses(items)
             for dev, reading in items:
-                single.pushes.push_evse(dev, reading)
+                single.pushes.push_evse(dev, replace(reading))  # an equal, new object
             due_a, due_b = batched.due_cycle(), single.due_cycle()
             assert due_a == due_b
             if due_a is not None:
