@@ -167,8 +167,8 @@ class OverloadGuard:
         lowest limit each must come down to."""
         held_of = self.writer.holding_ma
         under: list[tuple[DeviceRuntime, int, int, tuple[bool, bool, bool]]] = []
-        for rt, nodes in topo.evse_nodes:
-            if node not in nodes or rt.status.com_err or rt.driver is None:
+        for rt, _, grid_nodes in topo.evse_nodes:
+            if node not in grid_nodes or rt.status.com_err or rt.driver is None:
                 continue
             ev = rt.evse
             assert ev is not None
