@@ -14,7 +14,6 @@ before the overloading HTTP request until they show a lower limit.
 from __future__ import annotations
 
 import asyncio
-import logging
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,15 @@ from bench.bench_reaction import (
     RESTORE_TIMEOUT_S,
     SITE_LIMIT_MA,
 )
-from bench.common import HOST, CycleReads, free_port, kept_heap, raise_nofile_limit, run_child
+from bench.common import (
+    HOST,
+    CycleReads,
+    free_port,
+    kept_heap,
+    quiet_logs,
+    raise_nofile_limit,
+    run_child,
+)
 
 if TYPE_CHECKING:
     from chargebrain.app import App
@@ -96,8 +103,6 @@ async def measure(evses: int, samples: int) -> dict[str, Any]:
     the EVSEs read within their cycle (`CycleReads`)."""
     from chargebrain.app import App, Config
 
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    logging.getLogger("chargebrain").setLevel(logging.ERROR)
     raise_nofile_limit(4 * evses + 256)
     lifetime = CONNECT_TIMEOUT_S + 60 + samples * (RESTORE_TIMEOUT_S + REACT_TIMEOUT_S)
     # The watched controller (with the car) answers from a process of its own, as a
@@ -111,7 +116,7 @@ async def measure(evses: int, samples: int) -> dict[str, Any]:
         await watched.stop()
         raise
     try:
-        with tempfile.TemporaryDirectory(prefix="chargebrain-bench-") as tmp:
+        with quiet_logs(), tempfile.TemporaryDirectory(prefix="chargebrain-bench-") as tmp:
             app = App(Config(Path(tmp) / "data", HOST, free_port(), 0))
             await app.start()
             try:

@@ -228,7 +228,9 @@ class ChargingManager:
                     await self.readers.read_all(topo, done)
                 else:
                     await self.readers.read_woken(topo, done)
+                self._reading = None  # (not within the decision: it may wake the loop)
                 alloc = self.decider.decide(self.inventory.topology())
+                self._reading = topo if guarded else None
                 await self.writer.apply(alloc, self._takes)
             finally:
                 self._reading = None
