@@ -33,6 +33,7 @@ from chargebrain.core.balancer.prepare import (
     CANDIDATE,
     CAP_REASONS,
     FITS,
+    IDLE,
     NOT_SET,
     Slot,
     Work,
@@ -50,34 +51,46 @@ def allocate(site: SiteInput, state: BalancerState, now: float) -> Allocation:
     `now` is the caller's clock in seconds.
     """
     w = prepare(site, state, now)
-    tiers, idle, probing = sort_out(w, state.rank_order)
+    tiers, idle, probing, movers, others = sort_out(w, state.rank_order)
     limits = list(w.cap)
     order = by_priority(w, tiers)
     idle.extend(unprobe(probing))
     order.extend(admit_idle(w, idle))
-    hand_over(w, limits, order)
+    hand_over(w, limits, order, movers, others)
     explain(w, order)
     return finish(w, state)
 
 
 Tiers = dict[tuple[float, ...], list[Slot]]
+_GONE = Slot.__new__(Slot)  # what the hint's ids that no longer compete map to
 
 
-def sort_out(w: Work, last: tuple[str, ...]) -> tuple[Tiers, list[Slot], list[Slot]]:
+def sort_out(
+    w: Work, last: tuple[str, ...]
+) -> tuple[Tiers, list[Slot], list[Slot], list[Slot], list[Slot]]:
     """One pass over the candidates: apply what the cars have shown by drawing (see
     drawing.py: each car's minimum is the start current it has shown, a probing car's
     minimum is the probe's current and it has no lending cap, idle cars are set aside to
     be served last, at their minimum), give each car that competes its ranking key, and
-    put it in its priority tier. Returns the tiers, the idle cars and the probing ones.
+    put it in its priority tier. Returns the tiers, the idle cars, the probing ones, the
+    candidates that had a current last cycle or draw now, and the EVSEs neither fixed nor
+    competing (these two for the handover).
 
     The candidates are visited in the order the last cycle ranked them (`last`; new ones
     after, by id): only where the sorts start from, since every ranking key ends in the
     EVSE's id; from last cycle's order, where a few cars moved, sorting a tier takes
     about one comparison a car instead of log2 of its size."""
-    by_id = {s.e.id: s for s in w.slots if s.kind == CANDIDATE}
+    by_id: dict[str, Slot] = {}
+    others: list[Slot] = []
+    for s in w.slots:
+        kind = s.kind
+        if kind == CANDIDATE:
+            by_id[s.e.id] = s
+        elif kind == IDLE:
+            others.append(s)
     if last:
         take = by_id.pop
-        cands = [s for i in last if (s := take(i, None)) is not None]
+        cands = [s for i in last if (s := take(i, _GONE)) is not _GONE]
         cands.extend(by_id.values())
     else:
         cands = list(by_id.values())
@@ -86,9 +99,14 @@ def sort_out(w: Work, last: tuple[str, ...]) -> tuple[Tiers, list[Slot], list[Sl
     tiers: Tiers = {}
     idle: list[Slot] = []
     probing: list[Slot] = []
+    movers: list[Slot] = []
+    bucket: dict[int, list[Slot]] = {}  # id of a tier key -> its cars (tiers, by identity)
     tier_of: tuple[float, ...] = ()
     members: list[Slot] = []
     for s in cands:
+        mem, d = s.mem, s.drawn
+        if d[0] > 0 or d[1] > 0 or d[2] > 0 or (mem.plugged and mem.last_set > 0):
+            movers.append(s)
         dm = s.dm
         if dm.start_min <= s.min:  # floor_of(dm, s.min, max_current), at once
             floor = s.floor = s.min
@@ -121,12 +139,12 @@ def sort_out(w: Work, last: tuple[str, ...]) -> tuple[Tiers, list[Slot], list[Sl
         tier = s.tier
         if tier is not tier_of:
             tier_of = tier
-            got = tiers.get(tier)
+            got = bucket.get(id(tier))
             if got is None:
-                got = tiers[tier] = []
+                got = bucket[id(tier)] = tiers.setdefault(tier, [])
             members = got
         members.append(s)
-    return tiers, idle, probing
+    return tiers, idle, probing, movers, others
 
 
 def _hold(w: Work, s: Slot) -> None:
