@@ -15,7 +15,6 @@ from chargebrain.core.balancer.work import (
     BY_IMBALANCE,
     INF,
     MASK_PHASES,
-    PAIRS,
     Slot,
     Work,
 )
@@ -167,15 +166,9 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             best_c, best = c, actual
             break
         imb_lam, imb_p, imb_q = INF, -1, -1
-        if imb_limit > 0:
-            for p, q in PAIRS:
-                d = khi[p] - klo[q]
-                if d > 0:
-                    gap = imb_limit - (base[p] + hi[p] - base[q] - lo[q]) - reserve[p * 3 + q]
-                    lam = gap // d
-                    lam -= lam % step
-                    if lam < imb_lam:
-                        imb_lam, imb_p, imb_q = lam, p, q
+        if imb_limit > 0 and (khi[0] or khi[1] or khi[2]):  # else no pair can bind
+            imb_lam, imb_p, imb_q = _imbalance_event(
+                imb_limit, step, base, hi, lo, khi, klo, reserve)
         while sure_ptr < n_sure and not in_lo[sure_events[sure_ptr][1]]:
             sure_ptr += 1
         if sure_ptr < n_sure and sure_events[sure_ptr][0] <= min(cap_lam, best, imb_lam):
@@ -211,3 +204,55 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
             pq = imb_p * 3 + imb_q
             gap = imb_limit - (base[imb_p] + hi[imb_p] - base[imb_q] - lo[imb_q])
             reserve[pq] = max(gap, 0)
+
+
+def _imbalance_event(
+    limit: int, step: int, base: list[int], hi: list[int], lo: list[int], khi: list[int],
+    klo: list[int], reserve: list[int],
+) -> tuple[int, int, int]:
+    """The lowest level (whole steps) at which a pair of phases (p, q) reaches the
+    imbalance limit, with p and q: over the pairs in PAIRS' order, the first lowest wins;
+    (INF, -1, -1) if no pair's spread grows. Spelt out pair by pair: it runs at every
+    event of the filling."""
+    h0, h1, h2 = base[0] + hi[0], base[1] + hi[1], base[2] + hi[2]
+    l0, l1, l2 = base[0] + lo[0], base[1] + lo[1], base[2] + lo[2]
+    kh0, kh1, kh2 = khi
+    kl0, kl1, kl2 = klo
+    best, bp, bq = INF, -1, -1
+    d = kh0 - kl1
+    if d > 0:
+        lam = (limit - (h0 - l1) - reserve[1]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 0, 1
+    d = kh0 - kl2
+    if d > 0:
+        lam = (limit - (h0 - l2) - reserve[2]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 0, 2
+    d = kh1 - kl0
+    if d > 0:
+        lam = (limit - (h1 - l0) - reserve[3]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 1, 0
+    d = kh1 - kl2
+    if d > 0:
+        lam = (limit - (h1 - l2) - reserve[5]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 1, 2
+    d = kh2 - kl0
+    if d > 0:
+        lam = (limit - (h2 - l0) - reserve[6]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 2, 0
+    d = kh2 - kl1
+    if d > 0:
+        lam = (limit - (h2 - l1) - reserve[7]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 2, 1
+    return best, bp, bq

@@ -205,10 +205,16 @@ def _slow_rises(
     p = c % 3
     rising = []
     for s in cars:
-        if s.admitted and s.incumbent and _old(s):
-            rise = _current(w, s, new) - max(_old(s), s.drawn[p])
-            if rise > 0:
-                rising.append((-rise, s.e.id, s))
+        if s.admitted and s.incumbent:
+            mem = s.mem
+            old = mem.last_set if mem.plugged and mem.last_set > 0 else 0  # _old(s)
+            if old:
+                got = new.get(id(s))
+                if got is None:
+                    got = s.min + s.extra - s.extra % step
+                rise = got - max(old, s.drawn[p])
+                if rise > 0:
+                    rising.append((-rise, s.e.id, s))
     rising.sort(key=lambda r: (r[0], r[1]))
     for _, _, s in rising:
         if excess <= 0:
