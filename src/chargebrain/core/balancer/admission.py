@@ -188,9 +188,45 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
         return admitted
     # Cars whose pause reason depends on whether this tier rotated (known at the end).
     rotating: list[Slot] = []
+    shortages: dict[int, str] = {}  # 2 * constraint + held -> the reason (see pause)
+    # The loop spells out check, take and pause's most common case: it runs for every
+    # competing car.
     for s in cands:
-        c = BY_IMBALANCE if blocked and waits(s) else check(s)
-        if not s.incumbent and now < s.mem.pause_until:
+        incumbent, mem = s.incumbent, s.mem
+        c = FITS
+        if blocked:
+            first = blocked.get(s.hmask)
+            if first is not None and first < s.tier:
+                c = BY_IMBALANCE
+        if c == FITS:
+            need = s.min
+            if incumbent:
+                kept = soft if mem.last_set > 0 else cap_only
+                for x in s.cons:
+                    if load[x] + need > cap[x] + kept[x]:
+                        c = x
+                        break
+            else:
+                need += margin
+                for x in s.cons:
+                    if load[x] + need > cap[x]:
+                        c = x
+                        break
+                if c == FITS and (s.hmask or s.lmask) and not imbalance_ok(
+                        s, s.min + imb_margin):
+                    if s.unsure_phases:
+                        measure_first(s)
+                    else:
+                        c = BY_IMBALANCE
+            if c == FITS:
+                if (s.hmask or s.lmask) and not imbalance_ok(s, need):
+                    if s.unsure_phases:
+                        measure_first(s)
+                    else:
+                        c = BY_IMBALANCE
+                if c == FITS and s.frozen >= 0 and not (incumbent and mem.last_set >= s.min):
+                    c = BY_FROZEN
+        if not incumbent and now < mem.pause_until:
             # Final: only cars refused for the imbalance are tried again below.
             if c == FITS:
                 s.fail = BY_TIMER
@@ -200,7 +236,15 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                     refused.append(s)
             pause(s)
         elif c == FITS:
-            take(s)
+            s.admitted, s.fail = True, FITS
+            amount = s.min
+            for x in s.cons:  # w.reserve(s, amount)
+                load[x] += amount
+            if s.hmask or s.lmask:
+                count(s, amount, True)
+            admitted.append(s)
+            if not incumbent and not s.probing:
+                rotated_tiers.add(s.tier)
         else:
             s.fail = c
             if c == BY_IMBALANCE:
@@ -208,14 +252,22 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                 refused.append(s)
                 blocked.setdefault(s.hmask, s.tier)
                 continue
-            if c >= 0 and s.incumbent:
+            if c >= 0 and incumbent:
                 # Only loads assumed for missing readings leave it no room: it stops, and
                 # starts again as a charging car when the readings are back.
                 s.data_pause = w.assumed_only(s.cons, s.min)
-            if c != BY_FROZEN and s.incumbent and s.order[0] == 1.0:
-                rotating.append(s)
-            else:
+            if c == BY_FROZEN or s.plan == SLACK:
                 pause(s)
+            elif incumbent and s.order[0] == 1.0:
+                rotating.append(s)
+            else:  # pause(s), short of a limit
+                s.paused = True
+                s.pause_reason = PauseReason.SHORTAGE
+                key = 2 * c + bool(s.data_pause or (not incumbent and mem.data_pause))
+                got = shortages.get(key)
+                if got is None:
+                    got = shortages[key] = _shortage(w.label_of(c), key & 1 == 1)
+                s.reason = got
     if retry:
         # Imbalance is not monotone: a car refused for it may fit once others balance it.
         progress = True
