@@ -1,8 +1,8 @@
 """Stage 1 of the allocation: ranking the competing cars and admitting their minimums.
 
-`order_key` gives a car its place in the ranking (docs/load-management.md, stage 1);
-`admit` reserves minimum currents in that order under every limit and the phase
-imbalance, and says why each car it leaves out is paused. Pure: works on the cycle's Work.
+`admit` reserves minimum currents in ranking order (each car's key is set when the
+candidates are sorted out, allocate.sort_out) under every limit and the phase imbalance,
+and says why each car it leaves out is paused. Pure: works on the cycle's Work.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ import math
 from operator import attrgetter
 
 from chargebrain.core.balancer.data import Limit, PauseReason
-from chargebrain.core.balancer.plans import SLACK, plan_order
+from chargebrain.core.balancer.plans import SLACK
 from chargebrain.core.balancer.work import (
     BY_FROZEN,
     BY_IMBALANCE,
     BY_TIMER,
     FITS,
-    INF,
     Slot,
     Work,
 )
@@ -26,37 +25,6 @@ from chargebrain.core.balancer.work import (
 RANK = attrgetter("order", "e.id")
 TIER = attrgetter("tier")
 _ID = attrgetter("e.id")
-
-
-def order_key(s: Slot, now: float, rotate_after: float, gap: float) -> tuple[float, ...]:
-    """The car's ranking key within its tier (the sort adds its id): lower ranks first.
-    `rotate_after`: the rotation time (s); `gap`: the rotation gap (mA·s)."""
-    mem = s.mem
-    if s.probing:
-        # A probe takes no one's place, it gets what the others leave; but a car that
-        # has never drawn and not been probed yet takes its turn like a waiting car.
-        waiting = mem.waiting_since if mem.waiting_since is not None else now
-        plugged = s.plugged_since if s.plugged_since is not None else now
-        fresh = not s.dm.failed and s.charge <= 0
-        return (1.0, -INF, waiting, plugged) if fresh else (2.0, waiting, plugged)
-    if s.incumbent:
-        since = mem.charging_since if mem.charging_since is not None else now
-        # Charging cars first, most recently started first. One that has charged for
-        # the rotation time competes with the waiting cars as if it had been given
-        # `gap` less charge: it yields to a car that has had that much less, or none.
-        if now - since < rotate_after:
-            order: tuple[float, ...] = (0.0, -since)
-        else:
-            order = (1.0, s.charge - gap, -since)
-    else:
-        # Waiting cars: the least charge given first (none at all before any), then
-        # the longest waiting.
-        waiting = mem.waiting_since if mem.waiting_since is not None else now
-        plugged = s.plugged_since if s.plugged_since is not None else now
-        order = (1.0, s.charge if s.charge > 0 else -INF, waiting, plugged)
-    if s.plan:
-        return plan_order(s, order)
-    return order
 
 
 def measure_first(s: Slot) -> None:
@@ -73,7 +41,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
           once_more: bool = False) -> list[Slot]:
     """Stage 1: reserve minimum currents in ranking order; returns the admitted slots.
 
-    Every car's ranking key (`Slot.order`) is set already (order_key). `blocked`: phases
+    Every car's ranking key (`Slot.order`) is set already (allocate.sort_out). `blocked`: phases
     (as the imbalance check counts them) of cars refused for the imbalance, with the tier
     of the first: a lower priority on the same phases waits behind them (kept across
     tiers). `refused`: gets every car refused for the imbalance (to be tried once more

@@ -19,12 +19,12 @@ inputs or of the carried state.
 
 from __future__ import annotations
 
-from chargebrain.core.balancer.admission import admit, measure_first, order_key
+from chargebrain.core.balancer.admission import admit, measure_first
 from chargebrain.core.balancer.data import Allocation, BalancerState, Limit, PauseReason, SiteInput
 from chargebrain.core.balancer.drawing import floor_of
 from chargebrain.core.balancer.filling import fill_tier
 from chargebrain.core.balancer.handover import hand_over
-from chargebrain.core.balancer.plans import SLACK, URGENT, fill_planned, raise_urgent
+from chargebrain.core.balancer.plans import SLACK, URGENT, fill_planned, plan_order, raise_urgent
 from chargebrain.core.balancer.prepare import (
     BY_CAP,
     BY_FROZEN,
@@ -34,6 +34,7 @@ from chargebrain.core.balancer.prepare import (
     CAP_REASONS,
     FITS,
     IDLE,
+    INF,
     NOT_SET,
     Slot,
     Work,
@@ -108,19 +109,22 @@ def sort_out(
         if d[0] > 0 or d[1] > 0 or d[2] > 0 or (mem.plugged and mem.last_set > 0):
             movers.append(s)
         dm = s.dm
-        if dm.start_min <= s.min:  # floor_of(dm, s.min, max_current), at once
-            floor = s.floor = s.min
+        least = s.min
+        if dm.start_min <= least:  # floor_of(dm, s.min, max_current), at once
+            floor = least
         else:
             e = s.e
             cap = e.max_current
             if e.backend_current is not None and e.backend_current < cap:
                 cap = e.backend_current
-            floor = s.floor = floor_of(dm, s.min, cap)
-        if s.frozen >= 0 and s.probing and dm.probe_until is None:
-            s.probing = False  # a probe raises the car: it waits for fresh readings
-        if s.probing:
-            s.min = max(floor, dm.probe_ma)
-            s.want, s.cap_kind = max(s.max_want, s.min), s.max_kind
+            floor = floor_of(dm, least, cap)
+        probe = s.probing
+        if probe and s.frozen >= 0 and dm.probe_until is None:
+            s.probing = probe = False  # a probe raises the car: it waits for fresh readings
+        if probe:
+            s.floor = floor  # (unprobe falls back to it)
+            s.min = least = max(floor, dm.probe_ma)
+            s.want, s.cap_kind = max(s.max_want, least), s.max_kind
             probing.append(s)
         elif s.idle:
             s.min = s.want = floor
@@ -129,13 +133,38 @@ def sort_out(
                 _hold(w, s)
             idle.append(s)
             continue
-        elif floor != s.min:
+        elif floor != least:
             s.min = floor
             if s.want < floor:
                 s.want = floor
         if s.frozen >= 0:
             _hold(w, s)
-        s.order = order_key(s, now, rotate_after, gap)
+        # The ranking key (docs/load-management.md, stage 1; the sort adds the id).
+        if probe:
+            # A probe takes no one's place, it gets what the others leave; but a car that
+            # has never drawn and not been probed yet takes its turn like a waiting car.
+            waiting = mem.waiting_since if mem.waiting_since is not None else now
+            plugged = s.plugged_since if s.plugged_since is not None else now
+            fresh = not dm.failed and s.charge <= 0
+            s.order = (1.0, -INF, waiting, plugged) if fresh else (2.0, waiting, plugged)
+        else:
+            if s.incumbent:
+                since = mem.charging_since if mem.charging_since is not None else now
+                # Charging cars first, most recently started first. One that has charged
+                # for the rotation time competes with the waiting cars as if it had been
+                # given `gap` less charge: it yields to a car that has had that much
+                # less, or none.
+                if now - since < rotate_after:
+                    order: tuple[float, ...] = (0.0, -since)
+                else:
+                    order = (1.0, s.charge - gap, -since)
+            else:
+                # Waiting cars: the least charge given first (none at all before any),
+                # then the longest waiting.
+                waiting = mem.waiting_since if mem.waiting_since is not None else now
+                plugged = s.plugged_since if s.plugged_since is not None else now
+                order = (1.0, s.charge if s.charge > 0 else -INF, waiting, plugged)
+            s.order = plan_order(s, order) if s.plan else order
         tier = s.tier
         if tier is not tier_of:
             tier_of = tier
