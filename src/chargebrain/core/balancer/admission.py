@@ -8,7 +8,7 @@ and says why each car it leaves out is paused. Pure: works on the cycle's Work.
 from __future__ import annotations
 
 import math
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from chargebrain.core.balancer.data import Limit, PauseReason
 from chargebrain.core.balancer.plans import SLACK
@@ -22,9 +22,9 @@ from chargebrain.core.balancer.work import (
 )
 
 #: Sort keys: the ranking key then the id (which orders every tie), and the tier.
-RANK = attrgetter("order", "e.id")
+RANK = attrgetter("rank")
 TIER = attrgetter("tier")
-_ID = attrgetter("e.id")
+_SECOND = itemgetter(1)
 
 
 def measure_first(s: Slot) -> None:
@@ -41,7 +41,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
           once_more: bool = False) -> list[Slot]:
     """Stage 1: reserve minimum currents in ranking order; returns the admitted slots.
 
-    Every car's ranking key (`Slot.order`) is set already (allocate.sort_out). `blocked`: phases
+    Every car's ranking key (`Slot.rank`) is set already (allocate.sort_out). `blocked`: phases
     (as the imbalance check counts them) of cars refused for the imbalance, with the tier
     of the first: a lower priority on the same phases waits behind them (kept across
     tiers). `refused`: gets every car refused for the imbalance (to be tried once more
@@ -52,7 +52,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
     if once_more:
         cands.sort(key=TIER)  # stable: by (tier, order, id)
     elif ranked is not None:
-        ranked.extend(map(_ID, cands))
+        ranked.extend(map(_SECOND, map(RANK, cands)))
     now, margin = w.now, w.tun.restart_margin_ma
     imb_margin = w.tun.imbalance_margin_ma
     admitted: list[Slot] = []
@@ -123,7 +123,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
         elif fail == BY_IMBALANCE:
             s.pause_reason = PauseReason.IMBALANCE
             s.reason = "phase imbalance"
-        elif s.incumbent and s.order[0] == 1.0 and s.tier in rotated_tiers:
+        elif s.incumbent and s.rank[0][0] == 1.0 and s.tier in rotated_tiers:
             s.pause_reason = PauseReason.ROTATION
             s.reason = "round robin"
         elif s.plan == SLACK and fail >= 0 and not s.data_pause:
@@ -226,7 +226,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                 s.data_pause = w.assumed_only(s.cons, s.min)
             if c == BY_FROZEN or s.plan == SLACK:
                 pause(s)
-            elif incumbent and s.order[0] == 1.0:
+            elif incumbent and s.rank[0][0] == 1.0:
                 rotating.append(s)
             else:  # pause(s), short of a limit
                 s.paused = True

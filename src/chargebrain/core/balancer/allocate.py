@@ -91,10 +91,10 @@ def sort_out(
             others.append(s)
     if last:
         take = by_id.pop
-        cands = [s for i in last if (s := take(i, _GONE)) is not _GONE]
-        cands.extend(by_id.values())
+        cands = [(i, s) for i in last if (s := take(i, _GONE)) is not _GONE]
+        cands.extend(by_id.items())
     else:
-        cands = list(by_id.values())
+        cands = list(by_id.items())
     now, tun = w.now, w.tun
     rotate_after, gap = tun.rotation_time_s, tun.rotation_gap_mah * 3600.0
     tiers: Tiers = {}
@@ -104,7 +104,7 @@ def sort_out(
     bucket: dict[int, list[Slot]] = {}  # id of a tier key -> its cars (tiers, by identity)
     tier_of: tuple[float, ...] = ()
     members: list[Slot] = []
-    for s in cands:
+    for evse_id, s in cands:
         mem, d = s.mem, s.drawn
         if d[0] > 0 or d[1] > 0 or d[2] > 0 or (mem.plugged and mem.last_set > 0):
             movers.append(s)
@@ -139,14 +139,16 @@ def sort_out(
                 s.want = floor
         if s.frozen >= 0:
             _hold(w, s)
-        # The ranking key (docs/load-management.md, stage 1; the sort adds the id).
+        # The ranking key (docs/load-management.md, stage 1), and with the id what the
+        # sort goes by (the id orders every tie).
+        order: tuple[float, ...]
         if probe:
             # A probe takes no one's place, it gets what the others leave; but a car that
             # has never drawn and not been probed yet takes its turn like a waiting car.
             waiting = mem.waiting_since if mem.waiting_since is not None else now
             plugged = s.plugged_since if s.plugged_since is not None else now
             fresh = not dm.failed and s.charge <= 0
-            s.order = (1.0, -INF, waiting, plugged) if fresh else (2.0, waiting, plugged)
+            order = (1.0, -INF, waiting, plugged) if fresh else (2.0, waiting, plugged)
         else:
             if s.incumbent:
                 since = mem.charging_since if mem.charging_since is not None else now
@@ -155,7 +157,7 @@ def sort_out(
                 # given `gap` less charge: it yields to a car that has had that much
                 # less, or none.
                 if now - since < rotate_after:
-                    order: tuple[float, ...] = (0.0, -since)
+                    order = (0.0, -since)
                 else:
                     order = (1.0, s.charge - gap, -since)
             else:
@@ -164,7 +166,9 @@ def sort_out(
                 waiting = mem.waiting_since if mem.waiting_since is not None else now
                 plugged = s.plugged_since if s.plugged_since is not None else now
                 order = (1.0, s.charge if s.charge > 0 else -INF, waiting, plugged)
-            s.order = plan_order(s, order) if s.plan else order
+            if s.plan:
+                order = plan_order(s, order)
+        s.rank = (order, evse_id)
         tier = s.tier
         if tier is not tier_of:
             tier_of = tier
