@@ -94,7 +94,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
     count = w.count
 
     def take(s: Slot) -> None:
-        s.admitted, s.fail = True, FITS
+        s.admitted = True  # (its `fail` is no longer read)
         amount = s.min
         for c in s.cons:  # w.reserve(s, amount)
             load[c] += amount
@@ -115,7 +115,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
         fail = s.fail
         if fail == BY_TIMER:
             s.pause_reason = s.mem.pause_reason or PauseReason.SHORTAGE
-            s.reason = f"pause timer, {math.ceil(s.mem.pause_until - now)} s left"
+            s.reason = _timer(math.ceil(s.mem.pause_until - now))
         elif fail == BY_FROZEN:
             s.pause_reason = s.mem.pause_reason or PauseReason.SHORTAGE
             s.data_pause = s.mem.data_pause  # still waiting for the readings it stopped for
@@ -150,9 +150,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                     progress = True
                 else:
                     still.setdefault(s.hmask, s.tier)
-        for s in cands:
-            if not s.admitted:
-                pause(s)
+        # A car still left out keeps the pause its tier gave it (for the imbalance).
         return admitted
     # Cars whose pause reason depends on whether this tier rotated (known at the end).
     rotating: list[Slot] = []
@@ -204,7 +202,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                     refused.append(s)
             pause(s)
         elif c == FITS:
-            s.admitted, s.fail = True, FITS
+            s.admitted = True
             amount = s.min
             for x in s.cons:  # w.reserve(s, amount)
                 load[x] += amount
@@ -267,4 +265,18 @@ def _shortage(label: str, held: bool) -> str:
             _shortages.clear()
         missing = ", readings missing" if held else ""
         got = _shortages[key] = f"minimum current not available ({label}{missing})"
+    return got
+
+
+_timers: dict[int, str] = {}
+
+
+def _timer(left: int) -> str:
+    """The reason of a car whose pause timer has `left` seconds to run, one string object
+    between cycles (as _shortage)."""
+    got = _timers.get(left)
+    if got is None:
+        if len(_timers) >= 1024:
+            _timers.clear()
+        got = _timers[left] = f"pause timer, {left} s left"
     return got
