@@ -165,21 +165,24 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
                 continue
             best_c, best = c, actual
             break
-        imb_lam, imb_p, imb_q = INF, -1, -1
-        if imb_limit > 0 and (khi[0] or khi[1] or khi[2]):  # else no pair can bind
-            imb_lam, imb_p, imb_q = _imbalance_event(
-                imb_limit, step, base, hi, lo, khi, klo, reserve)
-        while sure_ptr < n_sure and not in_lo[sure_events[sure_ptr][1]]:
-            sure_ptr += 1
-        if sure_ptr < n_sure and sure_events[sure_ptr][0] <= min(cap_lam, best, imb_lam):
-            # A car reaches what it draws now: above it, it no longer surely draws.
+        first = cap_lam if cap_lam < best else best
+        while True:
+            imb_lam, imb_p, imb_q = INF, -1, -1
+            if imb_limit > 0 and (khi[0] or khi[1] or khi[2]):  # else no pair can bind
+                imb_lam, imb_p, imb_q = _imbalance_event(
+                    imb_limit, step, base, hi, lo, khi, klo, reserve)
+            while sure_ptr < n_sure and not in_lo[sure_events[sure_ptr][1]]:
+                sure_ptr += 1
+            if sure_ptr == n_sure or sure_events[sure_ptr][0] > min(first, imb_lam):
+                break
+            # A car reaches what it draws now: above it, it no longer surely draws. (Only
+            # the imbalance event moves: the caps and limits stay where they were.)
             sure_lam, i = sure_events[sure_ptr]
             sure_ptr += 1
             in_lo[i] = False
             for p in MASK_PHASES[tier[i].lmask]:
                 lo[p] += sure_lam
                 klo[p] -= 1
-            continue
         # The earliest event wins; a cap reached at the same level as a limit counts as the
         # car's own cap (it wants no more).
         if cap_lam <= best and cap_lam <= imb_lam:

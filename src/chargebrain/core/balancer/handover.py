@@ -147,9 +147,11 @@ def _change(w: Work, s: Slot, new: dict[int, int], changed: list[Slot], cur: int
     """Set a slot's new current; update the usage of every limit it is under and the
     imbalance count."""
     old = _current(w, s, new)
+    last, d = _old(s), s.drawn
+    # per phase: _counted(s, old, p) - _counted(s, cur, p)
+    less = [max(old, last, d[p]) - max(cur, last, d[p]) for p in range(3)]
     for c in s.cons:
-        p = c % 3
-        usage[c] -= _counted(s, old, p) - _counted(s, cur, p)
+        usage[c] -= less[c % 3]
     if old != cur:
         w.count(s, cur - old)
     if id(s) not in new:
