@@ -64,6 +64,9 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
 
     soft = w.soft
     cap_only = [0] * len(soft)
+    # What a charging car may keep its minimum within, per constraint (the capacities do
+    # not move while a tier is admitted; only the loads do).
+    cap_soft = [c + k for c, k in zip(cap, soft, strict=True)]
 
     def check(s: Slot) -> int:
         if s.incumbent:
@@ -167,9 +170,9 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
         if c == FITS:
             need = s.min
             if incumbent:
-                kept = soft if mem.last_set > 0 else cap_only
+                kept = cap_soft if mem.last_set > 0 else cap
                 for x in s.cons:
-                    if load[x] + need > cap[x] + kept[x]:
+                    if load[x] + need > kept[x]:
                         c = x
                         break
             else:

@@ -217,7 +217,13 @@ def admit_tier(w: Work, tier: list[Slot], blocked: dict[int, tuple[float, ...]],
     """Stages 1 and 2 for one priority tier. With departure plans (plans.py) the cars
     whose plan leaves time are admitted only after the urgent ones have been given what
     their plans need. `refused` and `ranked`: see admission.admit."""
-    if not w.planned or not any(s.plan for s in tier):
+    if not w.planned:
+        admitted = admit(w, tier, blocked, refused, ranked)
+        if w.imb_limit > 0:
+            w.imb_eff = max(w.imb_limit, w.imbalance())
+        fill_tier(w, admitted)  # fill(w, admitted): they are of one tier
+        return admitted
+    if not any(s.plan for s in tier):
         admitted = admit(w, tier, blocked, refused, ranked)
         fill(w, admitted)
         return admitted
