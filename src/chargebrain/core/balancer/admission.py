@@ -158,7 +158,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
     # Cars whose pause reason depends on whether this tier rotated (known at the end).
     rotating: list[Slot] = []
     shortages: dict[int, str] = {}  # 2 * constraint + held -> the reason (see pause)
-    # The loop spells out check, take and pause's most common case: it runs for every
+    # The loop spells out check and pause's most common case: it runs for every
     # competing car.
     for s in cands:
         incumbent, mem = s.incumbent, s.mem
@@ -205,15 +205,7 @@ def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
                     refused.append(s)
             pause(s)
         elif c == FITS:
-            s.admitted = True
-            amount = s.min
-            for x in s.cons:  # w.reserve(s, amount)
-                load[x] += amount
-            if s.hmask or s.lmask:
-                count(s, amount, True)
-            admitted.append(s)
-            if not incumbent and not s.probing:
-                rotated_tiers.add(s.tier)
+            take(s)
         else:
             s.fail = c
             if c == BY_IMBALANCE:
