@@ -79,6 +79,19 @@ def _per_cycle_us(run: RunResult) -> float:
     return 1e6 * run.policy_wall_s / max(1, cycles)
 
 
+def office_per_cycle_us(office: Scenario) -> tuple[float, float, float]:
+    """The manager per cycle with the pushes between its cycles, the manager's cycle
+    alone, and the core balancer per call (µs), over the first `PER_CYCLE_H` simulated
+    hours of `office`: the goal's figures alone (bench/office_cycle.py runs them)."""
+    per = PER_CYCLE_H * 3600.0
+    with ManagerPolicy.for_scenario(office) as policy:
+        run, _ = _timed(office, policy, per)
+        own_s = policy.cycle_wall_s
+    core_run, _ = _timed(office, core_balancer(), per)
+    cycles = run.policy_stats["manager cycles"]
+    return _per_cycle_us(run), 1e6 * own_s / max(1, cycles), _per_cycle_us(core_run)
+
+
 def speed(quick: bool) -> tuple[list[Figure], RunResult]:
     office = load_scenario("office")
     hours = QUICK_H["office"] if quick else 24

@@ -189,9 +189,9 @@ def measurements(
     under: dict[int, list[int]] = {}
     newest: dict[int, float] = {}  # per node: the newest EVSE reading under it
     if grid or cons:
-        for rt, nodes in topo.evse_nodes:
+        for rt, nodes, summed in topo.evse_nodes:
             ev = rt.evse
-            if not nodes or ev is None or not ev.reading:
+            if ev is None or not ev.reading:
                 continue
             if rt.status.com_err:
                 bc = _unreachable_draw(rt)
@@ -204,9 +204,7 @@ def measurements(
                     for node in nodes:
                         if taken > newest.get(node, taken - 1.0):
                             newest[node] = taken
-            for node in nodes:
-                if node not in grid:
-                    continue
+            for node in summed:  # the nodes with a grid meter
                 acc = under.get(node)
                 if acc is None:
                     under[node] = [bc.l1, bc.l2, bc.l3]
@@ -264,6 +262,25 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
     ev = rt.evse
     assert ev is not None
     r = ev.reading
+    status = rt.status
+    seen, last = ev.input_seen, ev.input
+    if seen is not None and last is not None and ev.input_cfg is cfg and seen[0] is r and (
+            seen[1] is rt.driver) and seen[2] == ev.marks:
+        # Its reading, settings, driver and the marked fields are the same: compare the
+        # rest of the key (as `input_key == key` below would) without making it. A limit
+        # that is a formula is evaluated anew (`input_seen` is kept only for a number).
+        key = ev.input_key
+        com_err = status.com_err
+        if key[2] == com_err and key[3] == (status.error_since if com_err else None) and (
+                key[4] == ev.rule_wish) and key[13] == schedule_ma:
+            if not ev.plugged:
+                if key[9] is None and key[11] is None and key[12] == 0.0:
+                    return last
+            else:
+                at = ev.plugged_at
+                if key[9] == (None if at is None else mono - max(0.0, now - at)) and (
+                        (key[11], key[12]) == balancer_plan(ev, now, mono)):
+                    return last
     limit = cfg.max_charging_cur
     if isinstance(limit, int):
         max_cur = limit
@@ -282,7 +299,6 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
             wiring = r.max_current_ma if r.max_current_ma is not None else max_cur
             max_cur = min(max_cur, wiring, r.demand_ma)
             offline_current = wiring
-    status = rt.status
     offline = status.error_since if status.com_err else None
     plugged_since = None
     departure: float | None = None
@@ -294,7 +310,10 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
     key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
            ev.needs_auth, ev.authorised, plugged_since, ev.backend_ma, departure, need_wh,
            schedule_ma)
+    # What the key was made of, for the test above (only for a limit that is a number).
+    marked = (r, rt.driver, ev.marks) if isinstance(limit, int) else None
     if ev.input is not None and ev.input_cfg is cfg and ev.input_key == key:
+        ev.input_seen = marked
         return ev.input
     state = r.state if r is not None else EvseState.WAITING
     if status.com_err:
@@ -326,5 +345,5 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
         offline_current=offline_current,
         own_lending=cascade,
     )
-    ev.input, ev.input_key, ev.input_cfg = made, key, cfg
+    ev.input, ev.input_key, ev.input_cfg, ev.input_seen = made, key, cfg, marked
     return made

@@ -74,13 +74,15 @@ class Pushes:
         for dev_id, reading in readings:
             rt = devices.get(dev_id)
             if rt is not None:
-                ev, driver = rt.evse, rt.driver
-                if (ev is not None and ev.source is reading and not rt.status.com_err
-                        and not reading.rfid and isinstance(driver, AjaxEvse)
-                        and rt.dtype.pushed):
-                    # The reading the last cycle took, pushed again: of `_keep_evse`'s
-                    # tests only the currents can tell (the others compare it with itself).
-                    driver.push(reading, mono)
+                ev = rt.evse
+                driver = rt.driver
+                if ev is not None and ev.source is reading and type(driver) is AjaxEvse and (
+                        not reading.rfid and not rt.status.com_err and rt.dtype.pushed):
+                    # The reading the last cycle took, pushed again to an HTTP-input EVSE:
+                    # of `_keep_evse`'s tests only the currents can tell (the others
+                    # compare it with itself). `AjaxEvse.push`, spelt out:
+                    driver.last = reading
+                    driver.pushed_at = mono
                     c = reading.currents
                     over = ev.wake_above_ma
                     if c.l1 > over or c.l2 > over or c.l3 > over:
@@ -175,9 +177,9 @@ def meter_bands(topo: Topology, measurements: dict[int, Measurement],
     the periodic cycle.
     """
     margin = float(WAKE_METER_MA)
-    for rt in topo.pushed:
+    for rt in topo.pushed_meters:
         m = rt.meter
-        if m is None or not isinstance(rt.driver, AjaxMeter):
+        if m is None:
             continue
         cfg = rt.config
         node = cfg.group

@@ -151,6 +151,17 @@ class Readers:
         now, mono = clock.now(), clock.monotonic()
         for rt in topo.pushed:
             driver = rt.driver
+            if type(driver) is AjaxEvse:
+                # The reading the last cycle took, pushed again and fresh, with no card:
+                # `latest` would hand it over as it is, and it was plausible then.
+                ev, status, again = rt.evse, rt.status, driver.last
+                at = driver.pushed_at
+                if ev is not None and again is ev.source and at is not None and (
+                        mono - at <= driver.stale_after and not again.rfid
+                        and not status.com_err):
+                    status.last_ok = mono  # _com_ok, the common case
+                    self._evse_reading(rt, again, now, mono, at)
+                    continue
             assert isinstance(driver, AjaxMeter | AjaxEvse)
             try:
                 reading: MeterReading | EvseReading = driver.latest(mono)

@@ -7,6 +7,7 @@ from them each cycle.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from chargebrain.core.balancer import EvseDecision, EvseInput
@@ -21,6 +22,30 @@ from chargebrain.manager.wakeup import WakeTracker
 OVERRIDE_DISABLE_CHARGING = 1  # C
 OVERRIDE_NO_EVSE_RULES = 2  # E
 OVERRIDE_NO_USER_RULES = 4  # U
+
+
+_UNSET = object()
+
+
+def _marking(name: str) -> property:
+    """The attribute `name` of a class, stored as `_name`: a change to another value
+    (by anyone: the manager's parts, the API, the session layer, a test) counts up the
+    object's `marks`, so that what was made from the attribute can be reused while
+    `marks` stays the same (`inputs.evse_input`)."""
+    private = "_" + name
+
+    def set_value(self: Any, value: Any) -> None:
+        d = self.__dict__
+        if d.get(private, _UNSET) != value:
+            d["marks"] = d.get("marks", 0) + 1
+        d[private] = value
+
+    return property(attrgetter(private), set_value, doc=f"`{name}` (changes are counted)")
+
+
+def _marked(cls: type, names: tuple[str, ...]) -> None:
+    for name in names:
+        setattr(cls, name, _marking(name))
 
 
 @dataclass
@@ -53,6 +78,8 @@ class WakeBand:
 
 @dataclass
 class EvseRuntime:
+    # Changes of the marked fields so far (see `_marking`); never goes down.
+    marks: int = field(default=0, compare=False, repr=False)
     reading: EvseReading | None = None
     source: EvseReading | None = None  # `reading` as read, before an attached meter's values
     decision: EvseDecision | None = None
@@ -100,6 +127,9 @@ class EvseRuntime:
     input: EvseInput | None = None
     input_key: tuple[Any, ...] = ()
     input_cfg: object = None
+    # What the reused input was checked against last (`inputs.evse_input`): the reading
+    # and the driver objects and `marks`.
+    input_seen: tuple[object, object, int] | None = None
 
     @property
     def transaction_energy_wh(self) -> float:
@@ -120,6 +150,14 @@ class EvseRuntime:
         self.max_power_w = 0.0
         self.plan_departure = self.plan_energy_wh = None
         self.reported_departure = self.reported_energy_wh = None
+
+
+#: What an EVSE's balancer input is made of that the session layer, the API and an OCPP
+#: backend change between cycles (`inputs.evse_input`): every change counts up `marks`.
+#: (What the cycle itself sets or reads many times per cycle, the reading, the rules'
+#: wish, the communication state, the plug-in, is compared instead: reading a marked
+#: field costs a function call.)
+_marked(EvseRuntime, ("ov_cur", "overrides", "needs_auth", "authorised", "backend_ma"))
 
 
 @dataclass

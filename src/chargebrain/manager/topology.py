@@ -35,14 +35,15 @@ class Topology:
     lie above each EVSE."""
 
     __slots__ = ("_devices", "_up", "cons", "evse_nodes", "evses", "grid", "groups_and_evses",
-                 "has_grid", "local", "polled", "pushed", "remote", "site_meters",
-                 "synchronous", "virtual")
+                 "has_grid", "local", "polled", "pushed", "pushed_meters", "remote",
+                 "site_meters", "synchronous", "virtual")
 
     def __init__(self, ordered: list[DeviceRuntime], devices: dict[str, DeviceRuntime]) -> None:
         """`ordered`: the devices in configured order; `devices`: the same by id."""
         readable = [rt for rt in devices.values() if rt.driver is not None
                     and (rt.config.device_enabled or rt.dtype.kind is Kind.EVSE)]
         self.pushed = [rt for rt in readable if isinstance(rt.driver, AjaxMeter | AjaxEvse)]
+        self.pushed_meters = [rt for rt in self.pushed if isinstance(rt.driver, AjaxMeter)]
         self.polled = [rt for rt in readable if not isinstance(rt.driver, AjaxMeter | AjaxEvse)]
         # The controller's own devices: reading them is a look at its registers, no I/O.
         self.local = [rt for rt in self.polled if isinstance(rt.driver, LocalEvse | LocalMeter)]
@@ -73,12 +74,14 @@ class Topology:
                             and rt.config.device_enabled and rt.config.group == 0]
         self.has_grid = any(rt.config.role == C.ROLE_GRID for rt in devices.values())
         # Nodes with a meter of their load above each EVSE (its readings are combined
-        # with theirs; a grid meter's reading includes its current, taken off again).
-        self.evse_nodes = [
-            (rt, tuple(n for n in _ancestors(devices, rt.config.group)
-                       if n in self.grid or n in self.cons))
-            for rt in self.evses
-        ]
+        # with theirs; a grid meter's reading includes its current, taken off again), and
+        # those of them with a grid meter; EVSEs without any such node are left out.
+        self.evse_nodes: list[tuple[DeviceRuntime, tuple[int, ...], tuple[int, ...]]] = []
+        for rt in self.evses:
+            nodes = tuple(n for n in _ancestors(devices, rt.config.group)
+                          if n in self.grid or n in self.cons)
+            if nodes:
+                self.evse_nodes.append((rt, nodes, tuple(n for n in nodes if n in self.grid)))
         self.virtual = [rt for rt in devices.values()
                         if rt.dtype.kind is Kind.VIRTUAL and rt.config.device_enabled]
 
