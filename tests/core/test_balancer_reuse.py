@@ -6,8 +6,9 @@ were (a car still paused as before keeps its memory object) must never change a 
 over random sequences of cycles (cars draw what they are given or less, readings move by
 noise, cars are unplugged and plugged in, time moves by uneven steps) every cycle is
 allocated from the carried state and again from a state recomputed the straightforward
-way: no ranking hint, a shuffled one, and every memory rebuilt with its charge counted up
-to the cycle before (what a memory rebuilt every cycle holds). All must agree.
+way: no ranking hint, a shuffled one, every memory rebuilt with its charge counted up to
+the cycle before (what a memory rebuilt every cycle holds), and the reason texts shared
+between cycles built afresh. All must agree.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from chargebrain.core.balancer import (
     Measurement,
     SiteConfig,
     SiteInput,
+    admission,
     allocate,
 )
 from chargebrain.core.model import EvseState
@@ -96,6 +98,13 @@ def rebuilt(state: BalancerState, before: float, rnd: random.Random) -> Balancer
     )
 
 
+def forget_shared_texts() -> None:
+    """Empty the memos that share reason texts between cycles (admission.py): a text
+    built afresh must be the one shared."""
+    admission._shortages.clear()
+    admission._timers.clear()
+
+
 def same(a: Allocation, b: Allocation) -> None:
     """Equal decisions, summaries and carried state (charge_at aside where no charge
     accrues: it counts only with a charge rate)."""
@@ -125,6 +134,8 @@ def test_reused_work_never_changes_an_allocation(site: SiteInput, seed: int) -> 
         a = allocate(site, state, now)
         same(a, allocate(site, dataclasses.replace(state, rank_order=()), now))
         same(a, allocate(site, rebuilt(state, now - 3.0, rnd), now))
+        forget_shared_texts()
+        same(a, allocate(site, state, now))
         for d in a.evses:  # a memory kept as it was still tells this cycle's pause
             m = a.state.evses.get(d.id)
             if d.paused and m is not None and d.lreason is not Limit.OFFLINE:

@@ -19,8 +19,7 @@ inputs or of the carried state.
 
 from __future__ import annotations
 
-import math
-
+from chargebrain.core.balancer.admission import admit, measure_first
 from chargebrain.core.balancer.data import Allocation, BalancerState, Limit, PauseReason, SiteInput
 from chargebrain.core.balancer.drawing import floor_of
 from chargebrain.core.balancer.filling import fill_tier
@@ -34,6 +33,7 @@ from chargebrain.core.balancer.prepare import (
     CANDIDATE,
     CAP_REASONS,
     FITS,
+    IDLE,
     INF,
     NOT_SET,
     Slot,
@@ -52,78 +52,188 @@ def allocate(site: SiteInput, state: BalancerState, now: float) -> Allocation:
     `now` is the caller's clock in seconds.
     """
     w = prepare(site, state, now)
-    cands = [s for s in w.slots if s.kind == CANDIDATE]
-    if state.rank_order:
-        cands = in_last_order(cands, state.rank_order)
-    active, idle = split_idle(w, cands)
+    tiers, idle, probing, movers, others = sort_out(w, state.rank_order)
     limits = list(w.cap)
-    order = by_priority(w, active)
-    idle.extend(unprobe(active))
+    order = by_priority(w, tiers)
+    idle.extend(unprobe(probing))
     order.extend(admit_idle(w, idle))
-    hand_over(w, limits, order)
-    explain(w, cands)
+    hand_over(w, limits, order, movers, others)
+    explain(w, order)
     return finish(w, state)
 
 
-def in_last_order(cands: list[Slot], last: tuple[str, ...]) -> list[Slot]:
-    """The candidates in the order the last cycle ranked them (new ones last, by id).
-
-    Only where the sorts start from: every ranking key ends in the EVSE's id, so the
-    sorted result is the same from any start; from last cycle's order, where a few cars
-    moved, sorting takes about one comparison a car instead of log2(n)."""
-    by_id = {s.e.id: s for s in cands}
-    out = []
-    take = by_id.pop
-    for i in last:
-        s = take(i, None)
-        if s is not None:
-            out.append(s)
-    out.extend(by_id.values())
-    return out
+Tiers = dict[tuple[float, ...], list[Slot]]
+_GONE = Slot.__new__(Slot)  # what the hint's ids that no longer compete map to
 
 
-def by_priority(w: Work, active: list[Slot]) -> list[Slot]:
+def sort_out(
+    w: Work, last: tuple[str, ...]
+) -> tuple[Tiers, list[Slot], list[Slot], list[Slot], list[Slot]]:
+    """One pass over the candidates: apply what the cars have shown by drawing (see
+    drawing.py: each car's minimum is the start current it has shown, a probing car's
+    minimum is the probe's current and it has no lending cap, idle cars are set aside to
+    be served last, at their minimum), give each car that competes its ranking key, and
+    put it in its priority tier. Returns the tiers, the idle cars, the probing ones, the
+    candidates that had a current last cycle or draw now, and the EVSEs neither fixed nor
+    competing (these two for the handover).
+
+    The candidates are visited in the order the last cycle ranked them (`last`; new ones
+    after, by id): only where the sorts start from, since every ranking key ends in the
+    EVSE's id; from last cycle's order, where a few cars moved, sorting a tier takes
+    about one comparison a car instead of log2 of its size."""
+    by_id: dict[str, Slot] = {}
+    others: list[Slot] = []
+    for s in w.slots:
+        kind = s.kind
+        if kind == CANDIDATE:
+            by_id[s.e.id] = s
+        elif kind == IDLE:
+            others.append(s)
+    if last:
+        take = by_id.pop
+        cands = [(i, s) for i in last if (s := take(i, _GONE)) is not _GONE]
+        cands.extend(by_id.items())
+    else:
+        cands = list(by_id.items())
+    now, tun = w.now, w.tun
+    rotate_after, gap = tun.rotation_time_s, tun.rotation_gap_mah * 3600.0
+    tiers: Tiers = {}
+    idle: list[Slot] = []
+    probing: list[Slot] = []
+    movers: list[Slot] = []
+    bucket: dict[int, list[Slot]] = {}  # id of a tier key -> its cars (tiers, by identity)
+    tier_of: tuple[float, ...] = ()
+    members: list[Slot] = []
+    for evse_id, s in cands:
+        mem, d = s.mem, s.drawn
+        if d[0] > 0 or d[1] > 0 or d[2] > 0 or (mem.plugged and mem.last_set > 0):
+            movers.append(s)
+        dm = s.dm
+        least = s.min
+        if dm.start_min <= least:  # floor_of(dm, s.min, max_current), at once
+            floor = least
+        else:
+            e = s.e
+            cap = e.max_current
+            if e.backend_current is not None and e.backend_current < cap:
+                cap = e.backend_current
+            floor = floor_of(dm, least, cap)
+        probe = s.probing
+        if probe and s.frozen >= 0 and dm.probe_until is None:
+            s.probing = probe = False  # a probe raises the car: it waits for fresh readings
+        if probe:
+            s.floor = floor  # (unprobe falls back to it)
+            s.min = least = max(floor, dm.probe_ma)
+            s.want, s.cap_kind = max(s.max_want, least), s.max_kind
+            probing.append(s)
+        elif s.idle:
+            s.min = s.want = floor
+            s.cap_kind = Limit.CAR_DRAW
+            if s.frozen >= 0:
+                _hold(w, s)
+            idle.append(s)
+            continue
+        elif floor != least:
+            s.min = floor
+            if s.want < floor:
+                s.want = floor
+        if s.frozen >= 0:
+            _hold(w, s)
+        # The ranking key (docs/load-management.md, stage 1), and with the id what the
+        # sort goes by (the id orders every tie).
+        order: tuple[float, ...]
+        if probe:
+            # A probe takes no one's place, it gets what the others leave; but a car that
+            # has never drawn and not been probed yet takes its turn like a waiting car.
+            waiting = mem.waiting_since if mem.waiting_since is not None else now
+            plugged = s.plugged_since if s.plugged_since is not None else now
+            fresh = not dm.failed and s.charge <= 0
+            order = (1.0, -INF, waiting, plugged) if fresh else (2.0, waiting, plugged)
+        else:
+            if s.incumbent:
+                since = mem.charging_since if mem.charging_since is not None else now
+                # Charging cars first, most recently started first. One that has charged
+                # for the rotation time competes with the waiting cars as if it had been
+                # given `gap` less charge: it yields to a car that has had that much
+                # less, or none.
+                if now - since < rotate_after:
+                    order = (0.0, -since)
+                else:
+                    order = (1.0, s.charge - gap, -since)
+            else:
+                # Waiting cars: the least charge given first (none at all before any),
+                # then the longest waiting.
+                waiting = mem.waiting_since if mem.waiting_since is not None else now
+                plugged = s.plugged_since if s.plugged_since is not None else now
+                order = (1.0, s.charge if s.charge > 0 else -INF, waiting, plugged)
+            if s.plan:
+                order = plan_order(s, order)
+        s.rank = (order, evse_id)
+        tier = s.tier
+        if tier is not tier_of:
+            tier_of = tier
+            got = bucket.get(id(tier))
+            if got is None:
+                got = bucket[id(tier)] = tiers.setdefault(tier, [])
+            members = got
+        members.append(s)
+    return tiers, idle, probing, movers, others
+
+
+def _hold(w: Work, s: Slot) -> None:
+    """A meter above the car is not fresh: it gets no more than it had (a car that had
+    nothing waits, see admit)."""
+    last = s.mem.last_set if s.incumbent else 0
+    if s.want > last:
+        s.want = max(last, s.min)
+        s.cap_kind = w.kind_of(s.frozen * 3)
+        s.cap_reason = f"no fresh meter reading ({w.tree.labels[s.frozen]})"
+
+
+def by_priority(w: Work, tiers: Tiers) -> list[Slot]:
     """Tier by tier, highest priority first: admit the tier's minimums (stage 1), then
     give the tier everything above them it can use (stage 2); a lower tier gets what is
     left. Cars refused for the phase imbalance are tried again at the end, since lower
     tiers on the other phases may have balanced them. Returns the admitted slots in the
     order they were admitted."""
-    active.sort(key=_by_tier)  # stable: ties keep their order
     blocked: dict[int, tuple[float, ...]] = {}
     order: list[Slot] = []
-    ranked: list[Slot] = []
-    start, n = 0, len(active)
-    for i in range(1, n + 1):
-        if i == n or _new_tier(active[i].tier, active[start].tier):
-            part = active[start:i]
-            order.extend(admit_tier(w, part, blocked))  # ranks `part` in place
-            ranked.extend(part)
-            start = i
-    w.rank_order = tuple([s.e.id for s in ranked])
-    refused = [s for s in active if s.fail == BY_IMBALANCE and not s.admitted]
+    ranked: list[str] = []
+    refused: list[Slot] = []
+    for key in sorted(tiers):
+        order.extend(admit_tier(w, tiers[key], blocked, refused, ranked))
+    w.rank_order = tuple(ranked)
+    refused = [s for s in refused if not s.admitted]
     if refused:
-        again = admit(w, refused, {}, once_more=True)
+        again = admit(w, refused, {}, [], once_more=True)
         if again:
             order.extend(again)
             fill(w, again)
     return order
 
 
-def admit_tier(w: Work, tier: list[Slot], blocked: dict[int, tuple[float, ...]]) -> list[Slot]:
+def admit_tier(w: Work, tier: list[Slot], blocked: dict[int, tuple[float, ...]],
+               refused: list[Slot], ranked: list[str]) -> list[Slot]:
     """Stages 1 and 2 for one priority tier. With departure plans (plans.py) the cars
     whose plan leaves time are admitted only after the urgent ones have been given what
-    their plans need."""
-    if not w.planned or not any(s.plan for s in tier):
-        admitted = admit(w, tier, blocked)
+    their plans need. `refused` and `ranked`: see admission.admit."""
+    if not w.planned:
+        admitted = admit(w, tier, blocked, refused, ranked)
+        if w.imb_limit > 0:
+            w.imb_eff = max(w.imb_limit, w.imbalance())
+        fill_tier(w, admitted)  # fill(w, admitted): they are of one tier
+        return admitted
+    if not any(s.plan for s in tier):
+        admitted = admit(w, tier, blocked, refused, ranked)
         fill(w, admitted)
         return admitted
     first = [s for s in tier if s.plan != SLACK]
     later = [s for s in tier if s.plan == SLACK]
-    admitted = admit(w, first, blocked) if first else []
+    admitted = admit(w, first, blocked, refused, ranked) if first else []
     _bound_imbalance(w)
     raise_urgent(w, [s for s in admitted if s.plan == URGENT], fill_tier)
     if later:
-        admitted.extend(admit(w, later, blocked))
+        admitted.extend(admit(w, later, blocked, refused, ranked))
         _bound_imbalance(w)
     fill_planned(w, admitted, fill_tier, urgent_done=True)
     return admitted
@@ -140,66 +250,22 @@ def fill(w: Work, admitted: list[Slot]) -> None:
     """Stage 2 for cars just admitted (of one tier, or retried ones tier by tier)."""
     if w.imb_limit > 0:
         w.imb_eff = max(w.imb_limit, w.imbalance())
+    fill_one = fill_planned if w.planned else None
     start, n = 0, len(admitted)
     for i in range(1, n + 1):
         if i == n or admitted[i].tier != admitted[start].tier:
-            fill_planned(w, admitted[start:i], fill_tier)
+            if fill_one is None:  # no departure plans: the plain filling
+                fill_tier(w, admitted[start:i])
+            else:
+                fill_one(w, admitted[start:i], fill_tier)
             start = i
 
 
-def split_idle(w: Work, cands: list[Slot]) -> tuple[list[Slot], list[Slot]]:
-    """Apply what the cars have shown by drawing (see drawing.py): each car's minimum is
-    the start current it has shown, a probing car's minimum is the probe's current (and
-    no lending cap), and idle cars are set aside to be served last, at their minimum."""
-    active: list[Slot] = []
-    idle: list[Slot] = []
-    for s in cands:
-        dm = s.dm
-        if dm.start_min <= s.min:  # floor_of(dm, s.min, max_current), at once
-            floor = s.floor = s.min
-        else:
-            e = s.e
-            cap = e.max_current
-            if e.backend_current is not None and e.backend_current < cap:
-                cap = e.backend_current
-            floor = s.floor = floor_of(dm, s.min, cap)
-        if s.frozen >= 0 and s.probing and dm.probe_until is None:
-            s.probing = False  # a probe raises the car: it waits for fresh readings
-        if s.probing:
-            s.min = max(floor, s.dm.probe_ma)
-            s.want, s.cap_kind = max(s.max_want, s.min), s.max_kind
-        elif s.idle:
-            s.min = s.want = floor
-            s.cap_kind = Limit.CAR_DRAW
-            idle.append(s)
-            continue
-        else:
-            s.min = floor
-            s.want = max(s.want, floor)
-        if s.frozen >= 0:
-            _hold(w, s)
-        active.append(s)
-    for s in idle:
-        if s.frozen >= 0:
-            _hold(w, s)
-    return active, idle
-
-
-def _hold(w: Work, s: Slot) -> None:
-    """A meter above the car is not fresh: it gets no more than it had (a car that had
-    nothing waits, see admit)."""
-    last = s.mem.last_set if s.incumbent else 0
-    if s.want > last:
-        s.want = max(last, s.min)
-        s.cap_kind = w.kind_of(s.frozen * 3)
-        s.cap_reason = f"no fresh meter reading ({w.tree.labels[s.frozen]})"
-
-
-def unprobe(active: list[Slot]) -> list[Slot]:
+def unprobe(probing: list[Slot]) -> list[Slot]:
     """Probing cars whose probe current did not fit: no probe this cycle (it stays due);
     they are idle cars like the others."""
     out = []
-    for s in active:
+    for s in probing:
         if s.probing and not s.admitted:
             s.probing, s.paused, s.fail = False, False, NOT_SET
             s.pause_reason, s.reason = PauseReason.NONE, ""
@@ -245,221 +311,11 @@ def admit_idle(w: Work, idle: list[Slot]) -> list[Slot]:
     return admitted
 
 
-def measure_first(s: Slot) -> None:
-    """A car whose phases are not known yet, kept from starting by the imbalance it would
-    cause if it were single-phase: it starts at its minimum, counted as balanced, so that
-    its meter shows which phases it uses (else it would never be measured)."""
-    s.hmask = s.lmask = 0
-    s.want = s.max_want = s.min
-    s.cap_kind = s.max_kind = Limit.IMBALANCE
-
-
-def rank(w: Work, cands: list[Slot], tiers: bool = True) -> None:
-    """Sort the candidates in admission order (see docs/load-management.md, stage 1).
-    `tiers`: they may be of several priority tiers (else all of one)."""
-    now, tun = w.now, w.tun
-    rotate_after = tun.rotation_time_s
-    gap = tun.rotation_gap_mah * 3600.0
-    for s in cands:
-        mem = s.mem
-        if s.probing:
-            # A probe takes no one's place, it gets what the others leave; but a car that
-            # has never drawn and not been probed yet takes its turn like a waiting car.
-            waiting = mem.waiting_since if mem.waiting_since is not None else now
-            plugged = s.plugged_since if s.plugged_since is not None else now
-            fresh = not s.dm.failed and s.charge <= 0
-            s.order = (1.0, -INF, waiting, plugged) if fresh else (2.0, waiting, plugged)
-        elif s.incumbent:
-            since = mem.charging_since if mem.charging_since is not None else now
-            # Charging cars first, most recently started first. One that has charged for
-            # the rotation time competes with the waiting cars as if it had been given
-            # `gap` less charge: it yields to a car that has had that much less, or none.
-            if now - since < rotate_after:
-                s.order = (0.0, -since)
-            else:
-                s.order = (1.0, s.charge - gap, -since)
-        else:
-            # Waiting cars: the least charge given first (none at all before any), then
-            # the longest waiting.
-            waiting = mem.waiting_since if mem.waiting_since is not None else now
-            plugged = s.plugged_since if s.plugged_since is not None else now
-            s.order = (1.0, s.charge if s.charge > 0 else -INF, waiting, plugged)
-        if s.plan and not s.probing:
-            s.order = plan_order(s, s.order)
-    cands.sort(key=_by_order)
-    if tiers:
-        cands.sort(key=_by_tier)  # stable: by (tier, order, id)
-
-
-def _by_order(s: Slot) -> tuple[tuple[float, ...], str]:
-    return s.order, s.e.id
-
-
-def _new_tier(t: tuple[float, ...], u: tuple[float, ...]) -> bool:
-    """t != u, at once where they are the same object (most neighbours)."""
-    return t is not u and t != u
-
-
-def _by_tier(s: Slot) -> tuple[float, ...]:
-    return s.tier
-
-
-def admit(w: Work, cands: list[Slot], blocked: dict[int, tuple[float, ...]],
-          once_more: bool = False) -> list[Slot]:
-    """Stage 1: reserve minimum currents in ranking order; returns the admitted slots.
-
-    `blocked`: phases (as the imbalance check counts them) of cars refused for the
-    imbalance, with the tier of the first: a lower priority on the same phases waits
-    behind them (kept across tiers). `once_more`: the cars were refused for the imbalance
-    before and are tried once more, their pause undone if they fit now."""
-    rank(w, cands, once_more)
-    now, margin = w.now, w.tun.restart_margin_ma
-    imb_margin = w.tun.imbalance_margin_ma
-    admitted: list[Slot] = []
-    rotated_tiers: set[tuple[float, ...]] = set()
-    retry: list[Slot] = []
-
-    cap, load = w.cap, w.load
-    imbalance_ok = w.imbalance_ok
-
-    soft = w.soft
-    cap_only = [0] * len(soft)
-
-    def check(s: Slot) -> int:
-        if s.incumbent:
-            need = s.min
-            # A car that is charging may keep its minimum within the house's part of the
-            # overdraft penalty (overdraft.py).
-            kept = soft if s.mem.last_set > 0 else cap_only
-            for c in s.cons:  # FITS or the first constraint it breaks
-                if load[c] + need > cap[c] + kept[c]:
-                    return c
-        else:
-            need = s.min + margin
-            for c in s.cons:
-                if load[c] + need > cap[c]:
-                    return c
-            if (s.hmask or s.lmask) and not imbalance_ok(s, s.min + imb_margin):
-                if not s.unsure_phases:
-                    return BY_IMBALANCE
-                measure_first(s)
-        if (s.hmask or s.lmask) and not imbalance_ok(s, need):
-            if not s.unsure_phases:
-                return BY_IMBALANCE
-            measure_first(s)
-        if s.frozen >= 0 and not (s.incumbent and s.mem.last_set >= s.min):
-            return BY_FROZEN
-        return FITS
-
-    count = w.count
-
-    def take(s: Slot) -> None:
-        s.admitted, s.fail = True, FITS
-        amount = s.min
-        for c in s.cons:  # w.reserve(s, amount)
-            load[c] += amount
-        if s.hmask or s.lmask:
-            count(s, amount, True)
-        admitted.append(s)
-        if not s.incumbent and not s.probing:
-            rotated_tiers.add(s.tier)
-
-    def waits(s: Slot) -> bool:
-        """A higher priority on the same phases was refused for the imbalance."""
-        first = blocked.get(s.hmask)
-        return first is not None and first < s.tier
-
-    def flush() -> None:
-        # Imbalance is not monotone: a car refused for it may fit once others balance it.
-        progress = bool(retry)
-        while progress:
-            progress = False
-            for r in retry:
-                if not r.admitted and not waits(r) and check(r) == FITS:
-                    take(r)
-                    progress = True
-
-    if once_more:
-        progress = True
-        while progress:  # one admitted may balance the next
-            progress = False
-            still: dict[int, tuple[float, ...]] = {}  # as `blocked`, for this sweep
-            for s in cands:
-                if s.admitted:
-                    continue
-                first = still.get(s.hmask)
-                if ((first is None or first >= s.tier)
-                        and (s.incumbent or now >= s.mem.pause_until) and check(s) == FITS):
-                    s.paused, s.pause_reason, s.reason = False, PauseReason.NONE, ""
-                    take(s)
-                    progress = True
-                else:
-                    still.setdefault(s.hmask, s.tier)
-        return admitted
-    for s in cands:
-        c = BY_IMBALANCE if blocked and waits(s) else check(s)
-        if not s.incumbent and now < s.mem.pause_until:
-            s.fail = BY_TIMER if c == FITS else c
-        elif c == FITS:
-            take(s)
-        else:
-            s.fail = c
-            if c == BY_IMBALANCE:
-                retry.append(s)
-                blocked.setdefault(s.hmask, s.tier)
-            elif c >= 0 and s.incumbent:
-                # Only loads assumed for missing readings leave it no room: it stops, and
-                # starts again as a charging car when the readings are back.
-                s.data_pause = w.assumed_only(s.cons, s.min)
-    flush()
-    for s in cands:
-        if s.admitted:
-            continue
-        s.paused = True
-        if s.fail == BY_TIMER:
-            s.pause_reason = s.mem.pause_reason or PauseReason.SHORTAGE
-            s.reason = f"pause timer, {math.ceil(s.mem.pause_until - now)} s left"
-        elif s.fail == BY_FROZEN:
-            s.pause_reason = s.mem.pause_reason or PauseReason.SHORTAGE
-            s.data_pause = s.mem.data_pause  # still waiting for the readings it stopped for
-            s.reason = f"waiting for a fresh meter reading ({w.tree.labels[s.frozen]})"
-        elif s.fail == BY_IMBALANCE:
-            s.pause_reason = PauseReason.IMBALANCE
-            s.reason = "phase imbalance"
-        elif s.incumbent and s.order[0] == 1.0 and s.tier in rotated_tiers:
-            s.pause_reason = PauseReason.ROTATION
-            s.reason = "round robin"
-        elif s.plan == SLACK and s.fail >= 0 and not s.data_pause:
-            s.pause_reason = PauseReason.ROTATION if s.incumbent else PauseReason.SHORTAGE
-            s.reason = f"departure plan leaves time ({w.label_of(s.fail)})"
-        else:
-            s.pause_reason = PauseReason.SHORTAGE
-            held = bool(s.data_pause or (not s.incumbent and s.mem.data_pause))
-            s.reason = _shortage(w.label_of(s.fail), held)
-    return admitted
-
-
-_shortages: dict[tuple[str, bool], str] = {}
-
-
-def _shortage(label: str, held: bool) -> str:
-    """The reason of a car refused on the limit `label` (`held`: only loads assumed for
-    missing readings refuse it), one string object between cycles: most refusals repeat,
-    and finish's decision memo then hashes it once."""
-    key = (label, held)
-    got = _shortages.get(key)
-    if got is None:
-        if len(_shortages) >= 1024:
-            _shortages.clear()
-        missing = ", readings missing" if held else ""
-        got = _shortages[key] = f"minimum current not available ({label}{missing})"
-    return got
-
-
-def explain(w: Work, cands: list[Slot]) -> None:
-    """Name what binds each admitted EVSE's current."""
+def explain(w: Work, admitted: list[Slot]) -> None:
+    """Name what binds each admitted EVSE's current (`admitted`: every car admitted this
+    cycle, some of which the handover may have held back)."""
     names: dict[int, tuple[Limit, str]] = {}  # constraint -> (kind, label)
-    for s in cands:
+    for s in admitted:
         if not s.admitted:
             continue
         if s.bound == BY_CAP:

@@ -15,7 +15,6 @@ from chargebrain.core.balancer.work import (
     BY_IMBALANCE,
     INF,
     MASK_PHASES,
-    PAIRS,
     Slot,
     Work,
 )
@@ -52,25 +51,38 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
     exceeded. A limit that binds this tier is closed afterwards: the sub-step remainder
     on it is not handed to lower priorities (they would otherwise get more than a
     higher-priority car that still wants more).
+
+    Cars under the same limits (the same constraint tuple, which the cycle's memo shares
+    between EVSEs of one group and phase mask) are counted as one group: the group's
+    limits are updated once per freeze, by the number of its cars that stop rising.
     """
     cap, load = w.cap, w.load
     step = max(w.tun.current_step_ma, 1)
+    n = len(tier)
     k = [0] * len(cap)
-    users: dict[int, list[int]] = {}
+    group_of: dict[int, int] = {}  # id of a constraint tuple -> group
+    gcons: list[tuple[int, ...]] = []
+    members: list[list[int]] = []
+    car_group = [0] * n
     khi, klo = [0, 0, 0], [0, 0, 0]  # rising cars that may / surely draw on each phase
     events = []
+    hcars = []  # the cars an imbalance limit can stop (those with an hmask)
     # A car that surely draws only what it draws now counts as surely drawing while it
     # rises up to that (`sure_events`: the level it stops at), on the heavy side all along.
     sure_events: list[tuple[int, int]] = []
-    in_lo = [False] * len(tier)
+    in_lo = [False] * n
     for i, s in enumerate(tier):
-        for c in s.cons:
-            if k[c] == 0:
-                users[c] = [i]
-            else:
-                users[c].append(i)
-            k[c] += 1
+        cons = s.cons
+        g = group_of.get(id(cons))
+        if g is None:
+            g = group_of[id(cons)] = len(gcons)
+            gcons.append(cons)
+            members.append([i])
+        else:
+            members[g].append(i)
+        car_group[i] = g
         if s.hmask:
+            hcars.append(i)
             for p in MASK_PHASES[s.hmask]:
                 khi[p] += 1
         if s.lmask:
@@ -83,10 +95,19 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
                     sure_events.append((sure, i))
         room = s.want - s.min
         events.append((room - room % step, i))
+    users: dict[int, list[int]] = {}  # constraint -> the groups under it
+    for g, cons in enumerate(gcons):
+        m = len(members[g])
+        for c in cons:
+            if k[c] == 0:
+                users[c] = [g]
+            else:
+                users[c].append(g)
+            k[c] += m
     sure_events.sort()
     sure_ptr, n_sure = 0, len(sure_events)
-    rising = [True] * len(tier)
-    left = len(tier)
+    rising = [True] * n
+    left = n
     events.sort()
     n_events = len(events)
     heap = []
@@ -99,25 +120,32 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
     reserve = w.imb_reserve
     ptr = 0
 
-    def freeze(i: int, lam: int, why: int) -> None:
+    def freeze(cars: list[int], lam: int, why: int) -> None:
+        """Stop these rising cars at `lam` above their minimum, bound by `why`."""
         nonlocal left
-        s = tier[i]
-        rising[i] = False
-        left -= 1
-        s.extra = lam
-        s.bound = why
-        for c in s.cons:
-            load[c] += lam
-            k[c] -= 1
-        if s.hmask:
-            for p in MASK_PHASES[s.hmask]:
-                hi[p] += lam
-                khi[p] -= 1
-        if in_lo[i]:
-            in_lo[i] = False
-            for p in MASK_PHASES[s.lmask]:
-                lo[p] += lam
-                klo[p] -= 1
+        stopped: dict[int, int] = {}  # group -> its cars stopped now
+        for i in cars:
+            s = tier[i]
+            rising[i] = False
+            s.extra = lam
+            s.bound = why
+            g = car_group[i]
+            stopped[g] = stopped.get(g, 0) + 1
+            if s.hmask:
+                for p in MASK_PHASES[s.hmask]:
+                    hi[p] += lam
+                    khi[p] -= 1
+            if in_lo[i]:
+                in_lo[i] = False
+                for p in MASK_PHASES[s.lmask]:
+                    lo[p] += lam
+                    klo[p] -= 1
+        left -= len(cars)
+        for g, m in stopped.items():
+            added = lam * m
+            for c in gcons[g]:
+                load[c] += added
+                k[c] -= m
 
     while left:
         while ptr < n_events and not rising[events[ptr][1]]:
@@ -137,49 +165,97 @@ def water_fill(w: Work, tier: list[Slot]) -> None:
                 continue
             best_c, best = c, actual
             break
-        imb_lam, imb_p, imb_q = INF, -1, -1
-        if imb_limit > 0:
-            for p, q in PAIRS:
-                d = khi[p] - klo[q]
-                if d > 0:
-                    gap = imb_limit - (base[p] + hi[p] - base[q] - lo[q]) - reserve[p * 3 + q]
-                    lam = gap // d
-                    lam -= lam % step
-                    if lam < imb_lam:
-                        imb_lam, imb_p, imb_q = lam, p, q
-        while sure_ptr < n_sure and not in_lo[sure_events[sure_ptr][1]]:
-            sure_ptr += 1
-        if sure_ptr < n_sure and sure_events[sure_ptr][0] <= min(cap_lam, best, imb_lam):
-            # A car reaches what it draws now: above it, it no longer surely draws.
+        first = cap_lam if cap_lam < best else best
+        while True:
+            imb_lam, imb_p, imb_q = INF, -1, -1
+            if imb_limit > 0 and (khi[0] or khi[1] or khi[2]):  # else no pair can bind
+                imb_lam, imb_p, imb_q = _imbalance_event(
+                    imb_limit, step, base, hi, lo, khi, klo, reserve)
+            while sure_ptr < n_sure and not in_lo[sure_events[sure_ptr][1]]:
+                sure_ptr += 1
+            if sure_ptr == n_sure or sure_events[sure_ptr][0] > min(first, imb_lam):
+                break
+            # A car reaches what it draws now: above it, it no longer surely draws. (Only
+            # the imbalance event moves: the caps and limits stay where they were.)
             sure_lam, i = sure_events[sure_ptr]
             sure_ptr += 1
             in_lo[i] = False
             for p in MASK_PHASES[tier[i].lmask]:
                 lo[p] += sure_lam
                 klo[p] -= 1
-            continue
         # The earliest event wins; a cap reached at the same level as a limit counts as the
         # car's own cap (it wants no more).
         if cap_lam <= best and cap_lam <= imb_lam:
+            capped = []
             while ptr < n_events and events[ptr][0] == cap_lam:
                 i = events[ptr][1]
                 if rising[i]:
-                    freeze(i, cap_lam, BY_CAP)
+                    capped.append(i)
                 ptr += 1
+            freeze(capped, cap_lam, BY_CAP)
         elif best <= imb_lam:
             best = max(best, 0)
-            for i in users[best_c]:
-                if rising[i]:
-                    freeze(i, best, best_c)
+            freeze([i for g in users[best_c] for i in members[g] if rising[i]], best, best_c)
             # Closed to lower priorities; never opened: cars kept at their minimum within
             # the house's part of the overdraft penalty stand beyond the capacity.
             cap[best_c] = min(cap[best_c], load[best_c])
         else:
             imb_lam = max(imb_lam, 0)
             pbit, qbit = 1 << imb_p, 1 << imb_q
-            for i, s in enumerate(tier):
-                if rising[i] and s.hmask & pbit and not (in_lo[i] and s.lmask & qbit):
-                    freeze(i, imb_lam, BY_IMBALANCE)
+            freeze([i for i in hcars if rising[i] and tier[i].hmask & pbit
+                    and not (in_lo[i] and tier[i].lmask & qbit)], imb_lam, BY_IMBALANCE)
             pq = imb_p * 3 + imb_q
             gap = imb_limit - (base[imb_p] + hi[imb_p] - base[imb_q] - lo[imb_q])
             reserve[pq] = max(gap, 0)
+
+
+def _imbalance_event(
+    limit: int, step: int, base: list[int], hi: list[int], lo: list[int], khi: list[int],
+    klo: list[int], reserve: list[int],
+) -> tuple[int, int, int]:
+    """The lowest level (whole steps) at which a pair of phases (p, q) reaches the
+    imbalance limit, with p and q: over the pairs in PAIRS' order, the first lowest wins;
+    (INF, -1, -1) if no pair's spread grows. Spelt out pair by pair: it runs at every
+    event of the filling."""
+    h0, h1, h2 = base[0] + hi[0], base[1] + hi[1], base[2] + hi[2]
+    l0, l1, l2 = base[0] + lo[0], base[1] + lo[1], base[2] + lo[2]
+    kh0, kh1, kh2 = khi
+    kl0, kl1, kl2 = klo
+    best, bp, bq = INF, -1, -1
+    d = kh0 - kl1
+    if d > 0:
+        lam = (limit - (h0 - l1) - reserve[1]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 0, 1
+    d = kh0 - kl2
+    if d > 0:
+        lam = (limit - (h0 - l2) - reserve[2]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 0, 2
+    d = kh1 - kl0
+    if d > 0:
+        lam = (limit - (h1 - l0) - reserve[3]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 1, 0
+    d = kh1 - kl2
+    if d > 0:
+        lam = (limit - (h1 - l2) - reserve[5]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 1, 2
+    d = kh2 - kl0
+    if d > 0:
+        lam = (limit - (h2 - l0) - reserve[6]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 2, 0
+    d = kh2 - kl1
+    if d > 0:
+        lam = (limit - (h2 - l1) - reserve[7]) // d
+        lam -= lam % step
+        if lam < best:
+            best, bp, bq = lam, 2, 1
+    return best, bp, bq

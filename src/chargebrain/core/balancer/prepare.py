@@ -374,6 +374,7 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
     imb = w.imb_base
     width = tree.depth + 1
     tiers: dict[tuple[int, int], tuple[float, ...]] = {}
+    same_tier: dict[tuple[float, ...], tuple[float, ...]] = {}
     index, cons_cache = tree.index, w.cons_cache
     quiet = _quiet_nodes(site, index)
     for s in slots:
@@ -394,7 +395,9 @@ def prepare(site: SiteInput, state: BalancerState, now: float) -> Work:
                 prio = tree.prio[node]
                 key: list[float] = [-x for x in prio]
                 key.extend([-e.priority] * (width - len(prio)))
-                tier = tiers[tkey] = (*key, 1.0, 0.0)
+                # Equal keys as one object (the tiers are told apart by identity first).
+                tier = (*key, 1.0, 0.0)
+                tier = tiers[tkey] = same_tier.setdefault(tier, tier)
             if e.fcfs:
                 since = s.plugged_since if s.plugged_since is not None else now
                 tier = (*tier[:-2], 0.0, since)

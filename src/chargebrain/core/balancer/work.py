@@ -91,7 +91,8 @@ class Slot:
     max_kind = Limit.EVSE_MAX  # cap_kind before any lending cap
     cons: tuple[int, ...] = ()
     tier: tuple[float, ...] = ()
-    order: tuple[float, ...] = ()
+    # (ranking key within its tier, id): what the ranking sorts by (allocate.sort_out)
+    rank: tuple[tuple[float, ...], str] = ((), "")
     incumbent = False
     admitted = False
     fail = NOT_SET
