@@ -59,8 +59,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- the simulated controllers (run in their own process) ------------------------------
 
 
-async def serve(count: int, lifetime: float) -> None:
-    """Serve `count` simulated controllers; print their ports; stop at stdin EOF."""
+async def serve(count: int, lifetime: float, car_every: int = 2) -> None:
+    """Serve `count` simulated controllers, a car plugged in at every `car_every`th from
+    the first (none if `car_every` is 0); print their ports; stop at stdin EOF."""
     from chargebrain.powerbrain.controller import PowerBrain
     from chargebrain.powerbrain.hardware import SimCar, SimEvseHardware
     from chargebrain.servers.modbus_tcp import ModbusTcpServers
@@ -73,7 +74,7 @@ async def serve(count: int, lifetime: float) -> None:
     ports: list[int] = []
     try:
         for i in range(count):
-            car = SimCar(max_ma=16_000, phases=3) if i % 2 == 0 else None
+            car = SimCar(max_ma=16_000, phases=3) if car_every and i % car_every == 0 else None
             brain = PowerBrain(store=None, hardware=SimEvseHardware(car=car))
             brain.start()
             for _ in range(5):
@@ -111,16 +112,17 @@ async def serve(count: int, lifetime: float) -> None:
 class Controllers:
     """The simulated-controller process, seen from the measuring side."""
 
-    def __init__(self, count: int, lifetime: float) -> None:
+    def __init__(self, count: int, lifetime: float, car_every: int = 2) -> None:
         self.count = count
         self.lifetime = lifetime
+        self.car_every = car_every
         self.ports: list[int] = []
         self._proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.bench_cycle", "--serve", str(self.count),
-            str(self.lifetime), cwd=ROOT, env=child_env(),
+            str(self.lifetime), str(self.car_every), cwd=ROOT, env=child_env(),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )
         assert self._proc.stdout is not None
@@ -266,15 +268,16 @@ def run(quick: bool) -> list[Figure]:
 
 
 def _serve(values: list[str]) -> None:
-    count, lifetime = values
+    count, lifetime, car_every = values
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(int(count), float(lifetime)))
+        asyncio.run(serve(int(count), float(lifetime), int(car_every)))
 
 
 def _main(argv: list[str]) -> int:
     return module_main(argv, "python -m bench.bench_cycle", run, (
-        "--serve", ("COUNT", "LIFETIME"),
-        "only serve COUNT simulated controllers (until stdin closes)", _serve))
+        "--serve", ("COUNT", "LIFETIME", "CAR_EVERY"),
+        "only serve COUNT simulated controllers, a car at every CAR_EVERYth (until stdin "
+        "closes)", _serve))
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))

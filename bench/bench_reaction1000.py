@@ -12,7 +12,10 @@ lower limit:
 - **modbus**: the watched wallbox is the built-in controller's EVSE, whose charging-limit
   registers the probe polls over Modbus TCP; the other N-1 EVSEs are HTTP-input EVSEs;
 - **ocpp**: N OCPP 1.6 charge points connected over WebSocket; the lower limit comes as
-  a SetChargingProfile.
+  a SetChargingProfile;
+- **modbus-remote**: N wallboxes the manager itself reaches over Modbus TCP (simulated
+  Power Brain controllers in other processes, read every cycle, `bench.remote_reaction`);
+  the probe reads the watched controller's charging-limit registers over Modbus TCP.
 
 Each kind runs with 1000 EVSEs and, as its baseline in the same run, with 10. A third
 figure per kind counts the EVSEs read within every cycle during the 1000-EVSE run
@@ -20,8 +23,8 @@ figure per kind counts the EVSEs read within every cycle during the 1000-EVSE ru
 cycles that skip EVSEs.
 
 Run alone: `python -m bench --only reaction1000` (quick: 10 samples per size and kind,
-about 4 minutes on 2 cores, most of it configuring 1000 EVSEs and connecting 1000 charge
-points; full: 40 samples).
+about 6 minutes on 2 cores, most of it configuring 1000 EVSEs, connecting 1000 charge
+points and opening 1000 Modbus TCP connections; full: 40 samples).
 """
 
 from __future__ import annotations
@@ -34,23 +37,25 @@ from typing import Any
 from bench.common import Figure, module_main, percentile
 
 SIZES = (10, 1000)
-KINDS = ("http", "modbus", "ocpp")
+KINDS = ("http", "modbus", "ocpp", "modbus-remote")
 GOAL = "<= 100 ms"
 WHAT = {
     "http": "lower current in a push answer, HTTP-input EVSEs",
     "modbus": "lower limit in the EVSE's registers read over Modbus TCP",
     "ocpp": "lower charging profile at the OCPP charge point",
+    "modbus-remote": "lower limit at a wallbox the manager reaches over Modbus TCP",
 }
 
 
 def measure(kind: str, evses: int, samples: int) -> dict[str, Any]:
     """One App with `evses` EVSEs of `kind` and its probe: latencies and cycle reads."""
-    if kind == "modbus":
-        from bench import bench_reaction
+    if kind in ("modbus", "modbus-remote"):
+        from bench import bench_reaction, remote_reaction
 
-        result = asyncio.run(bench_reaction.measure(evses, samples))
+        module = bench_reaction if kind == "modbus" else remote_reaction
+        result: dict[str, Any] = asyncio.run(module.measure(evses, samples))
         if result["misses"] or len(result["latencies_ms"]) < samples:
-            raise RuntimeError(f"modbus, {evses} EVSEs: {result['misses']} overloads "
+            raise RuntimeError(f"{kind}, {evses} EVSEs: {result['misses']} overloads "
                                "without a reaction")
         return result
     from bench import ocpp_reaction

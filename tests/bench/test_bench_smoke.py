@@ -12,7 +12,7 @@ import json
 import pytest
 
 from bench import __main__ as runner
-from bench import bench_cascade, bench_reaction1000, ocpp_reaction
+from bench import bench_cascade, bench_reaction1000, ocpp_reaction, remote_reaction
 from bench.bench_machine import machine_name, yardstick
 from bench.bench_modbus import Servers, load
 from bench.bench_ocpp import MODES, one_round, site_figures
@@ -141,6 +141,17 @@ async def test_a_tiny_ocpp_reaction_and_its_baseline() -> None:
     scaled = bench_reaction1000.figures("ocpp", 2, results["http"], results["ocpp"])
     assert [f.goal for f in scaled] == ["report", "<= 100 ms", "all"]
     assert scaled[2].value == scaled[2].baseline == 4
+
+
+async def test_a_tiny_reaction_at_remote_modbus_wallboxes() -> None:
+    # Three wallboxes reached over Modbus TCP, two overloads: each lowers the watched
+    # controller's limit or `measure` raises; every EVSE read in every cycle counted.
+    small = await remote_reaction.measure(3, 2)
+    assert len(small["latencies_ms"]) == 2 and not small["misses"]
+    assert small["cycles"] > 0 and small["worst_read"] == small["evses"] == 4
+    scaled = bench_reaction1000.figures("modbus-remote", 2, small, small)
+    assert [f.goal for f in scaled] == ["report", "<= 100 ms", "all"]
+    assert "Modbus TCP" in scaled[0].name and scaled[2].value == 4
 
 
 def test_the_machine_yardstick_is_a_fixed_workload_and_names_the_machine() -> None:

@@ -78,5 +78,6 @@ async def test_a_remote_power_brain_keeps_charging_beside_a_pushed_grid_meter(
             id=1, max_charging_cur=16_000))
         remote.hardware.plug(SimCar(max_ma=16_000, phases=3))
         await grid_follows_the_car(http, running, peer, "E2")
+        assert mgr.guard.lowered == 0  # no overload: the guard never acted
     finally:
         await remote.stop()

@@ -6,6 +6,11 @@ once (their feeder collects it with the next answer); the others are written
 concurrently. A car that should draw and does not is woken by a control-pilot
 interruption where the EVSE allows it. A disabled EVSE under the "cancel limit" policy
 is released where it can be (an OCPP charge point's profile is cleared).
+
+The overload guard (manager.guard) lowers single EVSEs at once through `Writer.lower`,
+outside the cycle's own writes; a limit it wrote while a cycle was reading stays the
+EVSE's ceiling in that cycle's writes (that decision did not see the overload), and the
+next cycle's decision is written as it is.
 """
 
 from __future__ import annotations
@@ -45,13 +50,72 @@ class Writer:
     def __init__(self, clock: Clock, devices: Mapping[str, DeviceRuntime]) -> None:
         self.clock = clock
         self.devices = devices  # the same mapping, kept current by the inventory
+        # EVSE -> (limit the guard lowered it to, the first cycle whose decision saw why)
+        self.caps: dict[str, tuple[int, int]] = {}
+        self._lowering: set[asyncio.Future[None]] = set()  # the guard's writes under way
+        self._writing: dict[str, EvseCommand] = {}  # the cycle's writes under way, by EVSE
 
-    async def apply(self, alloc: Allocation) -> None:
-        """Write the commands of `alloc` that changed or are due for a refresh."""
-        await _apply(alloc, self.devices, self.clock)
+    async def apply(self, alloc: Allocation, cycle: int = 0) -> None:
+        """Write the commands of `alloc` (the decision of cycle number `cycle`) that
+        changed or are due for a refresh, each within a ceiling the guard set for a later
+        cycle; the ceilings meant for this one or an earlier one end here."""
+        if self._lowering:
+            # What the EVSEs the guard lowered hold is known again.
+            await asyncio.gather(*self._lowering, return_exceptions=True)
+        caps = self.caps
+        if caps:
+            for dev_id, (_, until) in list(caps.items()):
+                if until <= cycle:
+                    del caps[dev_id]
+        writing = self._writing
+        try:
+            await _apply(alloc, self.devices, self.clock, caps, writing)
+        finally:
+            writing.clear()
+
+    async def lowering(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the guard's writes under way (those that take
+        longer go on)."""
+        if self._lowering:
+            await asyncio.wait(set(self._lowering), timeout=timeout)
+
+    def holding_ma(self, rt: DeviceRuntime) -> int | None:
+        """The charging limit an EVSE holds, is being written by the cycle, or is being
+        given by the guard (None: none known, or charging is off)."""
+        ev = rt.evse
+        cmd = self._writing.get(rt.dev_id) or (ev.last_command if ev is not None else None)
+        if cmd is None or not cmd.enabled:
+            return None
+        cap = self.caps.get(rt.dev_id)
+        return cmd.current_ma if cap is None else min(cap[0], cmd.current_ma)
+
+    def lower(self, rt: DeviceRuntime, current_ma: int, until: int) -> None:
+        """Write at once a lower charging limit to one EVSE (the overload guard), the
+        ceiling of every cycle's writes before cycle number `until`."""
+        ev = rt.evse
+        driver = rt.driver
+        assert ev is not None and driver is not None
+        held = self.caps.get(rt.dev_id)
+        if held is not None:
+            self.caps[rt.dev_id] = (min(held[0], current_ma), max(held[1], until))
+            if held[0] <= current_ma:
+                return  # that much or less is being written already
+        else:
+            self.caps[rt.dev_id] = (current_ma, until)
+        cmd = _command(True, current_ma)
+        if ev.phase_request:
+            cmd = replace(cmd, phases=ev.phase_request)  # as `_apply` writes it
+        mono = self.clock.monotonic()
+        if isinstance(driver, AjaxEvse):
+            _write_now(rt, driver, cmd, mono)
+            return
+        task = asyncio.ensure_future(_write(rt, cmd, mono, self.clock))
+        self._lowering.add(task)
+        task.add_done_callback(self._lowering.discard)
 
 
-async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock: Clock) -> None:
+async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock: Clock,
+                 caps: Mapping[str, tuple[int, int]], writing: dict[str, EvseCommand]) -> None:
     mono = clock.monotonic()
     writes: list[Awaitable[None]] = []
     commands = _COMMANDS
@@ -67,6 +131,8 @@ async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock:
             continue
         enabled = d.charging_enabled
         current = d.current_ma if enabled else 0
+        if caps and d.id in caps and current > caps[d.id][0]:
+            current = caps[d.id][0]  # the guard's lower limit, for an older decision
         cmd = commands.get((current > 0, current)) or _command(current > 0, current)
         if ev.phase_request:
             cmd = replace(cmd, phases=ev.phase_request)  # (manager/phase_auto.py)
@@ -81,6 +147,7 @@ async def _apply(alloc: Allocation, devices: Mapping[str, DeviceRuntime], clock:
                 _write_now(rt, rt.driver, cmd, mono)
             else:
                 writes.append(_write(rt, cmd, mono, clock))
+                writing[d.id] = cmd  # (what the guard must not raise while it goes out)
     if writes:
         await asyncio.gather(*writes)
 

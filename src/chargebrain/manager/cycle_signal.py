@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 
 class CycleSignal:
@@ -26,12 +27,16 @@ class CycleSignal:
         self.changes = 0
         # (wake count a cycle must have seen, future) of callers waiting for a cycle.
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # Told at every wake() (the loop's overload guard), before the loop runs.
+        self.on_wake: Callable[[], None] | None = None
 
     def wake(self) -> None:
         """Run a cycle now on the latest readings (a relevant push, a changed setting)."""
         self.urgent = True
         self.wakes += 1
         self.event.set()
+        if self.on_wake is not None:
+            self.on_wake()
 
     def changed(self) -> None:
         """Something a device or the site shows changed outside a cycle, and no cycle is

@@ -90,6 +90,8 @@ class Decider:
         self.last_site: SiteSnapshot | None = None
         self.evaluated_max_total_ma = 0
         self.evaluated_max_evse_ma = 0
+        # Each group's limit per phase as the last decision evaluated it (None: none).
+        self.group_limits: dict[int, int | None] = {}
         self.cm_values: dict[str, float] = {}
         self.ctx = DictEvalContext()
         self.wish_provider: WishProvider | None = None
@@ -170,6 +172,7 @@ class Decider:
                 number = cfg.group_number
                 gkey = (cfg, own if group_scheduled else limit, measurements.get(number),
                         group_scheduled)
+                self.group_limits[number] = gkey[1]
                 known = group_inputs.get(number)
                 if known is not None and known[0] == gkey:
                     groups.append(known[1])  # nothing it is made of changed

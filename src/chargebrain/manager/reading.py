@@ -43,7 +43,8 @@ _CHARGING = frozenset(s for s in EvseState if s.charging)
 _PLUGGED = frozenset(s for s in EvseState if s.plugged)
 
 
-def _meter_corrected(cfg: DeviceConfig, r: MeterReading) -> MeterReading:
+def meter_corrected(cfg: DeviceConfig, r: MeterReading) -> MeterReading:
+    """A meter's reading with its configured factor and sign applied."""
     factor = cfg.factor * (-1.0 if cfg.invert else 1.0)
     if factor == 1.0:
         return r
@@ -97,27 +98,41 @@ class Readers:
         self.listeners = listeners  # told about plug-in, unplug and cards
         self._pending: dict[str, asyncio.Task[Any]] = {}
 
-    async def read_all(self, topo: Topology) -> None:
-        """Read every device: the pushed ones at once, the polled ones concurrently."""
+    async def read_all(self, topo: Topology, done: frozenset[str] = frozenset()) -> None:
+        """Read every device: the pushed ones at once, the polled ones concurrently (but
+        those of `done`, read already for this cycle by `read_first`)."""
         self._read_pushed(topo)
         if topo.polled:
-            await self._read_polled(topo.polled, wait_pending=True)
+            await self._read_polled(topo.polled, wait_pending=True, done=done)
 
-    async def read_woken(self, topo: Topology) -> None:
+    async def read_first(self, devices: list[DeviceRuntime], timeout: float) -> None:
+        """Read some polled devices before the others of the cycle, waiting at most
+        `timeout` seconds (a read that takes longer carries over): those the overload guard
+        is about to lower, whose readings are then from the moment of the pushed sample
+        that made it act, not from after its write."""
+        await self._read_polled(devices, wait_pending=False, budget=timeout)
+
+    async def read_woken(self, topo: Topology, done: frozenset[str] = frozenset()) -> None:
         """Read for a cycle a push woke: the pushed devices and the built-in ones at once,
         and the other polled devices again, since a pushed sample must not meet an older
         reading of the same current (a grid sample that already shows a car's new draw
         beside that car's old reading, or the other way round). A device whose read is
-        still running from an earlier cycle is not waited for."""
+        still running from an earlier cycle is not waited for, nor one of `done` (read
+        already for this cycle by `read_first`)."""
         self._read_pushed(topo)
         self._read_local(topo)
         if topo.remote:
-            await self._read_polled(topo.remote, wait_pending=False)
+            await self._read_polled(topo.remote, wait_pending=False, done=done)
 
-    async def _read_polled(self, devices: list[DeviceRuntime], wait_pending: bool) -> None:
-        """Read `devices` concurrently within the cycle's time budget; a read that outlasts
-        it carries over to a later cycle (and is not started twice)."""
-        budget = min(READ_TIMEOUT_S, max(0.2, self.settings.params.cycle_ms / 1000.0 * 0.6))
+    async def _read_polled(self, devices: list[DeviceRuntime], wait_pending: bool,
+                           done: frozenset[str] = frozenset(),
+                           budget: float | None = None) -> None:
+        """Read `devices` (but those of `done`) concurrently within the cycle's time
+        budget (or `budget` seconds); a read that outlasts it carries over to a later
+        cycle (and is not started twice)."""
+        if budget is None:
+            budget = min(READ_TIMEOUT_S,
+                         max(0.2, self.settings.params.cycle_ms / 1000.0 * 0.6))
         pending = self._pending
         # A read that carried over and has ended since is done with: this cycle reads
         # that device again (its reading is from before this cycle began).
@@ -128,7 +143,7 @@ class Readers:
         answered = 0
         clock = self.clock
         for rt in devices:
-            if rt.dev_id in pending:
+            if rt.dev_id in pending or (done and rt.dev_id in done):
                 continue
             driver = rt.driver
             if isinstance(driver, OcppEvse):
@@ -241,7 +256,7 @@ class Readers:
             com_ok(rt, mono)
             self._evse_reading(rt, reading, now, mono, taken)
             return
-        corrected = _meter_corrected(rt.config, reading)
+        corrected = meter_corrected(rt.config, reading)
         problem = implausible(corrected)  # the factor may make it so
         if problem is not None:
             com_error(rt, problem, mono)

@@ -16,6 +16,8 @@ narrow interfaces, wired by `manager.assembly.build_manager`:
 * `readers` (manager.reading): reading the devices each cycle;
 * `decider` (manager.decide): from the readings to the allocation;
 * `writer` (manager.apply): writing the decisions to the EVSEs;
+* `guard` (manager.guard): a lower limit at once, before a cycle waits for polled
+  devices, where a fresh grid reading shows an overload;
 * `signal` (manager.cycle_signal): who woke the loop and who waits for a cycle.
 """
 
@@ -32,14 +34,21 @@ from chargebrain.manager.apply import Writer
 from chargebrain.manager.config import SiteParams
 from chargebrain.manager.cycle_signal import CycleSignal
 from chargebrain.manager.decide import Decider
+from chargebrain.manager.guard import OverloadGuard
 from chargebrain.manager.inventory import DeviceInventory
 from chargebrain.manager.ports import SessionListener
 from chargebrain.manager.pushes import Pushes
 from chargebrain.manager.reading import Readers
 from chargebrain.manager.settings import SiteSettings
 from chargebrain.manager.state import DeviceRuntime
+from chargebrain.manager.topology import Topology
 
 log = logging.getLogger("chargebrain.manager")
+
+#: How long a cycle waits for the overload guard's writes before it reads the devices.
+LOWERING_WAIT_S = 0.2
+#: How long it waits for the reads of the EVSEs the guard lowers, before the writes.
+FIRST_READ_WAIT_S = 0.05
 
 
 class ChargingManager:
@@ -66,6 +75,11 @@ class ChargingManager:
         self._next_periodic: float | None = None  # monotonic time the periodic cycle is due
         self._lock = asyncio.Lock()
         self._last_cycle_mono: float | None = None
+        self.guard = OverloadGuard(clock, settings, decider, writer)
+        self._takes = 0  # cycles that took the pushed readings so far
+        self._taken_at: float | None = None  # when the last of them did (monotonic)
+        self._reading: Topology | None = None  # set while a cycle waits for I/O (guarded)
+        signal.on_wake = self._woken
 
     # --- what the parts hold, for the API and the session layer -------------------------
 
@@ -153,9 +167,47 @@ class ChargingManager:
             except Exception:
                 log.exception("control cycle failed")
 
+    @property
+    def waits_for_io(self) -> bool:
+        """Whether a cycle of a site with devices polled over I/O waits for their reads or
+        its writes (meanwhile the overload guard acts at every wake-up)."""
+        return self._reading is not None
+
+    def _woken(self) -> None:
+        """Something woke the loop: while a cycle waits for polled devices or its writes,
+        the guard acts on the readings at hand now (that cycle decided, or decides, on
+        older pushed readings).
+        Called within the caller's request: a fault of the guard is logged, not raised."""
+        topo = self._reading
+        if topo is not None:
+            try:
+                self.guard.act(topo, self._taken_at, self._takes + 1)
+            except Exception:
+                log.exception("overload guard failed")
+
+    async def _guard_first(self, topo: Topology) -> frozenset[str]:
+        """The overload guard at the start of a cycle (whose decision sees the readings it
+        acts on). The EVSEs it lowers that are polled over I/O are read first, so that
+        their readings are from the moment of the pushed sample, not from after the
+        guard's write (the decision subtracts them from that sample; a read slower than
+        FIRST_READ_WAIT_S carries over); then its writes go, before the other reads crowd
+        the loop (one slower than LOWERING_WAIT_S goes on).
+        Returns the ids of the EVSEs read already."""
+        cuts = self.guard.plan(topo, self._taken_at)
+        if not cuts:
+            return frozenset()
+        polled = [rt for rt in topo.remote if rt.dev_id in cuts]
+        if polled:
+            await self.readers.read_first(polled, FIRST_READ_WAIT_S)
+        self.guard.lower(cuts, self._takes + 1)
+        await self.writer.lowering(LOWERING_WAIT_S)
+        return frozenset(rt.dev_id for rt in polled)
+
     async def cycle(self, poll: bool = True) -> Allocation:
         """One control cycle. `poll=False` (a cycle a push woke) takes the pushed readings
-        and reads the polled devices again without waiting for slow ones."""
+        and reads the polled devices again without waiting for slow ones. Where devices
+        are polled over I/O, the overload guard acts first, and again on every wake-up
+        while the cycle waits for their reads or its writes."""
         async with self._lock:
             signal = self.signal
             # The cycle sees everything that woke it so far.
@@ -163,12 +215,25 @@ class ChargingManager:
             seen = signal.wakes
             started = time.perf_counter()
             topo = self.inventory.topology()
-            if poll:
-                await self.readers.read_all(topo)
-            else:
-                await self.readers.read_woken(topo)
-            alloc = self.decider.decide(self.inventory.topology())
-            await self.writer.apply(alloc)
+            guarded = bool(topo.remote)
+            done: frozenset[str] = frozenset()
+            try:
+                if guarded:
+                    self._reading = topo
+                    done = await self._guard_first(topo)
+                # The pushed readings are taken now, before the next wait.
+                self._takes += 1
+                self._taken_at = self.clock.monotonic()
+                if poll:
+                    await self.readers.read_all(topo, done)
+                else:
+                    await self.readers.read_woken(topo, done)
+                self._reading = None  # (not within the decision: it may wake the loop)
+                alloc = self.decider.decide(self.inventory.topology())
+                self._reading = topo if guarded else None
+                await self.writer.apply(alloc, self._takes)
+            finally:
+                self._reading = None
             self.cycle_count += 1
             self.cycle_duration_s = time.perf_counter() - started
             elapsed_ms = round(self.cycle_duration_s * 1000)
