@@ -2,7 +2,7 @@
 E2, a pushed grid meter measures the site, and a display meter polled through a relay
 that the test can hold stands for a slow device. While a cycle woken by an overloading
 grid sample waits for that slow device, the guard has already lowered E2; the decision
-that follows writes its own value."""
+that follows writes its own value. A group with its own grid meter is guarded alike."""
 
 from __future__ import annotations
 
@@ -210,3 +210,47 @@ async def test_a_cycle_reading_when_the_overload_comes_writes_no_more_than_the_g
         assert held.limits[0] == 14_000  # the cycle before the overload: the guard's limit
         assert held.limits[1] <= 14_000  # the next one decided on the overload
         assert "E2" not in mgr.writer.caps  # (and the guard's ceiling ended with it)
+
+
+async def test_the_guard_lowers_the_evses_under_a_group_whose_own_grid_meter_is_over(
+        running: Running, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """E2 in group E10 (20 A), whose feed a pushed grid meter M5 measures: a sample of M5
+    2 A over the group's limit lowers E2 by 2 A at once, while the site's meter M3 (not
+    pushed again) shows no overload; the decision follows once M4 answers."""
+    mgr = running.app.manager
+    async with guarded_site(running, http, tmp_path) as (peer, relay):
+        mgr.inventory.upsert_device(DeviceConfig(
+            "E10", "evse_group", name="carport", max_charging_cur=20_000))
+        e2 = mgr.devices["E2"].config
+        mgr.inventory.upsert_device(DeviceConfig(
+            "E2", "evse_powerbrain", name=e2.name, address=e2.address, id=e2.id,
+            max_charging_cur=16_000, group=10))
+        mgr.inventory.upsert_device(DeviceConfig(
+            "M5", "meter_ajax", name="carport feed", role=3, group=10))
+
+        async def push_both(extra_ma: int = 0) -> None:
+            car = await e1_draw_ma(http, peer)
+            await push_grid(http, running, HOUSE_MA + car)
+            async with http.get(running.url(
+                    f"cmd=set_ajax_meter&dev_id=M5&current={car + extra_ma},"
+                    f"{car + extra_ma},{car + extra_ma}")) as resp:
+                assert resp.status == 200, await resp.text()
+
+        async def charging() -> bool:
+            await push_both()
+            return await limit_da(http, peer) == (160, 1)
+
+        await wait_for(charging, timeout=15.0)
+        await mgr.wait_cycle()
+        assert mgr.decider.group_limits[10] == 20_000
+        relay.open.clear()
+        decisions, lowered = mgr.decider.cycles, mgr.guard.lowered
+        car = await e1_draw_ma(http, peer)
+        async with http.get(running.url(
+                f"cmd=set_ajax_meter&dev_id=M5&current={car + 6_000},{car + 6_000},"
+                f"{car + 6_000}")) as resp:
+            assert resp.status == 200
+        assert await changed_limit(http, peer) == (140, 1)  # 22 A on a 20 A feed: 2 A less
+        assert mgr.decider.cycles == decisions and mgr.guard.lowered == lowered + 1
+        relay.open.set()
+        await wait_for(lambda: mgr.decider.cycles > decisions)
