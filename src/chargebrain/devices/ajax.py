@@ -25,6 +25,11 @@ class _Pushed:
         self.stale_after = stale_after
         self.pushed_at: float | None = None
 
+    def fresh(self, mono: float) -> bool:
+        """Whether a reading was pushed and is no older than `stale_after` at `mono`."""
+        at = self.pushed_at
+        return at is not None and mono - at <= self.stale_after
+
     def _check_fresh(self, mono: float | None = None) -> None:
         if self.pushed_at is None:
             raise DeviceError("no values have been pushed yet")

@@ -263,24 +263,24 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
     assert ev is not None
     r = ev.reading
     status = rt.status
+    # What moves from cycle to cycle (time, the rules' wish, the communication state).
+    offline = status.error_since if status.com_err else None
+    plugged_since = None
+    departure: float | None = None
+    need_wh = 0.0  # `balancer_plan` without a car
+    if ev.plugged:
+        if ev.plugged_at is not None:
+            plugged_since = mono - max(0.0, now - ev.plugged_at)
+        departure, need_wh = balancer_plan(ev, now, mono)
+    moving = (status.com_err, offline, ev.rule_wish, plugged_since, departure, need_wh,
+              schedule_ma)
     seen, last = ev.input_seen, ev.input
     if seen is not None and last is not None and ev.input_cfg is cfg and seen[0] is r and (
-            seen[1] is rt.driver) and seen[2] == ev.marks:
-        # Its reading, settings, driver and the marked fields are the same: compare the
-        # rest of the key (as `input_key == key` below would) without making it. A limit
-        # that is a formula is evaluated anew (`input_seen` is kept only for a number).
-        key = ev.input_key
-        com_err = status.com_err
-        if key[2] == com_err and key[3] == (status.error_since if com_err else None) and (
-                key[4] == ev.rule_wish) and key[13] == schedule_ma:
-            if not ev.plugged:
-                if key[9] is None and key[11] is None and key[12] == 0.0:
-                    return last
-            else:
-                at = ev.plugged_at
-                if key[9] == (None if at is None else mono - max(0.0, now - at)) and (
-                        (key[11], key[12]) == balancer_plan(ev, now, mono)):
-                    return last
+            seen[1] is rt.driver) and seen[2] == ev.marks and ev.input_key[1] == moving:
+        # Its reading, settings, driver and the marked fields are the same, and so is
+        # what moves: the rest of the key is too, without making it. A limit that is a
+        # formula is evaluated anew (`input_seen` is kept only for a number).
+        return last
     limit = cfg.max_charging_cur
     if isinstance(limit, int):
         max_cur = limit
@@ -299,17 +299,8 @@ def evse_input(rt: DeviceRuntime, ctx: DictEvalContext, mono: float, now: float,
             wiring = r.max_current_ma if r.max_current_ma is not None else max_cur
             max_cur = min(max_cur, wiring, r.demand_ma)
             offline_current = wiring
-    offline = status.error_since if status.com_err else None
-    plugged_since = None
-    departure: float | None = None
-    need_wh = 0.0  # `balancer_plan` without a car
-    if ev.plugged:
-        if ev.plugged_at is not None:
-            plugged_since = mono - max(0.0, now - ev.plugged_at)
-        departure, need_wh = balancer_plan(ev, now, mono)
-    key = (max_cur, r, status.com_err, offline, ev.rule_wish, ev.ov_cur, ev.overrides,
-           ev.needs_auth, ev.authorised, plugged_since, ev.backend_ma, departure, need_wh,
-           schedule_ma)
+    key = ((max_cur, r, ev.ov_cur, ev.overrides, ev.needs_auth, ev.authorised,
+            ev.backend_ma), moving)
     # What the key was made of, for the test above (only for a limit that is a number).
     marked = (r, rt.driver, ev.marks) if isinstance(limit, int) else None
     if ev.input is not None and ev.input_cfg is cfg and ev.input_key == key:

@@ -80,9 +80,8 @@ class Pushes:
                         not reading.rfid and not rt.status.com_err and rt.dtype.pushed):
                     # The reading the last cycle took, pushed again to an HTTP-input EVSE:
                     # of `_keep_evse`'s tests only the currents can tell (the others
-                    # compare it with itself). `AjaxEvse.push`, spelt out:
-                    driver.last = reading
-                    driver.pushed_at = mono
+                    # compare it with itself).
+                    driver.push(reading, mono)
                     c = reading.currents
                     over = ev.wake_above_ma
                     if c.l1 > over or c.l2 > over or c.l3 > over:

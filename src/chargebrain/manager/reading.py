@@ -169,13 +169,12 @@ class Readers:
             if type(driver) is AjaxEvse:
                 # The reading the last cycle took, pushed again and fresh, with no card:
                 # `latest` would hand it over as it is, and it was plausible then.
-                ev, status, again = rt.evse, rt.status, driver.last
-                at = driver.pushed_at
-                if ev is not None and again is ev.source and at is not None and (
-                        mono - at <= driver.stale_after and not again.rfid
-                        and not status.com_err):
-                    status.last_ok = mono  # _com_ok, the common case
-                    self._evse_reading(rt, again, now, mono, at)
+                ev, again = rt.evse, driver.last
+                if ev is not None and again is ev.source and not again.rfid and (
+                        driver.fresh(mono) and not rt.status.com_err):
+                    com_ok(rt, mono)
+                    assert driver.pushed_at is not None  # (fresh)
+                    self._evse_reading(rt, again, now, mono, driver.pushed_at)
                     continue
             assert isinstance(driver, AjaxMeter | AjaxEvse)
             try:
